@@ -1,0 +1,399 @@
+//! Sans-IO framing of live media streams.
+//!
+//! A source pushes bytes; this crate cuts them into [`Chunk`]s that start where a listener may
+//! join (**sync points**) and captures the **stream headers** a joining listener needs first.
+//! It never does I/O and never blocks: callers feed bytes with [`Demuxer::push`] and drain
+//! [`Event`]s with [`Demuxer::poll`] until it returns `Ok(None)` (the explicit "incomplete").
+//!
+//! ```text
+//!   bytes from a source ──► Demuxer ──► detect::sniff  (Ogg / WebM / MP3 / AAC / opaque)
+//!                              │
+//!                              ▼
+//!                         one Framer per format: ogg::OggFramer, webm::WebmFramer,
+//!                         mpeg::MpegFramer (MP3 + ADTS), opaque passthrough
+//!                              │ units: (bytes, sync)          │ headers
+//!                              ▼                               ▼
+//!                     coalesced Event::Chunk            Event::Headers
+//! ```
+//!
+//! Map:
+//! - [`detect`]: decides the format from the first bytes, never from a Content-Type.
+//! - [`ogg`]: Ogg pages (CRC checked), logical streams, codec identification from BOS packets,
+//!   header-page capture per chain, Theora keyframe sync points.
+//! - [`webm`]: EBML elements of a live (unknown-size) Segment; header capture up to the first
+//!   Cluster; Clusters whose first video block is a keyframe are sync points.
+//! - [`mpeg`]: MPEG audio (MP3) and AAC-ADTS frame boundaries.
+//! - [`crc`]: the Ogg CRC-32.
+//!
+//! **Architecture invariant:** nothing here knows about sockets, HTTP or time. Every buffer
+//! is bounded: a framer that cannot find structure within its limit reports an error and
+//! skips bytes rather than growing.
+#![forbid(unsafe_code)]
+
+pub mod crc;
+pub mod detect;
+pub mod mpeg;
+pub mod ogg;
+pub mod webm;
+
+use bytes::{Bytes, BytesMut};
+
+pub use detect::Format;
+
+/// A piece of stream data as it will be fanned out to listeners.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chunk {
+    /// The stream bytes, shared (never copied) by every listener.
+    pub bytes: Bytes,
+    /// A listener may start playback at the first byte of this chunk.
+    pub sync: bool,
+}
+
+/// What a framer hands back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The stream's headers changed (first headers, or a new chain/segment). Every chunk that
+    /// follows belongs to these headers; a joining listener is sent them before any chunk.
+    Headers(Bytes),
+    /// Stream data.
+    Chunk(Chunk),
+}
+
+/// A codec identified inside a container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Codec {
+    Vorbis,
+    Opus,
+    Theora,
+    Flac,
+    Speex,
+    Vp8,
+    Vp9,
+    Av1,
+    H264,
+    Mp3,
+    Aac,
+    Unknown,
+}
+
+impl Codec {
+    /// Name as Icecast reports it in `subtype`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Vorbis => "Vorbis",
+            Codec::Opus => "Opus",
+            Codec::Theora => "Theora",
+            Codec::Flac => "FLAC",
+            Codec::Speex => "Speex",
+            Codec::Vp8 => "VP8",
+            Codec::Vp9 => "VP9",
+            Codec::Av1 => "AV1",
+            Codec::H264 => "H264",
+            Codec::Mp3 => "MP3",
+            Codec::Aac => "AAC",
+            Codec::Unknown => "unknown",
+        }
+    }
+
+    pub fn is_video(self) -> bool {
+        matches!(
+            self,
+            Codec::Theora | Codec::Vp8 | Codec::Vp9 | Codec::Av1 | Codec::H264
+        )
+    }
+}
+
+/// What the framer learnt about the stream.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// Codecs of the current headers, in track order.
+    pub codecs: Vec<Codec>,
+    /// Video frame size, when a video track says it.
+    pub video_size: Option<(u32, u32)>,
+}
+
+impl StreamInfo {
+    pub fn has_video(&self) -> bool {
+        self.codecs.iter().any(|c| c.is_video())
+    }
+
+    /// Codec names joined by `/`, as Icecast's `subtype` stat.
+    pub fn subtype(&self) -> String {
+        let names: Vec<&str> = self.codecs.iter().map(|c| c.name()).collect();
+        names.join("/")
+    }
+}
+
+/// Why a framer rejected bytes. Every error is about the source's bytes; after one the framer
+/// has skipped past the bad data and polling may continue, unless [`FormatError::is_fatal`].
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FormatError {
+    #[error("Ogg page with bad CRC dropped (serial {serial:#x}, sequence {sequence}, {len} bytes)")]
+    OggCrc { serial: u32, sequence: u32, len: usize },
+    #[error("{skipped} bytes of garbage skipped looking for the next {what}")]
+    Garbage { skipped: usize, what: &'static str },
+    #[error("Ogg stream with more than {max} logical streams")]
+    TooManyStreams { max: usize },
+    #[error("EBML: {0}")]
+    Ebml(&'static str),
+    #[error("stream headers larger than {limit} bytes")]
+    HeadersTooLarge { limit: usize },
+}
+
+impl FormatError {
+    /// A fatal error means the stream cannot be framed any further; the source should be closed.
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            FormatError::Ebml(_) | FormatError::HeadersTooLarge { .. }
+        )
+    }
+}
+
+/// The interface every format framer implements. Framers buffer input internally (bounded),
+/// and hand back one unit (page, frame, element group) per `poll`.
+pub trait Framer: Send {
+    /// Append bytes read from the source.
+    fn push(&mut self, data: &[u8]);
+    /// The next event, `Ok(None)` when more input is needed.
+    fn poll(&mut self) -> Result<Option<Event>, FormatError>;
+    /// True when every unit this framer emits is a sync point (audio-only formats): then
+    /// consecutive units may be merged freely.
+    fn dense_sync(&self) -> bool;
+    /// What is known about the stream so far.
+    fn info(&self) -> StreamInfo;
+    /// Emit whatever partial unit is buffered (end of stream). Default: nothing.
+    fn flush(&mut self) -> Option<Event> {
+        None
+    }
+}
+
+/// Bytes are passed through as they come, every chunk a sync point: used when the format is
+/// unknown, so the server still relays it (as Icecast's generic handler does).
+#[derive(Debug, Default)]
+pub struct Opaque {
+    buf: BytesMut,
+}
+
+impl Framer for Opaque {
+    fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+    fn poll(&mut self) -> Result<Option<Event>, FormatError> {
+        if self.buf.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Event::Chunk(Chunk {
+            bytes: self.buf.split().freeze(),
+            sync: true,
+        })))
+    }
+    fn dense_sync(&self) -> bool {
+        true
+    }
+    fn info(&self) -> StreamInfo {
+        StreamInfo::default()
+    }
+}
+
+/// Bytes a stream may begin with before its format is decided: after this much without a
+/// recognisable structure the stream is treated as opaque.
+pub const SNIFF_LIMIT: usize = 16 * 1024;
+
+/// Upper bound of one merged chunk: a merged chunk is split here so a listener's burst start
+/// stays fine-grained.
+pub const MAX_CHUNK: usize = 64 * 1024;
+
+/// Detects the format, then drives the matching framer and coalesces its units into chunks.
+///
+/// Coalescing rule: the units produced by one `push` are merged into one chunk unless a unit
+/// is a sync point in a sparse-sync stream (video), where a new chunk starts so the sync point
+/// stays a chunk boundary. The one copy this makes happens once per source, never per listener.
+pub struct Demuxer {
+    state: State,
+    pending: Vec<Event>,
+    /// An error met while gathering units, reported on the poll after the data before it.
+    stashed_error: Option<FormatError>,
+}
+
+enum State {
+    Sniffing(BytesMut),
+    Framing(Format, Box<dyn Framer>),
+}
+
+impl std::fmt::Debug for Demuxer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Demuxer");
+        match &self.state {
+            State::Sniffing(b) => d.field("sniffing", &b.len()),
+            State::Framing(fmt, _) => d.field("format", fmt),
+        };
+        d.finish()
+    }
+}
+
+impl Default for Demuxer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Demuxer {
+    pub fn new() -> Self {
+        Demuxer {
+            state: State::Sniffing(BytesMut::new()),
+            pending: Vec::new(),
+            stashed_error: None,
+        }
+    }
+
+    /// A demuxer for a known format (skips sniffing).
+    pub fn with_format(format: Format) -> Self {
+        Demuxer {
+            state: State::Framing(format, framer_for(format)),
+            pending: Vec::new(),
+            stashed_error: None,
+        }
+    }
+
+    /// The detected format, once decided.
+    pub fn format(&self) -> Option<Format> {
+        match &self.state {
+            State::Sniffing(_) => None,
+            State::Framing(f, _) => Some(*f),
+        }
+    }
+
+    pub fn info(&self) -> StreamInfo {
+        match &self.state {
+            State::Sniffing(_) => StreamInfo::default(),
+            State::Framing(_, fr) => fr.info(),
+        }
+    }
+
+    /// Feed bytes from the source.
+    pub fn push(&mut self, data: &[u8]) {
+        match &mut self.state {
+            State::Framing(_, fr) => fr.push(data),
+            State::Sniffing(buf) => {
+                buf.extend_from_slice(data);
+                let decided = match detect::sniff(buf) {
+                    detect::Sniff::Found(f) => Some(f),
+                    detect::Sniff::NeedMore if buf.len() < SNIFF_LIMIT => None,
+                    detect::Sniff::NeedMore => Some(Format::Opaque),
+                };
+                if let Some(format) = decided {
+                    let mut fr = framer_for(format);
+                    fr.push(buf);
+                    self.state = State::Framing(format, fr);
+                }
+            }
+        }
+    }
+
+    /// Signal end of input: a partial unit still buffered is emitted if the format allows it.
+    pub fn finish(&mut self) -> Option<Event> {
+        match &mut self.state {
+            State::Sniffing(buf) if !buf.is_empty() => Some(Event::Chunk(Chunk {
+                bytes: buf.split().freeze(),
+                sync: true,
+            })),
+            State::Sniffing(_) => None,
+            State::Framing(_, fr) => fr.flush(),
+        }
+    }
+
+    /// Next event, coalesced; `Ok(None)` when more input is needed. After an `Err` that is not
+    /// fatal, keep polling.
+    pub fn poll(&mut self) -> Result<Option<Event>, FormatError> {
+        if let Some(e) = self.stashed_error.take() {
+            return Err(e);
+        }
+        let State::Framing(_, fr) = &mut self.state else {
+            return Ok(None);
+        };
+        if self.pending.is_empty() {
+            // Gather units until incomplete, an error, or a boundary we must keep.
+            loop {
+                match fr.poll() {
+                    Ok(Some(ev)) => {
+                        let boundary = match &ev {
+                            Event::Headers(_) => true,
+                            Event::Chunk(c) => c.sync && !fr.dense_sync(),
+                        };
+                        if boundary && !self.pending.is_empty() {
+                            // Emit what we have, keep this one for the next poll.
+                            let out = merge(&mut self.pending);
+                            self.pending.push(ev);
+                            return Ok(Some(out));
+                        }
+                        let is_headers = matches!(ev, Event::Headers(_));
+                        self.pending.push(ev);
+                        if is_headers {
+                            break;
+                        }
+                        let size: usize = self.pending.iter().map(event_len).sum();
+                        if size >= MAX_CHUNK {
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        if self.pending.is_empty() {
+                            return Err(e);
+                        }
+                        // Report the error on the next poll; emit what came before it.
+                        let out = merge(&mut self.pending);
+                        self.stashed_error = Some(e);
+                        return Ok(Some(out));
+                    }
+                }
+            }
+        }
+        if self.pending.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(merge(&mut self.pending)))
+    }
+}
+
+fn event_len(ev: &Event) -> usize {
+    match ev {
+        Event::Headers(b) => b.len(),
+        Event::Chunk(c) => c.bytes.len(),
+    }
+}
+
+/// Merge pending events: a lone event is returned as is (no copy); several chunks are joined.
+fn merge(pending: &mut Vec<Event>) -> Event {
+    if pending.len() == 1 {
+        return pending.pop().expect("one pending event");
+    }
+    let len: usize = pending.iter().map(event_len).sum();
+    let mut out = BytesMut::with_capacity(len);
+    let mut sync = false;
+    for (i, ev) in pending.drain(..).enumerate() {
+        if let Event::Chunk(c) = ev {
+            if i == 0 {
+                sync = c.sync;
+            }
+            out.extend_from_slice(&c.bytes);
+        }
+    }
+    Event::Chunk(Chunk {
+        bytes: out.freeze(),
+        sync,
+    })
+}
+
+fn framer_for(format: Format) -> Box<dyn Framer> {
+    match format {
+        Format::Ogg => Box::new(ogg::OggFramer::new()),
+        Format::WebM => Box::new(webm::WebmFramer::new()),
+        Format::Mp3 => Box::new(mpeg::MpegFramer::new(mpeg::Kind::Mp3)),
+        Format::Aac => Box::new(mpeg::MpegFramer::new(mpeg::Kind::Adts)),
+        Format::Opaque => Box::new(Opaque::default()),
+    }
+}
