@@ -1,1 +1,178 @@
-fn main() {}
+//! `agora`: the command line. Glue only: parse flags, build a configuration, run the server.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use agora_server::{Config, Credentials, Server};
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "agora", version, about = "Agora: live streaming for conferences, Icecast-compatible")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the Icecast-compatible streaming server.
+    #[command(after_help = SERVE_EXAMPLES)]
+    Serve(ServeArgs),
+}
+
+const SERVE_EXAMPLES: &str = "\
+Examples:
+  agora serve                                   # 127.0.0.1:8000, random passwords printed
+  agora serve --listen 0.0.0.0:8000 --config /etc/agora.toml
+  AGORA_SOURCE_PASSWORD=s3cret agora serve --listen [::]:8000
+
+Push a stream to it:
+  ffmpeg -re -i talk.webm -c copy -content_type video/webm \\
+      icecast://source:PASSWORD@127.0.0.1:8000/live.webm
+  oggfwd -p -n \"Conference live\" 127.0.0.1 8000 PASSWORD /live.ogg < talk.ogg";
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Address to listen on (repeatable). Default 127.0.0.1:8000.
+    #[arg(long = "listen", value_name = "ADDR")]
+    listen: Vec<SocketAddr>,
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Password of user `source` (default: from the config, else random, printed at start).
+    #[arg(long, env = "AGORA_SOURCE_PASSWORD", hide_env_values = true)]
+    source_password: Option<String>,
+    /// Password of user `admin` (default: from the config, else random, printed at start).
+    #[arg(long, env = "AGORA_ADMIN_PASSWORD", hide_env_values = true)]
+    admin_password: Option<String>,
+    /// Access log in Combined Log Format: a file, or `-` for standard output.
+    #[arg(long, value_name = "FILE")]
+    access_log: Option<String>,
+    /// Check the configuration and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    let mut config = match &args.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if !args.listen.is_empty() {
+        config.server.listen = args.listen.clone();
+    }
+    if let Some(p) = args.source_password {
+        config.auth.source_password = Some(p);
+    }
+    if let Some(p) = args.admin_password {
+        config.auth.admin_password = Some(p);
+    }
+    if args.access_log.is_some() {
+        config.server.access_log = args.access_log;
+    }
+    config.validate()?;
+    if args.check_config {
+        println!("configuration OK");
+        return Ok(());
+    }
+    // No fixed default password, ever: generate what was not configured.
+    let gen_source = config.auth.source_password.is_none();
+    let gen_admin = config.auth.admin_password.is_none();
+    let credentials = Credentials {
+        source_password: config
+            .auth
+            .source_password
+            .clone()
+            .unwrap_or_else(agora_server::auth::random_password),
+        admin_user: config.auth.admin_user.clone().unwrap_or_else(|| "admin".into()),
+        admin_password: config
+            .auth
+            .admin_password
+            .clone()
+            .unwrap_or_else(agora_server::auth::random_password),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let server = Server::bind(config.clone(), credentials.clone())
+            .await
+            .with_context(|| format!("cannot listen on {:?}", config.server.listen))?;
+        let addrs = server.local_addrs();
+        banner(&addrs, &credentials, gen_source, gen_admin)?;
+        let token = server.shutdown_token();
+        let fast_exit = tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term = signal(SignalKind::terminate())?;
+            let mut int = signal(SignalKind::interrupt())?;
+            let fast = tokio::select! {
+                _ = term.recv() => { tracing::info!("SIGTERM: draining"); false }
+                _ = int.recv() => { tracing::info!("SIGINT: stopping"); true }
+            };
+            token.cancel();
+            Ok::<bool, std::io::Error>(fast)
+        });
+        let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+        let run = server.run();
+        tokio::pin!(run);
+        tokio::select! {
+            _ = &mut run => {}
+            fast = fast_exit => {
+                if matches!(fast, Ok(Ok(true))) {
+                    // SIGINT: give connections a moment, not the full grace.
+                    let _ = tokio::time::timeout(Duration::from_millis(200), &mut run).await;
+                } else {
+                    let _ = tokio::time::timeout(grace + Duration::from_secs(1), &mut run).await;
+                }
+            }
+        }
+        Ok::<(), anyhow::Error>(())
+    })?;
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    Ok(())
+}
+
+/// Print once, clearly, where the server is and which passwords were generated.
+fn banner(addrs: &[SocketAddr], c: &Credentials, gen_source: bool, gen_admin: bool) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "Agora {} is serving", env!("CARGO_PKG_VERSION"))?;
+    for a in addrs {
+        writeln!(out, "  listening on http://{a}/")?;
+    }
+    if gen_source {
+        writeln!(out, "  source password (generated, user \"source\"): {}", c.source_password)?;
+    }
+    if gen_admin {
+        writeln!(out, "  admin password (generated, user \"{}\"): {}", c.admin_user, c.admin_password)?;
+    }
+    if let Some(a) = addrs.first() {
+        let pw = if gen_source { c.source_password.as_str() } else { "PASSWORD" };
+        writeln!(
+            out,
+            "  push:   ffmpeg -re -i talk.webm -c copy -content_type video/webm icecast://source:{pw}@{a}/live.webm"
+        )?;
+        writeln!(out, "  listen: ffplay http://{a}/live.webm")?;
+        writeln!(out, "  status: http://{a}/status-json.xsl")?;
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,1 +1,39 @@
-//! stub
+//! Agora's Icecast-compatible streaming server.
+//!
+//! ```text
+//!  source client ──TCP──► server::accept_loop ──► http::read_head/parse_head ──► route
+//!     (ffmpeg, libshout…)                                                        │
+//!        source::handle ──dechunk──► agora_format::Demuxer ──► Mount::publish ───┘
+//!                                                                  │
+//!                                                       fanout::Fanout (bounded Bytes queue)
+//!                                                                  │  one cursor per listener
+//!        listener::handle ◄── headers, burst from a sync point, live chunks, ICY blocks
+//! ```
+//!
+//! Map:
+//! - [`config`]: TOML configuration, defaults, validation.
+//! - [`server`]: bind (large backlog), accept loop, request routing, shutdown.
+//! - [`http`]: request-head framing and parsing, responses, chunked decoding.
+//! - [`auth`]: Basic credentials, constant-time comparison, generated passwords.
+//! - [`source`]: source ingest in every dialect (SOURCE/PUT, 100-continue, chunked).
+//! - [`mount`]: the mount registry, per-mount state and counters, the grace period.
+//! - [`fanout`]: the per-mount buffer shared by all listeners, and its invariants.
+//! - [`listener`]: listener responses, join logic, ICY metadata, vectored writes.
+//! - [`status`]: `/status-json.xsl`.
+//! - [`admin`]: `/admin/metadata`.
+//! - [`access_log`]: Combined Log Format.
+
+pub mod access_log;
+pub mod admin;
+pub mod auth;
+pub mod config;
+pub mod fanout;
+pub mod http;
+pub mod listener;
+pub mod mount;
+pub mod server;
+pub mod source;
+pub mod status;
+
+pub use config::Config;
+pub use server::{Credentials, Server};

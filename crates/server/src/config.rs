@@ -1,0 +1,326 @@
+//! Server configuration: TOML with a safe default for every field, CLI overrides applied by the
+//! binary, and [`Config::validate`] that says what is wrong in words.
+//!
+//! ```toml
+//! [server]
+//! listen = ["0.0.0.0:8000"]
+//! hostname = "stream.example.org"
+//!
+//! [auth]
+//! source-password = "…"      # none set: a random one is generated and printed at start
+//! admin-password = "…"
+//!
+//! [mount-defaults]
+//! burst-size = 65536
+//!
+//! [[mount]]
+//! path = "/live.ogg"
+//! password = "…"
+//! max-listeners = 2000
+//! stream-name = "Conference live"
+//! ```
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Icecast's default burst: what a joining listener gets at once so playback starts instantly.
+pub const DEFAULT_BURST_SIZE: usize = 64 * 1024;
+/// Icecast's documented default queue: how far behind a listener may fall.
+pub const DEFAULT_QUEUE_SIZE: usize = 512 * 1024;
+/// Icecast's default ICY metadata interval.
+pub const DEFAULT_ICY_METAINT: usize = 16000;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    pub server: ServerSection,
+    pub auth: AuthSection,
+    pub mount_defaults: MountSettings,
+    #[serde(rename = "mount")]
+    pub mounts: Vec<MountConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServerSection {
+    /// Addresses to listen on.
+    pub listen: Vec<SocketAddr>,
+    /// Host name used in `listenurl` of the status JSON.
+    pub hostname: String,
+    pub location: String,
+    pub admin_email: String,
+    /// Server-wide listener limit (503 beyond it).
+    pub max_listeners: usize,
+    /// Concurrent source connections.
+    pub max_sources: usize,
+    /// Seconds a client has to send its whole request head.
+    pub header_timeout_secs: u64,
+    /// Seconds a source may send nothing before it is dropped.
+    pub source_timeout_secs: u64,
+    /// Largest request head accepted, in bytes (431 beyond it).
+    pub max_request_head: usize,
+    /// Listen backlog: a keynote start is a connect storm.
+    pub backlog: u32,
+    /// Access log in Combined Log Format: a file path, or "-" for standard output.
+    pub access_log: Option<String>,
+    /// Seconds SIGTERM waits for connections to finish before exiting.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 8000))],
+            hostname: "localhost".into(),
+            location: "Earth".into(),
+            admin_email: "admin@localhost".into(),
+            max_listeners: 16_000,
+            max_sources: 64,
+            header_timeout_secs: 15,
+            source_timeout_secs: 10,
+            max_request_head: 16 * 1024,
+            backlog: 16_384,
+            access_log: None,
+            shutdown_grace_secs: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AuthSection {
+    /// Password of user `source` on every mount without its own.
+    pub source_password: Option<String>,
+    pub admin_user: Option<String>,
+    pub admin_password: Option<String>,
+}
+
+/// What a listener that falls more than `queue-size` bytes behind gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LagPolicy {
+    /// Closed, as Icecast does.
+    #[default]
+    Disconnect,
+    /// Moved forward to the latest sync point (a gap in what it hears, but it stays).
+    Skip,
+}
+
+/// Settings a mount may override; `[mount-defaults]` supplies the rest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MountSettings {
+    pub max_listeners: Option<usize>,
+    pub burst_size: usize,
+    pub queue_size: usize,
+    /// Seconds listeners are held after their source drops.
+    pub grace_period_secs: u64,
+    pub lag_policy: LagPolicy,
+    pub icy_metaint: usize,
+}
+
+impl Default for MountSettings {
+    fn default() -> Self {
+        MountSettings {
+            max_listeners: None,
+            burst_size: DEFAULT_BURST_SIZE,
+            queue_size: DEFAULT_QUEUE_SIZE,
+            grace_period_secs: 10,
+            lag_policy: LagPolicy::Disconnect,
+            icy_metaint: DEFAULT_ICY_METAINT,
+        }
+    }
+}
+
+impl MountSettings {
+    pub fn grace_period(&self) -> Duration {
+        Duration::from_secs(self.grace_period_secs)
+    }
+}
+
+/// One `[[mount]]` table: a path plus optional overrides.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MountConfig {
+    pub path: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub max_listeners: Option<usize>,
+    pub burst_size: Option<usize>,
+    pub queue_size: Option<usize>,
+    pub grace_period_secs: Option<u64>,
+    pub lag_policy: Option<LagPolicy>,
+    pub icy_metaint: Option<usize>,
+    /// Overrides the source's `ice-name`.
+    pub stream_name: Option<String>,
+    pub stream_description: Option<String>,
+    pub stream_url: Option<String>,
+    pub genre: Option<String>,
+}
+
+/// What is wrong with a configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: String,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|e| match e {
+            ConfigError::Parse { source, .. } => ConfigError::Parse {
+                path: path.display().to_string(),
+                source,
+            },
+            other => other,
+        })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: "<config>".into(),
+            source: Box::new(e),
+        })
+    }
+
+    /// Check everything a running server relies on; the message names the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.server.listen.is_empty() {
+            return bad("server.listen is empty: give at least one address".into());
+        }
+        if self.server.max_request_head < 1024 {
+            return bad("server.max-request-head must be at least 1024 bytes".into());
+        }
+        if self.server.header_timeout_secs == 0 || self.server.source_timeout_secs == 0 {
+            return bad("server.header-timeout-secs and source-timeout-secs must be > 0".into());
+        }
+        for (what, p) in [
+            ("auth.source-password", &self.auth.source_password),
+            ("auth.admin-password", &self.auth.admin_password),
+        ] {
+            if let Some(p) = p
+                && p.is_empty()
+            {
+                return bad(format!("{what} is empty; leave it out to get a random one"));
+            }
+        }
+        check_settings("mount-defaults", &self.mount_defaults)?;
+        let mut seen = std::collections::HashSet::new();
+        for m in &self.mounts {
+            if !m.path.starts_with('/') || m.path.len() < 2 {
+                return bad(format!("mount path {:?} must start with / and name a mount", m.path));
+            }
+            if !seen.insert(m.path.as_str()) {
+                return bad(format!("mount {} is configured twice", m.path));
+            }
+            if m.password.as_deref() == Some("") {
+                return bad(format!("mount {}: empty password", m.path));
+            }
+            check_settings(&m.path, &self.settings_for(&m.path))?;
+        }
+        Ok(())
+    }
+
+    /// The effective settings of a mount path.
+    pub fn settings_for(&self, path: &str) -> MountSettings {
+        let d = &self.mount_defaults;
+        match self.mount(path) {
+            None => d.clone(),
+            Some(m) => MountSettings {
+                max_listeners: m.max_listeners.or(d.max_listeners),
+                burst_size: m.burst_size.unwrap_or(d.burst_size),
+                queue_size: m.queue_size.unwrap_or(d.queue_size),
+                grace_period_secs: m.grace_period_secs.unwrap_or(d.grace_period_secs),
+                lag_policy: m.lag_policy.unwrap_or(d.lag_policy),
+                icy_metaint: m.icy_metaint.unwrap_or(d.icy_metaint),
+            },
+        }
+    }
+
+    pub fn mount(&self, path: &str) -> Option<&MountConfig> {
+        self.mounts.iter().find(|m| m.path == path)
+    }
+}
+
+fn check_settings(what: &str, s: &MountSettings) -> Result<(), ConfigError> {
+    if s.queue_size < 16 * 1024 {
+        return Err(ConfigError::Invalid(format!(
+            "{what}: queue-size {} is below 16 KiB",
+            s.queue_size
+        )));
+    }
+    if s.burst_size >= s.queue_size {
+        return Err(ConfigError::Invalid(format!(
+            "{what}: burst-size ({}) must be smaller than queue-size ({})",
+            s.burst_size, s.queue_size
+        )));
+    }
+    if s.icy_metaint == 0 || s.icy_metaint > 1 << 20 {
+        return Err(ConfigError::Invalid(format!(
+            "{what}: icy-metaint must be between 1 and 1048576"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_valid_and_listens_on_localhost_8000() {
+        let c = Config::from_toml("").expect("parses");
+        c.validate().expect("valid");
+        assert_eq!(c.server.listen[0].to_string(), "127.0.0.1:8000");
+        assert_eq!(c.mount_defaults.burst_size, 65536);
+        assert_eq!(c.mount_defaults.queue_size, 524288);
+    }
+
+    #[test]
+    fn mount_overrides_defaults() {
+        let c = Config::from_toml(
+            r#"
+            [mount-defaults]
+            burst-size = 1000
+            [[mount]]
+            path = "/a.ogg"
+            queue-size = 100000
+            lag-policy = "skip"
+            "#,
+        )
+        .expect("parses");
+        c.validate().expect("valid");
+        let s = c.settings_for("/a.ogg");
+        assert_eq!((s.burst_size, s.queue_size), (1000, 100000));
+        assert_eq!(s.lag_policy, LagPolicy::Skip);
+        assert_eq!(c.settings_for("/other").queue_size, DEFAULT_QUEUE_SIZE);
+    }
+
+    #[test]
+    fn validation_explains() {
+        let c = Config::from_toml("[mount-defaults]\nburst-size = 600000").expect("parses");
+        let e = c.validate().expect_err("burst >= queue").to_string();
+        assert!(e.contains("burst-size"), "{e}");
+        let e = Config::from_toml("[server]\nlisten = []\nbogus = 1").expect_err("unknown key");
+        assert!(e.to_string().contains("bogus"), "{e}");
+    }
+}

@@ -1,0 +1,394 @@
+//! The HTTP/ICE wire: request heads in, response heads out, and the chunked-body decoder.
+//!
+//! Request heads are parsed by `httparse` (well kept, zero-copy, and it accepts any
+//! `PROTO/VER` once the version check is relaxed below). Icecast's dialects need three things
+//! it does not give: the `ICE/1.0` protocol token of old source clients, a hard bound on the
+//! head's size, and a sans-IO check (`head_len`) that finds the end of a head without parsing.
+//!
+//! **Architecture invariant:** only this crate speaks HTTP; the format crate never sees it.
+
+use bytes::{Buf, BytesMut};
+
+/// A parsed request head. Header names are kept as sent; lookups ignore case.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    /// Path with the query string, as sent.
+    pub target: String,
+    /// `HTTP/1.1`, `HTTP/1.0` or `ICE/1.0`.
+    pub version: String,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Why a request head was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HeadError {
+    #[error("request head larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("malformed request head: {0}")]
+    Malformed(String),
+}
+
+const MAX_HEADERS: usize = 64;
+
+/// Length of the head (through the blank line) if `buf` holds a whole one. Cheap: allocates
+/// nothing and parses nothing, so it can run after every read.
+pub fn head_len(buf: &[u8]) -> Option<usize> {
+    // Accept bare LF line ends too, as Icecast does for old clients.
+    let mut i = 0;
+    while i < buf.len() {
+        if buf[i] == b'\n' {
+            if buf.get(i + 1) == Some(&b'\n') {
+                return Some(i + 2);
+            }
+            if buf.get(i + 1) == Some(&b'\r') && buf.get(i + 2) == Some(&b'\n') {
+                return Some(i + 3);
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Parse a complete head (as delimited by [`head_len`]).
+pub fn parse_head(head: &[u8]) -> Result<Request, HeadError> {
+    // httparse insists on `HTTP/1.x`; source clients may say `ICE/1.0` (and anything Icecast's
+    // parser takes). Rewrite the version token for parsing and keep the original.
+    let line_end = head
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or_else(|| HeadError::Malformed("no request line".into()))?;
+    let line = std::str::from_utf8(&head[..line_end])
+        .map_err(|_| HeadError::Malformed("request line is not UTF-8".into()))?
+        .trim_end_matches('\r');
+    let mut parts = line.split(' ').filter(|p| !p.is_empty());
+    let (Some(method), Some(target), version, None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(HeadError::Malformed(format!("bad request line {line:?}")));
+    };
+    let version = version.unwrap_or("HTTP/1.0");
+    let proto_ok = version
+        .split_once('/')
+        .is_some_and(|(p, v)| !p.is_empty() && p.bytes().all(|c| c.is_ascii_uppercase()) && !v.is_empty());
+    if !proto_ok {
+        return Err(HeadError::Malformed(format!("bad protocol {version:?}")));
+    }
+    if !method.bytes().all(|c| c.is_ascii_uppercase()) {
+        return Err(HeadError::Malformed(format!("bad method {method:?}")));
+    }
+    let mut hdrs = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let rest = &head[line_end + 1..];
+    let parsed = httparse::parse_headers(rest, &mut hdrs)
+        .map_err(|e| HeadError::Malformed(format!("headers: {e}")))?;
+    let httparse::Status::Complete((_, hdrs)) = parsed else {
+        return Err(HeadError::Malformed("incomplete headers".into()));
+    };
+    let headers = hdrs
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_string(),
+                String::from_utf8_lossy(h.value).trim().to_string(),
+            )
+        })
+        .collect();
+    Ok(Request {
+        method: method.to_string(),
+        target: target.to_string(),
+        version: version.to_string(),
+        headers,
+    })
+}
+
+impl Request {
+    /// First header of this name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The path without the query string.
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+
+    /// Query parameters, percent-decoded.
+    pub fn query(&self) -> Vec<(String, String)> {
+        let Some((_, q)) = self.target.split_once('?') else {
+            return Vec::new();
+        };
+        q.split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (percent_decode(k), percent_decode(v))
+            })
+            .collect()
+    }
+
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.query().into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    pub fn is_http11(&self) -> bool {
+        self.version.eq_ignore_ascii_case("HTTP/1.1")
+    }
+
+    /// Whether the connection may carry another request after this one's response.
+    pub fn keep_alive(&self) -> bool {
+        let conn = self.header("connection").unwrap_or("").to_ascii_lowercase();
+        if conn.contains("close") {
+            return false;
+        }
+        self.is_http11() || conn.contains("keep-alive")
+    }
+
+    pub fn expects_continue(&self) -> bool {
+        self.header("expect")
+            .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
+    }
+
+    pub fn is_chunked(&self) -> bool {
+        self.header("transfer-encoding")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
+    }
+}
+
+/// Decode `+` and `%XX` (form encoding, as Icecast's admin URLs use).
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Reason phrase of the status codes Agora sends.
+pub fn reason(code: u16) -> &'static str {
+    match code {
+        100 => "Continue",
+        200 => "OK",
+        206 => "Partial Content",
+        400 => "Bad Request",
+        401 => "Authentication Required",
+        403 => "Forbidden",
+        404 => "File Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        413 => "Payload Too Large",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+pub const SERVER: &str = concat!("Agora/", env!("CARGO_PKG_VERSION"));
+
+/// A complete response with a body (errors, status pages). Always carries a length, so it
+/// works on keep-alive connections too.
+pub fn simple_response(
+    version: &str,
+    code: u16,
+    content_type: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
+    keep_alive: bool,
+) -> Vec<u8> {
+    let mut s = format!(
+        "{version} {code} {}\r\nServer: {SERVER}\r\nDate: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-cache, no-store\r\nAccess-Control-Allow-Origin: *\r\n",
+        reason(code),
+        httpdate::fmt_http_date(std::time::SystemTime::now()),
+        body.len()
+    );
+    s.push_str(if keep_alive {
+        "Connection: Keep-Alive\r\n"
+    } else {
+        "Connection: Close\r\n"
+    });
+    for (k, v) in extra {
+        s.push_str(k);
+        s.push_str(": ");
+        s.push_str(v);
+        s.push_str("\r\n");
+    }
+    s.push_str("\r\n");
+    let mut out = s.into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// Sans-IO decoder of a `Transfer-Encoding: chunked` body.
+#[derive(Debug, Default)]
+pub struct Dechunker {
+    state: ChunkState,
+}
+
+#[derive(Debug, Default)]
+enum ChunkState {
+    #[default]
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailer,
+    Done,
+}
+
+/// Why a chunked body was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("bad chunked encoding: {0}")]
+pub struct ChunkError(&'static str);
+
+impl Dechunker {
+    /// Decode what `input` holds into `out`, consuming what was used. Returns `Ok(true)` once
+    /// the final chunk was seen.
+    pub fn decode(&mut self, input: &mut BytesMut, out: &mut BytesMut) -> Result<bool, ChunkError> {
+        loop {
+            match self.state {
+                ChunkState::Done => return Ok(true),
+                ChunkState::Size | ChunkState::Trailer => {
+                    let Some(nl) = input.iter().position(|&b| b == b'\n') else {
+                        if input.len() > 1024 {
+                            return Err(ChunkError("chunk size line too long"));
+                        }
+                        return Ok(false);
+                    };
+                    let line = input.split_to(nl + 1);
+                    let text = std::str::from_utf8(&line)
+                        .map_err(|_| ChunkError("size line is not text"))?
+                        .trim();
+                    if matches!(self.state, ChunkState::Trailer) {
+                        if text.is_empty() {
+                            self.state = ChunkState::Done;
+                        }
+                        continue;
+                    }
+                    let hex = text.split(';').next().unwrap_or("").trim();
+                    let size = u64::from_str_radix(hex, 16)
+                        .map_err(|_| ChunkError("chunk size is not hex"))?;
+                    self.state = if size == 0 {
+                        ChunkState::Trailer
+                    } else {
+                        ChunkState::Data(size)
+                    };
+                }
+                ChunkState::Data(left) => {
+                    if input.is_empty() {
+                        return Ok(false);
+                    }
+                    let n = (left as usize).min(input.len());
+                    out.extend_from_slice(&input[..n]);
+                    input.advance(n);
+                    let left = left - n as u64;
+                    self.state = if left == 0 {
+                        ChunkState::DataEnd
+                    } else {
+                        ChunkState::Data(left)
+                    };
+                }
+                ChunkState::DataEnd => {
+                    let Some(nl) = input.iter().position(|&b| b == b'\n') else {
+                        if input.len() > 2 {
+                            return Err(ChunkError("missing CRLF after chunk data"));
+                        }
+                        return Ok(false);
+                    };
+                    if nl > 1 || (nl == 1 && input[0] != b'\r') {
+                        return Err(ChunkError("missing CRLF after chunk data"));
+                    }
+                    input.advance(nl + 1);
+                    self.state = ChunkState::Size;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ice_and_http_heads() {
+        let h = b"SOURCE /live.ogg ICE/1.0\r\nAuthorization: Basic eDp5\r\nice-name: Test\r\n\r\n";
+        let n = head_len(h).expect("complete");
+        assert_eq!(n, h.len());
+        let r = parse_head(&h[..n]).expect("parses");
+        assert_eq!((r.method.as_str(), r.path(), r.version.as_str()), ("SOURCE", "/live.ogg", "ICE/1.0"));
+        assert_eq!(r.header("ICE-NAME"), Some("Test"));
+        let r = parse_head(b"PUT /a HTTP/1.1\r\nExpect: 100-continue\r\n\r\n").expect("parses");
+        assert!(r.expects_continue() && r.is_http11() && r.keep_alive());
+    }
+
+    #[test]
+    fn head_len_waits_for_blank_line() {
+        assert_eq!(head_len(b"GET / HTTP/1.0\r\nHost: x\r\n"), None);
+        assert_eq!(head_len(b"GET / HTTP/1.0\n\nrest"), Some(16));
+    }
+
+    #[test]
+    fn malformed_heads_are_refused() {
+        for bad in [
+            &b"GET\r\n\r\n"[..],
+            b"get / HTTP/1.0\r\n\r\n",
+            b"GET / HTTP/1.0 extra\r\n\r\n",
+            b"GET / junk\r\n\r\n",
+            b"GET / HTTP/1.0\r\nno colon here\r\n\r\n",
+            b"\xff\xfe / HTTP/1.0\r\n\r\n",
+        ] {
+            assert!(parse_head(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn query_is_decoded() {
+        let r = parse_head(b"GET /admin/metadata?mount=%2Flive&song=A+b%26c HTTP/1.0\r\n\r\n")
+            .expect("parses");
+        assert_eq!(r.path(), "/admin/metadata");
+        assert_eq!(r.query_param("mount").as_deref(), Some("/live"));
+        assert_eq!(r.query_param("song").as_deref(), Some("A b&c"));
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+    }
+
+    #[test]
+    fn dechunks_across_every_split() {
+        let body = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nTrailer: x\r\n\r\n";
+        for cut in 0..body.len() {
+            let mut d = Dechunker::default();
+            let mut out = BytesMut::new();
+            let mut input = BytesMut::from(&body[..cut]);
+            assert!(!d.decode(&mut input, &mut out).expect("ok"));
+            input.extend_from_slice(&body[cut..]);
+            assert!(d.decode(&mut input, &mut out).expect("ok"));
+            assert_eq!(&out[..], b"hello world");
+        }
+        let mut d = Dechunker::default();
+        let mut out = BytesMut::new();
+        assert!(d.decode(&mut BytesMut::from(&b"zz\r\n"[..]), &mut out).is_err());
+    }
+}

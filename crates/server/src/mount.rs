@@ -1,0 +1,383 @@
+//! Mounts: the registry of live streams, each with its fan-out buffer, stream information,
+//! counters and the source-loss grace period.
+//!
+//! Lifecycle of a mount:
+//! ```text
+//!   source connects ──► Live ──source drops──► Waiting (listeners held, grace timer runs)
+//!                        ▲                         │            │
+//!                        └──source reconnects──────┘            └─ grace elapses ─► Closed
+//! ```
+//! **Invariants:** at most one source per mount (a second gets 409); counters are atomics read
+//! by the status page without touching the fan-out; a closed mount is removed from the
+//! registry, and its fan-out wakes every listener so they end.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::SystemTime;
+
+use agora_format::{Format, StreamInfo};
+use bytes::{Bytes, BytesMut};
+use parking_lot::{Mutex, RwLock};
+
+use crate::config::MountSettings;
+use crate::fanout::{Fanout, StreamHeaders};
+
+/// Stream descriptions sent by the source (`ice-*`, `icy-*` or `x-audiocast-*` headers),
+/// overridden by the mount's configuration.
+#[derive(Debug, Clone, Default)]
+pub struct StreamMeta {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub url: Option<String>,
+    pub genre: Option<String>,
+    pub public: Option<String>,
+    pub bitrate: Option<String>,
+    pub audio_info: Option<String>,
+    /// Declared Content-Type (informational: the listener type comes from the bytes).
+    pub declared_type: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// What the source side knows right now.
+#[derive(Debug, Clone)]
+pub struct SourceState {
+    pub meta: StreamMeta,
+    pub format: Option<Format>,
+    pub info: StreamInfo,
+    pub started: SystemTime,
+    pub source_ip: String,
+    /// Whether a source is connected now (false while in the grace period).
+    pub connected: bool,
+}
+
+/// The now-playing title and its ICY block, rebuilt once per change and shared by listeners.
+#[derive(Debug)]
+pub struct Title {
+    pub text: String,
+    /// Bumped on every change; listeners compare it to decide whether to resend the block.
+    pub version: u64,
+    /// `L` + `StreamTitle='…';` padded to `L*16` bytes.
+    pub icy_block: Bytes,
+}
+
+impl Title {
+    fn new(text: String, version: u64) -> Self {
+        let icy_block = icy_block(&text);
+        Title {
+            text,
+            version,
+            icy_block,
+        }
+    }
+}
+
+/// Build an ICY metadata block: one length byte, then `StreamTitle='…';` NUL-padded to a
+/// multiple of 16 (at most 255*16 bytes; longer titles are cut at a character boundary).
+pub fn icy_block(title: &str) -> Bytes {
+    // A quote would end the value early in every player's parser.
+    let clean = title.replace('\'', "\u{2019}");
+    let mut text = format!("StreamTitle='{clean}';");
+    const MAX: usize = 255 * 16;
+    if text.len() > MAX {
+        let mut cut = MAX - 2;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("';");
+    }
+    let blocks = text.len().div_ceil(16);
+    let mut out = BytesMut::with_capacity(1 + blocks * 16);
+    out.extend_from_slice(&[blocks as u8]);
+    out.extend_from_slice(text.as_bytes());
+    out.resize(1 + blocks * 16, 0);
+    out.freeze()
+}
+
+/// One mount point.
+#[derive(Debug)]
+pub struct Mount {
+    pub path: String,
+    pub settings: MountSettings,
+    pub fanout: Fanout,
+    pub state: RwLock<SourceState>,
+    pub title: RwLock<Arc<Title>>,
+    /// The headers chunks are published under now.
+    headers: Mutex<Arc<StreamHeaders>>,
+    /// Source presence: set by the source that owns the mount.
+    source_present: AtomicBool,
+    /// Bumped on every source (dis)connect; the grace timer only closes the mount if it is
+    /// unchanged when the timer fires.
+    source_epoch: AtomicU64,
+    closed: AtomicBool,
+    pub listeners: AtomicUsize,
+    pub listener_peak: AtomicUsize,
+    pub slow_listeners: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    next_listener_id: AtomicU64,
+}
+
+impl Mount {
+    fn new(path: String, settings: MountSettings) -> Self {
+        Mount {
+            fanout: Fanout::new(settings.queue_size),
+            path,
+            settings,
+            state: RwLock::new(SourceState {
+                meta: StreamMeta::default(),
+                format: None,
+                info: StreamInfo::default(),
+                started: SystemTime::now(),
+                source_ip: String::new(),
+                connected: false,
+            }),
+            title: RwLock::new(Arc::new(Title::new(String::new(), 0))),
+            headers: Mutex::new(StreamHeaders::new(Bytes::new())),
+            source_present: AtomicBool::new(false),
+            source_epoch: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+            listeners: AtomicUsize::new(0),
+            listener_peak: AtomicUsize::new(0),
+            slow_listeners: AtomicU64::new(0),
+            bytes_read: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
+            next_listener_id: AtomicU64::new(1),
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    pub fn has_source(&self) -> bool {
+        self.source_present.load(Ordering::Acquire)
+    }
+
+    /// Publish stream data under the current headers.
+    pub fn publish(&self, bytes: Bytes, sync: bool) {
+        let headers = self.headers.lock().clone();
+        self.fanout.publish(bytes, sync, headers);
+    }
+
+    /// New headers from the source. Byte-identical headers (a source that reconnected with the
+    /// same encoder settings) keep the old identity, so listeners are not sent them again.
+    pub fn set_headers(&self, bytes: Bytes) {
+        let mut h = self.headers.lock();
+        if h.bytes != bytes {
+            *h = StreamHeaders::new(bytes);
+        }
+    }
+
+    pub fn current_headers(&self) -> Arc<StreamHeaders> {
+        self.headers.lock().clone()
+    }
+
+    pub fn set_title(&self, text: String) {
+        let mut t = self.title.write();
+        let version = t.version + 1;
+        *t = Arc::new(Title::new(text, version));
+    }
+
+    pub fn next_listener_id(&self) -> u64 {
+        self.next_listener_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Count a listener in if the mount's limit allows; the guard counts it out.
+    pub fn add_listener(self: &Arc<Self>) -> Option<ListenerGuard> {
+        let max = self.settings.max_listeners.unwrap_or(usize::MAX);
+        let mut cur = self.listeners.load(Ordering::Relaxed);
+        loop {
+            if cur >= max {
+                return None;
+            }
+            match self.listeners.compare_exchange_weak(
+                cur,
+                cur + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        self.listener_peak.fetch_max(cur + 1, Ordering::Relaxed);
+        Some(ListenerGuard {
+            mount: self.clone(),
+        })
+    }
+}
+
+/// Decrements the mount's listener count when a listener ends.
+#[derive(Debug)]
+pub struct ListenerGuard {
+    mount: Arc<Mount>,
+}
+
+impl Drop for ListenerGuard {
+    fn drop(&mut self) {
+        self.mount.listeners.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Why a source may not take a mount.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ClaimError {
+    #[error("Mountpoint in use")]
+    InUse,
+}
+
+/// Held by the connected source; dropping it starts the grace period.
+#[derive(Debug)]
+pub struct SourceClaim {
+    pub mount: Arc<Mount>,
+    registry: Arc<Registry>,
+}
+
+impl Drop for SourceClaim {
+    fn drop(&mut self) {
+        let m = &self.mount;
+        m.state.write().connected = false;
+        let epoch = m.source_epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        m.source_present.store(false, Ordering::Release);
+        let grace = m.settings.grace_period();
+        let registry = self.registry.clone();
+        let mount = m.clone();
+        tracing::info!(mount = %m.path, grace_secs = grace.as_secs(), "source gone; holding listeners");
+        // The grace timer: if no source came back by then, close the mount.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                tokio::time::sleep(grace).await;
+                registry.expire(&mount, epoch);
+            });
+        } else {
+            registry.expire(&mount, epoch);
+        }
+    }
+}
+
+/// All mounts of the server.
+#[derive(Debug, Default)]
+pub struct Registry {
+    mounts: RwLock<BTreeMap<String, Arc<Mount>>>,
+    /// Listeners across all mounts (for the server-wide limit).
+    pub total_listeners: AtomicUsize,
+}
+
+impl Registry {
+    pub fn get(&self, path: &str) -> Option<Arc<Mount>> {
+        self.mounts.read().get(path).cloned()
+    }
+
+    /// Mounts in path order.
+    pub fn all(&self) -> Vec<Arc<Mount>> {
+        self.mounts.read().values().cloned().collect()
+    }
+
+    /// Claim `path` for a new source: create the mount, or take over one in its grace period.
+    pub fn claim(
+        self: &Arc<Self>,
+        path: &str,
+        settings: impl FnOnce() -> MountSettings,
+        meta: StreamMeta,
+        source_ip: String,
+    ) -> Result<SourceClaim, ClaimError> {
+        let mut map = self.mounts.write();
+        let mount = match map.get(path) {
+            Some(m) if !m.is_closed() => {
+                if m
+                    .source_present
+                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+                {
+                    return Err(ClaimError::InUse);
+                }
+                m.clone()
+            }
+            _ => {
+                let m = Arc::new(Mount::new(path.to_string(), settings()));
+                m.source_present.store(true, Ordering::Release);
+                map.insert(path.to_string(), m.clone());
+                m
+            }
+        };
+        mount.source_epoch.fetch_add(1, Ordering::AcqRel);
+        {
+            let mut st = mount.state.write();
+            st.meta = meta;
+            st.source_ip = source_ip;
+            st.connected = true;
+            if st.format.is_none() {
+                st.started = SystemTime::now();
+            }
+        }
+        Ok(SourceClaim {
+            mount,
+            registry: self.clone(),
+        })
+    }
+
+    /// Close `mount` if no source claimed it since `epoch`.
+    fn expire(&self, mount: &Arc<Mount>, epoch: u64) {
+        let mut map = self.mounts.write();
+        if mount.source_epoch.load(Ordering::Acquire) != epoch || mount.has_source() {
+            return;
+        }
+        mount.closed.store(true, Ordering::Release);
+        mount.fanout.close();
+        if map.get(&mount.path).is_some_and(|m| Arc::ptr_eq(m, mount)) {
+            map.remove(&mount.path);
+        }
+        tracing::info!(mount = %mount.path, "mount closed: no source within the grace period");
+    }
+
+    /// Close every mount now (shutdown).
+    pub fn close_all(&self) {
+        let map = std::mem::take(&mut *self.mounts.write());
+        for m in map.values() {
+            m.closed.store(true, Ordering::Release);
+            m.fanout.close();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn icy_block_is_padded_and_quoted_safely() {
+        let b = icy_block("A - B");
+        assert_eq!(b[0] as usize * 16 + 1, b.len());
+        assert!(b[1..].starts_with(b"StreamTitle='A - B';"));
+        let b = icy_block("it's");
+        assert!(!b[1..].windows(4).any(|w| w == b"it's"));
+        let long = "é".repeat(5000);
+        let b = icy_block(&long);
+        assert_eq!(b[0], 255);
+        assert_eq!(b.len(), 1 + 255 * 16);
+    }
+
+    #[tokio::test]
+    async fn second_source_is_refused_and_grace_expiry_closes() {
+        let reg = Arc::new(Registry::default());
+        let s = MountSettings {
+            grace_period_secs: 0,
+            ..MountSettings::default()
+        };
+        let claim = reg
+            .claim("/a", || s.clone(), StreamMeta::default(), "ip".into())
+            .expect("free");
+        assert_eq!(
+            reg.claim("/a", || s.clone(), StreamMeta::default(), "ip".into())
+                .expect_err("in use"),
+            ClaimError::InUse
+        );
+        let mount = claim.mount.clone();
+        let mut rx = mount.fanout.subscribe();
+        drop(claim);
+        rx.wait_for(|t| t.closed).await.expect("closed");
+        assert!(reg.get("/a").is_none());
+    }
+}

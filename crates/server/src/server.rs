@@ -1,0 +1,321 @@
+//! The accept loop and request dispatch.
+//!
+//! One task per connection: read a bounded head within the header timeout, parse it, route it
+//! (source, listener, status, admin), and for short requests loop on keep-alive. Accept errors
+//! (EMFILE during a storm) back off briefly instead of spinning. Shutdown: a cancellation token
+//! stops accepting and tells every task; a task tracker lets [`Server::run`] wait for them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::access_log::AccessLog;
+use crate::config::Config;
+use crate::http::{self, HeadError, Request};
+use crate::mount::Registry;
+use crate::{admin, listener, source, status};
+
+/// Credentials in force (configured or generated at start).
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub source_password: String,
+    pub admin_user: String,
+    pub admin_password: String,
+}
+
+/// State shared by every connection.
+#[derive(Debug)]
+pub struct Shared {
+    pub config: Config,
+    pub credentials: Credentials,
+    pub registry: Arc<Registry>,
+    pub access_log: AccessLog,
+    pub shutdown: CancellationToken,
+    pub started: SystemTime,
+    /// The first bound address, for `listenurl`.
+    pub public_port: u16,
+    pub connections: AtomicU64,
+    pub sources: std::sync::atomic::AtomicUsize,
+}
+
+/// A bound, not yet running, server.
+#[derive(Debug)]
+pub struct Server {
+    listeners: Vec<TcpListener>,
+    shared: Arc<Shared>,
+    tracker: TaskTracker,
+}
+
+impl Server {
+    /// Bind every listen address (with a large backlog) and prepare shared state.
+    pub async fn bind(config: Config, credentials: Credentials) -> std::io::Result<Server> {
+        let mut listeners = Vec::new();
+        for addr in &config.server.listen {
+            listeners.push(bind_with_backlog(*addr, config.server.backlog)?);
+        }
+        let public_port = listeners
+            .first()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port())
+            .unwrap_or(8000);
+        let access_log = AccessLog::open(config.server.access_log.as_deref())?;
+        Ok(Server {
+            listeners,
+            shared: Arc::new(Shared {
+                config,
+                credentials,
+                registry: Arc::new(Registry::default()),
+                access_log,
+                shutdown: CancellationToken::new(),
+                started: SystemTime::now(),
+                public_port,
+                connections: AtomicU64::new(0),
+                sources: std::sync::atomic::AtomicUsize::new(0),
+            }),
+            tracker: TaskTracker::new(),
+        })
+    }
+
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// A token that, once cancelled, makes [`Server::run`] stop accepting and wind down.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shared.shutdown.clone()
+    }
+
+    /// Serve until the shutdown token is cancelled, then close every mount and wait up to
+    /// `shutdown-grace-secs` for connections to finish.
+    pub async fn run(self) {
+        let Server {
+            listeners,
+            shared,
+            tracker,
+        } = self;
+        for l in listeners {
+            tracker.spawn(accept_loop(l, shared.clone(), tracker.clone()));
+        }
+        shared.shutdown.cancelled().await;
+        tracing::info!("shutting down: closing mounts");
+        shared.registry.close_all();
+        tracker.close();
+        let grace = Duration::from_secs(shared.config.server.shutdown_grace_secs);
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            tracing::warn!(
+                remaining = tracker.len(),
+                "connections still open after the shutdown grace; exiting anyway"
+            );
+        }
+    }
+}
+
+fn bind_with_backlog(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let domain = socket2::Domain::for_address(addr);
+    let sock = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    sock.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    // The kernel caps this at net.core.somaxconn; ask for plenty (Icecast asks for 5).
+    sock.listen(backlog.min(i32::MAX as u32) as i32)?;
+    TcpListener::from_std(sock.into())
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTracker) {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(5);
+                shared.connections.fetch_add(1, Ordering::Relaxed);
+                let _ = stream.set_nodelay(true);
+                tracker.spawn(handle_connection(stream, peer, shared.clone()));
+            }
+            Err(e) => {
+                // EMFILE/ENFILE in a connect storm: wait for descriptors to free up.
+                tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Outcome of reading one request head.
+enum HeadRead {
+    Head(Request, BytesMut),
+    Closed,
+}
+
+/// Read one request head within the header timeout. Bytes after the head (a source's first
+/// stream bytes) are returned with it.
+async fn read_head(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    shared: &Shared,
+) -> Result<HeadRead, (u16, String)> {
+    let limit = shared.config.server.max_request_head;
+    let timeout = Duration::from_secs(shared.config.server.header_timeout_secs);
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(n) = http::head_len(buf) {
+            if n > limit {
+                return Err((431, format!("request head larger than {limit} bytes")));
+            }
+            let head = buf.split_to(n);
+            let rest = buf.split();
+            return match http::parse_head(&head) {
+                Ok(req) => Ok(HeadRead::Head(req, rest)),
+                Err(HeadError::Malformed(m)) => Err((400, m)),
+                Err(e) => Err((400, e.to_string())),
+            };
+        }
+        if buf.len() > limit {
+            return Err((431, format!("request head larger than {limit} bytes")));
+        }
+        buf.reserve(2048);
+        let read = tokio::select! {
+            r = tokio::time::timeout_at(deadline, stream.read_buf(buf)) => r,
+            _ = shared.shutdown.cancelled() => return Ok(HeadRead::Closed),
+        };
+        match read {
+            Err(_) => {
+                return if buf.is_empty() {
+                    Ok(HeadRead::Closed)
+                } else {
+                    Err((408, "request head not completed in time".into()))
+                };
+            }
+            Ok(Ok(0)) | Ok(Err(_)) => return Ok(HeadRead::Closed),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+async fn handle_connection(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let mut buf = BytesMut::with_capacity(2048);
+    loop {
+        let (req, rest) = match read_head(&mut stream, &mut buf, &shared).await {
+            Ok(HeadRead::Head(req, rest)) => (req, rest),
+            Ok(HeadRead::Closed) => return,
+            Err((code, why)) => {
+                tracing::info!(%peer, code, reason = %why, "bad request");
+                let body = format!("{why}\n");
+                let resp =
+                    http::simple_response("HTTP/1.0", code, "text/plain; charset=utf-8", &[], body.as_bytes(), false);
+                let _ = stream.write_all(&resp).await;
+                shared.access_log.log_raw(peer, "-", code, body.len() as u64, "-", "-");
+                return;
+            }
+        };
+        let span = tracing::info_span!("conn", %peer, method = %req.method, path = %req.path());
+        match route(stream, peer, req, rest, &shared).instrument(span).await {
+            Some((s, leftover)) => {
+                stream = s;
+                buf = leftover;
+            }
+            None => return,
+        }
+    }
+}
+
+/// Dispatch a request. Returns the stream (and unread bytes) when the connection may carry
+/// another request (keep-alive), `None` when it is done.
+async fn route(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    req: Request,
+    rest: BytesMut,
+    shared: &Arc<Shared>,
+) -> Option<(TcpStream, BytesMut)> {
+    let method = req.method.as_str();
+    let path = req.path().to_string();
+    let respond = |code: u16, ctype: &str, extra: &[(&str, &str)], body: &[u8]| {
+        http::simple_response(&response_version(&req), code, ctype, extra, body, req.keep_alive())
+    };
+    let (code, bytes) = match method {
+        "SOURCE" | "PUT" => {
+            source::handle(stream, peer, req, rest, shared.clone()).await;
+            return None;
+        }
+        "OPTIONS" => {
+            // libshout's TLS probe (`Upgrade: TLS/1.0`): no TLS here, so no upgrade; it then
+            // carries on with plain HTTP, as with icecast2 built without TLS.
+            let resp = respond(200, "text/plain", &[("Allow", "GET, HEAD, PUT, OPTIONS, SOURCE")], b"");
+            (200, resp)
+        }
+        "GET" | "HEAD" if path == "/status-json.xsl" || path == "/status-json.json" => {
+            let body = status::status_json(shared);
+            (200, respond(200, "application/json; charset=utf-8", &[], body.as_bytes()))
+        }
+        "GET" | "HEAD" if path.starts_with("/admin/") => {
+            let (code, ctype, body) = admin::handle(&req, peer, shared);
+            (code, respond(code, ctype, &admin::extra_headers(code), body.as_bytes()))
+        }
+        "GET" | "HEAD" => {
+            if let Some(mount) = shared.registry.get(&path) {
+                listener::handle(stream, peer, req, mount, shared.clone()).await;
+                return None;
+            }
+            let body = format!("Mount {path} is not available\n");
+            (404, respond(404, "text/plain; charset=utf-8", &[], body.as_bytes()))
+        }
+        _ => {
+            let body = format!("Method {method} is not supported\n");
+            (
+                405,
+                respond(
+                    405,
+                    "text/plain; charset=utf-8",
+                    &[("Allow", "GET, HEAD, PUT, OPTIONS, SOURCE")],
+                    body.as_bytes(),
+                ),
+            )
+        }
+    };
+    let head_only = method == "HEAD";
+    let to_send = if head_only {
+        let end = http::head_len(&bytes).unwrap_or(bytes.len());
+        &bytes[..end]
+    } else {
+        &bytes[..]
+    };
+    if stream.write_all(to_send).await.is_err() {
+        return None;
+    }
+    shared.access_log.log(peer, &req, code, to_send.len() as u64);
+    if req.keep_alive() && !shared.shutdown.is_cancelled() {
+        Some((stream, rest))
+    } else {
+        let _ = stream.shutdown().await;
+        None
+    }
+}
+
+/// Icecast 2.4 answers HTTP/1.0 except to HTTP/1.1 keep-alive clients, which need 1.1 to
+/// keep the connection.
+pub fn response_version(req: &Request) -> String {
+    if req.is_http11() {
+        "HTTP/1.1".into()
+    } else {
+        "HTTP/1.0".into()
+    }
+}

@@ -1,0 +1,268 @@
+//! Source ingest: every dialect real Icecast source clients speak.
+//!
+//! - `SOURCE /m ICE/1.0` and `SOURCE /m HTTP/1.0`, body delimited by the connection's close
+//!   (libshout, liquidsoap, darkice; ffmpeg with `-legacy_icecast 1`);
+//! - `PUT /m HTTP/1.1` with `Expect: 100-continue`, body chunked or unframed until close
+//!   (ffmpeg sends exactly the unframed kind), or with a `Content-Length`;
+//! - libshout's unauthenticated probe (`Content-Length: 0`, no credentials) gets `401` with
+//!   `WWW-Authenticate` and `Allow`, after which libshout retries with credentials.
+//!
+//! Accepted sources get `100 Continue` only when they asked for it, then `200 OK` at once, as
+//! Icecast 2.4 does (ffmpeg blocks on one response head; libshout takes 100 or 2xx).
+//! A second source on a live mount gets **409 Conflict** (Icecast 2.5's code; 2.4 said 403):
+//! a distinct status lets scripts tell "someone else is live" from "wrong password".
+//!
+//! The stream's format comes from its bytes ([`agora_format::Demuxer`]), never the declared
+//! Content-Type (ffmpeg labels everything `audio/mpeg`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use agora_format::{Demuxer, Event};
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::auth;
+use crate::http::{self, Dechunker, Request};
+use crate::mount::{ClaimError, StreamMeta};
+use crate::server::Shared;
+
+const ALLOW: &str = "GET, PUT, OPTIONS, SOURCE";
+
+/// Read the first of several header spellings (Icecast tries ice-, icy-, x-audiocast-).
+fn pick(req: &Request, names: &[&str]) -> Option<String> {
+    names
+        .iter()
+        .find_map(|n| req.header(n))
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+}
+
+fn stream_meta(req: &Request) -> StreamMeta {
+    StreamMeta {
+        name: pick(req, &["ice-name", "icy-name", "x-audiocast-name"]),
+        description: pick(req, &["ice-description", "icy-description", "x-audiocast-description"]),
+        url: pick(req, &["ice-url", "icy-url", "x-audiocast-url"]),
+        genre: pick(req, &["ice-genre", "icy-genre", "x-audiocast-genre"]),
+        public: pick(req, &["ice-public", "icy-pub", "x-audiocast-public"]),
+        bitrate: pick(req, &["ice-bitrate", "icy-br", "x-audiocast-bitrate"]),
+        audio_info: pick(req, &["ice-audio-info"]),
+        declared_type: pick(req, &["content-type"]),
+        user_agent: pick(req, &["user-agent"]),
+    }
+}
+
+async fn refuse(stream: &mut TcpStream, req: &Request, code: u16, body: &str, extra: &[(&str, &str)]) {
+    let resp = http::simple_response(
+        "HTTP/1.0",
+        code,
+        "text/plain; charset=utf-8",
+        extra,
+        format!("{body}\n").as_bytes(),
+        false,
+    );
+    let _ = stream.write_all(&resp).await;
+    let _ = stream.shutdown().await;
+    let _ = req;
+}
+
+/// Serve one source connection to its end.
+pub async fn handle(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    req: Request,
+    rest: BytesMut,
+    shared: Arc<Shared>,
+) {
+    let path = req.path().to_string();
+    if !path.starts_with('/') || path.len() < 2 || path.contains("..") {
+        tracing::warn!(%peer, %path, "source refused: bad mount path");
+        refuse(&mut stream, &req, 400, "Source mountpoint must start with / and name a mount", &[]).await;
+        shared.access_log.log(peer, &req, 400, 0);
+        return;
+    }
+    let mount_cfg = shared.config.mount(&path);
+    let user = mount_cfg
+        .and_then(|m| m.username.as_deref())
+        .unwrap_or("source");
+    let password = mount_cfg
+        .and_then(|m| m.password.as_deref())
+        .unwrap_or(&shared.credentials.source_password);
+    let given = req.header("authorization").and_then(auth::parse_basic);
+    let ok = given
+        .as_ref()
+        .is_some_and(|g| auth::credentials_match(g, user, password));
+    if !ok {
+        if given.is_some() {
+            tracing::warn!(%peer, mount = %path, "source refused: wrong credentials");
+        } else {
+            // libshout's first, unauthenticated probe lands here on every connect.
+            tracing::info!(%peer, mount = %path, "source asked without credentials: 401");
+        }
+        refuse(
+            &mut stream,
+            &req,
+            401,
+            "You need to authenticate",
+            &[("WWW-Authenticate", "Basic realm=\"Agora\""), ("Allow", ALLOW)],
+        )
+        .await;
+        shared.access_log.log(peer, &req, 401, 0);
+        return;
+    }
+    if req.header("transfer-encoding").is_some_and(|te| {
+        let te = te.to_ascii_lowercase();
+        !te.contains("chunked") && te != "identity"
+    }) {
+        refuse(&mut stream, &req, 501, "Transfer-Encoding not supported", &[]).await;
+        shared.access_log.log(peer, &req, 501, 0);
+        return;
+    }
+    let sources = shared.sources.fetch_add(1, Ordering::AcqRel);
+    let _count = SourceCount(&shared);
+    if sources >= shared.config.server.max_sources {
+        tracing::warn!(%peer, mount = %path, "source refused: too many sources");
+        refuse(&mut stream, &req, 503, "Too many sources connected", &[]).await;
+        shared.access_log.log(peer, &req, 503, 0);
+        return;
+    }
+    let settings = || shared.config.settings_for(&path);
+    let claim = match shared
+        .registry
+        .claim(&path, settings, stream_meta(&req), peer.ip().to_string())
+    {
+        Ok(c) => c,
+        Err(ClaimError::InUse) => {
+            tracing::warn!(%peer, mount = %path, "source refused: mountpoint in use");
+            refuse(&mut stream, &req, 409, "Mountpoint in use", &[]).await;
+            shared.access_log.log(peer, &req, 409, 0);
+            return;
+        }
+    };
+    let mount = claim.mount.clone();
+    let mut accept = Vec::new();
+    if req.expects_continue() {
+        accept.extend_from_slice(b"HTTP/1.1 100 Continue\r\nContent-Length: 0\r\n\r\n");
+    }
+    accept.extend_from_slice(
+        format!("HTTP/1.0 200 OK\r\nServer: {}\r\nConnection: Close\r\n\r\n", http::SERVER).as_bytes(),
+    );
+    if stream.write_all(&accept).await.is_err() {
+        return;
+    }
+    tracing::info!(%peer, mount = %path, method = %req.method, agent = req.header("user-agent").unwrap_or("-"), "source connected");
+    let started = Instant::now();
+    let outcome = pump(&mut stream, &req, rest, &mount, &shared).await;
+    let read = mount.bytes_read.load(Ordering::Relaxed);
+    match &outcome {
+        Ok(()) => tracing::info!(%peer, mount = %path, secs = started.elapsed().as_secs(), "source ended"),
+        Err(why) => tracing::warn!(%peer, mount = %path, reason = %why, "source dropped"),
+    }
+    shared.access_log.log(peer, &req, 200, read);
+    drop(claim);
+}
+
+struct SourceCount<'a>(&'a Shared);
+
+impl Drop for SourceCount<'_> {
+    fn drop(&mut self) {
+        self.0.sources.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Read the body until it ends, framing it into the mount.
+async fn pump(
+    stream: &mut TcpStream,
+    req: &Request,
+    rest: BytesMut,
+    mount: &crate::mount::Mount,
+    shared: &Shared,
+) -> Result<(), String> {
+    let timeout = Duration::from_secs(shared.config.server.source_timeout_secs);
+    let mut dechunker = req.is_chunked().then(Dechunker::default);
+    // A PUT with a length is a finite upload; SOURCE ignores lengths (libshout's probe sends
+    // `Content-Length: 0` but the real request has none, and Icecast 2.4 ignores it too).
+    let mut remaining: Option<u64> = (req.method == "PUT" && dechunker.is_none())
+        .then(|| req.header("content-length").and_then(|v| v.parse().ok()))
+        .flatten();
+    let mut demux = Demuxer::new();
+    let mut raw = rest;
+    let mut body = BytesMut::new();
+    let mut reported_format = false;
+    loop {
+        // Decode what we have.
+        let finished = if let Some(d) = dechunker.as_mut() {
+            d.decode(&mut raw, &mut body).map_err(|e| e.to_string())?
+        } else {
+            let take = remaining.map_or(raw.len(), |r| (r as usize).min(raw.len()));
+            body.extend_from_slice(&raw.split_to(take));
+            if let Some(r) = remaining.as_mut() {
+                *r -= take as u64;
+            }
+            remaining == Some(0)
+        };
+        if !body.is_empty() {
+            mount.bytes_read.fetch_add(body.len() as u64, Ordering::Relaxed);
+            demux.push(&body);
+            body.clear();
+            drain(&mut demux, mount)?;
+            if !reported_format && let Some(f) = demux.format() {
+                reported_format = true;
+                tracing::info!(mount = %mount.path, format = ?f, "stream format detected");
+            }
+        }
+        if finished {
+            break;
+        }
+        raw.reserve(16 * 1024);
+        let n = tokio::select! {
+            r = tokio::time::timeout(timeout, stream.read_buf(&mut raw)) => match r {
+                Err(_) => return Err(format!("no data for {} s", timeout.as_secs())),
+                Ok(Err(e)) => return Err(e.to_string()),
+                Ok(Ok(n)) => n,
+            },
+            _ = shared.shutdown.cancelled() => return Ok(()),
+        };
+        if n == 0 {
+            break;
+        }
+    }
+    if let Some(Event::Chunk(c)) = demux.finish() {
+        mount.publish(c.bytes, c.sync);
+    }
+    Ok(())
+}
+
+/// Move every event the demuxer has into the mount; log what it rejected.
+fn drain(demux: &mut Demuxer, mount: &crate::mount::Mount) -> Result<(), String> {
+    loop {
+        match demux.poll() {
+            Ok(None) => return Ok(()),
+            Ok(Some(Event::Headers(h))) => {
+                tracing::info!(mount = %mount.path, bytes = h.len(), codecs = %demux.info().subtype(), "stream headers");
+                mount.set_headers(h);
+                let mut st = mount.state.write();
+                st.format = demux.format();
+                st.info = demux.info();
+            }
+            Ok(Some(Event::Chunk(c))) => {
+                {
+                    let st = mount.state.read();
+                    let stale = st.format != demux.format();
+                    drop(st);
+                    if stale {
+                        let mut st = mount.state.write();
+                        st.format = demux.format();
+                        st.info = demux.info();
+                    }
+                }
+                mount.publish(c.bytes, c.sync);
+            }
+            Err(e) if e.is_fatal() => return Err(format!("stream rejected: {e}")),
+            Err(e) => tracing::warn!(mount = %mount.path, "source sent bad data: {e}"),
+        }
+    }
+}
