@@ -1,0 +1,408 @@
+//! Test harness: the real `agora` binary on an ephemeral port, real ffmpeg fixtures, real
+//! source clients, and helpers that await events (a status change, bytes on a socket) rather
+//! than sleeping.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub const SOURCE_PW: &str = "test-source-pw";
+pub const ADMIN_PW: &str = "test-admin-pw";
+
+/// A running `agora serve`, killed on drop.
+pub struct Agora {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub stderr_log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Agora {
+    pub fn start() -> Agora {
+        Self::start_with_config("")
+    }
+
+    /// Start with a TOML configuration (listen address and passwords are set by flags).
+    pub fn start_with_config(toml: &str) -> Agora {
+        let dir = TempDir::new("agora-serve");
+        let cfg = dir.path().join("agora.toml");
+        std::fs::write(&cfg, toml).expect("write config");
+        let stderr_log = dir.path().join("stderr.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_agora"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&cfg)
+            .args(["--source-password", SOURCE_PW, "--admin-password", ADMIN_PW])
+            .env("RUST_LOG", "info,agora_server=debug")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_log).expect("log file"))
+            .spawn()
+            .expect("spawn agora");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("agora exited before printing its address")
+                .expect("read stdout");
+            if let Some(rest) = line.trim().strip_prefix("listening on http://") {
+                break rest.trim_end_matches('/').parse().expect("address");
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Agora {
+            child,
+            addr,
+            stderr_log,
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, mount: &str) -> String {
+        format!("http://{}{}", self.addr, mount)
+    }
+
+    pub fn icecast_url(&self, mount: &str) -> String {
+        format!("icecast://source:{SOURCE_PW}@{}{}", self.addr, mount)
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        let (code, _, body) = http_get(self.addr, "/status-json.xsl", &[]);
+        assert_eq!(code, 200);
+        serde_json::from_slice(&body).expect("status JSON parses")
+    }
+
+    /// The `source` entries of the status JSON as a list, whatever Icecast's shape.
+    pub fn sources(&self) -> Vec<serde_json::Value> {
+        match self.status()["icestats"].get("source") {
+            None => Vec::new(),
+            Some(serde_json::Value::Array(a)) => a.clone(),
+            Some(o) => vec![o.clone()],
+        }
+    }
+
+    pub fn source(&self, mount: &str) -> Option<serde_json::Value> {
+        let url = self.url(mount).replace(&self.addr.ip().to_string(), "localhost");
+        self.sources()
+            .into_iter()
+            .find(|s| s["listenurl"].as_str() == Some(url.as_str()))
+    }
+
+    /// Wait until `check` holds on the status JSON (polling the server's own report).
+    pub fn wait_status(&self, what: &str, mut check: impl FnMut(&Agora) -> bool) {
+        wait_until(what, Duration::from_secs(30), || check(self));
+    }
+
+    pub fn wait_mount(&self, mount: &str) {
+        self.wait_status(&format!("mount {mount} to appear"), |a| a.source(mount).is_some());
+    }
+
+    pub fn listeners(&self, mount: &str) -> u64 {
+        self.source(mount)
+            .and_then(|s| s["listeners"].as_u64())
+            .unwrap_or(0)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Agora {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- agora log ----\n{}", self.log());
+        }
+    }
+}
+
+/// Poll `cond` until it holds, failing the test after `limit`.
+pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A minimal blocking HTTP/1.0 GET: (status, head, body). For small responses.
+pub fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
+    raw_request(addr, &request("GET", path, headers))
+}
+
+pub fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> String {
+    let mut r = format!("{method} {path} HTTP/1.0\r\nHost: test\r\n");
+    for (k, v) in headers {
+        r.push_str(&format!("{k}: {v}\r\n"));
+    }
+    r.push_str("\r\n");
+    r
+}
+
+/// Send raw bytes, read the whole response until close.
+pub fn raw_request(addr: SocketAddr, req: &str) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    s.write_all(req.as_bytes()).expect("send");
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all);
+    split_response(&all)
+}
+
+pub fn split_response(all: &[u8]) -> (u16, String, Vec<u8>) {
+    let end = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .unwrap_or(all.len());
+    let head = String::from_utf8_lossy(&all[..end]).to_string();
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, head, all[end..].to_vec())
+}
+
+/// Open a listener and read until `n` body bytes arrived: proof that the stream is flowing
+/// (more than the burst means live data). Returns the response head.
+pub fn read_stream_bytes(addr: SocketAddr, mount: &str, n: usize) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    s.write_all(request("GET", mount, &[]).as_bytes()).expect("send");
+    let mut buf = vec![0u8; 16384];
+    let mut got = Vec::new();
+    loop {
+        let k = s.read(&mut buf).expect("stream read");
+        assert!(k > 0, "stream ended after {} bytes, wanted {n}", got.len());
+        got.extend_from_slice(&buf[..k]);
+        if let Some(p) = got.windows(4).position(|w| w == b"\r\n\r\n")
+            && got.len() - p - 4 >= n
+        {
+            return String::from_utf8_lossy(&got[..p + 4]).to_string();
+        }
+    }
+}
+
+/// The check every listener test ends with: ffmpeg decodes `seconds` of the URL and prints
+/// nothing at `-v error`.
+pub fn assert_decodes(url: &str, seconds: u32) {
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-rw_timeout", "20000000", "-i", url])
+        .args(["-t", &seconds.to_string(), "-f", "null", "-"])
+        .output()
+        .expect("run ffmpeg");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.trim().is_empty(),
+        "ffmpeg could not decode {url} cleanly (status {:?}):\n{err}",
+        out.status
+    );
+}
+
+/// Duration ffprobe reports for a URL or file, in seconds.
+pub fn probe_duration(target: &str) -> f64 {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", target])
+        .output()
+        .expect("ffprobe");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0.0)
+}
+
+/// A background process killed on drop (source clients).
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    pub fn spawn(cmd: &mut Command) -> Proc {
+        Proc(
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn"),
+        )
+    }
+}
+
+/// Push `file` in real time with ffmpeg's icecast protocol (PUT, or SOURCE with `legacy`).
+pub fn ffmpeg_push(agora: &Agora, file: &Path, mount: &str, format: &str, legacy: bool) -> Proc {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-nostdin", "-v", "error", "-re", "-i"])
+        .arg(file)
+        .args(["-c", "copy", "-f", format]);
+    if legacy {
+        cmd.args(["-legacy_icecast", "1"]);
+    }
+    cmd.args(["-ice_name", "Agora test", "-ice_description", "A test stream", "-ice_genre", "Test"])
+        .arg(agora.icecast_url(mount));
+    Proc::spawn(&mut cmd)
+}
+
+/// Fixtures generated once per test process by ffmpeg from lavfi sources.
+pub struct Fixture {
+    pub name: &'static str,
+    pub file: &'static str,
+    /// Muxer for `-f` when pushing.
+    pub muxer: &'static str,
+    pub args: &'static [&'static str],
+}
+
+pub const SECONDS: u32 = 40;
+
+pub const FIXTURES: &[Fixture] = &[
+    Fixture {
+        name: "vorbis",
+        file: "vorbis.ogg",
+        muxer: "ogg",
+        args: &["-f", "lavfi", "-i", "sine=f=440:d=40", "-c:a", "libvorbis", "-q:a", "2"],
+    },
+    Fixture {
+        name: "opus",
+        file: "opus.ogg",
+        muxer: "ogg",
+        args: &["-f", "lavfi", "-i", "sine=f=440:d=40", "-c:a", "libopus", "-b:a", "64k"],
+    },
+    Fixture {
+        name: "theora",
+        file: "theora.ogg",
+        muxer: "ogg",
+        args: &[
+            "-f", "lavfi", "-i", "testsrc=s=320x240:r=25:d=40", "-f", "lavfi", "-i",
+            "sine=f=440:d=40", "-c:v", "libtheora", "-q:v", "6", "-g", "50", "-c:a",
+            "libvorbis", "-q:a", "1",
+        ],
+    },
+    Fixture {
+        name: "webm",
+        file: "vp8opus.webm",
+        muxer: "webm",
+        args: &[
+            "-f", "lavfi", "-i", "testsrc=s=320x240:r=25:d=40", "-f", "lavfi", "-i",
+            "sine=f=440:d=40", "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8",
+            "-b:v", "300k", "-g", "50", "-c:a", "libopus", "-b:a", "48k",
+        ],
+    },
+    Fixture {
+        name: "mp3",
+        file: "tone.mp3",
+        muxer: "mp3",
+        args: &["-f", "lavfi", "-i", "sine=f=440:d=40", "-c:a", "libmp3lame", "-b:a", "128k"],
+    },
+    Fixture {
+        name: "aac",
+        file: "tone.aac",
+        muxer: "adts",
+        args: &["-f", "lavfi", "-i", "sine=f=440:d=40", "-c:a", "aac", "-b:a", "96k", "-f", "adts"],
+    },
+];
+
+pub fn fixture(name: &str) -> (&'static Fixture, PathBuf) {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    static LOCK: Mutex<()> = Mutex::new(());
+    let dir = DIR.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("agora-fixtures-{}", std::process::id()));
+        std::fs::create_dir_all(&d).expect("fixture dir");
+        d
+    });
+    let f = FIXTURES
+        .iter()
+        .find(|f| f.name == name)
+        .expect("known fixture");
+    let path = dir.join(f.file);
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if !path.exists() {
+        let tmp = dir.join(format!("tmp-{}", f.file));
+        let out = Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-y"])
+            .args(f.args)
+            .arg(&tmp)
+            .output()
+            .expect("ffmpeg must be installed (apt-get install ffmpeg)");
+        assert!(
+            out.status.success(),
+            "generating {}: {}",
+            f.file,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::rename(&tmp, &path).expect("rename fixture");
+    }
+    (f, path)
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("{prefix}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("temp dir");
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A raw source connection driven by the test (for bad bytes and exact wire checks).
+pub fn raw_source(addr: SocketAddr, mount: &str, method: &str, extra: &[(&str, &str)]) -> (TcpStream, String) {
+    let auth = format!("Basic {}", b64(&format!("source:{SOURCE_PW}")));
+    let mut headers: Vec<(&str, &str)> = vec![("Authorization", &auth)];
+    headers.extend_from_slice(extra);
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let req = request(method, mount, &headers).replace("HTTP/1.0", if method == "PUT" { "HTTP/1.1" } else { "HTTP/1.0" });
+    s.write_all(req.as_bytes()).expect("send head");
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(1) => head.push(b[0]),
+            _ => break,
+        }
+    }
+    (s, String::from_utf8_lossy(&head).to_string())
+}
+
+/// Standard base64 (tests only; the server uses the base64 crate).
+pub fn b64(s: &str) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
