@@ -314,48 +314,41 @@ impl Demuxer {
         let State::Framing(_, fr) = &mut self.state else {
             return Ok(None);
         };
-        if self.pending.is_empty() {
-            // Gather units until incomplete, an error, or a boundary we must keep.
-            loop {
-                match fr.poll() {
-                    Ok(Some(ev)) => {
-                        let boundary = match &ev {
-                            Event::Headers(_) => true,
-                            Event::Chunk(c) => c.sync && !fr.dense_sync(),
-                        };
-                        if boundary && !self.pending.is_empty() {
-                            // Emit what we have, keep this one for the next poll.
-                            let out = merge(&mut self.pending);
-                            self.pending.push(ev);
-                            return Ok(Some(out));
-                        }
-                        let is_headers = matches!(ev, Event::Headers(_));
-                        self.pending.push(ev);
-                        if is_headers {
-                            break;
-                        }
-                        let size: usize = self.pending.iter().map(event_len).sum();
-                        if size >= MAX_CHUNK {
-                            break;
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        if self.pending.is_empty() {
-                            return Err(e);
-                        }
-                        // Report the error on the next poll; emit what came before it.
+        // A boundary event carried over from the previous poll: headers go out alone; a sync
+        // chunk starts the next batch.
+        if matches!(self.pending.first(), Some(Event::Headers(_))) {
+            return Ok(Some(merge(&mut self.pending)));
+        }
+        loop {
+            match fr.poll() {
+                Ok(Some(ev)) => {
+                    let boundary = match &ev {
+                        Event::Headers(_) => true,
+                        Event::Chunk(c) => c.sync && !fr.dense_sync(),
+                    };
+                    if boundary && !self.pending.is_empty() {
                         let out = merge(&mut self.pending);
-                        self.stashed_error = Some(e);
+                        self.pending.push(ev);
                         return Ok(Some(out));
                     }
+                    if matches!(ev, Event::Headers(_)) {
+                        return Ok(Some(ev));
+                    }
+                    self.pending.push(ev);
+                    if self.pending.iter().map(event_len).sum::<usize>() >= MAX_CHUNK {
+                        return Ok(Some(merge(&mut self.pending)));
+                    }
+                }
+                Ok(None) if self.pending.is_empty() => return Ok(None),
+                Ok(None) => return Ok(Some(merge(&mut self.pending))),
+                Err(e) if self.pending.is_empty() => return Err(e),
+                Err(e) => {
+                    // Emit the data before the error now, report the error on the next poll.
+                    self.stashed_error = Some(e);
+                    return Ok(Some(merge(&mut self.pending)));
                 }
             }
         }
-        if self.pending.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(merge(&mut self.pending)))
     }
 }
 
@@ -395,5 +388,100 @@ fn framer_for(format: Format) -> Box<dyn Framer> {
         Format::Mp3 => Box::new(mpeg::MpegFramer::new(mpeg::Kind::Mp3)),
         Format::Aac => Box::new(mpeg::MpegFramer::new(mpeg::Kind::Adts)),
         Format::Opaque => Box::new(Opaque::default()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A framer that replays scripted units, to pin the coalescing rule.
+    struct Script {
+        units: std::collections::VecDeque<Result<Event, FormatError>>,
+        dense: bool,
+    }
+
+    impl Framer for Script {
+        fn push(&mut self, _: &[u8]) {}
+        fn poll(&mut self) -> Result<Option<Event>, FormatError> {
+            self.units.pop_front().transpose()
+        }
+        fn dense_sync(&self) -> bool {
+            self.dense
+        }
+        fn info(&self) -> StreamInfo {
+            StreamInfo::default()
+        }
+    }
+
+    fn chunk(b: &'static [u8], sync: bool) -> Result<Event, FormatError> {
+        Ok(Event::Chunk(Chunk {
+            bytes: Bytes::from_static(b),
+            sync,
+        }))
+    }
+
+    fn demux(units: Vec<Result<Event, FormatError>>, dense: bool) -> Vec<Result<Event, FormatError>> {
+        let mut d = Demuxer {
+            state: State::Framing(
+                Format::Ogg,
+                Box::new(Script {
+                    units: units.into(),
+                    dense,
+                }),
+            ),
+            pending: Vec::new(),
+            stashed_error: None,
+        };
+        let mut out = Vec::new();
+        loop {
+            match d.poll() {
+                Ok(None) => return out,
+                other => out.push(other.map(|e| e.expect("some"))),
+            }
+        }
+    }
+
+    #[test]
+    fn sparse_sync_points_stay_chunk_boundaries() {
+        let out = demux(
+            vec![
+                Ok(Event::Headers(Bytes::from_static(b"H"))),
+                chunk(b"a", true),
+                chunk(b"b", false),
+                chunk(b"c", true),
+                chunk(b"d", false),
+            ],
+            false,
+        );
+        assert_eq!(
+            out,
+            vec![
+                Ok(Event::Headers(Bytes::from_static(b"H"))),
+                chunk(b"ab", true),
+                chunk(b"cd", true),
+            ]
+        );
+    }
+
+    #[test]
+    fn dense_units_merge_and_errors_come_after_the_data_before_them() {
+        let err = FormatError::Garbage {
+            skipped: 3,
+            what: "x",
+        };
+        let out = demux(
+            vec![chunk(b"a", true), chunk(b"b", true), Err(err.clone()), chunk(b"c", true)],
+            true,
+        );
+        assert_eq!(out, vec![chunk(b"ab", true), Err(err), chunk(b"c", true)]);
+    }
+
+    #[test]
+    fn opaque_bytes_pass_through() {
+        let mut d = Demuxer::with_format(Format::Opaque);
+        d.push(b"hello");
+        assert_eq!(d.poll(), Ok(Some(Event::Chunk(Chunk { bytes: Bytes::from_static(b"hello"), sync: true }))));
+        assert_eq!(d.poll(), Ok(None));
     }
 }
