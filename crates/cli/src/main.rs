@@ -10,7 +10,11 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "agora", version, about = "Agora: live streaming for conferences, Icecast-compatible")]
+#[command(
+    name = "agora",
+    version,
+    about = "Agora: live streaming for conferences, Icecast-compatible"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -102,7 +106,11 @@ fn serve(args: ServeArgs) -> Result<()> {
             .source_password
             .clone()
             .unwrap_or_else(agora_server::auth::random_password),
-        admin_user: config.auth.admin_user.clone().unwrap_or_else(|| "admin".into()),
+        admin_user: config
+            .auth
+            .admin_user
+            .clone()
+            .unwrap_or_else(|| "admin".into()),
         admin_password: config
             .auth
             .admin_password
@@ -159,13 +167,25 @@ fn banner(addrs: &[SocketAddr], c: &Credentials, gen_source: bool, gen_admin: bo
         writeln!(out, "  listening on http://{a}/")?;
     }
     if gen_source {
-        writeln!(out, "  source password (generated, user \"source\"): {}", c.source_password)?;
+        writeln!(
+            out,
+            "  source password (generated, user \"source\"): {}",
+            c.source_password
+        )?;
     }
     if gen_admin {
-        writeln!(out, "  admin password (generated, user \"{}\"): {}", c.admin_user, c.admin_password)?;
+        writeln!(
+            out,
+            "  admin password (generated, user \"{}\"): {}",
+            c.admin_user, c.admin_password
+        )?;
     }
     if let Some(a) = addrs.first() {
-        let pw = if gen_source { c.source_password.as_str() } else { "PASSWORD" };
+        let pw = if gen_source {
+            c.source_password.as_str()
+        } else {
+            "PASSWORD"
+        };
         writeln!(
             out,
             "  push:   ffmpeg -re -i talk.webm -c copy -content_type video/webm icecast://source:{pw}@{a}/live.webm"

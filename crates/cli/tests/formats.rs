@@ -19,14 +19,24 @@ fn push_and_join(name: &str, mount: &str, content_type: &str, legacy: bool) {
     // The stream has flowed for a while: a join now is a mid-stream join.
     let head = read_stream_bytes(agora.addr, mount, 40 * 1024);
     assert!(head.starts_with("HTTP/1.0 200 OK\r\n"), "{head}");
-    assert!(head.contains(&format!("Content-Type: {content_type}\r\n")), "{head}");
+    assert!(
+        head.contains(&format!("Content-Type: {content_type}\r\n")),
+        "{head}"
+    );
     assert!(head.contains("icy-name:Agora test\r\n"), "{head}");
-    assert!(head.contains("Access-Control-Allow-Origin: *\r\n"), "{head}");
-    assert!(!head.to_ascii_lowercase().contains("transfer-encoding"), "{head}");
+    assert!(
+        head.contains("Access-Control-Allow-Origin: *\r\n"),
+        "{head}"
+    );
+    assert!(
+        !head.to_ascii_lowercase().contains("transfer-encoding"),
+        "{head}"
+    );
 
     // A listener held open shows in the status JSON.
     let mut held = TcpStream::connect(agora.addr).expect("connect");
-    held.write_all(request("GET", mount, &[]).as_bytes()).expect("send");
+    held.write_all(request("GET", mount, &[]).as_bytes())
+        .expect("send");
     let mut first = [0u8; 1];
     held.read_exact(&mut first).expect("first byte");
     agora.wait_status("one listener", |a| a.listeners(mount) == 1);
@@ -34,7 +44,11 @@ fn push_and_join(name: &str, mount: &str, content_type: &str, legacy: bool) {
     assert_eq!(src["server_type"], content_type);
     assert_eq!(src["server_name"], "Agora test");
     assert_eq!(src["genre"], "Test");
-    assert!(src["stream_start_iso8601"].as_str().is_some_and(|s| s.len() >= 20));
+    assert!(
+        src["stream_start_iso8601"]
+            .as_str()
+            .is_some_and(|s| s.len() >= 20)
+    );
     drop(held);
 
     assert_decodes(&agora.url(mount), 5);
@@ -85,15 +99,16 @@ fn oggfwd_push(name: &str, mount: &str, content_type: &str) {
     let agora = Agora::start();
     let (_, file) = fixture(name);
     let port = agora.addr.port().to_string();
-    let _src = Proc::spawn(
-        Command::new("sh").arg("-c").arg(format!(
-            "exec oggfwd -n 'oggfwd test' -g Talks 127.0.0.1 {port} {SOURCE_PW} {mount} < '{}'",
-            file.display()
-        )),
-    );
+    let _src = Proc::spawn(Command::new("sh").arg("-c").arg(format!(
+        "exec oggfwd -n 'oggfwd test' -g Talks 127.0.0.1 {port} {SOURCE_PW} {mount} < '{}'",
+        file.display()
+    )));
     agora.wait_mount(mount);
     let head = read_stream_bytes(agora.addr, mount, 40 * 1024);
-    assert!(head.contains(&format!("Content-Type: {content_type}\r\n")), "{head}");
+    assert!(
+        head.contains(&format!("Content-Type: {content_type}\r\n")),
+        "{head}"
+    );
     assert!(head.contains("icy-name:oggfwd test\r\n"), "{head}");
     assert_decodes(&agora.url(mount), 5);
 }
@@ -132,7 +147,11 @@ fn ezstream_pushes_ogg_opus() {
     )
     .expect("write ezstream config");
     // ezstream refuses configs readable by others (they hold a password).
-    Command::new("chmod").arg("600").arg(&cfg).status().expect("chmod");
+    Command::new("chmod")
+        .arg("600")
+        .arg(&cfg)
+        .status()
+        .expect("chmod");
     let _src = Proc::spawn(Command::new("ezstream").arg("-c").arg(&cfg));
     agora.wait_mount("/ez.ogg");
     let head = read_stream_bytes(agora.addr, "/ez.ogg", 30 * 1024);
@@ -149,12 +168,16 @@ fn icy_metadata_interleaved_on_mp3() {
     agora.wait_mount("/icy.mp3");
     let (code, _, body) = http_get(
         agora.addr,
-        &format!("/admin/metadata?mount=/icy.mp3&mode=updinfo&song=Keynote%20-%20Opening"),
-        &[("Authorization", &format!("Basic {}", b64(&format!("admin:{ADMIN_PW}"))))],
+        "/admin/metadata?mount=/icy.mp3&mode=updinfo&song=Keynote%20-%20Opening",
+        &[(
+            "Authorization",
+            &format!("Basic {}", b64(&format!("admin:{ADMIN_PW}"))),
+        )],
     );
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
     let mut s = TcpStream::connect(agora.addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
     s.write_all(request("GET", "/icy.mp3", &[("Icy-MetaData", "1")]).as_bytes())
         .expect("send");
     let mut got = Vec::new();
@@ -168,8 +191,14 @@ fn icy_metadata_interleaved_on_mp3() {
     assert!(head.contains("icy-metaint:16000\r\n"), "{head}");
     let len = body[16000] as usize * 16;
     let block = String::from_utf8_lossy(&body[16001..16001 + len]).to_string();
-    assert!(block.starts_with("StreamTitle='Keynote - Opening';"), "{block:?}");
+    assert!(
+        block.starts_with("StreamTitle='Keynote - Opening';"),
+        "{block:?}"
+    );
     // Unchanged title: the next block is a single zero byte.
     assert_eq!(body[16001 + len + 16000], 0);
-    assert_eq!(agora.source("/icy.mp3").expect("mount")["title"], "Keynote - Opening");
+    assert_eq!(
+        agora.source("/icy.mp3").expect("mount")["title"],
+        "Keynote - Opening"
+    );
 }

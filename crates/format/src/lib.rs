@@ -131,7 +131,11 @@ impl StreamInfo {
 #[non_exhaustive]
 pub enum FormatError {
     #[error("Ogg page with bad CRC dropped (serial {serial:#x}, sequence {sequence}, {len} bytes)")]
-    OggCrc { serial: u32, sequence: u32, len: usize },
+    OggCrc {
+        serial: u32,
+        sequence: u32,
+        len: usize,
+    },
     #[error("{skipped} bytes of garbage skipped looking for the next {what}")]
     Garbage { skipped: usize, what: &'static str },
     #[error("Ogg stream with more than {max} logical streams")]
@@ -421,7 +425,10 @@ mod tests {
         }))
     }
 
-    fn demux(units: Vec<Result<Event, FormatError>>, dense: bool) -> Vec<Result<Event, FormatError>> {
+    fn demux(
+        units: Vec<Result<Event, FormatError>>,
+        dense: bool,
+    ) -> Vec<Result<Event, FormatError>> {
         let mut d = Demuxer {
             state: State::Framing(
                 Format::Ogg,
@@ -471,7 +478,12 @@ mod tests {
             what: "x",
         };
         let out = demux(
-            vec![chunk(b"a", true), chunk(b"b", true), Err(err.clone()), chunk(b"c", true)],
+            vec![
+                chunk(b"a", true),
+                chunk(b"b", true),
+                Err(err.clone()),
+                chunk(b"c", true),
+            ],
             true,
         );
         assert_eq!(out, vec![chunk(b"ab", true), Err(err), chunk(b"c", true)]);
@@ -481,7 +493,13 @@ mod tests {
     fn opaque_bytes_pass_through() {
         let mut d = Demuxer::with_format(Format::Opaque);
         d.push(b"hello");
-        assert_eq!(d.poll(), Ok(Some(Event::Chunk(Chunk { bytes: Bytes::from_static(b"hello"), sync: true }))));
+        assert_eq!(
+            d.poll(),
+            Ok(Some(Event::Chunk(Chunk {
+                bytes: Bytes::from_static(b"hello"),
+                sync: true
+            })))
+        );
         assert_eq!(d.poll(), Ok(None));
     }
 }

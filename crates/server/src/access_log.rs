@@ -16,7 +16,9 @@ pub struct AccessLog {
 
 impl std::fmt::Debug for AccessLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccessLog").field("enabled", &self.out.is_some()).finish()
+        f.debug_struct("AccessLog")
+            .field("enabled", &self.out.is_some())
+            .finish()
     }
 }
 
@@ -27,7 +29,10 @@ impl AccessLog {
             None => None,
             Some("-") => Some(Box::new(std::io::LineWriter::new(std::io::stdout()))),
             Some(p) => Some(Box::new(std::io::LineWriter::new(
-                std::fs::OpenOptions::new().create(true).append(true).open(p)?,
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)?,
             ))),
         };
         Ok(AccessLog {
@@ -40,13 +45,28 @@ impl AccessLog {
         self.write(peer, &line, &req.version, req, code, bytes, None);
     }
 
-    pub fn log_listener(&self, peer: SocketAddr, req: &Request, code: u16, bytes: u64, d: Duration) {
+    pub fn log_listener(
+        &self,
+        peer: SocketAddr,
+        req: &Request,
+        code: u16,
+        bytes: u64,
+        d: Duration,
+    ) {
         let line = format!("{} {}", req.method, req.target.replace('"', "%22"));
         self.write(peer, &line, &req.version, req, code, bytes, Some(d));
     }
 
     /// A line for a request that could not be parsed.
-    pub fn log_raw(&self, peer: SocketAddr, line: &str, code: u16, bytes: u64, referer: &str, agent: &str) {
+    pub fn log_raw(
+        &self,
+        peer: SocketAddr,
+        line: &str,
+        code: u16,
+        bytes: u64,
+        referer: &str,
+        agent: &str,
+    ) {
         if let Some(out) = &self.out {
             let ts = clf_time(SystemTime::now());
             let _ = writeln!(
@@ -58,10 +78,22 @@ impl AccessLog {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn write(&self, peer: SocketAddr, line: &str, version: &str, req: &Request, code: u16, bytes: u64, d: Option<Duration>) {
+    fn write(
+        &self,
+        peer: SocketAddr,
+        line: &str,
+        version: &str,
+        req: &Request,
+        code: u16,
+        bytes: u64,
+        d: Option<Duration>,
+    ) {
         let Some(out) = &self.out else { return };
         let clean = |s: Option<&str>| -> String {
-            s.unwrap_or("-").chars().map(|c| if c == '"' || c.is_control() { '_' } else { c }).collect()
+            s.unwrap_or("-")
+                .chars()
+                .map(|c| if c == '"' || c.is_control() { '_' } else { c })
+                .collect()
         };
         let user = req
             .header("authorization")

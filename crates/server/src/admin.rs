@@ -8,7 +8,10 @@ use crate::http::Request;
 use crate::server::Shared;
 
 fn iceresponse(message: &str, ok: bool) -> String {
-    let esc = message.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let esc = message
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
     format!(
         "<?xml version=\"1.0\"?>\n<iceresponse><message>{esc}</message><return>{}</return></iceresponse>\n",
         u8::from(ok)
@@ -28,7 +31,11 @@ pub fn handle(req: &Request, _peer: SocketAddr, shared: &Shared) -> (u16, &'stat
     const XML: &str = "text/xml; charset=utf-8";
     let given = req.header("authorization").and_then(auth::parse_basic);
     let admin_ok = given.as_ref().is_some_and(|g| {
-        auth::credentials_match(g, &shared.credentials.admin_user, &shared.credentials.admin_password)
+        auth::credentials_match(
+            g,
+            &shared.credentials.admin_user,
+            &shared.credentials.admin_password,
+        )
     });
     match req.path() {
         "/admin/metadata" | "/admin/metadata.xsl" => {
@@ -41,13 +48,19 @@ pub fn handle(req: &Request, _peer: SocketAddr, shared: &Shared) -> (u16, &'stat
             let pass = cfg
                 .and_then(|m| m.password.as_deref())
                 .unwrap_or(&shared.credentials.source_password);
-            let source_ok = given.as_ref().is_some_and(|g| auth::credentials_match(g, user, pass));
+            let source_ok = given
+                .as_ref()
+                .is_some_and(|g| auth::credentials_match(g, user, pass));
             if !admin_ok && !source_ok {
                 tracing::warn!(mount = %mount_path, "metadata update refused: bad credentials");
                 return (401, XML, iceresponse("You need to authenticate", false));
             }
             if req.query_param("mode").as_deref() != Some("updinfo") {
-                return (400, XML, iceresponse("Unsupported mode (expected mode=updinfo)", false));
+                return (
+                    400,
+                    XML,
+                    iceresponse("Unsupported mode (expected mode=updinfo)", false),
+                );
             }
             let Some(mount) = shared.registry.get(&mount_path) else {
                 return (404, XML, iceresponse("Source does not exist", false));
@@ -63,7 +76,11 @@ pub fn handle(req: &Request, _peer: SocketAddr, shared: &Shared) -> (u16, &'stat
                 }
             });
             let Some(song) = song else {
-                return (400, XML, iceresponse("Missing parameter: song (or artist/title)", false));
+                return (
+                    400,
+                    XML,
+                    iceresponse("Missing parameter: song (or artist/title)", false),
+                );
             };
             tracing::info!(mount = %mount_path, title = %song, "metadata updated");
             mount.set_title(song);

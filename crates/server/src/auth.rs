@@ -60,10 +60,7 @@ mod tests {
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode("source:hack:me")
         );
-        assert_eq!(
-            parse_basic(&v),
-            Some(("source".into(), "hack:me".into()))
-        );
+        assert_eq!(parse_basic(&v), Some(("source".into(), "hack:me".into())));
         assert_eq!(parse_basic("Bearer xyz"), None);
         assert_eq!(parse_basic("Basic !!!"), None);
     }

@@ -227,7 +227,10 @@ impl Config {
         let mut seen = std::collections::HashSet::new();
         for m in &self.mounts {
             if !m.path.starts_with('/') || m.path.len() < 2 {
-                return bad(format!("mount path {:?} must start with / and name a mount", m.path));
+                return bad(format!(
+                    "mount path {:?} must start with / and name a mount",
+                    m.path
+                ));
             }
             if !seen.insert(m.path.as_str()) {
                 return bad(format!("mount {} is configured twice", m.path));

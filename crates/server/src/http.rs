@@ -69,9 +69,9 @@ pub fn parse_head(head: &[u8]) -> Result<Request, HeadError> {
         return Err(HeadError::Malformed(format!("bad request line {line:?}")));
     };
     let version = version.unwrap_or("HTTP/1.0");
-    let proto_ok = version
-        .split_once('/')
-        .is_some_and(|(p, v)| !p.is_empty() && p.bytes().all(|c| c.is_ascii_uppercase()) && !v.is_empty());
+    let proto_ok = version.split_once('/').is_some_and(|(p, v)| {
+        !p.is_empty() && p.bytes().all(|c| c.is_ascii_uppercase()) && !v.is_empty()
+    });
     if !proto_ok {
         return Err(HeadError::Malformed(format!("bad protocol {version:?}")));
     }
@@ -131,7 +131,10 @@ impl Request {
     }
 
     pub fn query_param(&self, name: &str) -> Option<String> {
-        self.query().into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+        self.query()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
     }
 
     pub fn is_http11(&self) -> bool {
@@ -338,7 +341,10 @@ mod tests {
         let n = head_len(h).expect("complete");
         assert_eq!(n, h.len());
         let r = parse_head(&h[..n]).expect("parses");
-        assert_eq!((r.method.as_str(), r.path(), r.version.as_str()), ("SOURCE", "/live.ogg", "ICE/1.0"));
+        assert_eq!(
+            (r.method.as_str(), r.path(), r.version.as_str()),
+            ("SOURCE", "/live.ogg", "ICE/1.0")
+        );
         assert_eq!(r.header("ICE-NAME"), Some("Test"));
         let r = parse_head(b"PUT /a HTTP/1.1\r\nExpect: 100-continue\r\n\r\n").expect("parses");
         assert!(r.expects_continue() && r.is_http11() && r.keep_alive());
@@ -360,7 +366,11 @@ mod tests {
             b"GET / HTTP/1.0\r\nno colon here\r\n\r\n",
             b"\xff\xfe / HTTP/1.0\r\n\r\n",
         ] {
-            assert!(parse_head(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                parse_head(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -389,6 +399,9 @@ mod tests {
         }
         let mut d = Dechunker::default();
         let mut out = BytesMut::new();
-        assert!(d.decode(&mut BytesMut::from(&b"zz\r\n"[..]), &mut out).is_err());
+        assert!(
+            d.decode(&mut BytesMut::from(&b"zz\r\n"[..]), &mut out)
+                .is_err()
+        );
     }
 }

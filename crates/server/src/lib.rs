@@ -19,8 +19,8 @@
 //! - [`mount`]: the mount registry, per-mount state and counters, the grace period.
 //! - [`fanout`]: the per-mount buffer shared by all listeners, and its invariants.
 //! - [`listener`]: listener responses, join logic, ICY metadata, vectored writes.
-//! - [`status`]: `/status-json.xsl`.
-//! - [`admin`]: `/admin/metadata`.
+//! - [`status`]: the `/status-json.xsl` page.
+//! - [`admin`]: the `/admin/metadata` command.
 //! - [`access_log`]: Combined Log Format.
 
 pub mod access_log;

@@ -67,7 +67,10 @@ pub async fn handle(
     shared: Arc<Shared>,
 ) {
     // Server-wide limit first, then the mount's own.
-    let total = shared.registry.total_listeners.fetch_add(1, Ordering::AcqRel);
+    let total = shared
+        .registry
+        .total_listeners
+        .fetch_add(1, Ordering::AcqRel);
     let _total_guard = TotalGuard(&shared);
     if total >= shared.config.server.max_listeners {
         tracing::warn!(%peer, mount = %mount.path, "listener refused: server listener limit");
@@ -77,7 +80,13 @@ pub async fn handle(
     }
     let Some(_guard) = mount.add_listener() else {
         tracing::warn!(%peer, mount = %mount.path, "listener refused: mount listener limit");
-        refuse(&mut stream, &req, 503, "Maximum listeners reached for this mount").await;
+        refuse(
+            &mut stream,
+            &req,
+            503,
+            "Maximum listeners reached for this mount",
+        )
+        .await;
         shared.access_log.log(peer, &req, 503, 0);
         return;
     };
@@ -85,9 +94,10 @@ pub async fn handle(
     // A source that just connected may not have sent a byte yet: the Content-Type comes from
     // the bytes, so wait (briefly) for them.
     if mount.state.read().format.is_none() {
-        let ready = tokio::time::timeout(FIRST_DATA_WAIT, rx.wait_for(|t| t.next_seq > 0 || t.closed))
-            .await
-            .is_ok_and(|r| r.is_ok_and(|t| !t.closed));
+        let ready =
+            tokio::time::timeout(FIRST_DATA_WAIT, rx.wait_for(|t| t.next_seq > 0 || t.closed))
+                .await
+                .is_ok_and(|r| r.is_ok_and(|t| !t.closed));
         if !ready {
             refuse(&mut stream, &req, 503, "The stream has not started yet").await;
             shared.access_log.log(peer, &req, 503, 0);
@@ -97,13 +107,21 @@ pub async fn handle(
     let id = mount.next_listener_id();
     let (format, video) = {
         let st = mount.state.read();
-        (st.format.unwrap_or(agora_format::Format::Opaque), st.info.has_video())
+        (
+            st.format.unwrap_or(agora_format::Format::Opaque),
+            st.info.has_video(),
+        )
     };
     let icy = format.supports_icy()
         && req
             .header("icy-metadata")
             .is_some_and(|v| v.trim() != "0" && !v.trim().is_empty());
-    let head = response_head(&mount, &shared, format.content_type(video), icy.then_some(mount.settings.icy_metaint));
+    let head = response_head(
+        &mount,
+        &shared,
+        format.content_type(video),
+        icy.then_some(mount.settings.icy_metaint),
+    );
     if stream.write_all(head.as_bytes()).await.is_err() {
         return;
     }
@@ -133,8 +151,12 @@ pub async fn handle(
             mount.slow_listeners.fetch_add(1, Ordering::Relaxed);
             tracing::info!(%peer, mount = %mount.path, id, "listener cut off: fell more than queue-size behind");
         }
-        End::Closed => tracing::debug!(%peer, mount = %mount.path, id, "listener closed: mount ended"),
-        End::Gone | End::Shutdown => tracing::debug!(%peer, mount = %mount.path, id, "listener left"),
+        End::Closed => {
+            tracing::debug!(%peer, mount = %mount.path, id, "listener closed: mount ended")
+        }
+        End::Gone | End::Shutdown => {
+            tracing::debug!(%peer, mount = %mount.path, id, "listener left")
+        }
     }
     shared
         .access_log
@@ -145,18 +167,29 @@ struct TotalGuard<'a>(&'a Shared);
 
 impl Drop for TotalGuard<'_> {
     fn drop(&mut self) {
-        self.0.registry.total_listeners.fetch_sub(1, Ordering::AcqRel);
+        self.0
+            .registry
+            .total_listeners
+            .fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 /// Icecast's listener response: HTTP/1.0, close-delimited, `icy-*` headers without a space
 /// after the colon (as Icecast writes them; some old players match on that).
-fn response_head(mount: &Mount, shared: &Shared, content_type: &str, metaint: Option<usize>) -> String {
+fn response_head(
+    mount: &Mount,
+    shared: &Shared,
+    content_type: &str,
+    metaint: Option<usize>,
+) -> String {
     let st = mount.state.read();
     let cfg = shared.config.mount(&mount.path);
     let over = |c: Option<&String>, s: &Option<String>| c.cloned().or_else(|| s.clone());
     let name = over(cfg.and_then(|c| c.stream_name.as_ref()), &st.meta.name);
-    let desc = over(cfg.and_then(|c| c.stream_description.as_ref()), &st.meta.description);
+    let desc = over(
+        cfg.and_then(|c| c.stream_description.as_ref()),
+        &st.meta.description,
+    );
     let genre = over(cfg.and_then(|c| c.genre.as_ref()), &st.meta.genre);
     let url = over(cfg.and_then(|c| c.stream_url.as_ref()), &st.meta.url);
     let mut h = format!(
@@ -179,7 +212,13 @@ fn response_head(mount: &Mount, shared: &Shared, content_type: &str, metaint: Op
     add("icy-genre", &genre);
     add("icy-url", &url);
     add("icy-pub", &st.meta.public);
-    add("icy-br", &st.meta.bitrate.clone().or_else(|| audio_info_bitrate(st.meta.audio_info.as_deref())));
+    add(
+        "icy-br",
+        &st.meta
+            .bitrate
+            .clone()
+            .or_else(|| audio_info_bitrate(st.meta.audio_info.as_deref())),
+    );
     add("ice-audio-info", &st.meta.audio_info);
     if let Some(m) = metaint {
         add("icy-metaint", &Some(m.to_string()));
@@ -218,10 +257,11 @@ struct Session {
 
 impl Session {
     async fn run(&mut self, rx: &mut tokio::sync::watch::Receiver<Tail>, shared: &Shared) -> End {
-        let (mut cursor, mut need_sync) = match self.mount.fanout.start(self.mount.settings.burst_size) {
-            Start::At(s) => (s, false),
-            Start::NextSync(s) => (s, true),
-        };
+        let (mut cursor, mut need_sync) =
+            match self.mount.fanout.start(self.mount.settings.burst_size) {
+                Start::At(s) => (s, false),
+                Start::NextSync(s) => (s, true),
+            };
         loop {
             if need_sync {
                 match self.mount.fanout.first_sync_at_or_after(cursor) {

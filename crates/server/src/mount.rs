@@ -286,8 +286,7 @@ impl Registry {
         let mut map = self.mounts.write();
         let mount = match map.get(path) {
             Some(m) if !m.is_closed() => {
-                if m
-                    .source_present
+                if m.source_present
                     .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
                     .is_err()
                 {

@@ -219,15 +219,26 @@ async fn handle_connection(mut stream: TcpStream, peer: SocketAddr, shared: Arc<
             Err((code, why)) => {
                 tracing::info!(%peer, code, reason = %why, "bad request");
                 let body = format!("{why}\n");
-                let resp =
-                    http::simple_response("HTTP/1.0", code, "text/plain; charset=utf-8", &[], body.as_bytes(), false);
+                let resp = http::simple_response(
+                    "HTTP/1.0",
+                    code,
+                    "text/plain; charset=utf-8",
+                    &[],
+                    body.as_bytes(),
+                    false,
+                );
                 let _ = stream.write_all(&resp).await;
-                shared.access_log.log_raw(peer, "-", code, body.len() as u64, "-", "-");
+                shared
+                    .access_log
+                    .log_raw(peer, "-", code, body.len() as u64, "-", "-");
                 return;
             }
         };
         let span = tracing::info_span!("conn", %peer, method = %req.method, path = %req.path());
-        match route(stream, peer, req, rest, &shared).instrument(span).await {
+        match route(stream, peer, req, rest, &shared)
+            .instrument(span)
+            .await
+        {
             Some((s, leftover)) => {
                 stream = s;
                 buf = leftover;
@@ -249,7 +260,14 @@ async fn route(
     let method = req.method.as_str();
     let path = req.path().to_string();
     let respond = |code: u16, ctype: &str, extra: &[(&str, &str)], body: &[u8]| {
-        http::simple_response(&response_version(&req), code, ctype, extra, body, req.keep_alive())
+        http::simple_response(
+            &response_version(&req),
+            code,
+            ctype,
+            extra,
+            body,
+            req.keep_alive(),
+        )
     };
     let (code, bytes) = match method {
         "SOURCE" | "PUT" => {
@@ -259,16 +277,27 @@ async fn route(
         "OPTIONS" => {
             // libshout's TLS probe (`Upgrade: TLS/1.0`): no TLS here, so no upgrade; it then
             // carries on with plain HTTP, as with icecast2 built without TLS.
-            let resp = respond(200, "text/plain", &[("Allow", "GET, HEAD, PUT, OPTIONS, SOURCE")], b"");
+            let resp = respond(
+                200,
+                "text/plain",
+                &[("Allow", "GET, HEAD, PUT, OPTIONS, SOURCE")],
+                b"",
+            );
             (200, resp)
         }
         "GET" | "HEAD" if path == "/status-json.xsl" || path == "/status-json.json" => {
             let body = status::status_json(shared);
-            (200, respond(200, "application/json; charset=utf-8", &[], body.as_bytes()))
+            (
+                200,
+                respond(200, "application/json; charset=utf-8", &[], body.as_bytes()),
+            )
         }
         "GET" | "HEAD" if path.starts_with("/admin/") => {
             let (code, ctype, body) = admin::handle(&req, peer, shared);
-            (code, respond(code, ctype, &admin::extra_headers(code), body.as_bytes()))
+            (
+                code,
+                respond(code, ctype, &admin::extra_headers(code), body.as_bytes()),
+            )
         }
         "GET" | "HEAD" => {
             if let Some(mount) = shared.registry.get(&path) {
@@ -276,7 +305,10 @@ async fn route(
                 return None;
             }
             let body = format!("Mount {path} is not available\n");
-            (404, respond(404, "text/plain; charset=utf-8", &[], body.as_bytes()))
+            (
+                404,
+                respond(404, "text/plain; charset=utf-8", &[], body.as_bytes()),
+            )
         }
         _ => {
             let body = format!("Method {method} is not supported\n");
@@ -301,7 +333,9 @@ async fn route(
     if stream.write_all(to_send).await.is_err() {
         return None;
     }
-    shared.access_log.log(peer, &req, code, to_send.len() as u64);
+    shared
+        .access_log
+        .log(peer, &req, code, to_send.len() as u64);
     if req.keep_alive() && !shared.shutdown.is_cancelled() {
         Some((stream, rest))
     } else {

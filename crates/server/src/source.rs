@@ -44,7 +44,14 @@ fn pick(req: &Request, names: &[&str]) -> Option<String> {
 fn stream_meta(req: &Request) -> StreamMeta {
     StreamMeta {
         name: pick(req, &["ice-name", "icy-name", "x-audiocast-name"]),
-        description: pick(req, &["ice-description", "icy-description", "x-audiocast-description"]),
+        description: pick(
+            req,
+            &[
+                "ice-description",
+                "icy-description",
+                "x-audiocast-description",
+            ],
+        ),
         url: pick(req, &["ice-url", "icy-url", "x-audiocast-url"]),
         genre: pick(req, &["ice-genre", "icy-genre", "x-audiocast-genre"]),
         public: pick(req, &["ice-public", "icy-pub", "x-audiocast-public"]),
@@ -55,7 +62,13 @@ fn stream_meta(req: &Request) -> StreamMeta {
     }
 }
 
-async fn refuse(stream: &mut TcpStream, req: &Request, code: u16, body: &str, extra: &[(&str, &str)]) {
+async fn refuse(
+    stream: &mut TcpStream,
+    req: &Request,
+    code: u16,
+    body: &str,
+    extra: &[(&str, &str)],
+) {
     let resp = http::simple_response(
         "HTTP/1.0",
         code,
@@ -80,7 +93,14 @@ pub async fn handle(
     let path = req.path().to_string();
     if !path.starts_with('/') || path.len() < 2 || path.contains("..") {
         tracing::warn!(%peer, %path, "source refused: bad mount path");
-        refuse(&mut stream, &req, 400, "Source mountpoint must start with / and name a mount", &[]).await;
+        refuse(
+            &mut stream,
+            &req,
+            400,
+            "Source mountpoint must start with / and name a mount",
+            &[],
+        )
+        .await;
         shared.access_log.log(peer, &req, 400, 0);
         return;
     }
@@ -107,7 +127,10 @@ pub async fn handle(
             &req,
             401,
             "You need to authenticate",
-            &[("WWW-Authenticate", "Basic realm=\"Agora\""), ("Allow", ALLOW)],
+            &[
+                ("WWW-Authenticate", "Basic realm=\"Agora\""),
+                ("Allow", ALLOW),
+            ],
         )
         .await;
         shared.access_log.log(peer, &req, 401, 0);
@@ -117,7 +140,14 @@ pub async fn handle(
         let te = te.to_ascii_lowercase();
         !te.contains("chunked") && te != "identity"
     }) {
-        refuse(&mut stream, &req, 501, "Transfer-Encoding not supported", &[]).await;
+        refuse(
+            &mut stream,
+            &req,
+            501,
+            "Transfer-Encoding not supported",
+            &[],
+        )
+        .await;
         shared.access_log.log(peer, &req, 501, 0);
         return;
     }
@@ -130,25 +160,30 @@ pub async fn handle(
         return;
     }
     let settings = || shared.config.settings_for(&path);
-    let claim = match shared
-        .registry
-        .claim(&path, settings, stream_meta(&req), peer.ip().to_string())
-    {
-        Ok(c) => c,
-        Err(ClaimError::InUse) => {
-            tracing::warn!(%peer, mount = %path, "source refused: mountpoint in use");
-            refuse(&mut stream, &req, 409, "Mountpoint in use", &[]).await;
-            shared.access_log.log(peer, &req, 409, 0);
-            return;
-        }
-    };
+    let claim =
+        match shared
+            .registry
+            .claim(&path, settings, stream_meta(&req), peer.ip().to_string())
+        {
+            Ok(c) => c,
+            Err(ClaimError::InUse) => {
+                tracing::warn!(%peer, mount = %path, "source refused: mountpoint in use");
+                refuse(&mut stream, &req, 409, "Mountpoint in use", &[]).await;
+                shared.access_log.log(peer, &req, 409, 0);
+                return;
+            }
+        };
     let mount = claim.mount.clone();
     let mut accept = Vec::new();
     if req.expects_continue() {
         accept.extend_from_slice(b"HTTP/1.1 100 Continue\r\nContent-Length: 0\r\n\r\n");
     }
     accept.extend_from_slice(
-        format!("HTTP/1.0 200 OK\r\nServer: {}\r\nConnection: Close\r\n\r\n", http::SERVER).as_bytes(),
+        format!(
+            "HTTP/1.0 200 OK\r\nServer: {}\r\nConnection: Close\r\n\r\n",
+            http::SERVER
+        )
+        .as_bytes(),
     );
     if stream.write_all(&accept).await.is_err() {
         return;
@@ -158,7 +193,9 @@ pub async fn handle(
     let outcome = pump(&mut stream, &req, rest, &mount, &shared).await;
     let read = mount.bytes_read.load(Ordering::Relaxed);
     match &outcome {
-        Ok(()) => tracing::info!(%peer, mount = %path, secs = started.elapsed().as_secs(), "source ended"),
+        Ok(()) => {
+            tracing::info!(%peer, mount = %path, secs = started.elapsed().as_secs(), "source ended")
+        }
         Err(why) => tracing::warn!(%peer, mount = %path, reason = %why, "source dropped"),
     }
     shared.access_log.log(peer, &req, 200, read);
@@ -205,7 +242,9 @@ async fn pump(
             remaining == Some(0)
         };
         if !body.is_empty() {
-            mount.bytes_read.fetch_add(body.len() as u64, Ordering::Relaxed);
+            mount
+                .bytes_read
+                .fetch_add(body.len() as u64, Ordering::Relaxed);
             demux.push(&body);
             body.clear();
             drain(&mut demux, mount)?;

@@ -40,21 +40,57 @@ pub fn source_json(m: &Mount, shared: &Shared) -> Value {
     let cfg = shared.config.mount(&m.path);
     let over = |c: Option<&String>, s: &Option<String>| c.cloned().or_else(|| s.clone());
     let mut o = Map::new();
-    o.insert("listenurl".into(), json!(format!("http://{}:{}{}", shared.config.server.hostname, shared.public_port, m.path)));
-    o.insert("listeners".into(), json!(m.listeners.load(Ordering::Relaxed)));
-    o.insert("listener_peak".into(), json!(m.listener_peak.load(Ordering::Relaxed)));
+    o.insert(
+        "listenurl".into(),
+        json!(format!(
+            "http://{}:{}{}",
+            shared.config.server.hostname, shared.public_port, m.path
+        )),
+    );
+    o.insert(
+        "listeners".into(),
+        json!(m.listeners.load(Ordering::Relaxed)),
+    );
+    o.insert(
+        "listener_peak".into(),
+        json!(m.listener_peak.load(Ordering::Relaxed)),
+    );
     let fmt = st.format.unwrap_or(agora_format::Format::Opaque);
-    o.insert("server_type".into(), json!(fmt.content_type(st.info.has_video())));
+    o.insert(
+        "server_type".into(),
+        json!(fmt.content_type(st.info.has_video())),
+    );
     let subtype = st.info.subtype();
     if !subtype.is_empty() {
         o.insert("subtype".into(), json!(subtype));
     }
     let fields = [
-        ("server_name", over(cfg.and_then(|c| c.stream_name.as_ref()), &st.meta.name)),
-        ("server_description", over(cfg.and_then(|c| c.stream_description.as_ref()), &st.meta.description)),
-        ("server_url", over(cfg.and_then(|c| c.stream_url.as_ref()), &st.meta.url)),
-        ("genre", over(cfg.and_then(|c| c.genre.as_ref()), &st.meta.genre)),
-        ("bitrate", st.meta.bitrate.clone().or_else(|| audio_info_bitrate(st.meta.audio_info.as_deref()))),
+        (
+            "server_name",
+            over(cfg.and_then(|c| c.stream_name.as_ref()), &st.meta.name),
+        ),
+        (
+            "server_description",
+            over(
+                cfg.and_then(|c| c.stream_description.as_ref()),
+                &st.meta.description,
+            ),
+        ),
+        (
+            "server_url",
+            over(cfg.and_then(|c| c.stream_url.as_ref()), &st.meta.url),
+        ),
+        (
+            "genre",
+            over(cfg.and_then(|c| c.genre.as_ref()), &st.meta.genre),
+        ),
+        (
+            "bitrate",
+            st.meta
+                .bitrate
+                .clone()
+                .or_else(|| audio_info_bitrate(st.meta.audio_info.as_deref())),
+        ),
         ("audio_info", st.meta.audio_info.clone()),
     ];
     for (k, v) in fields {
@@ -82,11 +118,17 @@ pub fn status_json(shared: &Shared) -> String {
     ice.insert("location".into(), json!(shared.config.server.location));
     ice.insert("server_id".into(), json!(crate::http::SERVER));
     ice.insert("server_start".into(), json!(rfc2822(shared.started)));
-    ice.insert("server_start_iso8601".into(), json!(iso8601(shared.started)));
+    ice.insert(
+        "server_start_iso8601".into(),
+        json!(iso8601(shared.started)),
+    );
     match sources.len() {
         0 => {}
         1 => {
-            ice.insert("source".into(), sources.into_iter().next().unwrap_or(Value::Null));
+            ice.insert(
+                "source".into(),
+                sources.into_iter().next().unwrap_or(Value::Null),
+            );
         }
         _ => {
             ice.insert("source".into(), Value::Array(sources));

@@ -86,7 +86,9 @@ impl Agora {
     }
 
     pub fn source(&self, mount: &str) -> Option<serde_json::Value> {
-        let url = self.url(mount).replace(&self.addr.ip().to_string(), "localhost");
+        let url = self
+            .url(mount)
+            .replace(&self.addr.ip().to_string(), "localhost");
         self.sources()
             .into_iter()
             .find(|s| s["listenurl"].as_str() == Some(url.as_str()))
@@ -98,7 +100,9 @@ impl Agora {
     }
 
     pub fn wait_mount(&self, mount: &str) {
-        self.wait_status(&format!("mount {mount} to appear"), |a| a.source(mount).is_some());
+        self.wait_status(&format!("mount {mount} to appear"), |a| {
+            a.source(mount).is_some()
+        });
     }
 
     pub fn listeners(&self, mount: &str) -> u64 {
@@ -152,7 +156,8 @@ pub fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> String {
 /// Send raw bytes, read the whole response until close.
 pub fn raw_request(addr: SocketAddr, req: &str) -> (u16, String, Vec<u8>) {
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
     s.write_all(req.as_bytes()).expect("send");
     let mut all = Vec::new();
     let _ = s.read_to_end(&mut all);
@@ -178,8 +183,10 @@ pub fn split_response(all: &[u8]) -> (u16, String, Vec<u8>) {
 /// (more than the burst means live data). Returns the response head.
 pub fn read_stream_bytes(addr: SocketAddr, mount: &str, n: usize) -> String {
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
-    s.write_all(request("GET", mount, &[]).as_bytes()).expect("send");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    s.write_all(request("GET", mount, &[]).as_bytes())
+        .expect("send");
     let mut buf = vec![0u8; 16384];
     let mut got = Vec::new();
     loop {
@@ -198,7 +205,15 @@ pub fn read_stream_bytes(addr: SocketAddr, mount: &str, n: usize) -> String {
 /// nothing at `-v error`.
 pub fn assert_decodes(url: &str, seconds: u32) {
     let out = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-rw_timeout", "20000000", "-i", url])
+        .args([
+            "-nostdin",
+            "-v",
+            "error",
+            "-rw_timeout",
+            "20000000",
+            "-i",
+            url,
+        ])
         .args(["-t", &seconds.to_string(), "-f", "null", "-"])
         .output()
         .expect("run ffmpeg");
@@ -213,10 +228,21 @@ pub fn assert_decodes(url: &str, seconds: u32) {
 /// Duration ffprobe reports for a URL or file, in seconds.
 pub fn probe_duration(target: &str) -> f64 {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", target])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "csv=p=0",
+            target,
+        ])
         .output()
         .expect("ffprobe");
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0.0)
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0.0)
 }
 
 /// A background process killed on drop (source clients).
@@ -250,8 +276,15 @@ pub fn ffmpeg_push(agora: &Agora, file: &Path, mount: &str, format: &str, legacy
     if legacy {
         cmd.args(["-legacy_icecast", "1"]);
     }
-    cmd.args(["-ice_name", "Agora test", "-ice_description", "A test stream", "-ice_genre", "Test"])
-        .arg(agora.icecast_url(mount));
+    cmd.args([
+        "-ice_name",
+        "Agora test",
+        "-ice_description",
+        "A test stream",
+        "-ice_genre",
+        "Test",
+    ])
+    .arg(agora.icecast_url(mount));
     Proc::spawn(&mut cmd)
 }
 
@@ -271,22 +304,55 @@ pub const FIXTURES: &[Fixture] = &[
         name: "vorbis",
         file: "vorbis.ogg",
         muxer: "ogg",
-        args: &["-f", "lavfi", "-i", "sine=f=440:d=40", "-c:a", "libvorbis", "-q:a", "2"],
+        args: &[
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=f=440:d=40",
+            "-c:a",
+            "libvorbis",
+            "-q:a",
+            "2",
+        ],
     },
     Fixture {
         name: "opus",
         file: "opus.ogg",
         muxer: "ogg",
-        args: &["-f", "lavfi", "-i", "sine=f=440:d=40", "-c:a", "libopus", "-b:a", "64k"],
+        args: &[
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=f=440:d=40",
+            "-c:a",
+            "libopus",
+            "-b:a",
+            "64k",
+        ],
     },
     Fixture {
         name: "theora",
         file: "theora.ogg",
         muxer: "ogg",
         args: &[
-            "-f", "lavfi", "-i", "testsrc=s=320x240:r=25:d=40", "-f", "lavfi", "-i",
-            "sine=f=440:d=40", "-c:v", "libtheora", "-q:v", "6", "-g", "50", "-c:a",
-            "libvorbis", "-q:a", "1",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=s=320x240:r=25:d=40",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=f=440:d=40",
+            "-c:v",
+            "libtheora",
+            "-q:v",
+            "6",
+            "-g",
+            "50",
+            "-c:a",
+            "libvorbis",
+            "-q:a",
+            "1",
         ],
     },
     Fixture {
@@ -294,22 +360,61 @@ pub const FIXTURES: &[Fixture] = &[
         file: "vp8opus.webm",
         muxer: "webm",
         args: &[
-            "-f", "lavfi", "-i", "testsrc=s=320x240:r=25:d=40", "-f", "lavfi", "-i",
-            "sine=f=440:d=40", "-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8",
-            "-b:v", "300k", "-g", "50", "-c:a", "libopus", "-b:a", "48k",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=s=320x240:r=25:d=40",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=f=440:d=40",
+            "-c:v",
+            "libvpx",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-b:v",
+            "300k",
+            "-g",
+            "50",
+            "-c:a",
+            "libopus",
+            "-b:a",
+            "48k",
         ],
     },
     Fixture {
         name: "mp3",
         file: "tone.mp3",
         muxer: "mp3",
-        args: &["-f", "lavfi", "-i", "sine=f=440:d=40", "-c:a", "libmp3lame", "-b:a", "128k"],
+        args: &[
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=f=440:d=40",
+            "-c:a",
+            "libmp3lame",
+            "-b:a",
+            "128k",
+        ],
     },
     Fixture {
         name: "aac",
         file: "tone.aac",
         muxer: "adts",
-        args: &["-f", "lavfi", "-i", "sine=f=440:d=40", "-c:a", "aac", "-b:a", "96k", "-f", "adts"],
+        args: &[
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=f=440:d=40",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "96k",
+            "-f",
+            "adts",
+        ],
     },
 ];
 
@@ -370,13 +475,26 @@ impl Drop for TempDir {
 }
 
 /// A raw source connection driven by the test (for bad bytes and exact wire checks).
-pub fn raw_source(addr: SocketAddr, mount: &str, method: &str, extra: &[(&str, &str)]) -> (TcpStream, String) {
+pub fn raw_source(
+    addr: SocketAddr,
+    mount: &str,
+    method: &str,
+    extra: &[(&str, &str)],
+) -> (TcpStream, String) {
     let auth = format!("Basic {}", b64(&format!("source:{SOURCE_PW}")));
     let mut headers: Vec<(&str, &str)> = vec![("Authorization", &auth)];
     headers.extend_from_slice(extra);
     let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    let req = request(method, mount, &headers).replace("HTTP/1.0", if method == "PUT" { "HTTP/1.1" } else { "HTTP/1.0" });
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let req = request(method, mount, &headers).replace(
+        "HTTP/1.0",
+        if method == "PUT" {
+            "HTTP/1.1"
+        } else {
+            "HTTP/1.0"
+        },
+    );
     s.write_all(req.as_bytes()).expect("send head");
     let mut head = Vec::new();
     let mut b = [0u8; 1];
@@ -395,7 +513,9 @@ pub fn b64(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = String::new();
     for c in b.chunks(3) {
-        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
         for i in 0..4 {
             if i <= c.len() {
                 out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
