@@ -123,10 +123,12 @@ fn oggfwd_pushes_ogg_theora() {
     oggfwd_push("theora", "/oggfwd-video.ogg", "video/ogg");
 }
 
+/// ezstream 1.0.2 with Debian's libshout 2.4.6 crashes (SIGSEGV, client side, before sending
+/// a byte) on ffmpeg's Ogg Opus files, so it pushes Vorbis here; Opus is pushed by ffmpeg.
 #[test]
-fn ezstream_pushes_ogg_opus() {
+fn ezstream_pushes_ogg_vorbis() {
     let agora = Agora::start();
-    let (_, file) = fixture("opus");
+    let (_, file) = fixture("vorbis");
     let dir = TempDir::new("ezstream");
     let cfg = dir.path().join("ezstream.xml");
     std::fs::write(

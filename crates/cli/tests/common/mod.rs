@@ -526,3 +526,179 @@ pub fn b64(s: &str) -> String {
     }
     out
 }
+
+/// The `Authorization` header value of the source user.
+pub fn source_auth() -> String {
+    format!("Basic {}", b64(&format!("source:{SOURCE_PW}")))
+}
+
+/// Read one response head (through the blank line) byte by byte, leaving what follows unread.
+/// Stops early at EOF or on a read error (the partial head is returned).
+pub fn read_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(1) => head.push(b[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).to_string()
+}
+
+/// Read until EOF, a read error or the socket's read timeout, keeping what arrived. For
+/// responses the server sends just before closing a socket that still holds unread input
+/// (the kernel may then end the connection with a reset after the response).
+pub fn read_lenient(s: &mut TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return all,
+            Ok(n) => all.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Open a listener: send a GET, read the response head; the body is left to the caller.
+pub fn open_listener(addr: SocketAddr, mount: &str) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    s.write_all(request("GET", mount, &[]).as_bytes())
+        .expect("send");
+    let head = read_head(&mut s);
+    (s, head)
+}
+
+/// A stream drained by a background thread that counts bytes and notes how the stream ended.
+pub struct Drain {
+    bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ended: std::sync::Arc<Mutex<Option<String>>>,
+}
+
+impl Drain {
+    /// Keep reading `s` (read timeout 60 s) until EOF or an error.
+    pub fn spawn(mut s: TcpStream) -> Drain {
+        let bytes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let ended = std::sync::Arc::new(Mutex::new(None));
+        let (b, e) = (bytes.clone(), ended.clone());
+        s.set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 16384];
+            let why = loop {
+                match s.read(&mut buf) {
+                    Ok(0) => break "EOF".to_string(),
+                    Ok(n) => {
+                        b.fetch_add(n as u64, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    Err(err) => break format!("read error: {err}"),
+                }
+            };
+            *e.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+        });
+        Drain { bytes, ended }
+    }
+
+    /// Body bytes read so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// How the stream ended (`"EOF"` or the read error), `None` while it is open.
+    pub fn ended(&self) -> Option<String> {
+        self.ended.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Resident set size of a process, in KiB (from `/proc/<pid>/status`).
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc status")
+}
+
+/// Deterministic pseudo-random bytes (xorshift64), for garbage that no format detector takes.
+pub fn xorshift_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.max(1);
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
+/// Send a signal (`"TERM"`, `"INT"`, …) to a process with kill(1).
+pub fn send_signal(pid: u32, signal: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill")
+        .success();
+    assert!(ok, "kill -{signal} {pid} failed");
+}
+
+impl Agora {
+    /// Wait until the server's log has a line containing every one of `needles`.
+    pub fn wait_log(&self, needles: &[&str]) {
+        wait_until(
+            &format!("a log line with {needles:?}"),
+            Duration::from_secs(30),
+            || self.log_has(needles),
+        );
+    }
+
+    /// Whether one line of the log contains every one of `needles`.
+    pub fn log_has(&self, needles: &[&str]) -> bool {
+        self.log()
+            .lines()
+            .any(|l| needles.iter().all(|n| l.contains(n)))
+    }
+}
+
+/// A raw source connection fed pseudo-random bytes at a steady rate by a thread (a live source
+/// that is not a media stream); stops and closes when dropped.
+pub struct PacedSource {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PacedSource {
+    /// Write `per_tick` bytes every 50 ms to `s` (an accepted source connection).
+    pub fn spawn(mut s: TcpStream, per_tick: usize) -> PacedSource {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+            while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                seed = seed.wrapping_add(1);
+                if s.write_all(&xorshift_bytes(per_tick, seed)).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        PacedSource {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for PacedSource {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
