@@ -213,8 +213,8 @@ pub const MAX_CHUNK: usize = 64 * 1024;
 /// Detects the format, then drives the matching framer and coalesces its units into chunks.
 ///
 /// Coalescing rule: the units produced by one `push` are merged into one chunk unless a unit
-/// is a sync point in a sparse-sync stream (video), where a new chunk starts so the sync point
-/// stays a chunk boundary. The one copy this makes happens once per source, never per listener.
+/// is a sync point in a sparse-sync stream (video), or a sync point following units that are
+/// not, where a new chunk starts so the sync point stays a chunk boundary. The one copy this makes happens once per source, never per listener.
 pub struct Demuxer {
     state: State,
     pending: Vec<Event>,
@@ -326,9 +326,16 @@ impl Demuxer {
         loop {
             match fr.poll() {
                 Ok(Some(ev)) => {
+                    // A sync unit also starts a new chunk when the pending one does not begin
+                    // at a sync point (an ID3 tag, a continued Ogg page): merged, the sync
+                    // point would be lost inside it.
+                    let pending_sync = match self.pending.first() {
+                        Some(Event::Chunk(c)) => c.sync,
+                        _ => true,
+                    };
                     let boundary = match &ev {
                         Event::Headers(_) => true,
-                        Event::Chunk(c) => c.sync && !fr.dense_sync(),
+                        Event::Chunk(c) => c.sync && (!fr.dense_sync() || !pending_sync),
                     };
                     if boundary && !self.pending.is_empty() {
                         let out = merge(&mut self.pending);
@@ -487,6 +494,20 @@ mod tests {
             true,
         );
         assert_eq!(out, vec![chunk(b"ab", true), Err(err), chunk(b"c", true)]);
+    }
+
+    #[test]
+    fn dense_sync_point_after_a_non_sync_unit_starts_a_chunk() {
+        let out = demux(
+            vec![
+                chunk(b"tag", false),
+                chunk(b"a", true),
+                chunk(b"b", true),
+                chunk(b"c", false),
+            ],
+            true,
+        );
+        assert_eq!(out, vec![chunk(b"tag", false), chunk(b"abc", true)]);
     }
 
     #[test]

@@ -200,7 +200,8 @@ impl Fanout {
         }
     }
 
-    /// Headers of the newest chunk (what a listener needs before the next chunk).
+    /// The sequence number of the first sync chunk at or after `cursor` that is still held,
+    /// for a listener waiting for its first sync point.
     pub fn first_sync_at_or_after(&self, cursor: u64) -> Option<u64> {
         let q = self.queue.read();
         let from = cursor.saturating_sub(q.first_seq) as usize;
