@@ -279,6 +279,62 @@ fn source_returns_within_grace_keeps_listeners() {
     assert_eq!(agora.listeners("/g.mp3"), 1);
 }
 
+/// An Ogg source that returns inside the grace period with a different stream (new serials,
+/// another codec): the held listener gets the new chain's header pages before its first data
+/// page, and what it received is valid Ogg from end to end (two chains, no broken page).
+#[test]
+fn returning_ogg_source_sends_its_new_headers_first() {
+    use agora_format::ogg::OggFramer;
+    use agora_format::{Codec, Event, Framer};
+
+    let agora = Agora::start_with_config("[mount-defaults]\ngrace-period-secs = 30\n");
+    let (vorbis, vorbis_file) = fixture("vorbis");
+    let (opus, opus_file) = fixture("opus");
+    let src = ffmpeg_push(&agora, &vorbis_file, "/chain.ogg", vorbis.muxer, false);
+    agora.wait_mount("/chain.ogg");
+    let (mut s, head) = open_listener(agora.addr, "/chain.ogg");
+    assert!(head.starts_with("HTTP/1.0 200 OK\r\n"), "{head}");
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 16384];
+    let mut read_until = |got: &mut Vec<u8>, done: &dyn Fn(&[u8]) -> bool| {
+        while !done(got) {
+            let n = s.read(&mut buf).expect("listener read");
+            assert!(n > 0, "listener closed after {} bytes", got.len());
+            got.extend_from_slice(&buf[..n]);
+        }
+    };
+    read_until(&mut got, &|g| g.len() > 16 * 1024);
+
+    drop(src);
+    agora.wait_log(&["source gone", "/chain.ogg"]);
+    let _src2 = ffmpeg_push(&agora, &opus_file, "/chain.ogg", opus.muxer, false);
+    let contains = |g: &[u8], what: &[u8]| g.windows(what.len()).any(|w| w == what);
+    read_until(&mut got, &|g| contains(g, b"OpusHead"));
+    let at = got.len();
+    read_until(&mut got, &|g| g.len() > at + 8 * 1024);
+
+    let mut f = OggFramer::new();
+    f.push(&got);
+    let mut headers = Vec::new();
+    let mut data_after_second = 0;
+    while let Some(ev) = f.poll().expect("the listener's stream is valid Ogg") {
+        match ev {
+            Event::Headers(h) => headers.push(h),
+            Event::Chunk(c) if headers.len() == 2 => data_after_second += c.bytes.len(),
+            Event::Chunk(_) => {}
+        }
+    }
+    assert_eq!(headers.len(), 2, "one header set per chain");
+    assert!(contains(&headers[0], b"\x01vorbis"));
+    assert!(contains(&headers[1], b"OpusHead") && contains(&headers[1], b"OpusTags"));
+    assert_eq!(f.info().codecs, vec![Codec::Opus]);
+    assert!(
+        data_after_second > 0,
+        "the new stream's data follows its headers"
+    );
+    assert_eq!(agora.listeners("/chain.ogg"), 1);
+}
+
 #[test]
 fn source_gone_past_grace_closes_listeners() {
     let agora = Agora::start_with_config("[mount-defaults]\ngrace-period-secs = 1\n");
