@@ -1,4 +1,7 @@
-//! `agora`: the command line. Glue only: parse flags, build a configuration, run the server.
+//! `agora`: the command line. Glue only: parse flags, build a configuration, run the server
+//! (`serve`), the broadcaster (`cast`), both (`demo`), or set a title (`meta`).
+
+mod cast;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -25,6 +28,13 @@ enum Command {
     /// Run the Icecast-compatible streaming server.
     #[command(after_help = SERVE_EXAMPLES)]
     Serve(ServeArgs),
+    /// Capture, encode, archive and push a live stream to one or more servers.
+    #[command(after_help = cast::EXAMPLES)]
+    Cast(Box<cast::CastArgs>),
+    /// Set the now-playing title of a live mount.
+    Meta(cast::MetaArgs),
+    /// A server on embedded defaults plus a test-pattern cast to it: a live stream in one command.
+    Demo(cast::DemoArgs),
 }
 
 const SERVE_EXAMPLES: &str = "\
@@ -60,7 +70,9 @@ struct ServeArgs {
     check_config: bool,
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
+    // Read the local time zone while the process has one thread (the only time it may).
+    let offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -70,8 +82,18 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    match cli.command {
+    let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Cast(args) => return cast::cast(*args, offset),
+        Command::Meta(args) => cast::meta(args),
+        Command::Demo(args) => cast::demo(args, offset),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("agora: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 

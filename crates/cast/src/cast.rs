@@ -1,0 +1,399 @@
+//! One cast: the encoder's output (or standard input) read once, written to the archive,
+//! framed, and handed to every target.
+//!
+//! ```text
+//!   ffmpeg stdout ─► pump ─┬─► archive thread (every byte, first)
+//!   (or stdin)             └─► Demuxer ─► Hub ─┬─► target task ─► server A
+//!                                              └─► target task ─► server B
+//! ```
+//!
+//! **Invariant:** the pump never waits for a target. It waits only for the archive's disk
+//! (bounded queue) and for the encoder. The second, higher-quality archive of
+//! `--archive-preset` is written by ffmpeg itself, from the same capture.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use agora_format::{Demuxer, Event};
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio_util::sync::CancellationToken;
+
+use crate::CastError;
+use crate::archive::{Archive, archive_path};
+use crate::encoder::Encoder;
+use crate::hub::Hub;
+use crate::preset::{AudioDevice, Encoding, Input, ffmpeg_args, muxer_for_extension};
+use crate::target::{self, TargetConfig, TargetState, TargetStats};
+
+/// How the cast reports progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusMode {
+    /// One live status line (a terminal).
+    Line,
+    /// A log line every few seconds.
+    Log,
+}
+
+/// Everything a cast needs.
+#[derive(Debug, Clone)]
+pub struct CastConfig {
+    pub input: Input,
+    pub audio: Option<AudioDevice>,
+    /// The live encoding; `None` pushes the input as is (stdin, or a file copied).
+    pub live: Option<Encoding>,
+    pub archive_dir: Option<PathBuf>,
+    /// A second encode, written by ffmpeg next to the live archive.
+    pub archive_encoding: Option<Encoding>,
+    /// Stream name used in archive file names.
+    pub name: String,
+    pub targets: Vec<TargetConfig>,
+    /// Wall-clock start, in the local time zone when it could be read.
+    pub started: time::OffsetDateTime,
+    pub status: StatusMode,
+}
+
+/// What a cast did.
+#[derive(Debug)]
+pub struct Outcome {
+    pub archive: Option<PathBuf>,
+    pub archive_hq: Option<PathBuf>,
+    pub bytes: u64,
+    pub elapsed: Duration,
+}
+
+impl CastConfig {
+    /// Checks the combination of options; the message says what to change.
+    pub fn validate(&self) -> Result<(), CastError> {
+        let usage = |s: &str| Err(CastError::Usage(s.into()));
+        if self.targets.is_empty() && self.archive_dir.is_none() {
+            return usage("nothing to do: give --server URL (repeatable) and/or --archive-dir DIR");
+        }
+        if self.input == Input::Stdin && (self.live.is_some() || self.archive_encoding.is_some()) {
+            return usage(
+                "standard input is pushed as is: --preset and --archive-preset need a capture, file or test input",
+            );
+        }
+        if self.archive_encoding.is_some() && self.archive_dir.is_none() {
+            return usage("--archive-preset needs --archive-dir");
+        }
+        if let Input::File(p) = &self.input {
+            if !p.exists() {
+                return Err(CastError::Usage(format!(
+                    "input file {} not found",
+                    p.display()
+                )));
+            }
+            if self.live.is_none() && muxer_for_extension(p).is_none() {
+                return Err(CastError::Usage(format!(
+                    "cannot tell the container of {} from its extension: pass --preset to re-encode it",
+                    p.display()
+                )));
+            }
+        }
+        for e in self.live.iter().chain(&self.archive_encoding) {
+            e.validate()?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs a cast until the input ends, the encoder fails, or `stop` is cancelled.
+pub async fn run(cfg: CastConfig, stop: CancellationToken) -> Result<Outcome, CastError> {
+    cfg.validate()?;
+    let t0 = Instant::now();
+    let hq_path = match (&cfg.archive_dir, &cfg.archive_encoding) {
+        (Some(dir), Some(e)) => {
+            let live_label = cfg.live.as_ref().map(|l| (l.size_label(), l.extension()));
+            let name = if live_label == Some((e.size_label(), e.extension())) {
+                format!("{}-archive", cfg.name)
+            } else {
+                cfg.name.clone()
+            };
+            Some(archive_path(
+                dir,
+                &name,
+                cfg.started,
+                &e.size_label(),
+                e.extension(),
+            ))
+        }
+        _ => None,
+    };
+
+    // The encoder, or standard input.
+    let (mut encoder, mut reader): (Option<Encoder>, Box<dyn AsyncRead + Unpin + Send>) =
+        if cfg.input == Input::Stdin {
+            (None, Box::new(tokio::io::stdin()))
+        } else {
+            let copy_muxer = match &cfg.input {
+                Input::File(p) => muxer_for_extension(p).unwrap_or("matroska"),
+                _ => "matroska",
+            };
+            let args = ffmpeg_args(
+                &cfg.input,
+                cfg.audio.as_ref(),
+                cfg.live.as_ref(),
+                copy_muxer,
+                cfg.archive_encoding.as_ref().zip(hq_path.as_deref()),
+            );
+            let (enc, out) = Encoder::spawn(&cfg.input, &args)?;
+            (Some(enc), Box::new(out))
+        };
+
+    let hub = Arc::new(Hub::new());
+    let target_stop = CancellationToken::new();
+    let mut targets = Vec::new();
+    for t in &cfg.targets {
+        targets.push(target::spawn(t.clone(), hub.clone(), target_stop.clone()));
+    }
+    let stats: Vec<Arc<TargetStats>> = targets.iter().map(|(s, _)| s.clone()).collect();
+
+    let read_total = Arc::new(AtomicU64::new(0));
+    let archive_written = Arc::new(AtomicU64::new(0));
+    let reporter = tokio::spawn(report(
+        cfg.status,
+        t0,
+        read_total.clone(),
+        archive_written.clone(),
+        stats.clone(),
+    ));
+
+    let pumped = pump(
+        &cfg,
+        &mut reader,
+        encoder.as_mut(),
+        &hub,
+        &read_total,
+        &archive_written,
+        &stop,
+    )
+    .await;
+    hub.close();
+
+    // The encoder's verdict: a stop we asked for is not a failure.
+    let (archive, mut result) = match pumped {
+        Ok(a) => (a, Ok(())),
+        Err((a, e)) => (a, Err(e)),
+    };
+    if let Some(enc) = encoder.as_mut() {
+        let verdict = if stop.is_cancelled() {
+            enc.stop(Duration::from_secs(5)).await
+        } else {
+            enc.wait().await
+        };
+        if result.is_ok() {
+            result = verdict;
+        }
+    }
+    // Targets send what they have queued, briefly, then stop.
+    let drain = async {
+        for (_, task) in &mut targets {
+            let _ = task.await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(3), drain)
+        .await
+        .is_err()
+    {
+        target_stop.cancel();
+    }
+    target_stop.cancel();
+    reporter.abort();
+    if cfg.status == StatusMode::Line {
+        eprintln!();
+    }
+    let archive_path = archive.as_ref().map(|a| a.path.clone());
+    if let Some(mut a) = archive {
+        let closed = a.finish().await;
+        if result.is_ok() {
+            result = closed;
+        }
+    }
+    result.map(|()| Outcome {
+        archive: archive_path,
+        archive_hq: hq_path,
+        bytes: read_total.load(Ordering::Relaxed),
+        elapsed: t0.elapsed(),
+    })
+}
+
+type PumpResult = Result<Option<Archive>, (Option<Archive>, CastError)>;
+
+/// Reads the stream until it ends: archive first, then the demuxer and the hub.
+async fn pump(
+    cfg: &CastConfig,
+    reader: &mut (dyn AsyncRead + Unpin + Send),
+    mut encoder: Option<&mut Encoder>,
+    hub: &Hub,
+    read_total: &AtomicU64,
+    archive_written: &Arc<AtomicU64>,
+    stop: &CancellationToken,
+) -> PumpResult {
+    // With a known encoding the archive opens now; passing a stream through, it opens when the
+    // format and the frame size are known, and the bytes before are held (bounded: the sniff
+    // limit plus the stream headers).
+    let mut archive: Option<Archive> = None;
+    let mut early: Vec<Bytes> = Vec::new();
+    let open = |size: String, ext: &str| -> Result<Option<Archive>, CastError> {
+        let Some(dir) = &cfg.archive_dir else {
+            return Ok(None);
+        };
+        let a = Archive::create(archive_path(dir, &cfg.name, cfg.started, &size, ext))?;
+        tracing::info!(path = %a.path.display(), "archiving");
+        Ok(Some(a))
+    };
+    if let Some(e) = &cfg.live {
+        archive = match open(e.size_label(), e.extension()) {
+            Ok(a) => a,
+            Err(e) => return Err((None, e)),
+        };
+    }
+    let mut opened = cfg.live.is_some() || cfg.archive_dir.is_none();
+    let mut demux = Demuxer::new();
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut stopping = false;
+    loop {
+        buf.reserve(64 * 1024);
+        let n = tokio::select! {
+            r = reader.read_buf(&mut buf) => match r {
+                Ok(n) => n,
+                Err(e) => return Err((archive, CastError::Input(e))),
+            },
+            _ = stop.cancelled(), if !stopping => {
+                stopping = true;
+                match encoder.as_deref_mut() {
+                    // ffmpeg finishes its outputs and closes its stdout: keep reading to EOF.
+                    Some(enc) => { enc.interrupt(); continue; }
+                    None => break,
+                }
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        let bytes = buf.split().freeze();
+        read_total.fetch_add(n as u64, Ordering::Relaxed);
+        if let Some(a) = archive.as_mut() {
+            if let Err(e) = a.write(bytes.clone()).await {
+                return Err((archive, e));
+            }
+        } else if !opened {
+            early.push(bytes.clone());
+        }
+        demux.push(&bytes);
+        loop {
+            match demux.poll() {
+                Ok(Some(ev)) => {
+                    if let Some(f) = demux.format() {
+                        hub.set_format(f, &demux.info());
+                        if !opened {
+                            opened = true;
+                            let info = demux.info();
+                            let size = info
+                                .video_size
+                                .map_or_else(|| "audio".to_string(), |(w, h)| format!("{w}x{h}"));
+                            let ext = match f {
+                                agora_format::Format::Ogg => "ogg",
+                                agora_format::Format::WebM => "webm",
+                                agora_format::Format::Mp3 => "mp3",
+                                agora_format::Format::Aac => "aac",
+                                agora_format::Format::Opaque => "bin",
+                            };
+                            archive = match open(size, ext) {
+                                Ok(a) => a,
+                                Err(e) => return Err((None, e)),
+                            };
+                            if let Some(a) = archive.as_mut() {
+                                for b in early.drain(..) {
+                                    if let Err(e) = a.write(b).await {
+                                        return Err((archive, e));
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    hub.publish(ev);
+                }
+                Ok(None) => break,
+                Err(e) if e.is_fatal() => {
+                    tracing::error!("the stream cannot be framed any more: {e}");
+                    return Err((archive, CastError::Stream(e.to_string())));
+                }
+                Err(e) => tracing::warn!("stream: {e}"),
+            }
+        }
+        if let Some(a) = &archive {
+            archive_written.store(a.written.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+    if let Some(Event::Chunk(c)) = demux.finish() {
+        hub.publish(Event::Chunk(c));
+    }
+    if !opened && !early.is_empty() {
+        // The stream ended before its format was known: keep its bytes anyway.
+        archive = match open("unknown".into(), "bin") {
+            Ok(a) => a,
+            Err(e) => return Err((None, e)),
+        };
+        if let Some(a) = archive.as_mut() {
+            for b in early.drain(..) {
+                if let Err(e) = a.write(b).await {
+                    return Err((archive, e));
+                }
+            }
+        }
+    }
+    Ok(archive)
+}
+
+/// The status line or log lines, until aborted.
+async fn report(
+    mode: StatusMode,
+    t0: Instant,
+    read_total: Arc<AtomicU64>,
+    archive_written: Arc<AtomicU64>,
+    targets: Vec<Arc<TargetStats>>,
+) {
+    let every = match mode {
+        StatusMode::Line => Duration::from_secs(1),
+        StatusMode::Log => Duration::from_secs(10),
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    let mut last = (Instant::now(), 0u64);
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        let total = read_total.load(Ordering::Relaxed);
+        let kbps = (total - last.1) as f64 * 8.0 / 1000.0 / (now - last.0).as_secs_f64();
+        last = (now, total);
+        let secs = t0.elapsed().as_secs();
+        let mut line = format!(
+            "{:02}:{:02}:{:02} | encoder {kbps:.0} kbit/s | archive {:.1} MB",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60,
+            archive_written.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        for t in &targets {
+            let state = match t.state() {
+                TargetState::Connecting => "connecting".to_string(),
+                TargetState::Live => "live".to_string(),
+                TargetState::Retrying(why) => format!("retrying ({why})"),
+                TargetState::Done => "done".to_string(),
+            };
+            line.push_str(&format!(
+                " | {} {state}, {} reconnects",
+                t.url,
+                t.reconnects.load(Ordering::Relaxed)
+            ));
+        }
+        match mode {
+            StatusMode::Line => eprint!("\r{line}\x1b[K"),
+            StatusMode::Log => tracing::info!("{line}"),
+        }
+    }
+}

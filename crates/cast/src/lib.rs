@@ -1,0 +1,67 @@
+//! `agora cast`: capture, encode, archive and push, surviving the network.
+//!
+//! Map:
+//! - [`preset`]: inputs (`-`, a file, `test`, `v4l2:`, FireWire DV), presets (theora, webm,
+//!   opus, mp3) with overrides, and the ffmpeg command line built from them (pure).
+//! - [`encoder`]: the ffmpeg child (and `dvgrab`): spawn, graceful stop, failures in plain words.
+//! - [`archive`]: every byte of the stream to a file, by its own thread, synced regularly.
+//! - [`hub`]: the never-waiting hand-off from the encoder to the targets.
+//! - [`target`]: the Icecast source protocol, client side (PUT, falling back to SOURCE), one task
+//!   per server that reconnects with capped backoff and resumes live at a sync point.
+//! - [`meta`]: the now-playing title through `/admin/metadata`.
+//! - [`cast`]: one cast wired together, with the status line.
+//!
+//! Stream bytes are framed with [`agora_format::Demuxer`], the same sans-IO framer the server
+//! uses, so a target that (re)connects starts with the stream headers and a sync point.
+
+pub mod archive;
+pub mod cast;
+pub mod encoder;
+pub mod hub;
+pub mod meta;
+pub mod preset;
+pub mod target;
+
+pub use cast::{CastConfig, Outcome, StatusMode, run};
+
+use std::path::PathBuf;
+
+/// Why a cast could not start or had to stop. [`CastError::exit_code`] maps each to the
+/// process exit status documented in `agora cast --help`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CastError {
+    /// The options do not make sense together (exit 2).
+    #[error("{0}")]
+    Usage(String),
+    #[error(
+        "ffmpeg is not installed (or not on PATH). Install it: `sudo apt-get install ffmpeg` (Debian, Ubuntu), `sudo dnf install ffmpeg` (Fedora), `brew install ffmpeg` (macOS)"
+    )]
+    FfmpegMissing,
+    #[error("dvgrab is not installed: `sudo apt-get install dvgrab`, or use --input iec61883")]
+    DvgrabMissing,
+    /// ffmpeg failed; the message says why in plain words (exit 3).
+    #[error("the encoder failed: {0}")]
+    Encoder(String),
+    #[error("archive {}: {source}", path.display())]
+    Archive {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("reading the input: {0}")]
+    Input(std::io::Error),
+    #[error("the stream is broken: {0}")]
+    Stream(String),
+}
+
+impl CastError {
+    /// Process exit status: 2 usage, 3 encoder (ffmpeg missing or failed), 4 archive, 5 input.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CastError::Usage(_) => 2,
+            CastError::FfmpegMissing | CastError::DvgrabMissing | CastError::Encoder(_) => 3,
+            CastError::Archive { .. } => 4,
+            CastError::Input(_) | CastError::Stream(_) => 5,
+        }
+    }
+}

@@ -1,0 +1,401 @@
+//! `agora cast`, `agora meta` and `agora demo`: flags to an [`agora_cast::CastConfig`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use agora_cast::preset::{AudioDevice, Encoding, Input, PresetName, Rate};
+use agora_cast::target::{StreamMeta, TargetConfig, TargetUrl};
+use agora_cast::{CastConfig, CastError, StatusMode};
+use anyhow::{Context, Result};
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+pub const EXAMPLES: &str = "\
+Inputs (--input):
+  test                 a generated test pattern with a tone (rehearsals, demos)
+  -                    an already encoded Ogg/WebM/MP3/AAC stream on stdin, pushed as is
+  FILE                 a media file pushed at real-time pace as is, or re-encoded with --preset
+  v4l2:/dev/video0     a camera (add --audio alsa:default or pulse:default)
+  iec61883             DV over FireWire through ffmpeg; `dvgrab` pipes a dvgrab child instead
+
+Examples:
+  # The classic conference pipeline
+  #   dvgrab -f raw - | ffmpeg2theora -a 1 -v 6 -f dv -x 320 -y 240 -o /dev/stdout - \\
+  #     | tee streams/stream_$(date +%F-%T)_320x240.ogg \\
+  #     | oggfwd -n \"Pycon FR live stream\" server 8000 password /pycon_fr_2008_live.ogg
+  # becomes one command that survives the network, with a 720p archive for the slides:
+  agora cast --input dvgrab --preset theora --name \"Pycon FR live stream\" \\
+      --archive-dir streams --archive-preset webm --archive-size 1280x720 \\
+      --server http://source:password@server:8000/pycon_fr_2008_live.ogg
+
+  # A rehearsal: test pattern in the browser-friendly default (WebM VP8+Opus 640x360)
+  agora cast --input test --server http://source:PASSWORD@127.0.0.1:8000/live.webm
+
+  # A webcam to an origin and a backup, with a local archive
+  agora cast --input v4l2:/dev/video0 --audio pulse:default --archive-dir ~/talks \\
+      --server http://source:PW@origin:8000/live.webm --server http://source:PW@backup:8000/live.webm
+
+  # Replace oggfwd+tee: push an encoded stream from stdin and keep a copy
+  ffmpeg -i cam.dv -c:v libtheora -c:a libvorbis -f ogg - | \\
+      agora cast --input - --archive-dir streams --server http://source:PW@host:8000/live.ogg
+
+Exit status: 0 the input ended or the cast was stopped (Ctrl-C, SIGTERM); 2 bad options;
+3 the encoder failed or ffmpeg is missing; 4 the archive could not be written; 5 the input
+could not be read. Network failures never end a cast: each server is retried on its own.";
+
+#[derive(Args, Debug)]
+pub struct CastArgs {
+    /// What to stream: test, -, FILE, v4l2:DEVICE, iec61883[:GUID], dvgrab.
+    #[arg(long, short, default_value = "test")]
+    input: String,
+    /// Audio capture for a v4l2 input: alsa:DEVICE or pulse:DEVICE.
+    #[arg(long, value_name = "DEVICE")]
+    audio: Option<String>,
+    /// Encoding: theora (Ogg Theora+Vorbis 320x240), webm (VP8+Opus 640x360, the default for
+    /// captures), opus or mp3 (audio only). Files and stdin are pushed as they are unless a
+    /// preset is given.
+    #[arg(long)]
+    preset: Option<String>,
+    /// Video frame size, WxH.
+    #[arg(long, value_name = "WxH")]
+    size: Option<String>,
+    /// Video bitrate (e.g. 800k, 1.5M).
+    #[arg(long, conflicts_with = "video_quality")]
+    video_bitrate: Option<String>,
+    /// Video quality on the encoder's scale (Theora 0-10, VP8 CRF 4-63).
+    #[arg(long)]
+    video_quality: Option<f32>,
+    /// Audio bitrate (e.g. 96k).
+    #[arg(long, conflicts_with = "audio_quality")]
+    audio_bitrate: Option<String>,
+    /// Audio quality on the encoder's scale (Vorbis -1-10, LAME 0-9).
+    #[arg(long)]
+    audio_quality: Option<f32>,
+    /// Keep every byte of the stream in DIR/<name>_<date>T<time>_<WxH>.<ext>.
+    #[arg(long, value_name = "DIR")]
+    archive_dir: Option<PathBuf>,
+    /// Also record a second encode of the same capture in the archive directory.
+    #[arg(long, value_name = "PRESET")]
+    archive_preset: Option<String>,
+    /// Frame size of the --archive-preset encode, WxH (default 1280x720).
+    #[arg(long, value_name = "WxH")]
+    archive_size: Option<String>,
+    /// A server to push to, http://[user:pass@]host:port/mount (repeatable).
+    #[arg(long = "server", value_name = "URL")]
+    servers: Vec<String>,
+    /// Source password for servers whose URL has none.
+    #[arg(long, env = "AGORA_SOURCE_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// Stream name (ice-name), also used in archive file names.
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long)]
+    description: Option<String>,
+    #[arg(long)]
+    genre: Option<String>,
+    /// Web page of the stream (ice-url).
+    #[arg(long)]
+    url: Option<String>,
+    /// List the stream in public directories (ice-public).
+    #[arg(long)]
+    public: bool,
+    /// Now-playing title, set on every server after each connect.
+    #[arg(long)]
+    title: Option<String>,
+}
+
+fn size(s: &str) -> Result<(u32, u32), CastError> {
+    s.split_once(['x', 'X'])
+        .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+        .ok_or_else(|| CastError::Usage(format!("size `{s}`: expected WxH, e.g. 1280x720")))
+}
+
+fn usage(e: String) -> CastError {
+    CastError::Usage(e)
+}
+
+impl CastArgs {
+    fn config(&self, started: time::OffsetDateTime) -> Result<CastConfig, CastError> {
+        let input: Input = self.input.parse().map_err(usage)?;
+        let audio = self
+            .audio
+            .as_deref()
+            .map(str::parse::<AudioDevice>)
+            .transpose()
+            .map_err(usage)?;
+        let preset = self
+            .preset
+            .as_deref()
+            .map(str::parse::<PresetName>)
+            .transpose()
+            .map_err(usage)?;
+        let passthrough = matches!(input, Input::Stdin | Input::File(_)) && preset.is_none();
+        let live = if passthrough {
+            if self.size.is_some()
+                || self.video_bitrate.is_some()
+                || self.video_quality.is_some()
+                || self.audio_bitrate.is_some()
+                || self.audio_quality.is_some()
+            {
+                return Err(usage(
+                    "encoding options need --preset (without one the input is pushed as is)".into(),
+                ));
+            }
+            None
+        } else {
+            let mut e = Encoding::new(preset.unwrap_or(PresetName::Webm));
+            if let Some(s) = &self.size {
+                if !e.has_video() {
+                    return Err(usage(format!(
+                        "preset {} has no video: --size does not apply",
+                        e.preset
+                    )));
+                }
+                e.size = Some(size(s)?);
+            }
+            if let Some(b) = &self.video_bitrate {
+                e.video = Rate::Bitrate(b.clone());
+            }
+            if let Some(q) = self.video_quality {
+                e.video = Rate::Quality(q);
+            }
+            if let Some(b) = &self.audio_bitrate {
+                e.audio = Rate::Bitrate(b.clone());
+            }
+            if let Some(q) = self.audio_quality {
+                e.audio = Rate::Quality(q);
+            }
+            Some(e)
+        };
+        let archive_encoding = match &self.archive_preset {
+            None => None,
+            Some(p) => {
+                let mut e = Encoding::new(p.parse().map_err(usage)?);
+                if e.has_video() {
+                    e.size = Some(size(self.archive_size.as_deref().unwrap_or("1280x720"))?);
+                    // The archive is for reading slides later: spend bits.
+                    if e.preset == PresetName::Webm {
+                        e.video = Rate::Bitrate("2500k".into());
+                    }
+                }
+                Some(e)
+            }
+        };
+        let meta = StreamMeta {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            genre: self.genre.clone(),
+            url: self.url.clone(),
+            public: self.public,
+            audio_info: None,
+            bitrate: None,
+        };
+        let mut targets = Vec::new();
+        for s in &self.servers {
+            let url: TargetUrl = s.parse().map_err(usage)?;
+            if url.password.is_none() && self.password.is_none() {
+                return Err(usage(format!(
+                    "{url}: no password; put it in the URL (http://source:PASS@host:port/mount), or use --password or AGORA_SOURCE_PASSWORD"
+                )));
+            }
+            targets.push(TargetConfig {
+                url,
+                password: self.password.clone(),
+                meta: meta.clone(),
+                title: self.title.clone(),
+            });
+        }
+        let name = self.name.clone().unwrap_or_else(|| {
+            targets
+                .first()
+                .map(|t| t.url.mount.trim_start_matches('/').to_string())
+                .and_then(|m| m.split('.').next().map(str::to_string))
+                .filter(|m| !m.is_empty())
+                .unwrap_or_else(|| "stream".into())
+        });
+        let status = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            StatusMode::Line
+        } else {
+            StatusMode::Log
+        };
+        Ok(CastConfig {
+            input,
+            audio,
+            live,
+            archive_dir: self.archive_dir.clone(),
+            archive_encoding,
+            name,
+            targets,
+            started,
+            status,
+        })
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+fn stop_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("stopping: finishing the archive and closing the streams");
+        token.cancel();
+    });
+}
+
+pub fn cast(args: CastArgs, offset: time::UtcOffset) -> ExitCode {
+    let started = time::OffsetDateTime::now_utc().to_offset(offset);
+    let fail = |e: &CastError| {
+        eprintln!("agora cast: {e}");
+        ExitCode::from(e.exit_code())
+    };
+    let cfg = match args.config(started).and_then(|c| c.validate().map(|()| c)) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("agora cast: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        let stop = CancellationToken::new();
+        stop_on_signals(stop.clone());
+        agora_cast::run(cfg, stop).await
+    });
+    rt.shutdown_timeout(Duration::from_millis(100));
+    match result {
+        Ok(o) => {
+            let secs = o.elapsed.as_secs();
+            eprintln!(
+                "agora cast: done after {:02}:{:02}:{:02}, {:.1} MB streamed",
+                secs / 3600,
+                secs / 60 % 60,
+                secs % 60,
+                o.bytes as f64 / 1e6
+            );
+            for p in o.archive.iter().chain(&o.archive_hq) {
+                eprintln!("  archive: {}", p.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct MetaArgs {
+    /// The mount, http://[user:pass@]host:port/mount.
+    #[arg(long, value_name = "URL")]
+    server: String,
+    /// The new now-playing title.
+    #[arg(long)]
+    title: String,
+    /// Source (or admin) password when the URL has none.
+    #[arg(long, env = "AGORA_SOURCE_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+}
+
+pub fn meta(args: MetaArgs) -> Result<()> {
+    let url: TargetUrl = args.server.parse().map_err(anyhow::Error::msg)?;
+    runtime()?.block_on(async {
+        agora_cast::meta::set_title(&url, args.password.as_deref(), &args.title)
+            .await
+            .with_context(|| format!("setting the title of {url}"))
+    })?;
+    println!("title of {url} set");
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    listen: SocketAddr,
+}
+
+/// A server on embedded defaults and a test cast to it.
+pub fn demo(args: DemoArgs, offset: time::UtcOffset) -> Result<()> {
+    let mut config = agora_server::Config::default();
+    config.server.listen = vec![args.listen];
+    let credentials = agora_server::Credentials {
+        source_password: agora_server::auth::random_password(),
+        admin_user: "admin".into(),
+        admin_password: agora_server::auth::random_password(),
+    };
+    runtime()?.block_on(async move {
+        let server = agora_server::Server::bind(config, credentials.clone())
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let addr = server
+            .local_addrs()
+            .first()
+            .copied()
+            .context("no listening address")?;
+        let stop = server.shutdown_token();
+        stop_on_signals(stop.clone());
+        let serving = tokio::spawn(server.run());
+        println!("Agora {} demo", env!("CARGO_PKG_VERSION"));
+        println!(
+            "  server:  http://{addr}/  (admin password: {})",
+            credentials.admin_password
+        );
+        let url = format!("http://{addr}/live.webm");
+        let target = TargetConfig {
+            url: format!(
+                "http://source:{}@{addr}/live.webm",
+                credentials.source_password
+            )
+            .parse()
+            .map_err(anyhow::Error::msg)?,
+            password: None,
+            meta: StreamMeta {
+                name: Some("Agora demo".into()),
+                description: Some("A test pattern from agora demo".into()),
+                ..StreamMeta::default()
+            },
+            title: Some("Test pattern".into()),
+        };
+        let cfg = CastConfig {
+            input: Input::Test,
+            audio: None,
+            live: Some(Encoding::new(PresetName::Webm)),
+            archive_dir: None,
+            archive_encoding: None,
+            name: "demo".into(),
+            targets: vec![target],
+            started: time::OffsetDateTime::now_utc().to_offset(offset),
+            status: StatusMode::Log,
+        };
+        println!("  watch:   ffplay {url}   (or mpv, VLC, or a browser)");
+        match agora_cast::run(cfg, stop.clone()).await {
+            Ok(_) => {}
+            Err(e @ CastError::FfmpegMissing) => {
+                println!("  no test stream: {e}");
+                println!("  the server keeps running; push to it with any Icecast source client");
+            }
+            Err(e) => println!("  the test stream stopped: {e}"),
+        }
+        let _ = serving.await;
+        Ok(())
+    })
+}
