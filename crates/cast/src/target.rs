@@ -321,7 +321,6 @@ async fn run(cfg: TargetConfig, hub: Arc<Hub>, stats: Arc<TargetStats>, stop: Ca
                 }
                 connections += 1;
                 backoff = FIRST_BACKOFF;
-                stats.set(TargetState::Live);
                 tracing::info!(target = %cfg.url, ?dialect, "target connected");
                 if let Some(title) = cfg.title.clone() {
                     let cfg = cfg.clone();
@@ -468,6 +467,7 @@ async fn stream_to(
 ) -> Result<(), PushError> {
     let (mut reader, mut writer) = stream.into_split();
     let (headers, mut rx) = hub.subscribe();
+    stats.set(TargetState::Live);
     if let Some(h) = headers {
         stats
             .sent
@@ -549,5 +549,76 @@ mod tests {
     fn query_values_are_encoded() {
         assert_eq!(percent_encode("Talk: A & B"), "Talk%3A%20A%20%26%20B");
         assert_eq!(percent_decode("a%20b%zz"), "a b%zz");
+    }
+
+    /// An old server (Icecast before 2.4) answers PUT with 405: the target asks again with
+    /// SOURCE, and keeps that dialect. The peer is a real socket speaking the old dialect.
+    #[tokio::test]
+    async fn falls_back_to_source_for_a_server_without_put() {
+        use agora_format::Chunk;
+        use tokio::net::TcpListener;
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let mut methods = Vec::new();
+            loop {
+                let (mut s, _) = listener.accept().await.expect("accept");
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    s.read_exact(&mut b).await.expect("head");
+                    head.push(b[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                methods.push(head.split(' ').next().unwrap_or("").to_string());
+                if head.starts_with("PUT ") {
+                    s.write_all(b"HTTP/1.0 405 Method Not Allowed\r\n\r\n")
+                        .await
+                        .expect("answer");
+                    continue;
+                }
+                assert!(
+                    head.contains("Authorization: Basic c291cmNlOnB3\r\n"),
+                    "{head}"
+                );
+                assert!(head.contains("ice-name: Old\r\n"), "{head}");
+                s.write_all(b"HTTP/1.0 200 OK\r\n\r\n")
+                    .await
+                    .expect("answer");
+                let mut body = Vec::new();
+                s.read_to_end(&mut body).await.expect("body");
+                return (methods, body);
+            }
+        });
+        let hub = Arc::new(Hub::new());
+        hub.set_format(
+            agora_format::Format::Mp3,
+            &agora_format::StreamInfo::default(),
+        );
+        let cfg = TargetConfig {
+            url: format!("http://source:pw@{addr}/old.mp3")
+                .parse()
+                .expect("url"),
+            password: None,
+            meta: StreamMeta {
+                name: Some("Old".into()),
+                ..StreamMeta::default()
+            },
+            title: None,
+        };
+        let (stats, task) = spawn(cfg, hub.clone(), CancellationToken::new());
+        while stats.state() != TargetState::Live {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        hub.publish(Event::Chunk(Chunk {
+            bytes: Bytes::from_static(b"frame"),
+            sync: true,
+        }));
+        hub.close();
+        task.await.expect("target task");
+        let (methods, body) = server.await.expect("server");
+        assert_eq!(methods, ["PUT", "SOURCE"]);
+        assert_eq!(body, b"frame");
     }
 }

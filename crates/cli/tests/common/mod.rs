@@ -28,12 +28,17 @@ impl Agora {
 
     /// Start with a TOML configuration (listen address and passwords are set by flags).
     pub fn start_with_config(toml: &str) -> Agora {
+        Self::start_at("127.0.0.1:0", toml)
+    }
+
+    /// Start listening on `listen` (a fixed port, to restart a server where it was).
+    pub fn start_at(listen: &str, toml: &str) -> Agora {
         let dir = TempDir::new("agora-serve");
         let cfg = dir.path().join("agora.toml");
         std::fs::write(&cfg, toml).expect("write config");
         let stderr_log = dir.path().join("stderr.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_agora"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .args(["serve", "--listen", listen, "--config"])
             .arg(&cfg)
             .args(["--source-password", SOURCE_PW, "--admin-password", ADMIN_PW])
             .env("RUST_LOG", "info,agora_server=debug")

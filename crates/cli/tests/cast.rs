@@ -1,0 +1,613 @@
+//! `agora cast` against the real server: every preset reaches a listener that decodes it,
+//! stdin passthrough, two targets, a server killed and restarted, a target down for the whole
+//! run, encoder failures, `agora meta`, bad options.
+//!
+//! Waits are for events (a mount in the status JSON, a log line, a process exit). The one
+//! deliberate wait is the 10 s a server stays down in the fault tests: there, time is the
+//! subject.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A running `agora cast`, its stderr in a file; killed on drop.
+struct Cast {
+    child: Child,
+    log: PathBuf,
+    started: Instant,
+    _dir: TempDir,
+}
+
+impl Cast {
+    fn start(args: &[&str]) -> Cast {
+        Self::start_with_stdin(args, Stdio::null())
+    }
+
+    fn start_with_stdin(args: &[&str], stdin: impl Into<Stdio>) -> Cast {
+        let dir = TempDir::new("agora-cast");
+        let log = dir.path().join("cast.log");
+        let started = Instant::now();
+        let child = Command::new(env!("CARGO_BIN_EXE_agora"))
+            .arg("cast")
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env_remove("AGORA_SOURCE_PASSWORD")
+            .stdin(stdin)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("spawn agora cast");
+        Cast {
+            child,
+            log,
+            started,
+            _dir: dir,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        self.log().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    fn wait_log(&self, needle: &str, times: usize) {
+        wait_until(
+            &format!("{times}× `{needle}` in the cast log"),
+            Duration::from_secs(60),
+            || self.count(needle) >= times,
+        );
+    }
+
+    /// Waits for the process to exit by itself.
+    fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "agora cast did not exit\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM (a clean stop), then the exit status and the wall-clock time it ran.
+    fn stop(&mut self) -> (ExitStatus, Duration) {
+        let ran = self.started.elapsed();
+        send_signal(self.child.id(), "TERM");
+        (self.wait_exit(), ran)
+    }
+}
+
+impl Drop for Cast {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("---- agora cast log ----\n{}", self.log());
+        }
+    }
+}
+
+fn target(agora: &Agora, mount: &str) -> String {
+    format!("http://source:{SOURCE_PW}@{}{mount}", agora.addr)
+}
+
+/// A port with nothing listening on it (bound once, then released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// The files in `dir`.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// What `ffmpeg -v error` prints decoding a whole file (empty: clean).
+fn decode_errors(path: &Path) -> String {
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg must be installed (scripts/install-deps)");
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    if out.status.success() {
+        err
+    } else {
+        format!("exit {}: {err}", out.status)
+    }
+}
+
+/// Media duration of a file from its last packet's timestamp (live WebM has no duration in its
+/// header, so the container's own field cannot be used).
+fn packet_duration(path: &Path) -> f64 {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "packet=pts_time,duration_time",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .expect("ffprobe");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut first = None;
+    let mut end = 0.0f64;
+    for line in text.lines() {
+        let mut f = line.split(',').map(|v| v.trim().parse::<f64>().ok());
+        if let (Some(Some(pts)), dur) = (f.next(), f.next()) {
+            first.get_or_insert(pts);
+            end = end.max(pts + dur.flatten().unwrap_or(0.0));
+        }
+    }
+    end - first.unwrap_or(0.0)
+}
+
+fn preset_reaches_a_listener(preset: &str, mount: &str, content_type: &str, codecs: &str) {
+    let agora = Agora::start();
+    let mut cast = Cast::start(&[
+        "--input",
+        "test",
+        "--preset",
+        preset,
+        "--name",
+        "Cast test",
+        "--title",
+        "Opening keynote",
+        "--server",
+        &target(&agora, mount),
+    ]);
+    agora.wait_mount(mount);
+    assert_decodes(&agora.url(mount), 5);
+    agora.wait_status("the title set by --title", |a| {
+        a.source(mount)
+            .is_some_and(|s| s["title"] == "Opening keynote")
+    });
+    let src = agora.source(mount).expect("mount");
+    assert_eq!(src["server_type"], content_type);
+    assert_eq!(src["subtype"], codecs);
+    assert_eq!(src["server_name"], "Cast test");
+    let (status, _) = cast.stop();
+    assert!(status.success(), "{status}\n{}", cast.log());
+}
+
+#[test]
+fn preset_webm_reaches_a_listener() {
+    preset_reaches_a_listener("webm", "/live.webm", "video/webm", "VP8/Opus");
+}
+
+#[test]
+fn preset_theora_reaches_a_listener() {
+    preset_reaches_a_listener("theora", "/live.ogg", "video/ogg", "Theora/Vorbis");
+}
+
+#[test]
+fn preset_opus_reaches_a_listener() {
+    preset_reaches_a_listener("opus", "/live.opus", "audio/ogg", "Opus");
+}
+
+#[test]
+fn preset_mp3_reaches_a_listener() {
+    preset_reaches_a_listener("mp3", "/live.mp3", "audio/mpeg", "MP3");
+}
+
+/// `--input -`: an Ogg stream on stdin (from ffmpeg at real-time pace) is pushed as is, and
+/// the archive holds exactly the bytes that came in.
+#[test]
+fn stdin_passthrough_of_an_ogg_stream() {
+    let agora = Agora::start();
+    let (_, file) = fixture("theora");
+    let archive = TempDir::new("cast-archive");
+    let mut ffmpeg = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-re", "-i"])
+        .arg(&file)
+        .args(["-t", "12", "-c", "copy", "-f", "ogg", "-"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg");
+    let mut from_ffmpeg = ffmpeg.stdout.take().expect("stdout");
+    let mut cast = Cast::start_with_stdin(
+        &[
+            "--input",
+            "-",
+            "--archive-dir",
+            archive.path().to_str().expect("utf-8 path"),
+            "--server",
+            &target(&agora, "/piped.ogg"),
+        ],
+        Stdio::piped(),
+    );
+    let mut to_cast = cast.child.stdin.take().expect("stdin");
+    // Tee: what goes into agora cast is kept to compare with the archive.
+    let tee = std::thread::spawn(move || {
+        let mut sent = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = from_ffmpeg.read(&mut buf).expect("read ffmpeg");
+            if n == 0 {
+                return sent;
+            }
+            to_cast.write_all(&buf[..n]).expect("write to agora cast");
+            sent.extend_from_slice(&buf[..n]);
+        }
+    });
+    agora.wait_mount("/piped.ogg");
+    assert_decodes(&agora.url("/piped.ogg"), 5);
+    let sent = tee.join().expect("tee");
+    let _ = ffmpeg.wait();
+    let status = cast.wait_exit();
+    assert!(status.success(), "{status}\n{}", cast.log());
+    let files = files(archive.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    let name = files[0].file_name().and_then(|n| n.to_str()).unwrap_or("");
+    assert!(
+        name.starts_with("piped_") && name.ends_with("_320x240.ogg"),
+        "{name}"
+    );
+    let archived = std::fs::read(&files[0]).expect("archive");
+    assert!(archived == sent, "the archive differs from the input");
+}
+
+#[test]
+fn two_targets_at_once() {
+    let a = Agora::start();
+    let b = Agora::start();
+    let mut cast = Cast::start(&[
+        "--input",
+        "test",
+        "--preset",
+        "opus",
+        "--server",
+        &target(&a, "/a.opus"),
+        "--server",
+        &target(&b, "/b.opus"),
+    ]);
+    a.wait_mount("/a.opus");
+    b.wait_mount("/b.opus");
+    let url_b = b.url("/b.opus");
+    let other = std::thread::spawn(move || assert_decodes(&url_b, 5));
+    assert_decodes(&a.url("/a.opus"), 5);
+    other.join().expect("second listener");
+    assert!(cast.stop().0.success());
+}
+
+/// Checks the archive of a cast that ran for `ran`: one file, decodes from start to end, and
+/// lasts as long as the cast did (within a second).
+fn assert_archive_covers(dir: &Path, ran: Duration) {
+    let files = files(dir);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(decode_errors(&files[0]), "", "{}", files[0].display());
+    let dur = packet_duration(&files[0]);
+    let ran = ran.as_secs_f64();
+    eprintln!("archive {:.2} s, cast ran {ran:.2} s", dur);
+    assert!(
+        (dur - ran).abs() <= 1.0,
+        "archive lasts {dur:.2} s, the cast ran {ran:.2} s"
+    );
+}
+
+/// The server is killed mid-stream and restarted 10 s later on the same address: the cast
+/// reconnects by itself, a listener joining afterwards decodes, and the archive never stopped.
+#[test]
+fn server_killed_and_restarted_the_cast_reconnects() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let agora = Agora::start_at(&listen, "");
+    let archive = TempDir::new("cast-archive");
+    let mut cast = Cast::start(&[
+        "--input",
+        "test",
+        "--archive-dir",
+        archive.path().to_str().expect("utf-8 path"),
+        "--server",
+        &target(&agora, "/live.webm"),
+    ]);
+    agora.wait_mount("/live.webm");
+    cast.wait_log("target connected", 1);
+    assert_decodes(&agora.url("/live.webm"), 3);
+
+    drop(agora); // SIGKILL: the server is gone mid-stream.
+    cast.wait_log("target down", 1);
+    std::thread::sleep(Duration::from_secs(10));
+    let agora = Agora::start_at(&listen, "");
+    cast.wait_log("target connected", 2);
+    agora.wait_mount("/live.webm");
+    assert_decodes(&agora.url("/live.webm"), 5);
+    assert!(cast.log().contains("1 reconnects") || cast.count("target connected") == 2);
+
+    let (status, ran) = cast.stop();
+    assert!(status.success(), "{status}\n{}", cast.log());
+    assert_archive_covers(archive.path(), ran);
+}
+
+/// One of two targets is down for the whole run: the other one and the archive do not notice.
+#[test]
+fn a_target_down_for_the_whole_run_disturbs_nothing() {
+    let agora = Agora::start();
+    let archive = TempDir::new("cast-archive");
+    let dead = format!("http://source:pw@127.0.0.1:{}/dead.ogg", free_port());
+    let mut cast = Cast::start(&[
+        "--input",
+        "test",
+        "--preset",
+        "theora",
+        "--archive-dir",
+        archive.path().to_str().expect("utf-8 path"),
+        "--server",
+        &dead,
+        "--server",
+        &target(&agora, "/up.ogg"),
+    ]);
+    agora.wait_mount("/up.ogg");
+    cast.wait_log("target down", 3);
+    assert_decodes(&agora.url("/up.ogg"), 8);
+    let (status, ran) = cast.stop();
+    assert!(status.success(), "{status}\n{}", cast.log());
+    assert_archive_covers(archive.path(), ran);
+    assert!(cast.log().contains("/dead.ogg"), "{}", cast.log());
+}
+
+#[test]
+fn a_missing_capture_device_is_said_plainly_with_exit_3() {
+    let dir = TempDir::new("cast-archive");
+    let mut cast = Cast::start(&[
+        "--input",
+        "v4l2:/dev/video-agora-missing",
+        "--archive-dir",
+        dir.path().to_str().expect("utf-8 path"),
+    ]);
+    let status = cast.wait_exit();
+    assert_eq!(status.code(), Some(3), "{}", cast.log());
+    assert!(
+        cast.log()
+            .contains("capture device /dev/video-agora-missing not found"),
+        "{}",
+        cast.log()
+    );
+}
+
+/// ffmpeg killed mid-stream: agora cast says so, exits 3, and the archive so far plays.
+#[test]
+fn a_killed_encoder_is_reported_and_the_archive_stays_playable() {
+    let dir = TempDir::new("cast-archive");
+    let mut cast = Cast::start(&[
+        "--input",
+        "test",
+        "--preset",
+        "theora",
+        "--archive-dir",
+        dir.path().to_str().expect("utf-8 path"),
+    ]);
+    wait_until("100 KB archived", Duration::from_secs(30), || {
+        files(dir.path())
+            .first()
+            .and_then(|f| std::fs::metadata(f).ok())
+            .is_some_and(|m| m.len() > 100_000)
+    });
+    let out = Command::new("pgrep")
+        .args(["-P", &cast.child.id().to_string(), "ffmpeg"])
+        .output()
+        .expect("pgrep");
+    let pid: u32 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("the ffmpeg child's pid");
+    send_signal(pid, "KILL");
+    let status = cast.wait_exit();
+    assert_eq!(status.code(), Some(3), "{}", cast.log());
+    assert!(
+        cast.log().contains("ffmpeg was killed by signal 9"),
+        "{}",
+        cast.log()
+    );
+    let files = files(dir.path());
+    assert_eq!(files.len(), 1);
+    assert_eq!(decode_errors(&files[0]), "");
+    assert!(packet_duration(&files[0]) > 1.0);
+}
+
+#[test]
+fn agora_meta_changes_the_title() {
+    let agora = Agora::start();
+    let _cast = Cast::start(&[
+        "--input",
+        "test",
+        "--preset",
+        "mp3",
+        "--server",
+        &target(&agora, "/talk.mp3"),
+    ]);
+    agora.wait_mount("/talk.mp3");
+    let out = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args([
+            "meta",
+            "--server",
+            &target(&agora, "/talk.mp3"),
+            "--title",
+            "Q&A: 10% left",
+        ])
+        .output()
+        .expect("agora meta");
+    assert!(out.status.success(), "{out:?}");
+    agora.wait_status("the new title", |a| {
+        a.source("/talk.mp3")
+            .is_some_and(|s| s["title"] == "Q&A: 10% left")
+    });
+    let bad = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args([
+            "meta",
+            "--server",
+            &format!("http://source:wrong@{}/talk.mp3", agora.addr),
+            "--title",
+            "x",
+        ])
+        .output()
+        .expect("agora meta");
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("wrong user or password"),
+        "{bad:?}"
+    );
+}
+
+#[test]
+fn bad_options_exit_2_with_a_message() {
+    for (args, says) in [
+        (&["--input", "test"][..], "nothing to do"),
+        (
+            &["--input", "test", "--server", "https://h/a.webm"][..],
+            "https is not supported",
+        ),
+        (
+            &["--input", "test", "--server", "http://h:8000/a.webm"][..],
+            "no password",
+        ),
+        (
+            &["--input", "-", "--preset", "webm", "--archive-dir", "/tmp"][..],
+            "pushed as is",
+        ),
+        (
+            &[
+                "--input",
+                "test",
+                "--preset",
+                "opus",
+                "--size",
+                "640x360",
+                "--archive-dir",
+                "/tmp",
+            ][..],
+            "has no video",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_agora"))
+            .arg("cast")
+            .args(args)
+            .env_remove("AGORA_SOURCE_PASSWORD")
+            .output()
+            .expect("agora cast");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
+/// A file pushed as is goes out at the pace of its own timestamps, not as fast as it reads.
+#[test]
+fn a_file_is_pushed_at_real_time_pace() {
+    let agora = Agora::start();
+    let dir = TempDir::new("cast-file");
+    let file = dir.path().join("short.ogg");
+    let ok = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-f", "lavfi", "-i", "sine=d=4"])
+        .args(["-c:a", "libvorbis", "-q:a", "1"])
+        .arg(&file)
+        .status()
+        .expect("ffmpeg")
+        .success();
+    assert!(ok);
+    let archive = dir.path().join("archive");
+    let mut cast = Cast::start(&[
+        "--input",
+        file.to_str().expect("utf-8 path"),
+        "--archive-dir",
+        archive.to_str().expect("utf-8 path"),
+        "--server",
+        &target(&agora, "/file.ogg"),
+    ]);
+    agora.wait_mount("/file.ogg");
+    let status = cast.wait_exit();
+    let ran = cast.started.elapsed();
+    assert!(status.success(), "{status}\n{}", cast.log());
+    // 4 s of audio cannot have been sent in much less than 4 s.
+    assert!(ran >= Duration::from_millis(3500), "pushed in {ran:?}");
+    let files = files(&archive);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(decode_errors(&files[0]), "");
+    assert!((packet_duration(&files[0]) - 4.0).abs() < 0.5);
+}
+
+/// `agora demo`: one command, a live stream.
+#[test]
+fn demo_serves_a_live_test_stream() {
+    let port = free_port();
+    let mut demo = Proc(
+        Command::new(env!("CARGO_BIN_EXE_agora"))
+            .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("agora demo"),
+    );
+    let mut out = String::new();
+    let mut stdout = demo.0.stdout.take().expect("stdout");
+    let mut buf = [0u8; 1024];
+    while !out.contains("watch:") {
+        let n = stdout.read(&mut buf).expect("read");
+        assert!(n > 0, "demo exited: {out}");
+        out.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    let url = format!("http://127.0.0.1:{port}/live.webm");
+    assert!(out.contains(&url), "{out}");
+    wait_until("the demo stream", Duration::from_secs(30), || {
+        Command::new("ffprobe")
+            .args(["-v", "quiet", &url])
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    assert_decodes(&url, 3);
+}
+
+/// Without ffmpeg, `agora demo` still serves and says how to install it.
+#[test]
+fn demo_without_ffmpeg_says_how_to_install_it() {
+    let port = free_port();
+    let empty = TempDir::new("no-ffmpeg");
+    let mut demo = Proc(
+        Command::new(env!("CARGO_BIN_EXE_agora"))
+            .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
+            .env("PATH", empty.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("agora demo"),
+    );
+    let mut out = String::new();
+    let mut stdout = demo.0.stdout.take().expect("stdout");
+    let mut buf = [0u8; 1024];
+    while !out.contains("keeps running") {
+        let n = stdout.read(&mut buf).expect("read");
+        assert!(n > 0, "demo exited: {out}");
+        out.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(out.contains("apt-get install ffmpeg"), "{out}");
+    let addr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let (code, _, _) = http_get(addr, "/status-json.xsl", &[]);
+    assert_eq!(code, 200);
+}
