@@ -484,6 +484,30 @@ mod tests {
     }
 
     #[test]
+    fn captures_read_their_devices() {
+        let e = Encoding::new(PresetName::Webm);
+        let cam = Input::V4l2("/dev/video0".into());
+        let mic: AudioDevice = "alsa:default".parse().expect("alsa");
+        let a = joined(&ffmpeg_args(&cam, Some(&mic), Some(&e), "", None));
+        assert!(
+            a.contains(
+                "-f v4l2 -i /dev/video0 -f alsa -i default -map 0:v:0 -map 1:a:0 -c:v libvpx"
+            ),
+            "{a}"
+        );
+        let a = joined(&ffmpeg_args(&Input::Dvgrab, None, Some(&e), "", None));
+        assert!(a.contains("-f dv -i pipe:0 -map 0:v:0 -map 0:a:0"), "{a}");
+        let a = joined(&ffmpeg_args(
+            &Input::Iec61883("auto".into()),
+            None,
+            Some(&e),
+            "",
+            None,
+        ));
+        assert!(a.contains("-f iec61883 -i auto"), "{a}");
+    }
+
+    #[test]
     fn overrides_are_checked() {
         let mut e = Encoding::new(PresetName::Webm);
         e.audio = Rate::Quality(3.0);

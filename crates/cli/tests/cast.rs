@@ -611,3 +611,76 @@ fn demo_without_ffmpeg_says_how_to_install_it() {
     let (code, _, _) = http_get(addr, "/status-json.xsl", &[]);
     assert_eq!(code, 200);
 }
+
+/// `--archive-preset`: a second, larger encode of the same capture is archived beside the live
+/// stream's bytes; both files decode.
+#[test]
+fn archive_preset_records_a_second_encode() {
+    let agora = Agora::start();
+    let dir = TempDir::new("cast-archive");
+    let mut cast = Cast::start(&[
+        "--input",
+        "test",
+        "--preset",
+        "theora",
+        "--name",
+        "Keynote",
+        "--archive-dir",
+        dir.path().to_str().expect("utf-8 path"),
+        "--archive-preset",
+        "webm",
+        "--archive-size",
+        "640x360",
+        "--server",
+        &target(&agora, "/small.ogg"),
+    ]);
+    agora.wait_mount("/small.ogg");
+    assert_decodes(&agora.url("/small.ogg"), 3);
+    let (status, ran) = cast.stop();
+    assert!(status.success(), "{status}\n{}", cast.log());
+    let files = files(dir.path());
+    let names: Vec<String> = files
+        .iter()
+        .filter_map(|f| f.file_name()?.to_str().map(str::to_string))
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("Keynote_") && n.ends_with("_320x240.ogg")),
+        "{names:?}"
+    );
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("Keynote_") && n.ends_with("_640x360.webm")),
+        "{names:?}"
+    );
+    for f in &files {
+        assert_eq!(decode_errors(f), "", "{}", f.display());
+        let dur = packet_duration(f);
+        assert!(
+            (dur - ran.as_secs_f64()).abs() <= 1.0,
+            "{}: {dur:.2} s of {ran:?}",
+            f.display()
+        );
+    }
+}
+
+#[test]
+fn without_ffmpeg_the_cast_says_how_to_install_it() {
+    let dir = TempDir::new("cast-archive");
+    let empty = TempDir::new("no-ffmpeg");
+    let out = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args(["cast", "--input", "test", "--archive-dir"])
+        .arg(dir.path())
+        .env("PATH", empty.path())
+        .output()
+        .expect("agora cast");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("ffmpeg is not installed") && err.contains("apt-get install ffmpeg"),
+        "{err}"
+    );
+}
