@@ -179,7 +179,9 @@ pub async fn run(cfg: CastConfig, stop: CancellationToken) -> Result<Outcome, Ca
         Err((a, e)) => (a, Err(e)),
     };
     if let Some(enc) = encoder.as_mut() {
-        let verdict = if stop.is_cancelled() {
+        // The output ended by itself: ffmpeg is exiting, its status says how it went. Otherwise
+        // (a stop, or the archive failed) nobody reads its output any more: stop it.
+        let verdict = if stop.is_cancelled() || result.is_err() {
             enc.stop(Duration::from_secs(5)).await
         } else {
             enc.wait().await

@@ -688,3 +688,21 @@ fn without_ffmpeg_the_cast_says_how_to_install_it() {
         "{err}"
     );
 }
+
+/// An archive that cannot be written stops the cast with exit 4 and a message naming it (the
+/// archive is the one copy that must not silently go missing).
+#[test]
+fn an_unwritable_archive_exits_4() {
+    let dir = TempDir::new("cast-archive");
+    let not_a_dir = dir.path().join("file");
+    std::fs::write(&not_a_dir, b"x").expect("write");
+    let mut cast = Cast::start(&[
+        "--input",
+        "test",
+        "--archive-dir",
+        not_a_dir.to_str().expect("utf-8 path"),
+    ]);
+    let status = cast.wait_exit();
+    assert_eq!(status.code(), Some(4), "{}", cast.log());
+    assert!(cast.log().contains("archive"), "{}", cast.log());
+}
