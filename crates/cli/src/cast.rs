@@ -91,8 +91,10 @@ pub struct CastArgs {
     /// Stream name (ice-name), also used in archive file names.
     #[arg(long)]
     name: Option<String>,
+    /// Stream description (ice-description).
     #[arg(long)]
     description: Option<String>,
+    /// Stream genre (ice-genre).
     #[arg(long)]
     genre: Option<String>,
     /// Web page of the stream (ice-url).
