@@ -1,0 +1,450 @@
+//! `agora-bench`: a listener swarm for Icecast-compatible servers (Agora, icecast2).
+//!
+//! `agora-bench swarm --url URL -n N` opens N listeners (all at once, or `--rate` per second),
+//! in several processes when N needs more file descriptors than one may hold, reads for a
+//! window, and reports: listeners connected, time to first byte and to the first decodable
+//! keyframe (p50/p95/p99), the share of listeners receiving at least 95% of the stream's
+//! real-time rate, bytes delivered, and with `--server-pid` the server's CPU seconds and RSS
+//! from /proc (CPU-seconds per GB, RSS per listener). With `--source FILE.ogg` the bench pushes
+//! the stream itself and stamps its pages, and a sample of listeners reports forwarding latency.
+//!
+//! Processes share one clock (Unix epoch milliseconds): the parent fixes the window's start and
+//! end, workers count the bytes that arrive inside it.
+
+mod source;
+mod swarm;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use crate::swarm::{Plan, Samples, epoch_ms};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "agora-bench",
+    version,
+    about = "A listener swarm for Icecast-compatible servers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Open N listeners to a stream URL, read for a window, report.
+    Swarm(SwarmArgs),
+    /// One process's share of a swarm (started by `swarm`); prints its samples as JSON.
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+#[derive(Args, Debug)]
+struct SwarmArgs {
+    /// The stream, http://host:port/mount.
+    #[arg(long)]
+    url: String,
+    /// Listeners.
+    #[arg(short, long, default_value_t = 100)]
+    n: usize,
+    /// Connections per second; 0 opens them all at once (a storm).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Measurement window, seconds (after the ramp and a settle time).
+    #[arg(long, default_value_t = 30)]
+    window: u64,
+    /// Seconds between the end of the ramp and the window.
+    #[arg(long, default_value_t = 3)]
+    settle: u64,
+    /// The stream's bitrate in kbit/s (what "real-time rate" means).
+    #[arg(long)]
+    kbps: f64,
+    /// The server's process id, for its CPU time and RSS.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Most listeners per process (each needs a file descriptor).
+    #[arg(long, default_value_t = 9000)]
+    per_process: usize,
+    /// Push this Ogg file to the mount first (PUT, paced at --kbps) and measure latency.
+    #[arg(long, value_name = "FILE.ogg")]
+    source: Option<std::path::PathBuf>,
+    /// Source password for --source.
+    #[arg(long, env = "AGORA_SOURCE_PASSWORD", hide_env_values = true)]
+    source_password: Option<String>,
+    /// Listeners in the main process that measure latency (with --source).
+    #[arg(long, default_value_t = 50)]
+    latency_listeners: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct WorkerArgs {
+    #[arg(long)]
+    addr: SocketAddr,
+    #[arg(long)]
+    host: String,
+    #[arg(long)]
+    path: String,
+    #[arg(short, long)]
+    n: usize,
+    #[arg(long)]
+    rate: f64,
+    #[arg(long)]
+    window_start_ms: u64,
+    #[arg(long)]
+    window_end_ms: u64,
+}
+
+fn main() -> Result<()> {
+    raise_fd_limit();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Worker(w) => rt.block_on(async {
+            let plan = Plan {
+                addr: w.addr,
+                host: w.host,
+                path: w.path,
+                listeners: w.n,
+                rate: w.rate,
+                window_start_ms: w.window_start_ms,
+                window_end_ms: w.window_end_ms,
+            };
+            let s = swarm::run(plan, None).await;
+            println!("{}", serde_json::to_string(&s)?);
+            Ok(())
+        }),
+        Command::Swarm(a) => rt.block_on(run_swarm(a)),
+    }
+}
+
+/// Lifts the soft open-files limit to the hard one.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+fn parse_url(url: &str) -> Result<(SocketAddr, String, String)> {
+    let rest = url
+        .strip_prefix("http://")
+        .with_context(|| format!("{url}: expected http://host:port/mount"))?;
+    let (host, path) = rest
+        .split_once('/')
+        .with_context(|| format!("{url}: no mount"))?;
+    let hostport = if host.contains(':') {
+        host.to_string()
+    } else {
+        format!("{host}:80")
+    };
+    let addr = hostport
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {hostport}"))?
+        .next()
+        .with_context(|| format!("{hostport}: no address"))?;
+    Ok((addr, host.to_string(), format!("/{path}")))
+}
+
+/// utime+stime of a process, seconds.
+fn cpu_secs(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    Ok(ticks / hz)
+}
+
+/// VmRSS of a process, KiB.
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("VmRSS")
+}
+
+fn pct(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let i = ((v.len() as f64 * p / 100.0).ceil() as usize).clamp(1, v.len()) - 1;
+    v[i]
+}
+
+#[derive(Debug, Serialize)]
+struct Dist {
+    p50: f64,
+    p95: f64,
+    p99: f64,
+    max: f64,
+    count: usize,
+}
+
+fn dist(v: &[f64]) -> Dist {
+    Dist {
+        p50: pct(v, 50.0),
+        p95: pct(v, 95.0),
+        p99: pct(v, 99.0),
+        max: v.iter().copied().fold(f64::NAN, f64::max),
+        count: v.len(),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    url: String,
+    listeners: usize,
+    connected: usize,
+    errors: std::collections::BTreeMap<String, usize>,
+    first_byte_ms: Dist,
+    first_keyframe_ms: Dist,
+    realtime_listeners: usize,
+    realtime_share: f64,
+    window_secs: u64,
+    delivered_bytes: u64,
+    delivered_mbps: f64,
+    latency_ms: Dist,
+    server_cpu_secs: Option<f64>,
+    server_cpu_secs_per_gb: Option<f64>,
+    server_rss_before_kib: Option<u64>,
+    server_rss_kib: Option<u64>,
+    server_rss_per_listener_kib: Option<f64>,
+}
+
+async fn run_swarm(a: SwarmArgs) -> Result<()> {
+    let (addr, host, path) = parse_url(&a.url)?;
+    let stamps = Arc::new(source::Stamps::default());
+    let mut source_task = None;
+    if let Some(file) = &a.source {
+        let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        let pages: Vec<Vec<u8>> = source::ogg_pages(&data)?
+            .into_iter()
+            .map(<[u8]>::to_vec)
+            .collect();
+        let pw = a
+            .source_password
+            .clone()
+            .context("--source needs --source-password (or AGORA_SOURCE_PASSWORD)")?;
+        let (st, p, kbps) = (stamps.clone(), path.clone(), a.kbps);
+        source_task = Some(tokio::spawn(async move {
+            source::push(addr, &p, &pw, pages, kbps, &st).await
+        }));
+    }
+    // The stream is up when one listener gets a body byte.
+    let probe_until = epoch_ms() + 20_000;
+    loop {
+        let probe = Plan {
+            addr,
+            host: host.clone(),
+            path: path.clone(),
+            listeners: 1,
+            rate: 0.0,
+            window_start_ms: 0,
+            window_end_ms: epoch_ms() + 2_000,
+        };
+        let s = swarm::run(probe, None).await;
+        if !s.first_byte_ms.is_empty() {
+            break;
+        }
+        if let Some(t) = &source_task
+            && t.is_finished()
+        {
+            bail!(
+                "the bench source stopped: {:?}",
+                source_task.map(|t| t.is_finished())
+            );
+        }
+        if epoch_ms() > probe_until {
+            bail!("{}: no stream within 20 s ({:?})", a.url, s.errors);
+        }
+    }
+
+    let rss_before = a.server_pid.and_then(|p| rss_kib(p).ok());
+    let ramp_ms = if a.rate > 0.0 {
+        (a.n as f64 / a.rate * 1000.0) as u64
+    } else {
+        0
+    };
+    let window_start_ms = epoch_ms() + ramp_ms + a.settle * 1000;
+    let window_end_ms = window_start_ms + a.window * 1000;
+    let local = if a.source.is_some() {
+        a.latency_listeners.min(a.n)
+    } else {
+        0
+    };
+    let remote = a.n - local;
+    let procs = remote.div_ceil(a.per_process.max(1));
+    let mut workers = Vec::new();
+    let exe = std::env::current_exe()?;
+    for i in 0..procs {
+        let n = remote / procs + usize::from(i < remote % procs);
+        let rate = if a.rate > 0.0 {
+            a.rate * n as f64 / a.n as f64
+        } else {
+            0.0
+        };
+        let child = tokio::process::Command::new(&exe)
+            .args([
+                "worker",
+                "--addr",
+                &addr.to_string(),
+                "--host",
+                &host,
+                "--path",
+                &path,
+            ])
+            .args(["-n", &n.to_string(), "--rate", &rate.to_string()])
+            .args(["--window-start-ms", &window_start_ms.to_string()])
+            .args(["--window-end-ms", &window_end_ms.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting a worker process")?;
+        workers.push(child.wait_with_output());
+    }
+    let local_plan = Plan {
+        addr,
+        host: host.clone(),
+        path: path.clone(),
+        listeners: local,
+        rate: if a.rate > 0.0 {
+            a.rate * local as f64 / a.n.max(1) as f64
+        } else {
+            0.0
+        },
+        window_start_ms,
+        window_end_ms,
+    };
+    let local_run = tokio::spawn(swarm::run(local_plan, Some(stamps.clone())));
+
+    let until = |t: u64| tokio::time::sleep(Duration::from_millis(t.saturating_sub(epoch_ms())));
+    until(window_start_ms).await;
+    let cpu0 = a.server_pid.and_then(|p| cpu_secs(p).ok());
+    until(window_end_ms).await;
+    let cpu1 = a.server_pid.and_then(|p| cpu_secs(p).ok());
+    let rss_after = a.server_pid.and_then(|p| rss_kib(p).ok());
+
+    let mut all = local_run.await.unwrap_or_default();
+    for w in workers {
+        let out = w.await.context("waiting for a worker")?;
+        let s: Samples = serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("a worker's report ({})", out.status))?;
+        all.merge(s);
+    }
+    if let Some(t) = source_task {
+        t.abort();
+    }
+
+    let want = a.kbps * 1000.0 / 8.0 * a.window as f64;
+    let realtime = all
+        .window_bytes
+        .iter()
+        .filter(|&&b| b as f64 >= 0.95 * want)
+        .count();
+    let delivered: u64 = all.window_bytes.iter().sum();
+    let cpu = cpu0.zip(cpu1).map(|(a, b)| b - a);
+    let connected = all.first_byte_ms.len();
+    let report = Report {
+        url: a.url.clone(),
+        listeners: all.opened,
+        connected,
+        errors: all.errors.clone(),
+        first_byte_ms: dist(&all.first_byte_ms),
+        first_keyframe_ms: dist(&all.first_keyframe_ms),
+        realtime_listeners: realtime,
+        realtime_share: realtime as f64 / all.opened.max(1) as f64,
+        window_secs: a.window,
+        delivered_bytes: delivered,
+        delivered_mbps: delivered as f64 * 8.0 / a.window as f64 / 1e6,
+        latency_ms: dist(&all.latency_ms),
+        server_cpu_secs: cpu,
+        server_cpu_secs_per_gb: cpu.map(|c| c / (delivered as f64 / 1e9)),
+        server_rss_before_kib: rss_before,
+        server_rss_kib: rss_after,
+        server_rss_per_listener_kib: rss_before
+            .zip(rss_after)
+            .map(|(b, a)| (a as f64 - b as f64) / connected.max(1) as f64),
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report);
+    }
+    Ok(())
+}
+
+fn print_report(r: &Report) {
+    let d = |d: &Dist| {
+        format!(
+            "p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} samples)",
+            d.p50, d.p95, d.p99, d.max, d.count
+        )
+    };
+    println!("stream:             {}", r.url);
+    println!(
+        "listeners:          {} opened, {} connected, errors: {}",
+        r.listeners,
+        r.connected,
+        if r.errors.is_empty() {
+            "none".to_string()
+        } else {
+            format!("{:?}", r.errors)
+        }
+    );
+    println!("first byte:         {}", d(&r.first_byte_ms));
+    println!("first keyframe:     {}", d(&r.first_keyframe_ms));
+    println!(
+        ">=95% real-time:    {} of {} ({:.2}%) over {} s",
+        r.realtime_listeners,
+        r.listeners,
+        r.realtime_share * 100.0,
+        r.window_secs
+    );
+    println!(
+        "delivered:          {:.1} MB in the window ({:.1} Mbit/s)",
+        r.delivered_bytes as f64 / 1e6,
+        r.delivered_mbps
+    );
+    if r.latency_ms.count > 0 {
+        println!("forwarding latency: {}", d(&r.latency_ms));
+    }
+    if let Some(c) = r.server_cpu_secs {
+        println!(
+            "server CPU:         {c:.2} s in the window ({:.1}% of a core), {:.2} CPU-s/GB",
+            c / r.window_secs as f64 * 100.0,
+            r.server_cpu_secs_per_gb.unwrap_or(f64::NAN)
+        );
+    }
+    if let (Some(b), Some(a)) = (r.server_rss_before_kib, r.server_rss_kib) {
+        println!(
+            "server RSS:         {b} KiB before, {a} KiB with listeners, {:.2} KiB per listener",
+            r.server_rss_per_listener_kib.unwrap_or(f64::NAN)
+        );
+    }
+}

@@ -1,0 +1,248 @@
+//! The listeners of one process: connect on a ramp, read, time the first byte and the first
+//! decodable keyframe, count the bytes of the measurement window.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use agora_format::{Demuxer, Event};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::source::Stamps;
+
+/// What one process's listeners did: raw samples, so percentiles can be taken over all
+/// processes together.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Samples {
+    pub opened: usize,
+    /// Milliseconds from the start of connecting to the first body byte.
+    pub first_byte_ms: Vec<f64>,
+    /// Milliseconds from the start of connecting to a complete first sync unit (stream headers
+    /// and a keyframe: where a player can start).
+    pub first_keyframe_ms: Vec<f64>,
+    /// Bytes each listener received inside the window (one entry per listener).
+    pub window_bytes: Vec<u64>,
+    /// Forwarding latency samples, milliseconds (source write to listener read).
+    pub latency_ms: Vec<f64>,
+    /// Listeners that failed, by reason.
+    pub errors: std::collections::BTreeMap<String, usize>,
+}
+
+impl Samples {
+    pub fn merge(&mut self, o: Samples) {
+        self.opened += o.opened;
+        self.first_byte_ms.extend(o.first_byte_ms);
+        self.first_keyframe_ms.extend(o.first_keyframe_ms);
+        self.window_bytes.extend(o.window_bytes);
+        self.latency_ms.extend(o.latency_ms);
+        for (k, v) in o.errors {
+            *self.errors.entry(k).or_default() += v;
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch: the clock shared by every process of a run.
+pub fn epoch_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub addr: SocketAddr,
+    pub host: String,
+    pub path: String,
+    pub listeners: usize,
+    /// Connections per second; 0: all at once.
+    pub rate: f64,
+    pub window_start_ms: u64,
+    pub window_end_ms: u64,
+}
+
+#[derive(Default)]
+struct One {
+    first_byte: Option<f64>,
+    first_keyframe: Option<f64>,
+    window_bytes: u64,
+    error: Option<String>,
+    latency: Vec<f64>,
+}
+
+/// Runs `plan.listeners` listeners until the window ends. With `stamps`, each listener also
+/// measures forwarding latency on Ogg pages.
+pub async fn run(plan: Plan, stamps: Option<Arc<Stamps>>) -> Samples {
+    let plan = Arc::new(plan);
+    let mut tasks = Vec::with_capacity(plan.listeners);
+    let t0 = Instant::now();
+    for i in 0..plan.listeners {
+        if plan.rate > 0.0 {
+            let at = t0 + Duration::from_secs_f64(i as f64 / plan.rate);
+            tokio::time::sleep_until(at.into()).await;
+        }
+        tasks.push(tokio::spawn(listen(plan.clone(), stamps.clone())));
+    }
+    let mut s = Samples {
+        opened: plan.listeners,
+        ..Samples::default()
+    };
+    for t in tasks {
+        let one = t.await.unwrap_or_else(|_| One {
+            error: Some("task panicked".into()),
+            ..One::default()
+        });
+        s.first_byte_ms.extend(one.first_byte);
+        s.first_keyframe_ms.extend(one.first_keyframe);
+        s.window_bytes.push(one.window_bytes);
+        s.latency_ms.extend(one.latency);
+        if let Some(e) = one.error {
+            *s.errors.entry(e).or_default() += 1;
+        }
+    }
+    s
+}
+
+async fn listen(plan: Arc<Plan>, stamps: Option<Arc<Stamps>>) -> One {
+    let mut one = One::default();
+    let end = plan.window_end_ms;
+    let deadline = Duration::from_millis(end.saturating_sub(epoch_ms()));
+    let work = read(&plan, stamps.as_deref(), &mut one);
+    match tokio::time::timeout(deadline, work).await {
+        Ok(Err(e)) => one.error = Some(e),
+        Ok(Ok(())) => one.error = Some("closed by the server".into()),
+        Err(_) => {} // the window ended with the listener still reading: the normal end
+    }
+    if one.first_byte.is_none() && one.error.is_none() {
+        one.error = Some("no byte before the window ended".into());
+    }
+    one
+}
+
+async fn read(plan: &Plan, stamps: Option<&Stamps>, one: &mut One) -> Result<(), String> {
+    let start = Instant::now();
+    let mut s = TcpStream::connect(plan.addr)
+        .await
+        .map_err(|e| format!("connect: {}", e.kind()))?;
+    let req = format!(
+        "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: agora-bench\r\n\r\n",
+        plan.path, plan.host
+    );
+    s.write_all(req.as_bytes())
+        .await
+        .map_err(|e| format!("send: {}", e.kind()))?;
+    let mut buf = vec![0u8; 8192];
+    let mut head = Vec::new();
+    // The response head.
+    let body_start = loop {
+        let n = s
+            .read(&mut buf)
+            .await
+            .map_err(|e| format!("read: {}", e.kind()))?;
+        if n == 0 {
+            return Err("closed before the response head".into());
+        }
+        head.extend_from_slice(&buf[..n]);
+        if let Some(p) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            let status = String::from_utf8_lossy(&head[..head.len().min(12)]).to_string();
+            if !status.contains(" 200") {
+                return Err(format!("status {}", status.trim()));
+            }
+            break p + 4;
+        }
+        if head.len() > 16 * 1024 {
+            return Err("response head too large".into());
+        }
+    };
+    let mut demux = Some(Demuxer::new());
+    let mut pages = stamps.map(|_| PageSplitter::default());
+    let mut got_headers = false;
+    let mut take = |bytes: &[u8], one: &mut One| {
+        if bytes.is_empty() {
+            return;
+        }
+        let now_ms = epoch_ms();
+        if one.first_byte.is_none() {
+            one.first_byte = Some(start.elapsed().as_secs_f64() * 1e3);
+        }
+        if now_ms >= plan.window_start_ms && now_ms < plan.window_end_ms {
+            one.window_bytes += bytes.len() as u64;
+        }
+        if let Some(d) = demux.as_mut() {
+            d.push(bytes);
+            while let Ok(Some(ev)) = d.poll() {
+                match ev {
+                    Event::Headers(_) => got_headers = true,
+                    Event::Chunk(c) if c.sync && (got_headers || d.info().codecs.is_empty()) => {
+                        one.first_keyframe = Some(start.elapsed().as_secs_f64() * 1e3);
+                        break;
+                    }
+                    Event::Chunk(_) => {}
+                }
+            }
+            // Framing costs client CPU: only until the first keyframe.
+            if one.first_keyframe.is_some() {
+                demux = None;
+            }
+        }
+        // Latency of live pages only: a join's burst is old on purpose.
+        if let (Some(p), Some(st)) = (pages.as_mut(), stamps) {
+            let live = now_ms >= plan.window_start_ms;
+            for crc in p.push(bytes) {
+                if let Some(sent) = st.sent_at(crc).filter(|_| live) {
+                    one.latency.push(sent.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+        }
+    };
+    take(&head[body_start..], one);
+    loop {
+        let n = s
+            .read(&mut buf)
+            .await
+            .map_err(|e| format!("read: {}", e.kind()))?;
+        if n == 0 {
+            return Ok(());
+        }
+        take(&buf[..n], one);
+    }
+}
+
+/// Finds Ogg page boundaries in a byte stream and yields each complete page's CRC field, the
+/// key under which the bench source stamped it. Pages only, no checks: the server relays the
+/// source's pages unchanged.
+#[derive(Default)]
+pub struct PageSplitter {
+    buf: Vec<u8>,
+}
+
+impl PageSplitter {
+    pub fn push(&mut self, data: &[u8]) -> Vec<u32> {
+        self.buf.extend_from_slice(data);
+        let mut out = Vec::new();
+        let mut at = 0;
+        loop {
+            let b = &self.buf[at..];
+            let Some(p) = b.windows(4).position(|w| w == b"OggS") else {
+                at = self.buf.len().saturating_sub(3);
+                break;
+            };
+            let b = &b[p..];
+            if b.len() < 27 || b.len() < 27 + usize::from(b[26]) {
+                at += p;
+                break;
+            }
+            let n = usize::from(b[26]);
+            let len = 27 + n + b[27..27 + n].iter().map(|&l| usize::from(l)).sum::<usize>();
+            if b.len() < len {
+                at += p;
+                break;
+            }
+            out.push(u32::from_le_bytes([b[22], b[23], b[24], b[25]]));
+            at += p + len;
+        }
+        self.buf.drain(..at.min(self.buf.len()));
+        out
+    }
+}
