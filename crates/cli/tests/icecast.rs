@@ -1,10 +1,12 @@
-//! `agora cast` against a real icecast2 (Debian's 2.4.4): the cast's PUT handshake is accepted
-//! and a listener of icecast2 decodes the stream; one cast feeds Agora and icecast2 at once.
+//! `agora cast` against a real icecast2 (Debian's 2.4.4): the cast's PUT handshake is accepted,
+//! icecast2 relays the stream and a listener of icecast2 decodes it; one cast feeds Agora and
+//! icecast2 at once.
 
 mod common;
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -28,18 +30,21 @@ impl Icecast {
         let dir = TempDir::new("icecast2");
         let logdir = dir.path().join("log");
         std::fs::create_dir_all(&logdir).expect("log dir");
-        // icecast2 refuses to run as root: it changes to the package's user, who must be able
-        // to write its logs.
-        let owned = Command::new("chown")
-            .args(["-R", "icecast2:icecast"])
-            .arg(dir.path())
-            .status()
-            .expect("chown")
-            .success();
-        assert!(
-            owned,
-            "chown to icecast2 (is the icecast2 package installed?)"
-        );
+        // icecast2 refuses to run as root: it then changes to the package's user, who must be
+        // able to write its logs. Run as another user it warns about <changeowner> and goes on.
+        let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+        if root {
+            let owned = Command::new("chown")
+                .args(["-R", "icecast2:icecast"])
+                .arg(dir.path())
+                .status()
+                .expect("chown")
+                .success();
+            assert!(
+                owned,
+                "chown to icecast2 (is the icecast2 package installed?)"
+            );
+        }
         let config = dir.path().join("icecast.xml");
         std::fs::write(
             &config,
@@ -92,36 +97,33 @@ impl Icecast {
         format!("http://{}{mount}", self.addr)
     }
 
-    /// Whether icecast2's status lists `mount` (its JSON `source` is an object or an array).
-    fn has_mount(&self, mount: &str) -> bool {
+    /// icecast2's status entry for `mount` (its JSON `source` is an object or an array).
+    fn source(&self, mount: &str) -> Option<serde_json::Value> {
         let (code, _, body) = http_get(self.addr, "/status-json.xsl", &[]);
         if code != 200 {
-            return false;
+            return None;
         }
-        let Ok(json) = serde_json::from_slice::<serde_json::Value>(&body) else {
-            return false;
-        };
+        let json = serde_json::from_slice::<serde_json::Value>(&body).ok()?;
         let sources = match json["icestats"].get("source") {
             Some(serde_json::Value::Array(a)) => a.clone(),
             Some(o) => vec![o.clone()],
             None => Vec::new(),
         };
         sources
-            .iter()
-            .any(|s| s["listenurl"].as_str().is_some_and(|u| u.ends_with(mount)))
+            .into_iter()
+            .find(|s| s["listenurl"].as_str().is_some_and(|u| u.ends_with(mount)))
     }
 
     fn wait_mount(&self, mount: &str) {
         wait_until(
             &format!("icecast2 to list {mount}"),
             Duration::from_secs(30),
-            || self.has_mount(mount),
+            || self.source(mount).is_some(),
         );
     }
 
     fn error_log(&self) -> String {
-        std::fs::read_to_string(Path::new(self.dir.path()).join("log/error.log"))
-            .unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join("log/error.log")).unwrap_or_default()
     }
 }
 
@@ -133,51 +135,134 @@ impl Drop for Icecast {
     }
 }
 
-fn cast(servers: &[String]) -> Proc {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_agora"));
-    cmd.args([
-        "cast",
-        "--input",
-        "test",
-        "--preset",
-        "opus",
-        "--name",
-        "To icecast2",
-    ]);
-    for s in servers {
-        cmd.args(["--server", s]);
-    }
-    Proc(
-        cmd.env_remove("AGORA_SOURCE_PASSWORD")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("agora cast"),
-    )
+/// `agora cast --input test` to `servers`, its log kept in a file (printed if the test fails).
+struct Cast {
+    _proc: Proc,
+    log: PathBuf,
+    _dir: TempDir,
 }
 
-/// icecast2 accepts `agora cast`'s PUT and relays a stream its listener decodes. (Ogg Opus:
-/// with `--preset webm` a listener joining icecast2 2.4.4 mid-stream gets
-/// "Error while decoding stream #0:0: Invalid data found when processing input" a dozen times
-/// from ffmpeg, since icecast2 starts it at any Cluster rather than at a keyframe; that is
-/// icecast2's join, which Agora does not share, not the cast.)
+impl Cast {
+    fn start(preset: &str, servers: &[String]) -> Cast {
+        let dir = TempDir::new("icecast-cast");
+        let log = dir.path().join("cast.log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_agora"));
+        cmd.args([
+            "cast",
+            "--input",
+            "test",
+            "--preset",
+            preset,
+            "--name",
+            "To icecast2",
+        ]);
+        for s in servers {
+            cmd.args(["--server", s]);
+        }
+        let proc = Proc(
+            cmd.env_remove("AGORA_SOURCE_PASSWORD")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).expect("cast log"))
+                .spawn()
+                .expect("agora cast"),
+        );
+        Cast {
+            _proc: proc,
+            log,
+            _dir: dir,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Cast {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- agora cast log ----\n{}", self.log());
+        }
+    }
+}
+
+/// The codecs ffprobe finds in `url`, comma-separated (empty if it finds none).
+fn probe_codecs(url: &str) -> String {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-rw_timeout", "10000000"])
+        .args(["-show_entries", "stream=codec_name", "-of", "csv=p=0", url])
+        .output()
+        .expect("ffprobe");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// icecast2 accepts the cast's WebM (the default preset) with PUT, takes it as `video/webm`
+/// and relays VP8 and Opus, live, to a listener.
+///
+/// Why no decode check here: icecast2 2.4.4 starts a joining listener at whichever Cluster is
+/// current, not at a keyframe (the first VP8 keyframe came 1 to 37 frames into what a
+/// listener received), so `ffmpeg -v error` prints "Error while decoding stream #0:0: Invalid
+/// data found when processing input" (stream #0:0 is the VP8 video, 1 to 36 repeats a run).
+/// And in the first second after the mount appears in its status, icecast2 drops a WebM
+/// listener ("format_prepare_headers Client format header generation failed. (Likely not
+/// enough or wrong source data) Dropping client." in its error.log; ffmpeg says "End of
+/// file"), hence the wait for ffprobe below. Both are icecast2's join, which Agora's server does
+/// not share; the decode check against icecast2 is `cast_pushes_opus_to_icecast2`.
 #[test]
-fn cast_pushes_to_icecast2() {
+fn cast_pushes_webm_to_icecast2() {
     let ice = Icecast::start();
-    let _cast = cast(&[ice.target("/live.opus")]);
+    let cast = Cast::start("webm", &[ice.target("/live.webm")]);
+    ice.wait_mount("/live.webm");
+    wait_until(
+        "agora cast to log that icecast2 accepted its PUT",
+        Duration::from_secs(30),
+        || {
+            cast.log()
+                .lines()
+                .any(|l| l.contains("target connected") && l.contains("Put"))
+        },
+    );
+    let src = ice.source("/live.webm").expect("mount listed");
+    assert_eq!(src["server_type"], "video/webm");
+    assert_eq!(src["server_name"], "To icecast2");
+    wait_until(
+        "an icecast2 listener to get VP8 and Opus",
+        Duration::from_secs(30),
+        || probe_codecs(&ice.url("/live.webm")) == "vp8,opus",
+    );
+    // More than icecast2's 64 KiB burst: live data, not only what it held.
+    let head = read_stream_bytes(ice.addr, "/live.webm", 256 * 1024);
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    assert!(head.contains("Content-Type: video/webm"), "{head}");
+}
+
+/// icecast2 relays the cast's Ogg Opus and its listener decodes it cleanly, even one that
+/// joins as soon as the mount is listed (icecast2 keeps the Ogg headers for each listener).
+#[test]
+fn cast_pushes_opus_to_icecast2() {
+    let ice = Icecast::start();
+    let _cast = Cast::start("opus", &[ice.target("/live.opus")]);
     ice.wait_mount("/live.opus");
     assert_decodes(&ice.url("/live.opus"), 5);
 }
 
+/// One cast, two servers: a listener of each decodes. (Ogg Opus, for the reason given at
+/// `cast_pushes_webm_to_icecast2`.)
 #[test]
 fn cast_reaches_agora_and_icecast2_at_once() {
     let ice = Icecast::start();
     let agora = Agora::start();
-    let _cast = cast(&[
-        ice.target("/both.opus"),
-        format!("http://source:{SOURCE_PW}@{}/both.opus", agora.addr),
-    ]);
+    let _cast = Cast::start(
+        "opus",
+        &[
+            ice.target("/both.opus"),
+            format!("http://source:{SOURCE_PW}@{}/both.opus", agora.addr),
+        ],
+    );
     ice.wait_mount("/both.opus");
     agora.wait_mount("/both.opus");
     let agora_url = agora.url("/both.opus");
