@@ -9,6 +9,7 @@
 //! - [`target`]: the Icecast source protocol, client side (PUT, falling back to SOURCE), one task
 //!   per server that reconnects with capped backoff and resumes live at a sync point.
 //! - [`meta`]: the now-playing title through `/admin/metadata`.
+//! - [`tls`]: plain or TLS (rustls, system roots plus `--tls-ca`) connections to targets.
 //! - [`cast`]: one cast wired together, with the status line.
 //!
 //! Stream bytes are framed with [`agora_format::Demuxer`], the same sans-IO framer the server
@@ -21,6 +22,7 @@ pub mod hub;
 pub mod meta;
 pub mod preset;
 pub mod target;
+pub mod tls;
 
 pub use cast::{CastConfig, Outcome, StatusMode, run};
 

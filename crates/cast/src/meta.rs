@@ -1,16 +1,19 @@
 //! The now-playing title, set through the server's Icecast admin endpoint
 //! (`/admin/metadata?mount=&mode=updinfo&song=`), with the source's credentials.
 
+use std::sync::Arc;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::target::{IO_TIMEOUT, PushError, TargetUrl, percent_encode};
 
-/// Sets the title of `url`'s mount. `password` is used when the URL has none.
+/// Sets the title of `url`'s mount. `password` is used when the URL has none; `tls` is
+/// needed for an `https://` URL.
 pub async fn set_title(
     url: &TargetUrl,
     password: Option<&str>,
     title: &str,
+    tls: Option<&Arc<rustls::ClientConfig>>,
 ) -> Result<(), PushError> {
     let mut req = format!(
         "GET /admin/metadata?mount={}&mode=updinfo&song={} HTTP/1.0\r\nHost: {}\r\nUser-Agent: agora/{}\r\n",
@@ -24,7 +27,14 @@ pub async fn set_title(
     }
     req.push_str("\r\n");
     let exchange = async {
-        let mut s = TcpStream::connect(url.authority())
+        let tls = if url.tls {
+            Some(tls.ok_or_else(|| {
+                PushError::Connect(std::io::Error::other("https URL without TLS settings"))
+            })?)
+        } else {
+            None
+        };
+        let mut s = crate::tls::connect(&url.host, url.port, tls)
             .await
             .map_err(PushError::Connect)?;
         s.write_all(req.as_bytes()).await.map_err(PushError::Lost)?;

@@ -28,12 +28,12 @@ use std::time::Duration;
 use agora_format::Event;
 use base64::Engine;
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, WriteHalf};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::Hub;
+use crate::tls::{Conn, connect};
 
 /// Longest a connect, a handshake or one write may take before the target is taken for dead.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -46,6 +46,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 /// `http://[user:pass@]host:port/mount`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TargetUrl {
+    /// `https://`: the connection is TLS.
+    pub tls: bool,
     pub host: String,
     pub port: u16,
     pub mount: String,
@@ -56,17 +58,19 @@ pub struct TargetUrl {
 impl FromStr for TargetUrl {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let rest = if let Some(r) = s.strip_prefix("http://") {
-            r
-        } else if s.starts_with("https://") {
-            return Err(format!(
-                "{s}: https is not supported yet; use http://, or a TLS-terminating proxy in front of the server"
-            ));
+        let (tls, rest) = if let Some(r) = s.strip_prefix("http://") {
+            (false, r)
+        } else if let Some(r) = s.strip_prefix("https://") {
+            (true, r)
         } else if let Some(r) = s.strip_prefix("icecast://") {
-            r
+            (false, r)
         } else {
-            return Err(format!("{s}: expected http://[user:pass@]host:port/mount"));
+            return Err(format!(
+                "{s}: expected http(s)://[user:pass@]host:port/mount"
+            ));
         };
+        // Icecast's port when none is given; 443 for https.
+        let default_port = if tls { 443 } else { 8000 };
         let (authority, path) = rest
             .split_once('/')
             .ok_or_else(|| format!("{s}: no mount (the URL needs a path, e.g. /live.webm)"))?;
@@ -92,12 +96,13 @@ impl FromStr for TargetUrl {
                 p.parse::<u16>()
                     .map_err(|_| format!("{s}: bad port `{p}`"))?,
             ),
-            _ => (hostport.to_string(), 8000),
+            _ => (hostport.to_string(), default_port),
         };
         if host.is_empty() {
             return Err(format!("{s}: no host"));
         }
         Ok(TargetUrl {
+            tls,
             host,
             port,
             mount: format!("/{path}"),
@@ -110,10 +115,11 @@ impl FromStr for TargetUrl {
 /// Shown without the password.
 impl fmt::Display for TargetUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = if self.tls { "https" } else { "http" };
         if self.host.contains(':') {
-            write!(f, "http://[{}]:{}{}", self.host, self.port, self.mount)
+            write!(f, "{scheme}://[{}]:{}{}", self.host, self.port, self.mount)
         } else {
-            write!(f, "http://{}:{}{}", self.host, self.port, self.mount)
+            write!(f, "{scheme}://{}:{}{}", self.host, self.port, self.mount)
         }
     }
 }
@@ -278,6 +284,21 @@ pub struct TargetConfig {
     pub meta: StreamMeta,
     /// Now-playing title, set through the admin endpoint after each connect.
     pub title: Option<String>,
+    /// TLS settings for `https://` targets.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl TargetConfig {
+    /// TLS settings when this target's URL asks for TLS.
+    pub fn tls_for_url(&self) -> Result<Option<&Arc<rustls::ClientConfig>>, PushError> {
+        match (self.url.tls, &self.tls) {
+            (false, _) => Ok(None),
+            (true, Some(c)) => Ok(Some(c)),
+            (true, None) => Err(PushError::Connect(std::io::Error::other(
+                "https target without TLS settings",
+            ))),
+        }
+    }
 }
 
 /// Starts a target task; it runs until the hub closes (then it sends what is queued and ends)
@@ -325,8 +346,13 @@ async fn run(cfg: TargetConfig, hub: Arc<Hub>, stats: Arc<TargetStats>, stop: Ca
                 if let Some(title) = cfg.title.clone() {
                     let cfg = cfg.clone();
                     tokio::spawn(async move {
-                        if let Err(e) =
-                            crate::meta::set_title(&cfg.url, cfg.password.as_deref(), &title).await
+                        if let Err(e) = crate::meta::set_title(
+                            &cfg.url,
+                            cfg.password.as_deref(),
+                            &title,
+                            cfg.tls_for_url().ok().flatten(),
+                        )
+                        .await
                         {
                             tracing::warn!(target = %cfg.url, "could not set the title: {e}");
                         }
@@ -359,13 +385,13 @@ pub async fn handshake(
     cfg: &TargetConfig,
     content_type: &str,
     dialect: Dialect,
-) -> Result<TcpStream, PushError> {
+) -> Result<Conn, PushError> {
     let url = &cfg.url;
-    let mut stream = tokio::time::timeout(IO_TIMEOUT, TcpStream::connect(url.authority()))
+    let tls = cfg.tls_for_url()?;
+    let mut stream = tokio::time::timeout(IO_TIMEOUT, connect(&url.host, url.port, tls))
         .await
         .map_err(|_| PushError::Timeout)?
         .map_err(PushError::Connect)?;
-    let _ = stream.set_nodelay(true);
     let mut head = match dialect {
         Dialect::Put => format!(
             "PUT {} HTTP/1.1\r\nHost: {}\r\nExpect: 100-continue\r\n",
@@ -426,7 +452,7 @@ pub async fn handshake(
 }
 
 /// Reads one response head (and, for an error, what of its body came with it).
-async fn read_response(stream: &mut TcpStream) -> Result<(u16, String), PushError> {
+async fn read_response(stream: &mut Conn) -> Result<(u16, String), PushError> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     loop {
@@ -450,7 +476,7 @@ async fn read_response(stream: &mut TcpStream) -> Result<(u16, String), PushErro
 }
 
 /// One write, bounded by [`IO_TIMEOUT`]: a server that stops reading is taken for dead.
-async fn write_timed(w: &mut tokio::net::tcp::OwnedWriteHalf, b: Bytes) -> Result<u64, PushError> {
+async fn write_timed(w: &mut WriteHalf<Conn>, b: Bytes) -> Result<u64, PushError> {
     match tokio::time::timeout(IO_TIMEOUT, w.write_all(&b)).await {
         Err(_) => Err(PushError::Stalled),
         Ok(Err(e)) => Err(PushError::Lost(e)),
@@ -460,12 +486,12 @@ async fn write_timed(w: &mut tokio::net::tcp::OwnedWriteHalf, b: Bytes) -> Resul
 
 /// Sends headers then live data until the hub closes (`Ok`) or the connection fails.
 async fn stream_to(
-    stream: TcpStream,
+    stream: Conn,
     hub: &Hub,
     stats: &TargetStats,
     stop: &CancellationToken,
 ) -> Result<(), PushError> {
-    let (mut reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let (headers, mut rx) = hub.subscribe();
     stats.set(TargetState::Live);
     if let Some(h) = headers {
@@ -541,7 +567,9 @@ mod tests {
         );
         assert!("http://h:8000/".parse::<TargetUrl>().is_err());
         assert!("http://h:80x/a".parse::<TargetUrl>().is_err());
-        assert!("https://h/a".parse::<TargetUrl>().is_err());
+        let u: TargetUrl = "https://h/a".parse().expect("https");
+        assert!(u.tls && u.port == 443);
+        assert_eq!(u.to_string(), "https://h:443/a");
         assert!("ftp://h/a".parse::<TargetUrl>().is_err());
     }
 
@@ -606,6 +634,7 @@ mod tests {
                 ..StreamMeta::default()
             },
             title: None,
+            tls: None,
         };
         let (stats, task) = spawn(cfg, hub.clone(), CancellationToken::new());
         while stats.state() != TargetState::Live {

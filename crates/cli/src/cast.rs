@@ -82,9 +82,12 @@ pub struct CastArgs {
     /// Frame size of the --archive-preset encode, WxH (default 1280x720).
     #[arg(long, value_name = "WxH")]
     archive_size: Option<String>,
-    /// A server to push to, http://[user:pass@]host:port/mount (repeatable).
+    /// A server to push to, http(s)://[user:pass@]host:port/mount (repeatable).
     #[arg(long = "server", value_name = "URL")]
     servers: Vec<String>,
+    /// Extra CA certificates (PEM) trusted for https:// servers, beside the system's.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
     /// Source password for servers whose URL has none.
     #[arg(long, env = "AGORA_SOURCE_PASSWORD", hide_env_values = true)]
     password: Option<String>,
@@ -207,7 +210,14 @@ impl CastArgs {
                 password: self.password.clone(),
                 meta: meta.clone(),
                 title: self.title.clone(),
+                tls: None,
             });
+        }
+        if targets.iter().any(|t| t.url.tls) {
+            let tls = agora_cast::tls::client_config(self.tls_ca.as_deref())?;
+            for t in &mut targets {
+                t.tls = Some(tls.clone());
+            }
         }
         let name = self.name.clone().unwrap_or_else(|| {
             targets
@@ -306,7 +316,7 @@ pub fn cast(args: CastArgs, offset: time::UtcOffset) -> ExitCode {
 
 #[derive(Args, Debug)]
 pub struct MetaArgs {
-    /// The mount, http://[user:pass@]host:port/mount.
+    /// The mount, http(s)://[user:pass@]host:port/mount.
     #[arg(long, value_name = "URL")]
     server: String,
     /// The new now-playing title.
@@ -315,12 +325,20 @@ pub struct MetaArgs {
     /// Source (or admin) password when the URL has none.
     #[arg(long, env = "AGORA_SOURCE_PASSWORD", hide_env_values = true)]
     password: Option<String>,
+    /// Extra CA certificates (PEM) trusted for an https:// server.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
 }
 
 pub fn meta(args: MetaArgs) -> Result<()> {
     let url: TargetUrl = args.server.parse().map_err(anyhow::Error::msg)?;
+    let tls = if url.tls {
+        Some(agora_cast::tls::client_config(args.tls_ca.as_deref())?)
+    } else {
+        None
+    };
     runtime()?.block_on(async {
-        agora_cast::meta::set_title(&url, args.password.as_deref(), &args.title)
+        agora_cast::meta::set_title(&url, args.password.as_deref(), &args.title, tls.as_ref())
             .await
             .with_context(|| format!("setting the title of {url}"))
     })?;
@@ -376,6 +394,7 @@ pub fn demo(args: DemoArgs, offset: time::UtcOffset) -> Result<()> {
                 ..StreamMeta::default()
             },
             title: Some("Test pattern".into()),
+            tls: None,
         };
         let cfg = CastConfig {
             input: Input::Test,

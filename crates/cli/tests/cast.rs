@@ -485,8 +485,8 @@ fn bad_options_exit_2_with_a_message() {
     for (args, says) in [
         (&["--input", "test"][..], "nothing to do"),
         (
-            &["--input", "test", "--server", "https://h/a.webm"][..],
-            "https is not supported",
+            &["--input", "test", "--server", "ftp://h/a.webm"][..],
+            "expected http(s)://",
         ),
         (
             &["--input", "test", "--server", "http://h:8000/a.webm"][..],

@@ -17,19 +17,43 @@ const ICE_SOURCE_PW: &str = "ice-source-pw";
 /// A running icecast2 in the foreground, killed on drop.
 struct Icecast {
     addr: SocketAddr,
+    /// With TLS: the TLS listen address and the CA that signed the server's certificate.
+    tls: Option<(SocketAddr, PathBuf)>,
     _proc: Proc,
     dir: TempDir,
 }
 
 impl Icecast {
     fn start() -> Icecast {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        Self::start_with(false)
+    }
+
+    /// With `tls`, a second listen socket speaks TLS with a certificate for 127.0.0.1 signed by
+    /// a CA made here (openssl).
+    fn start_with(tls: bool) -> Icecast {
+        let free = || {
+            TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port()
+        };
+        let port = free();
         let dir = TempDir::new("icecast2");
         let logdir = dir.path().join("log");
         std::fs::create_dir_all(&logdir).expect("log dir");
+        let mut tls_socket = String::new();
+        let mut tls_paths = String::new();
+        let mut tls_info = None;
+        if tls {
+            let tls_port = free();
+            let (ca, pem) = make_certificates(dir.path());
+            tls_socket = format!(
+                "<listen-socket><port>{tls_port}</port><bind-address>127.0.0.1</bind-address><ssl>1</ssl></listen-socket>"
+            );
+            tls_paths = format!("<ssl-certificate>{}</ssl-certificate>", pem.display());
+            let addr: SocketAddr = format!("127.0.0.1:{tls_port}").parse().expect("addr");
+            tls_info = Some((addr, ca));
+        }
         // icecast2 refuses to run as root: it then changes to the package's user, who must be
         // able to write its logs. Run as another user it warns about <changeowner> and goes on.
         let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
@@ -57,7 +81,8 @@ impl Icecast {
   <authentication><source-password>{ICE_SOURCE_PW}</source-password>
     <admin-user>admin</admin-user><admin-password>ice-admin-pw</admin-password></authentication>
   <listen-socket><port>{port}</port><bind-address>127.0.0.1</bind-address></listen-socket>
-  <paths><basedir>/usr/share/icecast2</basedir><logdir>{log}</logdir>
+  {tls_socket}
+  <paths><basedir>/usr/share/icecast2</basedir><logdir>{log}</logdir>{tls_paths}
     <webroot>/usr/share/icecast2/web</webroot><adminroot>/usr/share/icecast2/admin</adminroot></paths>
   <logging><accesslog>access.log</accesslog><errorlog>error.log</errorlog><loglevel>3</loglevel></logging>
   <security><chroot>0</chroot><changeowner><user>icecast2</user><group>icecast</group></changeowner></security>
@@ -80,6 +105,7 @@ impl Icecast {
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let ice = Icecast {
             addr,
+            tls: tls_info,
             _proc: proc,
             dir,
         };
@@ -144,21 +170,20 @@ struct Cast {
 
 impl Cast {
     fn start(preset: &str, servers: &[String]) -> Cast {
+        let mut args = vec!["--preset", preset];
+        for s in servers {
+            args.extend(["--server", s.as_str()]);
+        }
+        Self::start_args(&args)
+    }
+
+    /// `agora cast --input test --name ... ARGS`.
+    fn start_args(args: &[&str]) -> Cast {
         let dir = TempDir::new("icecast-cast");
         let log = dir.path().join("cast.log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_agora"));
-        cmd.args([
-            "cast",
-            "--input",
-            "test",
-            "--preset",
-            preset,
-            "--name",
-            "To icecast2",
-        ]);
-        for s in servers {
-            cmd.args(["--server", s]);
-        }
+        cmd.args(["cast", "--input", "test", "--name", "To icecast2"]);
+        cmd.args(args);
         let proc = Proc(
             cmd.env_remove("AGORA_SOURCE_PASSWORD")
                 .stdin(Stdio::null())
@@ -269,4 +294,106 @@ fn cast_reaches_agora_and_icecast2_at_once() {
     let other = std::thread::spawn(move || assert_decodes(&agora_url, 5));
     assert_decodes(&ice.url("/both.opus"), 5);
     other.join().expect("the Agora listener decodes");
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, in `dir`: returns the CA's PEM and
+/// the server's certificate-and-key PEM (what icecast2's `<ssl-certificate>` takes).
+fn make_certificates(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl must be installed");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=agora-test-ca",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    let pem = [
+        std::fs::read(dir.join("srv.pem")).expect("srv.pem"),
+        std::fs::read(dir.join("srv.key")).expect("srv.key"),
+    ]
+    .concat();
+    std::fs::write(dir.join("icecast.pem"), pem).expect("icecast.pem");
+    (dir.join("ca.pem"), dir.join("icecast.pem"))
+}
+
+/// `https://` targets: the server's certificate is verified (a cast that does not trust its CA
+/// is refused, says why, and keeps retrying); with `--tls-ca` the stream goes through TLS and a
+/// listener of icecast2 decodes it.
+#[test]
+fn cast_pushes_over_tls_and_verifies_the_certificate() {
+    let ice = Icecast::start_with(true);
+    let (tls_addr, ca) = ice.tls.clone().expect("TLS socket");
+    let url = format!("https://source:{ICE_SOURCE_PW}@{tls_addr}/tls.opus");
+    let untrusted = Cast::start_args(&["--preset", "opus", "--server", &url]);
+    wait_until(
+        "the untrusted certificate to be refused",
+        Duration::from_secs(30),
+        || untrusted.log().contains("target down") && untrusted.log().contains("certificate"),
+    );
+    assert!(ice.source("/tls.opus").is_none());
+    drop(untrusted);
+
+    let _cast = Cast::start_args(&[
+        "--preset",
+        "opus",
+        "--server",
+        &url,
+        "--tls-ca",
+        ca.to_str().expect("utf-8 path"),
+    ]);
+    ice.wait_mount("/tls.opus");
+    assert_decodes(&ice.url("/tls.opus"), 5);
 }
