@@ -789,3 +789,69 @@ fn sigterm_shuts_down_cleanly() {
     assert_eq!(listener.ended().as_deref(), Some("EOF"));
     assert!(agora.log_has(&["SIGTERM"]), "{}", agora.log());
 }
+
+// ---------------------------------------------------------------------------------------------
+// The access log
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn access_log_has_a_combined_line_per_request_and_listener() {
+    let dir = TempDir::new("agora-access");
+    let log = dir.path().join("access.log");
+    let agora =
+        Agora::start_with_config(&format!("[server]\naccess-log = \"{}\"\n", log.display()));
+    let (fx, file) = fixture("mp3");
+    let _src = ffmpeg_push(&agora, &file, "/log.mp3", fx.muxer, false);
+    agora.wait_mount("/log.mp3");
+    let mut s = send_head(
+        agora.addr,
+        "GET",
+        "/log.mp3",
+        "HTTP/1.1",
+        &[("User-Agent", "test \"agent\""), ("Referer", "http://x/")],
+    );
+    let mut b = [0u8; 1];
+    s.read_exact(&mut b).expect("listener gets bytes");
+    drop(s);
+    let (code, _, _) = http_get(agora.addr, "/nothing-here", &[]);
+    assert_eq!(code, 404);
+    let lines = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_until("both access lines", Duration::from_secs(10), || {
+        lines().lines().count() >= 2 && lines().contains("/log.mp3")
+    });
+    let text = lines();
+    let listener = text
+        .lines()
+        .find(|l| l.contains("/log.mp3"))
+        .expect("listener line");
+    // `ip - user [time] "request" status bytes "referer" "agent" seconds`
+    assert!(
+        listener.starts_with("127.0.0.1 - - ["),
+        "listener line: {listener}"
+    );
+    assert!(
+        listener.contains("] \"GET /log.mp3 HTTP/1.1\" 200 "),
+        "listener line: {listener}"
+    );
+    assert!(
+        listener.contains(" \"http://x/\" \"test _agent_\" "),
+        "listener line: {listener}"
+    );
+    let secs = listener.rsplit(' ').next().unwrap_or("");
+    assert!(
+        secs.parse::<u64>().is_ok(),
+        "connected seconds at the end: {listener}"
+    );
+    let bytes: u64 = listener
+        .split("\" 200 ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("byte count");
+    assert!(bytes > 0, "listener line counts bytes: {listener}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("\"GET /nothing-here HTTP/1.0\" 404 ")),
+        "404 line: {text}"
+    );
+}

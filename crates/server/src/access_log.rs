@@ -42,19 +42,33 @@ impl AccessLog {
 
     pub fn log(&self, peer: SocketAddr, req: &Request, code: u16, bytes: u64) {
         let line = format!("{} {}", req.method, req.target.replace('"', "%22"));
-        self.write(peer, &line, &req.version, req, code, bytes, None);
+        self.write(peer, &line, &req.version, req, code, bytes);
     }
 
-    pub fn log_listener(
-        &self,
-        peer: SocketAddr,
-        req: &Request,
-        code: u16,
-        bytes: u64,
-        d: Duration,
-    ) {
+    /// The parts of a listener's line known at its start, kept (only when the log is on) for
+    /// [`AccessLog::log_listener`] at its end, so the request itself can be dropped while the
+    /// listener streams.
+    pub fn listener_entry(&self, peer: SocketAddr, req: &Request) -> Option<Entry> {
+        self.out.as_ref()?;
         let line = format!("{} {}", req.method, req.target.replace('"', "%22"));
-        self.write(peer, &line, &req.version, req, code, bytes, Some(d));
+        Some(Entry(
+            self.render(peer, &line, &req.version, req).into_boxed_str(),
+        ))
+    }
+
+    /// A listener's line, written when it leaves, with its connected seconds at the end.
+    pub fn log_listener(&self, entry: Option<&Entry>, code: u16, bytes: u64, d: Duration) {
+        let (Some(out), Some(Entry(e))) = (&self.out, entry) else {
+            return;
+        };
+        let ts = clf_time(SystemTime::now());
+        let (who, rest) = e.split_once('\u{0}').unwrap_or((e, ""));
+        let (request, tail) = rest.split_once('\u{0}').unwrap_or((rest, ""));
+        let _ = writeln!(
+            out.lock(),
+            "{who} [{ts}] {request} {code} {bytes} {tail} {}",
+            d.as_secs()
+        );
     }
 
     /// A line for a request that could not be parsed.
@@ -77,7 +91,6 @@ impl AccessLog {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn write(
         &self,
         peer: SocketAddr,
@@ -86,9 +99,22 @@ impl AccessLog {
         req: &Request,
         code: u16,
         bytes: u64,
-        d: Option<Duration>,
     ) {
         let Some(out) = &self.out else { return };
+        let e = self.render(peer, line, version, req);
+        let ts = clf_time(SystemTime::now());
+        let mut parts = e.split('\u{0}');
+        let (who, request, tail) = (
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+        );
+        let _ = writeln!(out.lock(), "{who} [{ts}] {request} {code} {bytes} {tail}");
+    }
+
+    /// `ip - user`, `"line version"` and `"referer" "agent"`, separated by NULs (which the
+    /// cleaning below keeps out of every part).
+    fn render(&self, peer: SocketAddr, line: &str, version: &str, req: &Request) -> String {
         let clean = |s: Option<&str>| -> String {
             s.unwrap_or("-")
                 .chars()
@@ -100,17 +126,20 @@ impl AccessLog {
             .and_then(crate::auth::parse_basic)
             .map(|(u, _)| clean(Some(&u)))
             .unwrap_or_else(|| "-".into());
-        let ts = clf_time(SystemTime::now());
-        let tail = d.map(|d| format!(" {}", d.as_secs())).unwrap_or_default();
-        let _ = writeln!(
-            out.lock(),
-            "{} - {user} [{ts}] \"{line} {version}\" {code} {bytes} \"{}\" \"{}\"{tail}",
+        let line = clean(Some(line));
+        let version = clean(Some(version));
+        format!(
+            "{} - {user}\u{0}\"{line} {version}\"\u{0}\"{}\" \"{}\"",
             peer.ip(),
             clean(req.header("referer")),
             clean(req.header("user-agent")),
-        );
+        )
     }
 }
+
+/// A listener's access line as known at its start (see [`AccessLog::listener_entry`]).
+#[derive(Debug)]
+pub struct Entry(Box<str>);
 
 fn clf_time(t: SystemTime) -> String {
     let t = time::OffsetDateTime::from(t);

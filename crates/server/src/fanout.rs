@@ -215,6 +215,23 @@ impl Fanout {
     /// Append to `out` the items from `cursor` on, stopping after `max_bytes` (at least one
     /// item is returned when one is available). Only reference counts are touched.
     pub fn read(&self, cursor: u64, out: &mut Vec<Item>, max_bytes: usize) -> Read {
+        self.read_each(cursor, max_bytes, |bytes, headers| {
+            out.push(Item {
+                bytes: bytes.clone(),
+                headers: headers.clone(),
+            })
+        })
+    }
+
+    /// Hand `f` each chunk from `cursor` on (and the headers it belongs to), stopping after
+    /// `max_bytes` (at least one chunk when one is available). `f` runs under the queue's read
+    /// lock: it must only take what it needs (reference counts) and return.
+    pub fn read_each(
+        &self,
+        cursor: u64,
+        max_bytes: usize,
+        mut f: impl FnMut(&Bytes, &Arc<StreamHeaders>),
+    ) -> Read {
         let q = self.queue.read();
         if cursor < q.first_seq {
             return Read::Lagged;
@@ -230,10 +247,7 @@ impl Fanout {
                 break;
             }
             taken += e.bytes.len();
-            out.push(Item {
-                bytes: e.bytes.clone(),
-                headers: e.headers.clone(),
-            });
+            f(&e.bytes, &e.headers);
             seq += 1;
         }
         Read::Data(seq)

@@ -13,18 +13,21 @@
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 
+use crate::access_log;
 use crate::config::LagPolicy;
-use crate::fanout::{Item, Read, Start, StreamHeaders, Tail};
+use crate::fanout::{Read, Start, StreamHeaders, Tail};
 use crate::http::{self, Request};
-use crate::mount::Mount;
+use crate::mount::{ListenerGuard, Mount};
 use crate::server::Shared;
 
 /// Most bytes taken from the fan-out per read; bounds what one listener holds references to.
@@ -42,7 +45,6 @@ enum End {
     Closed,
     Gone,
     Lagged,
-    Shutdown,
 }
 
 async fn refuse(stream: &mut TcpStream, req: &Request, code: u16, body: &str) {
@@ -58,7 +60,10 @@ async fn refuse(stream: &mut TcpStream, req: &Request, code: u16, body: &str) {
     let _ = req;
 }
 
-/// Serve one listener of `mount` until it leaves, lags, or the mount closes.
+/// Answer one listener request on `mount`: limits, the response head, then the streaming
+/// session, spawned as its own task so that nothing of the request (its head, buffers, the
+/// connection task's state) stays in memory while the listener streams: a mount with 15,000
+/// listeners holds 15,000 of these sessions and nothing else per listener.
 pub async fn handle(
     mut stream: TcpStream,
     peer: SocketAddr,
@@ -71,14 +76,14 @@ pub async fn handle(
         .registry
         .total_listeners
         .fetch_add(1, Ordering::AcqRel);
-    let _total_guard = TotalGuard(&shared);
+    let total_guard = TotalGuard(shared.clone());
     if total >= shared.config.server.max_listeners {
         tracing::warn!(%peer, mount = %mount.path, "listener refused: server listener limit");
         refuse(&mut stream, &req, 503, "Server listener limit reached").await;
         shared.access_log.log(peer, &req, 503, 0);
         return;
     }
-    let Some(_guard) = mount.add_listener() else {
+    let Some(listener_guard) = mount.add_listener() else {
         tracing::warn!(%peer, mount = %mount.path, "listener refused: mount listener limit");
         refuse(
             &mut stream,
@@ -104,7 +109,6 @@ pub async fn handle(
             return;
         }
     }
-    let id = mount.next_listener_id();
     let (format, video) = {
         let st = mount.state.read();
         (
@@ -129,11 +133,10 @@ pub async fn handle(
         shared.access_log.log(peer, &req, 200, 0);
         return;
     }
-    tracing::debug!(%peer, mount = %mount.path, id, "listener joined");
-    let started = Instant::now();
-    let mut session = Session {
+    let session = Session {
         stream,
-        mount: mount.clone(),
+        peer,
+        id: mount.next_listener_id(),
         icy: icy.then(|| Icy {
             interval: mount.settings.icy_metaint,
             until_meta: mount.settings.icy_metaint,
@@ -141,31 +144,18 @@ pub async fn handle(
         }),
         sent_headers: None,
         pending: VecDeque::new(),
-        items: Vec::new(),
-        sent: 0,
+        sent: head.len() as u64,
+        log_entry: shared.access_log.listener_entry(peer, &req),
+        mount,
+        _guards: (listener_guard, total_guard),
     };
-    let end = session.run(&mut rx, &shared).await;
-    let sent = session.sent;
-    match end {
-        End::Lagged => {
-            mount.slow_listeners.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(%peer, mount = %mount.path, id, "listener cut off: fell more than queue-size behind");
-        }
-        End::Closed => {
-            tracing::debug!(%peer, mount = %mount.path, id, "listener closed: mount ended")
-        }
-        End::Gone | End::Shutdown => {
-            tracing::debug!(%peer, mount = %mount.path, id, "listener left")
-        }
-    }
-    shared
-        .access_log
-        .log_listener(peer, &req, 200, sent + head.len() as u64, started.elapsed());
+    drop((req, head));
+    shared.tracker.spawn(session.run(rx, shared.clone()));
 }
 
-struct TotalGuard<'a>(&'a Shared);
+struct TotalGuard(Arc<Shared>);
 
-impl Drop for TotalGuard<'_> {
+impl Drop for TotalGuard {
     fn drop(&mut self) {
         self.0
             .registry
@@ -243,20 +233,47 @@ struct Icy {
     sent_version: u64,
 }
 
+/// One streaming listener: everything it holds while it streams (the task's whole state).
 struct Session {
     stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
     mount: Arc<Mount>,
     icy: Option<Icy>,
     sent_headers: Option<Arc<StreamHeaders>>,
     /// What is queued for the socket, in order: only `Bytes` handles, never copies.
     pending: VecDeque<Bytes>,
-    /// Reused buffer for fan-out reads.
-    items: Vec<Item>,
+    /// Bytes written, response head included.
     sent: u64,
+    log_entry: Option<access_log::Entry>,
+    /// Count the listener out of the mount and the server when the session ends.
+    _guards: (ListenerGuard, TotalGuard),
 }
 
 impl Session {
-    async fn run(&mut self, rx: &mut tokio::sync::watch::Receiver<Tail>, shared: &Shared) -> End {
+    async fn run(mut self, mut rx: watch::Receiver<Tail>, shared: Arc<Shared>) {
+        tracing::debug!(peer = %self.peer, mount = %self.mount.path, id = self.id, "listener joined");
+        let started = Instant::now();
+        let end = self.stream_until_end(&mut rx).await;
+        let (peer, mount, id) = (self.peer, &self.mount, self.id);
+        match end {
+            End::Lagged => {
+                mount.slow_listeners.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%peer, mount = %mount.path, id, "listener cut off: fell more than queue-size behind");
+            }
+            End::Closed => {
+                tracing::debug!(%peer, mount = %mount.path, id, "listener closed: mount ended")
+            }
+            End::Gone => tracing::debug!(%peer, mount = %mount.path, id, "listener left"),
+        }
+        shared
+            .access_log
+            .log_listener(self.log_entry.as_ref(), 200, self.sent, started.elapsed());
+    }
+
+    /// Stream until the listener leaves, lags (with the disconnect policy) or the mount closes
+    /// (which is also how a server shutdown reaches every listener).
+    async fn stream_until_end(&mut self, rx: &mut watch::Receiver<Tail>) -> End {
         let (mut cursor, mut need_sync) =
             match self.mount.fanout.start(self.mount.settings.burst_size) {
                 Start::At(s) => (s, false),
@@ -275,30 +292,30 @@ impl Session {
                         if rx.borrow().closed {
                             return End::Closed;
                         }
-                        tokio::select! {
-                            r = rx.changed() => if r.is_err() { return End::Closed },
-                            _ = shared.shutdown.cancelled() => return End::Shutdown,
+                        if rx.changed().await.is_err() {
+                            return End::Closed;
                         }
                         continue;
                     }
                 }
             }
-            self.items.clear();
             // Mark the current tail seen before reading, so a publish after the read wakes us.
             rx.borrow_and_update();
-            match self.mount.fanout.read(cursor, &mut self.items, MAX_BATCH) {
+            let mount = self.mount.clone();
+            let read = mount.fanout.read_each(cursor, MAX_BATCH, |bytes, headers| {
+                self.queue_item(bytes, headers)
+            });
+            match read {
                 Read::Data(next) => {
                     let batch_start = cursor;
                     cursor = next;
-                    self.queue_items();
                     if let Err(end) = self.flush(rx, batch_start).await {
                         return end;
                     }
                 }
                 Read::Empty => {
-                    tokio::select! {
-                        r = rx.changed() => if r.is_err() { return End::Closed },
-                        _ = shared.shutdown.cancelled() => return End::Shutdown,
+                    if rx.changed().await.is_err() {
+                        return End::Closed;
                     }
                 }
                 Read::Closed => return End::Closed,
@@ -316,77 +333,70 @@ impl Session {
         }
     }
 
-    /// Turn fan-out items into queued buffers: headers where they change, ICY blocks where due.
-    fn queue_items(&mut self) {
-        let items = std::mem::take(&mut self.items);
-        for item in &items {
-            let changed = !self
-                .sent_headers
-                .as_ref()
-                .is_some_and(|h| Arc::ptr_eq(h, &item.headers));
-            if changed {
-                if !item.headers.bytes.is_empty() {
-                    self.pending.push_back(item.headers.bytes.clone());
-                }
-                self.sent_headers = Some(item.headers.clone());
+    /// Queue one fan-out chunk: its headers first if they changed, ICY blocks where due.
+    fn queue_item(&mut self, bytes: &Bytes, headers: &Arc<StreamHeaders>) {
+        let changed = !self
+            .sent_headers
+            .as_ref()
+            .is_some_and(|h| Arc::ptr_eq(h, headers));
+        if changed {
+            if !headers.bytes.is_empty() {
+                self.pending.push_back(headers.bytes.clone());
             }
-            match self.icy.as_mut() {
-                None => self.pending.push_back(item.bytes.clone()),
-                Some(icy) => {
-                    let mut b = item.bytes.clone();
-                    while b.len() >= icy.until_meta {
-                        let head = b.split_to(icy.until_meta);
-                        if !head.is_empty() {
-                            self.pending.push_back(head);
-                        }
-                        let title = self.mount.title.read().clone();
-                        if title.version != icy.sent_version {
-                            icy.sent_version = title.version;
-                            self.pending.push_back(title.icy_block.clone());
-                        } else {
-                            self.pending.push_back(NO_META.clone());
-                        }
-                        icy.until_meta = icy.interval;
+            self.sent_headers = Some(headers.clone());
+        }
+        match self.icy.as_mut() {
+            None => self.pending.push_back(bytes.clone()),
+            Some(icy) => {
+                let mut b = bytes.clone();
+                while b.len() >= icy.until_meta {
+                    let head = b.split_to(icy.until_meta);
+                    if !head.is_empty() {
+                        self.pending.push_back(head);
                     }
-                    icy.until_meta -= b.len();
-                    if !b.is_empty() {
-                        self.pending.push_back(b);
+                    let title = self.mount.title.read().clone();
+                    if title.version != icy.sent_version {
+                        icy.sent_version = title.version;
+                        self.pending.push_back(title.icy_block.clone());
+                    } else {
+                        self.pending.push_back(NO_META.clone());
                     }
+                    icy.until_meta = icy.interval;
+                }
+                icy.until_meta -= b.len();
+                if !b.is_empty() {
+                    self.pending.push_back(b);
                 }
             }
         }
-        self.items = items;
-        self.items.clear();
     }
 
     /// Write everything pending. While a write is blocked, watch the fan-out: if the batch
     /// being written has fallen off the queue, the listener is too far behind.
-    async fn flush(
-        &mut self,
-        rx: &mut tokio::sync::watch::Receiver<Tail>,
-        batch_start: u64,
-    ) -> Result<(), End> {
+    async fn flush(&mut self, rx: &mut watch::Receiver<Tail>, batch_start: u64) -> Result<(), End> {
         while !self.pending.is_empty() {
-            let n = {
-                let mut iov = [IoSlice::new(&[]); MAX_IOV];
-                let mut count = 0;
-                for (slot, b) in iov.iter_mut().zip(self.pending.iter()) {
-                    *slot = IoSlice::new(b);
-                    count += 1;
-                }
-                let write = self.stream.write_vectored(&iov[..count]);
-                tokio::pin!(write);
-                loop {
-                    tokio::select! {
-                        r = &mut write => match r {
-                            Ok(0) | Err(_) => return Err(End::Gone),
-                            Ok(n) => break n,
-                        },
-                        r = rx.changed() => {
-                            let lagged = self.mount.fanout.is_lagged(batch_start);
-                            if r.is_err() || (lagged && self.mount.settings.lag_policy == LagPolicy::Disconnect) {
-                                return Err(if lagged { End::Lagged } else { End::Closed });
-                            }
+            let n = loop {
+                // The I/O vector is built inside the poll, on the stack: an array held across
+                // an await would live in every listener's task state.
+                let write = std::future::poll_fn(|cx| {
+                    let mut iov = [IoSlice::new(&[]); MAX_IOV];
+                    let mut count = 0;
+                    for (slot, b) in iov.iter_mut().zip(self.pending.iter()) {
+                        *slot = IoSlice::new(b);
+                        count += 1;
+                    }
+                    Pin::new(&mut self.stream).poll_write_vectored(cx, &iov[..count])
+                });
+                tokio::select! {
+                    biased;
+                    r = write => match r {
+                        Ok(0) | Err(_) => return Err(End::Gone),
+                        Ok(n) => break n,
+                    },
+                    r = rx.changed() => {
+                        let lagged = self.mount.fanout.is_lagged(batch_start);
+                        if r.is_err() || (lagged && self.mount.settings.lag_policy == LagPolicy::Disconnect) {
+                            return Err(if lagged { End::Lagged } else { End::Closed });
                         }
                     }
                 }

@@ -44,6 +44,8 @@ pub struct Shared {
     pub public_port: u16,
     pub connections: AtomicU64,
     pub sources: std::sync::atomic::AtomicUsize,
+    /// Every connection and listener task, so shutdown can wait for them.
+    pub tracker: TaskTracker,
 }
 
 /// A bound, not yet running, server.
@@ -67,6 +69,7 @@ impl Server {
             .map(|a| a.port())
             .unwrap_or(8000);
         let access_log = AccessLog::open(config.server.access_log.as_deref())?;
+        let tracker = TaskTracker::new();
         Ok(Server {
             listeners,
             shared: Arc::new(Shared {
@@ -79,8 +82,9 @@ impl Server {
                 public_port,
                 connections: AtomicU64::new(0),
                 sources: std::sync::atomic::AtomicUsize::new(0),
+                tracker: tracker.clone(),
             }),
-            tracker: TaskTracker::new(),
+            tracker,
         })
     }
 
@@ -301,6 +305,7 @@ async fn route(
         }
         "GET" | "HEAD" => {
             if let Some(mount) = shared.registry.get(&path) {
+                drop(rest);
                 listener::handle(stream, peer, req, mount, shared.clone()).await;
                 return None;
             }
