@@ -79,6 +79,14 @@ struct SwarmArgs {
     /// Listeners in the main process that measure latency (with --source).
     #[arg(long, default_value_t = 50)]
     latency_listeners: usize,
+    /// Seconds to let the source run before the baseline RSS is taken, so the mount's queue
+    /// is full and "RSS per listener" is what listeners add beyond the mount buffers.
+    #[arg(long, default_value_t = 0)]
+    warmup: u64,
+    /// Listeners leave after 0.5x to 1.5x this many seconds and new ones take their place
+    /// (a memory-flatness run); 0: listeners stay for the whole run.
+    #[arg(long, default_value_t = 0.0)]
+    churn: f64,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -100,6 +108,8 @@ struct WorkerArgs {
     window_start_ms: u64,
     #[arg(long)]
     window_end_ms: u64,
+    #[arg(long, default_value_t = 0)]
+    churn_ms: u64,
 }
 
 fn main() -> Result<()> {
@@ -118,6 +128,7 @@ fn main() -> Result<()> {
                 rate: w.rate,
                 window_start_ms: w.window_start_ms,
                 window_end_ms: w.window_end_ms,
+                churn_ms: w.churn_ms,
             };
             let s = swarm::run(plan, None).await;
             println!("{}", serde_json::to_string(&s)?);
@@ -235,6 +246,12 @@ struct Report {
     server_rss_before_kib: Option<u64>,
     server_rss_kib: Option<u64>,
     server_rss_per_listener_kib: Option<f64>,
+    /// (seconds into the window, RSS KiB), ten steps.
+    server_rss_window_kib: Vec<(f64, u64)>,
+    /// Growth of the server's RSS from the window's first sample to its last (0.05 = 5%).
+    server_rss_window_growth: Option<f64>,
+    /// Connections made (listeners replaced under churn included).
+    joins: usize,
 }
 
 async fn run_swarm(a: SwarmArgs) -> Result<()> {
@@ -267,6 +284,7 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
             rate: 0.0,
             window_start_ms: 0,
             window_end_ms: epoch_ms() + 2_000,
+            churn_ms: 0,
         };
         let s = swarm::run(probe, None).await;
         if !s.first_byte_ms.is_empty() {
@@ -285,7 +303,9 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
         }
     }
 
+    tokio::time::sleep(Duration::from_secs(a.warmup)).await;
     let rss_before = a.server_pid.and_then(|p| rss_kib(p).ok());
+    let churn_ms = (a.churn * 1000.0) as u64;
     let ramp_ms = if a.rate > 0.0 {
         (a.n as f64 / a.rate * 1000.0) as u64
     } else {
@@ -322,6 +342,7 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
             .args(["-n", &n.to_string(), "--rate", &rate.to_string()])
             .args(["--window-start-ms", &window_start_ms.to_string()])
             .args(["--window-end-ms", &window_end_ms.to_string()])
+            .args(["--churn-ms", &churn_ms.to_string()])
             .stdout(std::process::Stdio::piped())
             .kill_on_drop(true)
             .spawn()
@@ -340,12 +361,22 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
         },
         window_start_ms,
         window_end_ms,
+        churn_ms,
     };
     let local_run = tokio::spawn(swarm::run(local_plan, Some(stamps.clone())));
 
     let until = |t: u64| tokio::time::sleep(Duration::from_millis(t.saturating_sub(epoch_ms())));
     until(window_start_ms).await;
     let cpu0 = a.server_pid.and_then(|p| cpu_secs(p).ok());
+    // RSS through the window, ten samples, for memory flatness.
+    let mut rss_window = Vec::new();
+    let step = (window_end_ms - window_start_ms) / 10;
+    for k in 0..=10u64 {
+        until(window_start_ms + k * step).await;
+        if let Some(kib) = a.server_pid.and_then(|p| rss_kib(p).ok()) {
+            rss_window.push(((k * step) as f64 / 1000.0, kib));
+        }
+    }
     until(window_end_ms).await;
     let cpu1 = a.server_pid.and_then(|p| cpu_secs(p).ok());
     let rss_after = a.server_pid.and_then(|p| rss_kib(p).ok());
@@ -390,6 +421,12 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
         server_rss_per_listener_kib: rss_before
             .zip(rss_after)
             .map(|(b, a)| (a as f64 - b as f64) / connected.max(1) as f64),
+        server_rss_window_growth: rss_window
+            .first()
+            .zip(rss_window.last())
+            .map(|(f, l)| (l.1 as f64 - f.1 as f64) / f.1.max(1) as f64),
+        server_rss_window_kib: rss_window,
+        joins: all.joins,
     };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -445,6 +482,24 @@ fn print_report(r: &Report) {
         println!(
             "server RSS:         {b} KiB before, {a} KiB with listeners, {:.2} KiB per listener",
             r.server_rss_per_listener_kib.unwrap_or(f64::NAN)
+        );
+    }
+    if let Some(g) = r.server_rss_window_growth {
+        let samples: Vec<String> = r
+            .server_rss_window_kib
+            .iter()
+            .map(|(t, k)| format!("{t:.0}s {k}"))
+            .collect();
+        println!(
+            "server RSS in window: {:+.1}% first to last ({} KiB)",
+            g * 100.0,
+            samples.join(", ")
+        );
+    }
+    if r.joins > r.listeners {
+        println!(
+            "joins:              {} (listeners replaced under churn)",
+            r.joins
         );
     }
 }

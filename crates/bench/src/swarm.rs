@@ -28,6 +28,9 @@ pub struct Samples {
     pub latency_ms: Vec<f64>,
     /// Listeners that failed, by reason.
     pub errors: std::collections::BTreeMap<String, usize>,
+    /// Connections made (more than `opened` with churn: leaving listeners are replaced).
+    #[serde(default)]
+    pub joins: usize,
 }
 
 impl Samples {
@@ -37,6 +40,7 @@ impl Samples {
         self.first_keyframe_ms.extend(o.first_keyframe_ms);
         self.window_bytes.extend(o.window_bytes);
         self.latency_ms.extend(o.latency_ms);
+        self.joins += o.joins;
         for (k, v) in o.errors {
             *self.errors.entry(k).or_default() += v;
         }
@@ -60,10 +64,14 @@ pub struct Plan {
     pub rate: f64,
     pub window_start_ms: u64,
     pub window_end_ms: u64,
+    /// With churn, each listener leaves after a lifetime of 0.5x to 1.5x this many
+    /// milliseconds and a new one takes its place (0: listeners stay).
+    pub churn_ms: u64,
 }
 
 #[derive(Default)]
 struct One {
+    joins: usize,
     first_byte: Option<f64>,
     first_keyframe: Option<f64>,
     window_bytes: u64,
@@ -82,7 +90,7 @@ pub async fn run(plan: Plan, stamps: Option<Arc<Stamps>>) -> Samples {
             let at = t0 + Duration::from_secs_f64(i as f64 / plan.rate);
             tokio::time::sleep_until(at.into()).await;
         }
-        tasks.push(tokio::spawn(listen(plan.clone(), stamps.clone())));
+        tasks.push(tokio::spawn(listen(plan.clone(), stamps.clone(), i)));
     }
     let mut s = Samples {
         opened: plan.listeners,
@@ -97,6 +105,7 @@ pub async fn run(plan: Plan, stamps: Option<Arc<Stamps>>) -> Samples {
         s.first_keyframe_ms.extend(one.first_keyframe);
         s.window_bytes.push(one.window_bytes);
         s.latency_ms.extend(one.latency);
+        s.joins += one.joins;
         if let Some(e) = one.error {
             *s.errors.entry(e).or_default() += 1;
         }
@@ -104,15 +113,34 @@ pub async fn run(plan: Plan, stamps: Option<Arc<Stamps>>) -> Samples {
     s
 }
 
-async fn listen(plan: Arc<Plan>, stamps: Option<Arc<Stamps>>) -> One {
+async fn listen(plan: Arc<Plan>, stamps: Option<Arc<Stamps>>, index: usize) -> One {
     let mut one = One::default();
     let end = plan.window_end_ms;
-    let deadline = Duration::from_millis(end.saturating_sub(epoch_ms()));
-    let work = read(&plan, stamps.as_deref(), &mut one);
-    match tokio::time::timeout(deadline, work).await {
-        Ok(Err(e)) => one.error = Some(e),
-        Ok(Ok(())) => one.error = Some("closed by the server".into()),
-        Err(_) => {} // the window ended with the listener still reading: the normal end
+    loop {
+        let left = end.saturating_sub(epoch_ms());
+        // A lifetime spread evenly over 0.5..1.5 x churn (golden-ratio sequence, no RNG).
+        let life = if plan.churn_ms > 0 {
+            let x = ((index + one.joins * 7919) as f64 * 0.618_033_988_75).fract();
+            ((0.5 + x) * plan.churn_ms as f64) as u64
+        } else {
+            u64::MAX
+        };
+        one.joins += 1;
+        let work = read(&plan, stamps.as_deref(), &mut one);
+        match tokio::time::timeout(Duration::from_millis(left.min(life)), work).await {
+            Ok(Err(e)) => {
+                one.error = Some(e);
+                break;
+            }
+            Ok(Ok(())) => {
+                one.error = Some("closed by the server".into());
+                break;
+            }
+            // The window ended with the listener still reading: the normal end.
+            Err(_) if life >= left => break,
+            // Churn: this listener leaves, a new one connects.
+            Err(_) => {}
+        }
     }
     if one.first_byte.is_none() && one.error.is_none() {
         one.error = Some("no byte before the window ended".into());
@@ -188,7 +216,8 @@ async fn read(plan: &Plan, stamps: Option<&Stamps>, one: &mut One) -> Result<(),
         }
         // Latency of live pages only: a join's burst is old on purpose.
         if let (Some(p), Some(st)) = (pages.as_mut(), stamps) {
-            let live = now_ms >= plan.window_start_ms;
+            // Under churn only first connections count: a rejoin's burst is old on purpose.
+            let live = now_ms >= plan.window_start_ms && one.joins == 1;
             for crc in p.push(bytes) {
                 if let Some(sent) = st.sent_at(crc).filter(|_| live) {
                     one.latency.push(sent.elapsed().as_secs_f64() * 1e3);
