@@ -166,26 +166,24 @@ fn parse_url(url: &str) -> Result<(SocketAddr, String, String)> {
     Ok((addr, host.to_string(), format!("/{path}")))
 }
 
-/// utime+stime of a process, seconds.
-fn cpu_secs(pid: u32) -> Result<f64> {
+/// (utime, stime) of a process, seconds: time in user space and in the kernel on its behalf.
+fn cpu_secs(pid: u32) -> Result<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let fields: Vec<&str> = stat
         .rsplit_once(')')
         .map(|(_, r)| r.split_whitespace().collect())
         .unwrap_or_default();
-    let ticks: f64 = fields
-        .get(11)
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        + fields
-            .get(12)
+    let field = |i: usize| {
+        fields
+            .get(i)
             .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0);
+            .unwrap_or(0.0)
+    };
     let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
         .ok()
         .flatten()
         .unwrap_or(100) as f64;
-    Ok(ticks / hz)
+    Ok((field(11) / hz, field(12) / hz))
 }
 
 /// VmRSS of a process, KiB.
@@ -243,6 +241,8 @@ struct Report {
     latency_ms: Dist,
     server_cpu_secs: Option<f64>,
     server_cpu_secs_per_gb: Option<f64>,
+    /// Share of the server's CPU time spent in the kernel (stime / (utime + stime)).
+    server_cpu_kernel_share: Option<f64>,
     server_rss_before_kib: Option<u64>,
     server_rss_kib: Option<u64>,
     server_rss_per_listener_kib: Option<f64>,
@@ -399,7 +399,8 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
         .filter(|&&b| b as f64 >= 0.95 * want)
         .count();
     let delivered: u64 = all.window_bytes.iter().sum();
-    let cpu = cpu0.zip(cpu1).map(|(a, b)| b - a);
+    let cpu_split = cpu0.zip(cpu1).map(|(a, b)| (b.0 - a.0, b.1 - a.1));
+    let cpu = cpu_split.map(|(u, s)| u + s);
     let connected = all.first_byte_ms.len();
     let report = Report {
         url: a.url.clone(),
@@ -416,6 +417,9 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
         latency_ms: dist(&all.latency_ms),
         server_cpu_secs: cpu,
         server_cpu_secs_per_gb: cpu.map(|c| c / (delivered as f64 / 1e9)),
+        server_cpu_kernel_share: cpu_split
+            .filter(|(u, s)| u + s > 0.0)
+            .map(|(u, s)| s / (u + s)),
         server_rss_before_kib: rss_before,
         server_rss_kib: rss_after,
         server_rss_per_listener_kib: rss_before
@@ -473,9 +477,10 @@ fn print_report(r: &Report) {
     }
     if let Some(c) = r.server_cpu_secs {
         println!(
-            "server CPU:         {c:.2} s in the window ({:.1}% of a core), {:.2} CPU-s/GB",
+            "server CPU:         {c:.2} s in the window ({:.1}% of a core), {:.2} CPU-s/GB, {:.0}% in the kernel",
             c / r.window_secs as f64 * 100.0,
-            r.server_cpu_secs_per_gb.unwrap_or(f64::NAN)
+            r.server_cpu_secs_per_gb.unwrap_or(f64::NAN),
+            r.server_cpu_kernel_share.unwrap_or(f64::NAN) * 100.0
         );
     }
     if let (Some(b), Some(a)) = (r.server_rss_before_kib, r.server_rss_kib) {

@@ -146,6 +146,11 @@ fn a_small_swarm_connects_everyone_and_reports_every_number() {
     ] {
         assert!(r[key].is_number(), "{key} missing: {r:#}");
     }
+    // The kernel's share is a ratio of CPU ticks: there is one when any tick was spent.
+    if r["server_cpu_secs"].as_f64().is_some_and(|c| c > 0.0) {
+        let share = r["server_cpu_kernel_share"].as_f64();
+        assert!(share.is_some_and(|s| (0.0..=1.0).contains(&s)), "{r:#}");
+    }
     let played = player.join().expect("player");
     assert!(
         played.status.success() && played.stderr.is_empty(),
