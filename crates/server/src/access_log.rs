@@ -1,17 +1,24 @@
 //! The access log in Combined Log Format (what log analysers read), one line per finished
 //! request; listener lines carry the connected seconds at the end, as Icecast's do.
+//!
+//! Every finished request passes here, log on or off, so this is also where the
+//! `agora_http_requests_total{code}` metric is counted.
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 
 use crate::http::Request;
+use crate::metrics::StatusLabels;
 
 /// Where access lines go: a file, standard output, or nowhere.
 pub struct AccessLog {
     out: Option<Mutex<Box<dyn Write + Send>>>,
+    requests: Family<StatusLabels, Counter>,
 }
 
 impl std::fmt::Debug for AccessLog {
@@ -24,7 +31,10 @@ impl std::fmt::Debug for AccessLog {
 
 impl AccessLog {
     /// `None`: no access log; `Some("-")`: standard output; else a file, appended to.
-    pub fn open(path: Option<&str>) -> std::io::Result<AccessLog> {
+    pub fn open(
+        path: Option<&str>,
+        requests: Family<StatusLabels, Counter>,
+    ) -> std::io::Result<AccessLog> {
         let out: Option<Box<dyn Write + Send>> = match path {
             None => None,
             Some("-") => Some(Box::new(std::io::LineWriter::new(std::io::stdout()))),
@@ -37,10 +47,18 @@ impl AccessLog {
         };
         Ok(AccessLog {
             out: out.map(Mutex::new),
+            requests,
         })
     }
 
+    fn count(&self, code: u16) {
+        self.requests
+            .get_or_create(&vec![("code", code.to_string())])
+            .inc();
+    }
+
     pub fn log(&self, peer: SocketAddr, req: &Request, code: u16, bytes: u64) {
+        self.count(code);
         let line = format!("{} {}", req.method, req.target.replace('"', "%22"));
         self.write(peer, &line, &req.version, req, code, bytes);
     }
@@ -58,6 +76,7 @@ impl AccessLog {
 
     /// A listener's line, written when it leaves, with its connected seconds at the end.
     pub fn log_listener(&self, entry: Option<&Entry>, code: u16, bytes: u64, d: Duration) {
+        self.count(code);
         let (Some(out), Some(Entry(e))) = (&self.out, entry) else {
             return;
         };
@@ -81,6 +100,7 @@ impl AccessLog {
         referer: &str,
         agent: &str,
     ) {
+        self.count(code);
         if let Some(out) = &self.out {
             let ts = clf_time(SystemTime::now());
             let _ = writeln!(

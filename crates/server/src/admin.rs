@@ -1,22 +1,45 @@
-//! The admin endpoints needed by source clients now: `/admin/metadata` (libshout's
-//! `shout_set_metadata`, ezstream, `curl` one-liners). The full admin API is issue #5.
+//! The admin API at Icecast's paths, with Icecast's parameters and XML, so scripts written for
+//! Icecast keep working; every command also answers JSON (`.json` suffix or
+//! `Accept: application/json`).
+//!
+//! | path | parameters | credentials |
+//! |---|---|---|
+//! | `/admin/stats` (`stats.xml`) | | admin |
+//! | `/admin/listmounts` | | admin |
+//! | `/admin/streamlist.txt` | | admin |
+//! | `/admin/listclients` | `mount` | admin or the mount's source |
+//! | `/admin/metadata` | `mount`, `mode=updinfo`, `song` (or `artist`/`title`) | admin or the mount's source |
+//! | `/admin/killsource` | `mount` | admin or the mount's source |
+//! | `/admin/killclient` | `mount`, `id` | admin or the mount's source |
+//! | `/admin/moveclients` | `mount`, `destination` | admin or the mount's source |
+//!
+//! Order of checks, for every command: known command (404), credentials (401), parameters
+//! (400), mount exists (404), then the action. A refused request changes nothing.
+//!
+//! JSON mirrors the XML, except that lists are always lists: `{"icestats": {...,
+//! "source": [...]}}` for stats and listmounts, `{"icestats": {"source": [{"mount", "listeners",
+//! "clients": [...]}]}}` for listclients, `{"message", "return"}` for actions.
+//!
+//! The XML is written by hand: five fixed shapes of at most a few levels, every text and
+//! attribute through [`esc`]; an XML crate would add a dependency for no safety gained.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+use serde_json::{Map, Value, json};
 
 use crate::auth;
 use crate::http::Request;
+use crate::mount::Mount;
 use crate::server::Shared;
+use crate::status;
 
-fn iceresponse(message: &str, ok: bool) -> String {
-    let esc = message
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;");
-    format!(
-        "<?xml version=\"1.0\"?>\n<iceresponse><message>{esc}</message><return>{}</return></iceresponse>\n",
-        u8::from(ok)
-    )
-}
+/// An admin response: status, content type, body.
+pub type Response = (u16, &'static str, String);
+
+const XML: &str = "text/xml; charset=utf-8";
+const JSON: &str = "application/json; charset=utf-8";
+const TEXT: &str = "text/plain; charset=utf-8";
 
 pub fn extra_headers(code: u16) -> Vec<(&'static str, &'static str)> {
     if code == 401 {
@@ -26,49 +49,214 @@ pub fn extra_headers(code: u16) -> Vec<(&'static str, &'static str)> {
     }
 }
 
-/// Returns (status, content type, body).
-pub fn handle(req: &Request, _peer: SocketAddr, shared: &Shared) -> (u16, &'static str, String) {
-    const XML: &str = "text/xml; charset=utf-8";
-    let given = req.header("authorization").and_then(auth::parse_basic);
-    let admin_ok = given.as_ref().is_some_and(|g| {
-        auth::credentials_match(
-            g,
-            &shared.credentials.admin_user,
-            &shared.credentials.admin_password,
+/// XML text and attribute escaping.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            // Not allowed in XML 1.0 at all.
+            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Whether the request carries the admin credentials.
+pub fn is_admin(req: &Request, shared: &Shared) -> bool {
+    req.header("authorization")
+        .and_then(auth::parse_basic)
+        .is_some_and(|g| {
+            auth::credentials_match(
+                &g,
+                &shared.credentials.admin_user,
+                &shared.credentials.admin_password,
+            )
+        })
+}
+
+/// Whether the request carries the source credentials of `mount` (Icecast accepts them for
+/// the commands about that mount).
+fn is_mount_source(req: &Request, mount: &str, shared: &Shared) -> bool {
+    let cfg = shared.config.mount(mount);
+    let user = cfg.and_then(|m| m.username.as_deref()).unwrap_or("source");
+    let pass = cfg
+        .and_then(|m| m.password.as_deref())
+        .unwrap_or(&shared.credentials.source_password);
+    req.header("authorization")
+        .and_then(auth::parse_basic)
+        .is_some_and(|g| auth::credentials_match(&g, user, pass))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Command {
+    Stats,
+    ListMounts,
+    StreamList,
+    ListClients,
+    Metadata,
+    KillSource,
+    KillClient,
+    MoveClients,
+}
+
+impl Command {
+    fn parse(name: &str) -> Option<Command> {
+        Some(match name {
+            "stats" => Command::Stats,
+            "listmounts" => Command::ListMounts,
+            "streamlist" => Command::StreamList,
+            "listclients" => Command::ListClients,
+            "metadata" => Command::Metadata,
+            "killsource" => Command::KillSource,
+            "killclient" => Command::KillClient,
+            "moveclients" => Command::MoveClients,
+            _ => return None,
+        })
+    }
+
+    /// Commands about one mount, which its source credentials may also run.
+    fn about_a_mount(self) -> bool {
+        !matches!(
+            self,
+            Command::Stats | Command::ListMounts | Command::StreamList
         )
-    });
-    match req.path() {
-        "/admin/metadata" | "/admin/metadata.xsl" => {
-            let Some(mount_path) = req.query_param("mount") else {
-                return (400, XML, iceresponse("Missing parameter: mount", false));
-            };
-            // A mount's own source credentials may set its metadata, as in Icecast.
-            let cfg = shared.config.mount(&mount_path);
-            let user = cfg.and_then(|m| m.username.as_deref()).unwrap_or("source");
-            let pass = cfg
-                .and_then(|m| m.password.as_deref())
-                .unwrap_or(&shared.credentials.source_password);
-            let source_ok = given
-                .as_ref()
-                .is_some_and(|g| auth::credentials_match(g, user, pass));
-            if !admin_ok && !source_ok {
-                tracing::warn!(mount = %mount_path, "metadata update refused: bad credentials");
-                return (401, XML, iceresponse("You need to authenticate", false));
+    }
+}
+
+/// How to answer: Icecast's XML or JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Style {
+    Xml,
+    Json,
+}
+
+struct Reply {
+    style: Style,
+}
+
+impl Reply {
+    /// An action's outcome: `<iceresponse>` or `{"message", "return"}`.
+    fn message(&self, code: u16, message: &str) -> Response {
+        let ok = (200..300).contains(&code);
+        match self.style {
+            Style::Xml => (
+                code,
+                XML,
+                format!(
+                    "<?xml version=\"1.0\"?>\n<iceresponse><message>{}</message><return>{}</return></iceresponse>\n",
+                    esc(message),
+                    u8::from(ok)
+                ),
+            ),
+            Style::Json => (
+                code,
+                JSON,
+                json!({ "message": message, "return": u8::from(ok) }).to_string(),
+            ),
+        }
+    }
+}
+
+/// Answer an `/admin/...` request.
+pub fn handle(req: &Request, _peer: SocketAddr, shared: &Shared) -> Response {
+    let path = req.path();
+    let name = path.strip_prefix("/admin/").unwrap_or(path);
+    let (name, suffix) = match name.rsplit_once('.') {
+        Some((n, s)) if matches!(s, "json" | "xml" | "xsl" | "txt") => (n, Some(s)),
+        _ => (name, None),
+    };
+    let wants_json = suffix == Some("json")
+        || (suffix.is_none()
+            && req
+                .header("accept")
+                .is_some_and(|a| a.contains("application/json")));
+    let reply = Reply {
+        style: if wants_json { Style::Json } else { Style::Xml },
+    };
+    let Some(cmd) = Command::parse(name) else {
+        // Say nothing about what exists to someone without credentials.
+        return if is_admin(req, shared) {
+            reply.message(404, "Unknown admin command")
+        } else {
+            reply.message(401, "You need to authenticate")
+        };
+    };
+    let mount_param = req.query_param("mount");
+    let allowed = is_admin(req, shared)
+        || (cmd.about_a_mount()
+            && mount_param
+                .as_deref()
+                .is_some_and(|m| is_mount_source(req, m, shared)));
+    if !allowed {
+        tracing::warn!(
+            command = name,
+            mount = mount_param.as_deref().unwrap_or("-"),
+            "admin request refused: bad credentials"
+        );
+        return reply.message(401, "You need to authenticate");
+    }
+    match cmd {
+        Command::Stats => stats(&reply, shared),
+        Command::ListMounts => listmounts(&reply, shared),
+        Command::StreamList => {
+            let mut body = String::new();
+            for m in shared.registry.all() {
+                body.push_str(&m.path);
+                body.push('\n');
             }
-            if req.query_param("mode").as_deref() != Some("updinfo") {
-                return (
-                    400,
-                    XML,
-                    iceresponse("Unsupported mode (expected mode=updinfo)", false),
-                );
-            }
-            let Some(mount) = shared.registry.get(&mount_path) else {
-                return (404, XML, iceresponse("Source does not exist", false));
+            (200, TEXT, body)
+        }
+        _ => {
+            let Some(mount_path) = mount_param else {
+                return reply.message(400, "Missing parameter: mount");
             };
+            mount_command(cmd, &reply, req, &mount_path, shared)
+        }
+    }
+}
+
+fn mount_command(
+    cmd: Command,
+    reply: &Reply,
+    req: &Request,
+    mount_path: &str,
+    shared: &Shared,
+) -> Response {
+    // Parameters first (a bad request is 400 whether or not the mount exists).
+    match cmd {
+        Command::Metadata if req.query_param("mode").as_deref() != Some("updinfo") => {
+            return reply.message(400, "Unsupported mode (expected mode=updinfo)");
+        }
+        Command::KillClient => match req.query_param("id") {
+            None => return reply.message(400, "Missing parameter: id"),
+            Some(id) if id.parse::<u64>().is_err() => {
+                return reply.message(400, "Parameter id must be a listener id (a number)");
+            }
+            Some(_) => {}
+        },
+        Command::MoveClients => match req.query_param("destination") {
+            None => return reply.message(400, "Missing parameter: destination"),
+            Some(d) if d == mount_path => {
+                return reply.message(400, "The source and destination mounts are the same");
+            }
+            Some(_) => {}
+        },
+        _ => {}
+    }
+    let Some(mount) = shared.registry.get(mount_path) else {
+        return reply.message(404, "Source does not exist");
+    };
+    match cmd {
+        Command::ListClients => listclients(reply, &mount),
+        Command::Metadata => {
             let song = req.query_param("song").or_else(|| {
-                let artist = req.query_param("artist");
-                let title = req.query_param("title");
-                match (artist, title) {
+                match (req.query_param("artist"), req.query_param("title")) {
                     (Some(a), Some(t)) if !a.is_empty() => Some(format!("{a} - {t}")),
                     (_, Some(t)) => Some(t),
                     (Some(a), None) => Some(a),
@@ -76,21 +264,290 @@ pub fn handle(req: &Request, _peer: SocketAddr, shared: &Shared) -> (u16, &'stat
                 }
             });
             let Some(song) = song else {
-                return (
-                    400,
-                    XML,
-                    iceresponse("Missing parameter: song (or artist/title)", false),
-                );
+                return reply.message(400, "Missing parameter: song (or artist/title)");
             };
-            tracing::info!(mount = %mount_path, title = %song, "metadata updated");
+            tracing::info!(mount = %mount.path, title = %song, "metadata updated");
             mount.set_title(song);
-            (200, XML, iceresponse("Metadata update successful", true))
+            reply.message(200, "Metadata update successful")
         }
-        _ => {
-            if !admin_ok {
-                return (401, XML, iceresponse("You need to authenticate", false));
+        Command::KillSource => {
+            if mount.kill_source() {
+                tracing::info!(mount = %mount.path, "source removed by the admin");
+                reply.message(200, "Source Removed")
+            } else {
+                reply.message(404, "The mount has no source connected")
             }
-            (404, XML, iceresponse("Unknown admin command", false))
         }
+        Command::KillClient => {
+            let id: u64 = req
+                .query_param("id")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_default();
+            if mount.kill_client(id) {
+                reply.message(200, &format!("Client {id} removed"))
+            } else {
+                reply.message(404, &format!("Client {id} not found"))
+            }
+        }
+        Command::MoveClients => {
+            let dest_path = req.query_param("destination").unwrap_or_default();
+            let Some(dest) = shared.registry.get(&dest_path) else {
+                return reply.message(404, "Destination does not exist");
+            };
+            let (from, to) = (mount.state.read().format, dest.state.read().format);
+            if from.is_some() && to.is_some() && from != to {
+                // Icecast moves them anyway and the players break; say why instead.
+                return reply.message(
+                    409,
+                    "The destination carries another format; its listeners could not play it",
+                );
+            }
+            let n = mount.move_clients(&dest);
+            tracing::info!(from = %mount.path, to = %dest.path, listeners = n, "listeners moved by the admin");
+            reply.message(
+                200,
+                &format!("Clients moved from {} to {}", mount.path, dest.path),
+            )
+        }
+        Command::Stats | Command::ListMounts | Command::StreamList => {
+            reply.message(404, "Unknown admin command")
+        }
+    }
+}
+
+/// Seconds since the mount's current source connected (0 without one).
+fn source_seconds(m: &Mount) -> u64 {
+    if !m.has_source() {
+        return 0;
+    }
+    let at = m.state.read().connected_at;
+    at.elapsed().unwrap_or_default().as_secs()
+}
+
+/// A mount's fields in `/admin/stats`: the public ones plus the admin-only ones.
+fn stats_source(m: &Mount, shared: &Shared) -> Map<String, Value> {
+    let mut o = match status::source_json(m, shared) {
+        Value::Object(o) => o,
+        _ => Map::new(),
+    };
+    o.remove("dummy");
+    let st = m.state.read();
+    o.insert(
+        "max_listeners".into(),
+        match m.settings.max_listeners {
+            Some(n) => json!(n),
+            None => json!("unlimited"),
+        },
+    );
+    o.insert(
+        "slow_listeners".into(),
+        json!(m.slow_listeners.load(Ordering::Relaxed)),
+    );
+    o.insert("source_ip".into(), json!(st.source_ip));
+    if let Some(ua) = &st.meta.user_agent {
+        o.insert("user_agent".into(), json!(ua));
+    }
+    if let Some(p) = &st.meta.public {
+        o.insert("public".into(), json!(p));
+    }
+    o.insert(
+        "total_bytes_read".into(),
+        json!(m.bytes_read.load(Ordering::Relaxed)),
+    );
+    o.insert(
+        "total_bytes_sent".into(),
+        json!(m.bytes_sent.load(Ordering::Relaxed)),
+    );
+    o.insert("connected".into(), json!(source_seconds(m)));
+    o
+}
+
+/// Values as XML text (`null` as empty).
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => esc(s),
+        other => esc(&other.to_string()),
+    }
+}
+
+fn xml_fields(out: &mut String, fields: &Map<String, Value>) {
+    for (k, v) in fields {
+        out.push_str(&format!("<{k}>{}</{k}>", text(v)));
+    }
+}
+
+fn stats(reply: &Reply, shared: &Shared) -> Response {
+    let mounts = shared.registry.all();
+    let mut ice = status::server_fields(shared);
+    let listeners = shared.registry.total_listeners.load(Ordering::Relaxed);
+    let sources = mounts.iter().filter(|m| m.has_source()).count();
+    let counters = [
+        ("clients", (listeners + sources) as u64),
+        ("listeners", listeners as u64),
+        ("sources", sources as u64),
+        ("stats", 0),
+        (
+            "client_connections",
+            shared.connections.load(Ordering::Relaxed),
+        ),
+        ("connections", shared.connections.load(Ordering::Relaxed)),
+        ("file_connections", 0),
+        (
+            "listener_connections",
+            shared.listener_connections.load(Ordering::Relaxed),
+        ),
+        (
+            "source_client_connections",
+            shared.source_connections.load(Ordering::Relaxed),
+        ),
+        ("source_relay_connections", 0),
+        (
+            "source_total_connections",
+            shared.source_connections.load(Ordering::Relaxed),
+        ),
+        ("stats_connections", 0),
+    ];
+    for (k, v) in counters {
+        ice.insert(k.into(), json!(v));
+    }
+    match reply.style {
+        Style::Json => {
+            let sources: Vec<Value> = mounts
+                .iter()
+                .map(|m| {
+                    let mut o = stats_source(m, shared);
+                    o.insert("mount".into(), json!(m.path));
+                    Value::Object(o)
+                })
+                .collect();
+            ice.insert("source".into(), Value::Array(sources));
+            (200, JSON, json!({ "icestats": ice }).to_string())
+        }
+        Style::Xml => {
+            let mut out = String::from("<?xml version=\"1.0\"?>\n<icestats>");
+            xml_fields(&mut out, &ice);
+            for m in &mounts {
+                out.push_str(&format!("<source mount=\"{}\">", esc(&m.path)));
+                xml_fields(&mut out, &stats_source(m, shared));
+                out.push_str("</source>");
+            }
+            out.push_str("</icestats>\n");
+            (200, XML, out)
+        }
+    }
+}
+
+fn listmounts(reply: &Reply, shared: &Shared) -> Response {
+    let mounts = shared.registry.all();
+    let row = |m: &Mount| {
+        let st = m.state.read();
+        let ctype = st
+            .format
+            .map(|f| f.content_type(st.info.has_video()))
+            .unwrap_or("");
+        (
+            m.listeners.load(Ordering::Relaxed),
+            source_seconds(m),
+            ctype.to_string(),
+        )
+    };
+    match reply.style {
+        Style::Json => {
+            let sources: Vec<Value> = mounts
+                .iter()
+                .map(|m| {
+                    let (listeners, secs, ctype) = row(m);
+                    json!({
+                        "mount": m.path,
+                        "fallback": Value::Null,
+                        "listeners": listeners,
+                        "connected": secs,
+                        "source_connected": m.has_source(),
+                        "content-type": ctype,
+                    })
+                })
+                .collect();
+            (
+                200,
+                JSON,
+                json!({ "icestats": { "source": sources } }).to_string(),
+            )
+        }
+        Style::Xml => {
+            let mut out = String::from("<?xml version=\"1.0\"?>\n<icestats>");
+            for m in &mounts {
+                let (listeners, secs, ctype) = row(m);
+                out.push_str(&format!(
+                    "<source mount=\"{}\"><fallback></fallback><listeners>{listeners}</listeners><Connected>{secs}</Connected><content-type>{}</content-type></source>",
+                    esc(&m.path),
+                    esc(&ctype)
+                ));
+            }
+            out.push_str("</icestats>\n");
+            (200, XML, out)
+        }
+    }
+}
+
+fn listclients(reply: &Reply, m: &Mount) -> Response {
+    let clients = m.clients();
+    match reply.style {
+        Style::Json => {
+            let list: Vec<Value> = clients
+                .iter()
+                .map(|c| {
+                    json!({
+                        "id": c.id,
+                        "ip": c.peer.ip().to_string(),
+                        "user_agent": c.user_agent,
+                        "connected": c.connected.elapsed().as_secs(),
+                    })
+                })
+                .collect();
+            let source = json!({ "mount": m.path, "listeners": clients.len(), "clients": list });
+            (
+                200,
+                JSON,
+                json!({ "icestats": { "source": [source] } }).to_string(),
+            )
+        }
+        Style::Xml => {
+            let mut out = format!(
+                "<?xml version=\"1.0\"?>\n<icestats><source mount=\"{}\"><Listeners>{}</Listeners>",
+                esc(&m.path),
+                clients.len()
+            );
+            for c in &clients {
+                out.push_str(&format!(
+                    "<listener id=\"{id}\"><IP>{}</IP><UserAgent>{}</UserAgent><Connected>{}</Connected><ID>{id}</ID></listener>",
+                    c.peer.ip(),
+                    esc(&c.user_agent),
+                    c.connected.elapsed().as_secs(),
+                    id = c.id,
+                ));
+            }
+            out.push_str("</source></icestats>\n");
+            (200, XML, out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_covers_markup_and_control_characters() {
+        assert_eq!(esc("a<b>&\"'\u{1}c"), "a&lt;b&gt;&amp;&quot;&apos;c");
+    }
+
+    #[test]
+    fn commands_by_name() {
+        assert_eq!(Command::parse("stats"), Some(Command::Stats));
+        assert_eq!(Command::parse("killclient"), Some(Command::KillClient));
+        assert_eq!(Command::parse("nope"), None);
+        assert!(Command::Metadata.about_a_mount());
+        assert!(!Command::Stats.about_a_mount());
     }
 }

@@ -148,6 +148,11 @@ impl Fanout {
         self.tail.send_modify(|t| t.next_seq = next_seq);
     }
 
+    /// Wake every reader without publishing (an admin order is waiting for them).
+    pub fn wake(&self) {
+        self.tail.send_modify(|_| {});
+    }
+
     /// Close the mount: readers drain what they have, then get [`Read::Closed`].
     pub fn close(&self) {
         self.queue.write().closed = true;

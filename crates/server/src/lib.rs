@@ -20,20 +20,29 @@
 //! - [`fanout`]: the per-mount buffer shared by all listeners, and its invariants.
 //! - [`listener`]: listener responses, join logic, ICY metadata, vectored writes.
 //! - [`status`]: the `/status-json.xsl` page.
-//! - [`admin`]: the `/admin/metadata` command.
-//! - [`access_log`]: Combined Log Format.
+//! - [`admin`]: the Icecast admin API (`/admin/stats`, `listclients`, `metadata`, ...), XML
+//!   and JSON.
+//! - [`api`]: the stable JSON API (`/api/v1/...`) and the mount view pages use.
+//! - [`events`]: `/events`, Server-Sent Events of mount changes.
+//! - [`metrics`]: `/metrics` for Prometheus.
+//! - [`web`]: the embedded pages (`/`, `/watch/<mount>`, `/admin/`), playlists.
+//! - [`access_log`]: Combined Log Format, and the request counter.
 
 pub mod access_log;
 pub mod admin;
+pub mod api;
 pub mod auth;
 pub mod config;
+pub mod events;
 pub mod fanout;
 pub mod http;
 pub mod listener;
+pub mod metrics;
 pub mod mount;
 pub mod server;
 pub mod source;
 pub mod status;
+pub mod web;
 
 pub use config::Config;
 pub use server::{Credentials, Server};

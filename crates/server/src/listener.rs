@@ -27,7 +27,7 @@ use crate::access_log;
 use crate::config::LagPolicy;
 use crate::fanout::{Read, Start, StreamHeaders, Tail};
 use crate::http::{self, Request};
-use crate::mount::{ListenerGuard, Mount};
+use crate::mount::{Client, ListenerGuard, Mount, Order};
 use crate::server::Shared;
 
 /// Most bytes taken from the fan-out per read; bounds what one listener holds references to.
@@ -39,12 +39,22 @@ const FIRST_DATA_WAIT: Duration = Duration::from_secs(10);
 
 static NO_META: Bytes = Bytes::from_static(&[0]);
 
-/// Why a listener ended.
+/// Longest user agent kept for `listclients` (the rest is cut: memory per listener is bounded).
+const MAX_USER_AGENT: usize = 200;
+
+/// Why a listener's stream on one mount ended.
 #[derive(Debug)]
 enum End {
     Closed,
     Gone,
     Lagged,
+    /// `/admin/killclient`.
+    Killed,
+    /// `/admin/moveclients`: continue on this mount.
+    Moved(Arc<Mount>),
+    /// A web page's player reached a new stream (a reconnected source): the page reconnects
+    /// rather than being fed a chained Ogg stream or a second WebM header, which browsers stop on.
+    NewStream,
 }
 
 async fn refuse(stream: &mut TcpStream, req: &Request, code: u16, body: &str) {
@@ -83,7 +93,16 @@ pub async fn handle(
         shared.access_log.log(peer, &req, 503, 0);
         return;
     }
-    let Some(listener_guard) = mount.add_listener() else {
+    let mut agent = req.header("user-agent").unwrap_or("");
+    if agent.len() > MAX_USER_AGENT {
+        let mut cut = MAX_USER_AGENT;
+        while !agent.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        agent = &agent[..cut];
+    }
+    let client = Client::new(peer, agent);
+    let Some(listener_guard) = mount.add_listener(&client) else {
         tracing::warn!(%peer, mount = %mount.path, "listener refused: mount listener limit");
         refuse(
             &mut stream,
@@ -120,6 +139,24 @@ pub async fn handle(
         && req
             .header("icy-metadata")
             .is_some_and(|v| v.trim() != "0" && !v.trim().is_empty());
+    if let Some(last) = range_probe(&req) {
+        // Safari's probe (`Range: bytes=0-1`): it plays only from servers that answer 206.
+        let body = first_bytes(&mount, last.saturating_add(1).min(64 * 1024));
+        let head = format!(
+            "HTTP/1.1 206 Partial Content\r\nServer: {}\r\nContent-Type: {}\r\nContent-Range: bytes 0-{}/*\r\nContent-Length: {}\r\nCache-Control: no-cache, no-store\r\nAccess-Control-Allow-Origin: *\r\nConnection: Close\r\n\r\n",
+            http::SERVER,
+            format.content_type(video),
+            body.len().saturating_sub(1),
+            body.len()
+        );
+        let mut out = head.into_bytes();
+        if req.method != "HEAD" {
+            out.extend_from_slice(&body);
+        }
+        let _ = stream.write_all(&out).await;
+        shared.access_log.log(peer, &req, 206, body.len() as u64);
+        return;
+    }
     let head = response_head(
         &mount,
         &shared,
@@ -133,10 +170,12 @@ pub async fn handle(
         shared.access_log.log(peer, &req, 200, 0);
         return;
     }
+    shared.listener_connections.fetch_add(1, Ordering::Relaxed);
     let session = Session {
         stream,
         peer,
-        id: mount.next_listener_id(),
+        client,
+        page: req.query_param("page").is_some(),
         icy: icy.then(|| Icy {
             interval: mount.settings.icy_metaint,
             until_meta: mount.settings.icy_metaint,
@@ -147,10 +186,39 @@ pub async fn handle(
         sent: head.len() as u64,
         log_entry: shared.access_log.listener_entry(peer, &req),
         mount,
-        _guards: (listener_guard, total_guard),
+        guard: listener_guard,
+        _total: total_guard,
     };
     drop((req, head));
     shared.tracker.spawn(session.run(rx, shared.clone()));
+}
+
+/// `Range: bytes=0-N` with an end: a probe for the first N+1 bytes (`bytes=0-` and other
+/// ranges get the stream, as from Icecast).
+fn range_probe(req: &Request) -> Option<usize> {
+    let v = req.header("range")?.trim();
+    let (start, end) = v.strip_prefix("bytes=")?.split_once('-')?;
+    if start.trim() != "0" {
+        return None;
+    }
+    end.trim().parse().ok()
+}
+
+/// The first `n` bytes a joining listener would get: the stream headers, then the burst.
+fn first_bytes(mount: &Mount, n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n);
+    let headers = mount.current_headers();
+    out.extend_from_slice(&headers.bytes[..headers.bytes.len().min(n)]);
+    if out.len() < n {
+        let cursor = match mount.fanout.start(mount.settings.burst_size) {
+            Start::At(c) | Start::NextSync(c) => c,
+        };
+        let _ = mount.fanout.read_each(cursor, n, |b, _| {
+            let take = (n - out.len()).min(b.len());
+            out.extend_from_slice(&b[..take]);
+        });
+    }
+    out
 }
 
 struct TotalGuard(Arc<Shared>);
@@ -237,7 +305,9 @@ struct Icy {
 struct Session {
     stream: TcpStream,
     peer: SocketAddr,
-    id: u64,
+    client: Arc<Client>,
+    /// Requested by Agora's web player (`?page`): ends at a new stream instead of chaining.
+    page: bool,
     mount: Arc<Mount>,
     icy: Option<Icy>,
     sent_headers: Option<Arc<StreamHeaders>>,
@@ -246,16 +316,32 @@ struct Session {
     /// Bytes written, response head included.
     sent: u64,
     log_entry: Option<access_log::Entry>,
-    /// Count the listener out of the mount and the server when the session ends.
-    _guards: (ListenerGuard, TotalGuard),
+    /// Counts the listener out of its mount (replaced when moved) and the server.
+    guard: ListenerGuard,
+    _total: TotalGuard,
 }
 
 impl Session {
     async fn run(mut self, mut rx: watch::Receiver<Tail>, shared: Arc<Shared>) {
-        tracing::debug!(peer = %self.peer, mount = %self.mount.path, id = self.id, "listener joined");
+        let id = self.client.id;
+        tracing::debug!(peer = %self.peer, mount = %self.mount.path, id, "listener joined");
         let started = Instant::now();
-        let end = self.stream_until_end(&mut rx).await;
-        let (peer, mount, id) = (self.peer, &self.mount, self.id);
+        let end = loop {
+            match self.stream_until_end(&mut rx).await {
+                End::Moved(dest) => {
+                    tracing::info!(peer = %self.peer, from = %self.mount.path, to = %dest.path, id, "listener moved");
+                    self.guard = dest.adopt_listener(&self.client);
+                    rx = dest.fanout.subscribe();
+                    self.mount = dest;
+                    // The new mount's title is news to this listener.
+                    if let Some(icy) = self.icy.as_mut() {
+                        icy.sent_version = u64::MAX;
+                    }
+                }
+                end => break end,
+            }
+        };
+        let (peer, mount) = (self.peer, &self.mount);
         match end {
             End::Lagged => {
                 mount.slow_listeners.fetch_add(1, Ordering::Relaxed);
@@ -265,6 +351,13 @@ impl Session {
                 tracing::debug!(%peer, mount = %mount.path, id, "listener closed: mount ended")
             }
             End::Gone => tracing::debug!(%peer, mount = %mount.path, id, "listener left"),
+            End::Killed => {
+                tracing::info!(%peer, mount = %mount.path, id, "listener removed by the admin")
+            }
+            End::NewStream => {
+                tracing::debug!(%peer, mount = %mount.path, id, "web player ended at a new stream")
+            }
+            End::Moved(_) => {}
         }
         shared
             .access_log
@@ -280,6 +373,13 @@ impl Session {
                 Start::NextSync(s) => (s, true),
             };
         loop {
+            match self.client.take_order() {
+                Some(Order::Kill) => return End::Killed,
+                Some(Order::Move(dest)) if !Arc::ptr_eq(&dest, &self.mount) => {
+                    return End::Moved(dest);
+                }
+                _ => {}
+            }
             if need_sync {
                 match self.mount.fanout.first_sync_at_or_after(cursor) {
                     Some(s) => {
@@ -302,9 +402,27 @@ impl Session {
             // Mark the current tail seen before reading, so a publish after the read wakes us.
             rx.borrow_and_update();
             let mount = self.mount.clone();
+            let mut new_stream = false;
             let read = mount.fanout.read_each(cursor, MAX_BATCH, |bytes, headers| {
-                self.queue_item(bytes, headers)
+                if self.page
+                    && self
+                        .sent_headers
+                        .as_ref()
+                        .is_some_and(|h| !Arc::ptr_eq(h, headers))
+                {
+                    new_stream = true;
+                }
+                if !new_stream {
+                    self.queue_item(bytes, headers)
+                }
             });
+            if new_stream {
+                // What was queued before the new stream still goes out.
+                return match self.flush(rx, cursor).await {
+                    Ok(()) => End::NewStream,
+                    Err(end) => end,
+                };
+            }
             match read {
                 Read::Data(next) => {
                     let batch_start = cursor;
@@ -394,6 +512,9 @@ impl Session {
                         Ok(n) => break n,
                     },
                     r = rx.changed() => {
+                        if self.client.kill_pending() {
+                            return Err(End::Killed);
+                        }
                         let lagged = self.mount.fanout.is_lagged(batch_start);
                         if r.is_err() || (lagged && self.mount.settings.lag_policy == LagPolicy::Disconnect) {
                             return Err(if lagged { End::Lagged } else { End::Closed });

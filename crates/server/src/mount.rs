@@ -11,14 +11,17 @@
 //! by the status page without touching the fan-out; a closed mount is removed from the
 //! registry, and its fan-out wakes every listener so they end.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Instant, SystemTime};
 
 use agora_format::{Format, StreamInfo};
 use bytes::{Bytes, BytesMut};
 use parking_lot::{Mutex, RwLock};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::MountSettings;
 use crate::fanout::{Fanout, StreamHeaders};
@@ -46,6 +49,8 @@ pub struct SourceState {
     pub format: Option<Format>,
     pub info: StreamInfo,
     pub started: SystemTime,
+    /// When the current (or last) source connected.
+    pub connected_at: SystemTime,
     pub source_ip: String,
     /// Whether a source is connected now (false while in the grace period).
     pub connected: bool,
@@ -95,6 +100,75 @@ pub fn icy_block(title: &str) -> Bytes {
     out.freeze()
 }
 
+/// Listener ids, unique in the process (a listener keeps its id when moved to another mount).
+static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// An order from the admin API to one listener, carried out by the listener's own task.
+#[derive(Debug)]
+pub enum Order {
+    Kill,
+    Move(Arc<Mount>),
+}
+
+const ORDER_NONE: u8 = 0;
+const ORDER_KILL: u8 = 1;
+const ORDER_MOVE: u8 = 2;
+
+/// A listener as the admin API sees it (`listclients`, `killclient`, `moveclients`).
+#[derive(Debug)]
+pub struct Client {
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub user_agent: Box<str>,
+    pub connected: Instant,
+    /// `ORDER_*`; set by the admin, taken by the listener task.
+    order: AtomicU8,
+    move_to: Mutex<Option<Arc<Mount>>>,
+}
+
+impl Client {
+    pub fn new(peer: SocketAddr, user_agent: &str) -> Arc<Client> {
+        Arc::new(Client {
+            id: NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed),
+            peer,
+            user_agent: user_agent.into(),
+            connected: Instant::now(),
+            order: AtomicU8::new(ORDER_NONE),
+            move_to: Mutex::new(None),
+        })
+    }
+
+    /// The pending order, if any (checked by the listener on every wake-up: one atomic load).
+    pub fn take_order(&self) -> Option<Order> {
+        match self.order.swap(ORDER_NONE, Ordering::AcqRel) {
+            ORDER_KILL => Some(Order::Kill),
+            ORDER_MOVE => self.move_to.lock().take().map(Order::Move),
+            _ => None,
+        }
+    }
+
+    /// Whether a kill is pending (looked at while a write is blocked; a move waits for it).
+    pub fn kill_pending(&self) -> bool {
+        self.order.load(Ordering::Acquire) == ORDER_KILL
+    }
+
+    fn order(&self, order: Order) {
+        match order {
+            Order::Kill => self.order.store(ORDER_KILL, Ordering::Release),
+            Order::Move(dest) => {
+                *self.move_to.lock() = Some(dest);
+                // A kill already pending wins.
+                let _ = self.order.compare_exchange(
+                    ORDER_NONE,
+                    ORDER_MOVE,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+            }
+        }
+    }
+}
+
 /// One mount point.
 #[derive(Debug)]
 pub struct Mount {
@@ -116,11 +190,18 @@ pub struct Mount {
     pub slow_listeners: AtomicU64,
     pub bytes_read: AtomicU64,
     pub bytes_sent: AtomicU64,
-    next_listener_id: AtomicU64,
+    /// The source's bitrate over its last few seconds (bits/s), 0 without a source.
+    pub ingest_bps: AtomicU64,
+    /// Listeners by id.
+    clients: Mutex<HashMap<u64, Arc<Client>>>,
+    /// Cancelled by `/admin/killsource`; a new one per source.
+    source_kill: Mutex<CancellationToken>,
+    /// Poked on every change pages should hear about (source up/down, title).
+    changed: Arc<Notify>,
 }
 
 impl Mount {
-    fn new(path: String, settings: MountSettings) -> Self {
+    fn new(path: String, settings: MountSettings, changed: Arc<Notify>) -> Self {
         Mount {
             fanout: Fanout::new(settings.queue_size),
             path,
@@ -130,6 +211,7 @@ impl Mount {
                 format: None,
                 info: StreamInfo::default(),
                 started: SystemTime::now(),
+                connected_at: SystemTime::now(),
                 source_ip: String::new(),
                 connected: false,
             }),
@@ -143,8 +225,59 @@ impl Mount {
             slow_listeners: AtomicU64::new(0),
             bytes_read: AtomicU64::new(0),
             bytes_sent: AtomicU64::new(0),
-            next_listener_id: AtomicU64::new(1),
+            ingest_bps: AtomicU64::new(0),
+            clients: Mutex::new(HashMap::new()),
+            source_kill: Mutex::new(CancellationToken::new()),
+            changed,
         }
+    }
+
+    /// Cancelled when an admin removes the current source.
+    pub fn source_kill_token(&self) -> CancellationToken {
+        self.source_kill.lock().clone()
+    }
+
+    /// `/admin/killsource`: end the current source's connection (the mount then waits for a
+    /// source through its grace period, as after any source loss). False without a source.
+    pub fn kill_source(&self) -> bool {
+        if !self.has_source() {
+            return false;
+        }
+        self.source_kill.lock().cancel();
+        true
+    }
+
+    /// The listeners now, by id.
+    pub fn clients(&self) -> Vec<Arc<Client>> {
+        let mut v: Vec<Arc<Client>> = self.clients.lock().values().cloned().collect();
+        v.sort_by_key(|c| c.id);
+        v
+    }
+
+    /// `/admin/killclient`: false if no such listener.
+    pub fn kill_client(&self, id: u64) -> bool {
+        let Some(c) = self.clients.lock().get(&id).cloned() else {
+            return false;
+        };
+        c.order(Order::Kill);
+        self.fanout.wake();
+        true
+    }
+
+    /// `/admin/moveclients`: every listener of this mount continues on `dest`. Returns how
+    /// many were told to move.
+    pub fn move_clients(&self, dest: &Arc<Mount>) -> usize {
+        let clients = self.clients();
+        for c in &clients {
+            c.order(Order::Move(dest.clone()));
+        }
+        self.fanout.wake();
+        clients.len()
+    }
+
+    /// Tell pages something changed (the events hub recomputes and sends the differences).
+    pub fn poke(&self) {
+        self.changed.notify_one();
     }
 
     pub fn is_closed(&self) -> bool {
@@ -175,17 +308,17 @@ impl Mount {
     }
 
     pub fn set_title(&self, text: String) {
-        let mut t = self.title.write();
-        let version = t.version + 1;
-        *t = Arc::new(Title::new(text, version));
+        {
+            let mut t = self.title.write();
+            let version = t.version + 1;
+            *t = Arc::new(Title::new(text, version));
+        }
+        self.poke();
     }
 
-    pub fn next_listener_id(&self) -> u64 {
-        self.next_listener_id.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Count a listener in if the mount's limit allows; the guard counts it out.
-    pub fn add_listener(self: &Arc<Self>) -> Option<ListenerGuard> {
+    /// Count a listener in if the mount's limit allows; the guard counts it out and removes
+    /// it from the mount's clients.
+    pub fn add_listener(self: &Arc<Self>, client: &Arc<Client>) -> Option<ListenerGuard> {
         let max = self.settings.max_listeners.unwrap_or(usize::MAX);
         let mut cur = self.listeners.load(Ordering::Relaxed);
         loop {
@@ -203,20 +336,35 @@ impl Mount {
             }
         }
         self.listener_peak.fetch_max(cur + 1, Ordering::Relaxed);
-        Some(ListenerGuard {
+        Some(self.register(client))
+    }
+
+    /// A listener moved here by the admin: counted in whatever the limit (the admin asked).
+    pub fn adopt_listener(self: &Arc<Self>, client: &Arc<Client>) -> ListenerGuard {
+        let now = self.listeners.fetch_add(1, Ordering::AcqRel) + 1;
+        self.listener_peak.fetch_max(now, Ordering::Relaxed);
+        self.register(client)
+    }
+
+    fn register(self: &Arc<Self>, client: &Arc<Client>) -> ListenerGuard {
+        self.clients.lock().insert(client.id, client.clone());
+        ListenerGuard {
             mount: self.clone(),
-        })
+            id: client.id,
+        }
     }
 }
 
-/// Decrements the mount's listener count when a listener ends.
+/// Counts a listener out of its mount (and its client list) when it ends or moves.
 #[derive(Debug)]
 pub struct ListenerGuard {
     mount: Arc<Mount>,
+    id: u64,
 }
 
 impl Drop for ListenerGuard {
     fn drop(&mut self) {
+        self.mount.clients.lock().remove(&self.id);
         self.mount.listeners.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -239,12 +387,14 @@ impl Drop for SourceClaim {
     fn drop(&mut self) {
         let m = &self.mount;
         m.state.write().connected = false;
+        m.ingest_bps.store(0, Ordering::Relaxed);
         let epoch = m.source_epoch.fetch_add(1, Ordering::AcqRel) + 1;
         m.source_present.store(false, Ordering::Release);
         let grace = m.settings.grace_period();
         let registry = self.registry.clone();
         let mount = m.clone();
         tracing::info!(mount = %m.path, grace_secs = grace.as_secs(), "source gone; holding listeners");
+        m.poke();
         // The grace timer: if no source came back by then, close the mount.
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
@@ -263,6 +413,8 @@ pub struct Registry {
     mounts: RwLock<BTreeMap<String, Arc<Mount>>>,
     /// Listeners across all mounts (for the server-wide limit).
     pub total_listeners: AtomicUsize,
+    /// Poked on every mount change (see [`Mount::poke`]); the events hub waits on it.
+    pub changed: Arc<Notify>,
 }
 
 impl Registry {
@@ -295,7 +447,11 @@ impl Registry {
                 m.clone()
             }
             _ => {
-                let m = Arc::new(Mount::new(path.to_string(), settings()));
+                let m = Arc::new(Mount::new(
+                    path.to_string(),
+                    settings(),
+                    self.changed.clone(),
+                ));
                 m.source_present.store(true, Ordering::Release);
                 map.insert(path.to_string(), m.clone());
                 m
@@ -307,10 +463,13 @@ impl Registry {
             st.meta = meta;
             st.source_ip = source_ip;
             st.connected = true;
+            st.connected_at = SystemTime::now();
             if st.format.is_none() {
                 st.started = SystemTime::now();
             }
         }
+        *mount.source_kill.lock() = CancellationToken::new();
+        mount.poke();
         Ok(SourceClaim {
             mount,
             registry: self.clone(),
@@ -328,6 +487,7 @@ impl Registry {
         if map.get(&mount.path).is_some_and(|m| Arc::ptr_eq(m, mount)) {
             map.remove(&mount.path);
         }
+        mount.poke();
         tracing::info!(mount = %mount.path, "mount closed: no source within the grace period");
     }
 

@@ -19,9 +19,11 @@ use tracing::Instrument;
 
 use crate::access_log::AccessLog;
 use crate::config::Config;
+use crate::events::Events;
 use crate::http::{self, HeadError, Request};
+use crate::metrics::Metrics;
 use crate::mount::Registry;
-use crate::{admin, listener, source, status};
+use crate::{admin, api, events, listener, metrics, source, status, web};
 
 /// Credentials in force (configured or generated at start).
 #[derive(Debug, Clone)]
@@ -42,8 +44,15 @@ pub struct Shared {
     pub started: SystemTime,
     /// The first bound address, for `listenurl`.
     pub public_port: u16,
+    /// Connections accepted.
     pub connections: AtomicU64,
+    /// Listener requests answered with a stream.
+    pub listener_connections: AtomicU64,
+    /// Sources accepted.
+    pub source_connections: AtomicU64,
     pub sources: std::sync::atomic::AtomicUsize,
+    pub metrics: Metrics,
+    pub events: Events,
     /// Every connection and listener task, so shutdown can wait for them.
     pub tracker: TaskTracker,
 }
@@ -68,20 +77,30 @@ impl Server {
             .and_then(|l| l.local_addr().ok())
             .map(|a| a.port())
             .unwrap_or(8000);
-        let access_log = AccessLog::open(config.server.access_log.as_deref())?;
+        let registry = Arc::new(Registry::default());
+        let started = SystemTime::now();
+        let metrics = Metrics::new(registry.clone(), started);
+        let access_log = AccessLog::open(
+            config.server.access_log.as_deref(),
+            metrics.requests.clone(),
+        )?;
         let tracker = TaskTracker::new();
         Ok(Server {
             listeners,
             shared: Arc::new(Shared {
                 config,
                 credentials,
-                registry: Arc::new(Registry::default()),
+                registry,
                 access_log,
                 shutdown: CancellationToken::new(),
-                started: SystemTime::now(),
+                started,
                 public_port,
                 connections: AtomicU64::new(0),
+                listener_connections: AtomicU64::new(0),
+                source_connections: AtomicU64::new(0),
                 sources: std::sync::atomic::AtomicUsize::new(0),
+                metrics,
+                events: Events::default(),
                 tracker: tracker.clone(),
             }),
             tracker,
@@ -111,6 +130,7 @@ impl Server {
         for l in listeners {
             tracker.spawn(accept_loop(l, shared.clone(), tracker.clone()));
         }
+        tracker.spawn(events::hub(shared.clone()));
         shared.shutdown.cancelled().await;
         tracing::info!("shutting down: closing mounts");
         shared.registry.close_all();
@@ -150,6 +170,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTr
             Ok((stream, peer)) => {
                 backoff = Duration::from_millis(5);
                 shared.connections.fetch_add(1, Ordering::Relaxed);
+                shared.metrics.connections.inc();
                 let _ = stream.set_nodelay(true);
                 tracker.spawn(handle_connection(stream, peer, shared.clone()));
             }
@@ -296,12 +317,38 @@ async fn route(
                 respond(200, "application/json; charset=utf-8", &[], body.as_bytes()),
             )
         }
-        "GET" | "HEAD" if path.starts_with("/admin/") => {
+        "GET" | "HEAD" | "POST" if path.starts_with("/admin/") && !web::is_page(&path) => {
+            // POST as Icecast allows it (libshout sends metadata by POST when offered);
+            // parameters are read from the query string either way.
             let (code, ctype, body) = admin::handle(&req, peer, shared);
             (
                 code,
                 respond(code, ctype, &admin::extra_headers(code), body.as_bytes()),
             )
+        }
+        "GET" | "HEAD" if path.starts_with("/api/v1/") => {
+            let (code, body) = api::handle(&path, shared);
+            (
+                code,
+                respond(
+                    code,
+                    "application/json; charset=utf-8",
+                    &[],
+                    body.as_bytes(),
+                ),
+            )
+        }
+        "GET" | "HEAD" if path == "/metrics" => {
+            let body = shared.metrics.render();
+            (
+                200,
+                respond(200, metrics::CONTENT_TYPE, &[], body.as_bytes()),
+            )
+        }
+        "GET" | "HEAD" if path == "/events" => {
+            drop(rest);
+            events::serve(stream, peer, req, shared.clone()).await;
+            return None;
         }
         "GET" | "HEAD" => {
             if let Some(mount) = shared.registry.get(&path) {
@@ -309,11 +356,23 @@ async fn route(
                 listener::handle(stream, peer, req, mount, shared.clone()).await;
                 return None;
             }
-            let body = format!("Mount {path} is not available\n");
-            (
-                404,
-                respond(404, "text/plain; charset=utf-8", &[], body.as_bytes()),
-            )
+            match web::handle(&req, shared) {
+                Some(page) => {
+                    let extra: Vec<(&str, &str)> =
+                        page.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                    (
+                        page.code,
+                        respond(page.code, &page.content_type, &extra, &page.body),
+                    )
+                }
+                None => {
+                    let body = format!("Mount {path} is not available\n");
+                    (
+                        404,
+                        respond(404, "text/plain; charset=utf-8", &[], body.as_bytes()),
+                    )
+                }
+            }
         }
         _ => {
             let body = format!("Method {method} is not supported\n");

@@ -188,6 +188,7 @@ pub async fn handle(
     if stream.write_all(&accept).await.is_err() {
         return;
     }
+    shared.source_connections.fetch_add(1, Ordering::Relaxed);
     tracing::info!(%peer, mount = %path, method = %req.method, agent = req.header("user-agent").unwrap_or("-"), "source connected");
     let started = Instant::now();
     let outcome = pump(&mut stream, &req, rest, &mount, &shared).await;
@@ -225,10 +226,13 @@ async fn pump(
     let mut remaining: Option<u64> = (req.method == "PUT" && dechunker.is_none())
         .then(|| req.header("content-length").and_then(|v| v.parse().ok()))
         .flatten();
+    let kill = mount.source_kill_token();
     let mut demux = Demuxer::new();
     let mut raw = rest;
     let mut body = BytesMut::new();
     let mut reported_format = false;
+    // Ingest bitrate, measured over windows of a few seconds.
+    let mut window = (Instant::now(), 0u64);
     loop {
         // Decode what we have.
         let finished = if let Some(d) = dechunker.as_mut() {
@@ -245,6 +249,13 @@ async fn pump(
             mount
                 .bytes_read
                 .fetch_add(body.len() as u64, Ordering::Relaxed);
+            window.1 += body.len() as u64;
+            let secs = window.0.elapsed().as_secs_f64();
+            if secs >= 3.0 {
+                let bps = (window.1 as f64 * 8.0 / secs) as u64;
+                mount.ingest_bps.store(bps, Ordering::Relaxed);
+                window = (Instant::now(), 0);
+            }
             demux.push(&body);
             body.clear();
             drain(&mut demux, mount)?;
@@ -264,6 +275,7 @@ async fn pump(
                 Ok(Ok(n)) => n,
             },
             _ = shared.shutdown.cancelled() => return Ok(()),
+            _ = kill.cancelled() => return Err("removed by the admin (killsource)".into()),
         };
         if n == 0 {
             break;

@@ -109,9 +109,8 @@ pub fn source_json(m: &Mount, shared: &Shared) -> Value {
     Value::Object(o)
 }
 
-pub fn status_json(shared: &Shared) -> String {
-    let mounts = shared.registry.all();
-    let sources: Vec<Value> = mounts.iter().map(|m| source_json(m, shared)).collect();
+/// The server-level fields of `icestats`.
+pub fn server_fields(shared: &Shared) -> Map<String, Value> {
     let mut ice = Map::new();
     ice.insert("admin".into(), json!(shared.config.server.admin_email));
     ice.insert("host".into(), json!(shared.config.server.hostname));
@@ -122,6 +121,13 @@ pub fn status_json(shared: &Shared) -> String {
         "server_start_iso8601".into(),
         json!(iso8601(shared.started)),
     );
+    ice
+}
+
+pub fn status_json(shared: &Shared) -> String {
+    let mounts = shared.registry.all();
+    let sources: Vec<Value> = mounts.iter().map(|m| source_json(m, shared)).collect();
+    let mut ice = server_fields(shared);
     match sources.len() {
         0 => {}
         1 => {

@@ -1,0 +1,199 @@
+//! `/metrics`: Prometheus metrics through `prometheus-client` (OpenMetrics text, which
+//! Prometheus scrapes natively).
+//!
+//! Server-wide counters live here as `prometheus-client` metrics. Per-mount numbers are not
+//! copied into metric objects as they change: a [`Collector`] reads the mounts' own atomics at
+//! scrape time, so the listener hot path pays nothing for metrics and a closed mount's series
+//! disappear with it.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use crate::mount;
+
+/// Labels of a request counter: the response status.
+pub type StatusLabels = Vec<(&'static str, String)>;
+
+/// The server's metrics registry and the counters code updates directly.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Finished requests by status (listeners count when they leave); counted by the access
+    /// log, which every finished request passes.
+    pub requests: Family<StatusLabels, Counter>,
+    /// Accepted TCP connections.
+    pub connections: Counter,
+}
+
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+impl Metrics {
+    pub fn new(mounts: Arc<mount::Registry>, started: SystemTime) -> Metrics {
+        let mut registry = Registry::with_prefix("agora");
+        let requests = Family::<StatusLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "Finished HTTP requests by response status (a listener counts when it leaves)",
+            requests.clone(),
+        );
+        let connections = Counter::default();
+        registry.register(
+            "connections",
+            "TCP connections accepted",
+            connections.clone(),
+        );
+        registry.register_collector(Box::new(MountCollector { mounts, started }));
+        Metrics {
+            registry,
+            requests,
+            connections,
+        }
+    }
+
+    /// The text a scrape gets.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Reads every mount at scrape time.
+#[derive(Debug)]
+struct MountCollector {
+    mounts: Arc<mount::Registry>,
+    started: SystemTime,
+}
+
+impl Collector for MountCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mounts = self.mounts.all();
+        let now = SystemTime::now();
+
+        let g = ConstGauge::new(self.mounts.total_listeners.load(Ordering::Relaxed) as i64);
+        g.encode(encoder.encode_descriptor(
+            "listeners",
+            "Listeners connected, all mounts",
+            None,
+            g.metric_type(),
+        )?)?;
+        let sources = mounts.iter().filter(|m| m.has_source()).count();
+        let g = ConstGauge::new(sources as i64);
+        g.encode(encoder.encode_descriptor(
+            "sources",
+            "Sources connected",
+            None,
+            g.metric_type(),
+        )?)?;
+        let g = ConstGauge::new(mounts.len() as i64);
+        g.encode(encoder.encode_descriptor(
+            "mounts",
+            "Mounts open (a mount waiting for its source counts)",
+            None,
+            g.metric_type(),
+        )?)?;
+        let up = now
+            .duration_since(self.started)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let g = ConstGauge::new(up);
+        g.encode(encoder.encode_descriptor(
+            "uptime_seconds",
+            "Seconds since the server started",
+            None,
+            g.metric_type(),
+        )?)?;
+
+        type Get = fn(&mount::Mount, SystemTime) -> f64;
+        let gauges: [(&str, &str, Get); 6] = [
+            ("mount_listeners", "Listeners of the mount", |m, _| {
+                m.listeners.load(Ordering::Relaxed) as f64
+            }),
+            (
+                "mount_listener_peak",
+                "Most listeners the mount had at once",
+                |m, _| m.listener_peak.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "mount_source_connected",
+                "1 while a source feeds the mount, 0 while it waits for one",
+                |m, _| f64::from(u8::from(m.has_source())),
+            ),
+            (
+                "mount_source_uptime_seconds",
+                "Seconds since the current source connected (0 without one)",
+                |m, now| {
+                    if !m.has_source() {
+                        return 0.0;
+                    }
+                    let since = m.state.read().connected_at;
+                    now.duration_since(since).unwrap_or_default().as_secs_f64()
+                },
+            ),
+            (
+                "mount_ingest_bitrate_bits_per_second",
+                "Bitrate the source sends, measured over the last seconds",
+                |m, _| m.ingest_bps.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "mount_stream_uptime_seconds",
+                "Seconds since the mount's stream started (kept across source reconnects)",
+                |m, now| {
+                    let since = m.state.read().started;
+                    now.duration_since(since).unwrap_or_default().as_secs_f64()
+                },
+            ),
+        ];
+        for (name, help, get) in gauges {
+            let mut me = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for m in &mounts {
+                let labels = [("mount", m.path.as_str())];
+                ConstGauge::new(get(m, now)).encode(me.encode_family(&labels)?)?;
+            }
+        }
+
+        type Count = fn(&mount::Mount) -> u64;
+        let counters: [(&str, &str, Count); 3] = [
+            (
+                "mount_received_bytes",
+                "Stream bytes received from sources",
+                |m| m.bytes_read.load(Ordering::Relaxed),
+            ),
+            ("mount_sent_bytes", "Bytes sent to listeners", |m| {
+                m.bytes_sent.load(Ordering::Relaxed)
+            }),
+            (
+                "mount_listeners_lagged",
+                "Listeners cut off (or skipped ahead) for falling more than queue-size behind",
+                |m| m.slow_listeners.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, get) in counters {
+            let mut me = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for m in &mounts {
+                let labels = [("mount", m.path.as_str())];
+                ConstCounter::new(get(m)).encode(me.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
