@@ -407,7 +407,9 @@ pub fn demo(args: DemoArgs, offset: time::UtcOffset) -> Result<()> {
             started: time::OffsetDateTime::now_utc().to_offset(offset),
             status: StatusMode::Log,
         };
-        println!("  watch:   ffplay {url}   (or mpv, VLC, or a browser)");
+        println!("  watch:   http://{addr}/watch/live.webm   in a browser");
+        println!("  play:    ffplay {url}   (or mpv, VLC)");
+        println!("  admin:   http://{addr}/admin/   (user admin)");
         match agora_cast::run(cfg, stop.clone()).await {
             Ok(_) => {}
             Err(e @ CastError::FfmpegMissing) => {

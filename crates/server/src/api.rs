@@ -77,7 +77,6 @@ pub fn mount_view(m: &Mount, shared: &Shared) -> Value {
         "listeners": m.listeners.load(Ordering::Relaxed),
         "listener_peak": m.listener_peak.load(Ordering::Relaxed),
         "connected": m.has_source(),
-        "ingest_bitrate": m.ingest_bps.load(Ordering::Relaxed),
         "stream_start_iso8601": status::iso8601(st.started),
         "playable": playable,
         "not_playable_because": why,
