@@ -11,7 +11,7 @@
 //! by the status page without touching the fan-out; a closed mount is removed from the
 //! registry, and its fan-out wakes every listener so they end.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
@@ -192,8 +192,10 @@ pub struct Mount {
     pub bytes_sent: AtomicU64,
     /// The source's bitrate over its last few seconds (bits/s), 0 without a source.
     pub ingest_bps: AtomicU64,
-    /// Listeners by id.
-    clients: Mutex<HashMap<u64, Arc<Client>>>,
+    /// Listeners by id. A B-tree rather than a hash table: it grows in small nodes, where a
+    /// table of 15,000 listeners is reallocated whole as it doubles (a lasting step in RSS),
+    /// and it lists clients in id order for `listclients`.
+    clients: Mutex<BTreeMap<u64, Arc<Client>>>,
     /// Cancelled by `/admin/killsource`; a new one per source.
     source_kill: Mutex<CancellationToken>,
     /// Poked on every change pages should hear about (source up/down, title).
@@ -226,7 +228,7 @@ impl Mount {
             bytes_read: AtomicU64::new(0),
             bytes_sent: AtomicU64::new(0),
             ingest_bps: AtomicU64::new(0),
-            clients: Mutex::new(HashMap::new()),
+            clients: Mutex::new(BTreeMap::new()),
             source_kill: Mutex::new(CancellationToken::new()),
             changed,
         }
@@ -249,9 +251,7 @@ impl Mount {
 
     /// The listeners now, by id.
     pub fn clients(&self) -> Vec<Arc<Client>> {
-        let mut v: Vec<Arc<Client>> = self.clients.lock().values().cloned().collect();
-        v.sort_by_key(|c| c.id);
-        v
+        self.clients.lock().values().cloned().collect()
     }
 
     /// `/admin/killclient`: false if no such listener.
