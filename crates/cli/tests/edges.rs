@@ -335,6 +335,53 @@ fn returning_ogg_source_sends_its_new_headers_first() {
     assert_eq!(agora.listeners("/chain.ogg"), 1);
 }
 
+/// A web page's player (`?page`) is not held through a source loss like other listeners: its
+/// response ends with its source, so the page reconnects to the next stream instead of being
+/// fed a restarted one mid-response (browsers stop on that). Other listeners are held.
+#[test]
+fn web_player_listener_ends_with_its_source_others_are_held() {
+    let agora = Agora::start_with_config("[mount-defaults]\ngrace-period-secs = 30\n");
+    let (fx, file) = fixture("mp3");
+    let src = ffmpeg_push(&agora, &file, "/p.mp3", fx.muxer, false);
+    agora.wait_mount("/p.mp3");
+    let (s, head) = open_listener(agora.addr, "/p.mp3");
+    assert!(head.starts_with("HTTP/1.0 200 OK\r\n"), "{head}");
+    let plain = Drain::spawn(s);
+    let (s, head) = open_listener(agora.addr, "/p.mp3?page=1");
+    assert!(head.starts_with("HTTP/1.0 200 OK\r\n"), "{head}");
+    let page = Drain::spawn(s);
+    wait_until("bytes to both listeners", Duration::from_secs(20), || {
+        plain.bytes() > 16 * 1024 && page.bytes() > 16 * 1024
+    });
+
+    drop(src);
+    wait_until(
+        "the page listener to see EOF",
+        Duration::from_secs(10),
+        || page.ended().is_some(),
+    );
+    assert_eq!(page.ended().as_deref(), Some("EOF"));
+    assert_eq!(plain.ended(), None, "the plain listener is held");
+
+    let _src2 = ffmpeg_push(&agora, &file, "/p.mp3", fx.muxer, false);
+    // The page connects when the events say the source is back.
+    wait_until("the source to return", Duration::from_secs(20), || {
+        let (code, _, body) = http_get(agora.addr, "/api/v1/mounts/p.mp3", &[]);
+        code == 200 && String::from_utf8_lossy(&body).contains("\"connected\":true")
+    });
+    let before = plain.bytes();
+    let (s, head) = open_listener(agora.addr, "/p.mp3?page=1");
+    assert!(head.starts_with("HTTP/1.0 200 OK\r\n"), "{head}");
+    let page2 = Drain::spawn(s);
+    wait_until(
+        "the returning source's bytes to both",
+        Duration::from_secs(30),
+        || page2.bytes() > 16 * 1024 && plain.bytes() > before + 16 * 1024,
+    );
+    assert_eq!(plain.ended(), None);
+    assert_eq!(page2.ended(), None);
+}
+
 #[test]
 fn source_gone_past_grace_closes_listeners() {
     let agora = Agora::start_with_config("[mount-defaults]\ngrace-period-secs = 1\n");

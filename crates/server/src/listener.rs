@@ -52,8 +52,7 @@ enum End {
     Killed,
     /// `/admin/moveclients`: continue on this mount.
     Moved(Arc<Mount>),
-    /// A web page's player reached a new stream (a reconnected source): the page reconnects
-    /// rather than being fed a chained Ogg stream or a second WebM header, which browsers stop on.
+    /// A web page's player reached the end of its source's stream (see `Session::page_epoch`).
     NewStream,
 }
 
@@ -175,7 +174,10 @@ pub async fn handle(
         stream,
         peer,
         client,
-        page: req.query_param("page").is_some(),
+        page_epoch: req
+            .query_param("page")
+            .is_some()
+            .then(|| mount.source_epoch()),
         icy: icy.then(|| Icy {
             interval: mount.settings.icy_metaint,
             until_meta: mount.settings.icy_metaint,
@@ -306,8 +308,11 @@ struct Session {
     stream: TcpStream,
     peer: SocketAddr,
     client: Arc<Client>,
-    /// Requested by Agora's web player (`?page`): ends at a new stream instead of chaining.
-    page: bool,
+    /// Requested by Agora's web player (`?page`): the mount's source epoch at the join. Such
+    /// a listener ends when that source goes away or new stream headers come, instead of being
+    /// fed a chained Ogg stream or a restarted WebM stream (browsers stop on both); the page
+    /// reconnects to the next stream.
+    page_epoch: Option<u64>,
     mount: Arc<Mount>,
     icy: Option<Icy>,
     sent_headers: Option<Arc<StreamHeaders>>,
@@ -332,6 +337,9 @@ impl Session {
                     tracing::info!(peer = %self.peer, from = %self.mount.path, to = %dest.path, id, "listener moved");
                     self.guard = dest.adopt_listener(&self.client);
                     rx = dest.fanout.subscribe();
+                    if self.page_epoch.is_some() {
+                        self.page_epoch = Some(dest.source_epoch());
+                    }
                     self.mount = dest;
                     // The new mount's title is news to this listener.
                     if let Some(icy) = self.icy.as_mut() {
@@ -380,6 +388,12 @@ impl Session {
                 }
                 _ => {}
             }
+            if self
+                .page_epoch
+                .is_some_and(|e| e != self.mount.source_epoch())
+            {
+                return End::NewStream;
+            }
             if need_sync {
                 match self.mount.fanout.first_sync_at_or_after(cursor) {
                     Some(s) => {
@@ -404,7 +418,7 @@ impl Session {
             let mount = self.mount.clone();
             let mut new_stream = false;
             let read = mount.fanout.read_each(cursor, MAX_BATCH, |bytes, headers| {
-                if self.page
+                if self.page_epoch.is_some()
                     && self
                         .sent_headers
                         .as_ref()

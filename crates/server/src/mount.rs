@@ -288,6 +288,11 @@ impl Mount {
         self.source_present.load(Ordering::Acquire)
     }
 
+    /// Changes whenever a source connects or goes away.
+    pub fn source_epoch(&self) -> u64 {
+        self.source_epoch.load(Ordering::Acquire)
+    }
+
     /// Publish stream data under the current headers.
     pub fn publish(&self, bytes: Bytes, sync: bool) {
         let headers = self.headers.lock().clone();
@@ -395,6 +400,8 @@ impl Drop for SourceClaim {
         let mount = m.clone();
         tracing::info!(mount = %m.path, grace_secs = grace.as_secs(), "source gone; holding listeners");
         m.poke();
+        // Web players end with their source (they reconnect to the next one).
+        m.fanout.wake();
         // The grace timer: if no source came back by then, close the mount.
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
