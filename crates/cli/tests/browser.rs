@@ -1,0 +1,292 @@
+//! The watch page in Debian's headless Chromium, driven through chromedriver (WebDriver, with
+//! the `fantoccini` crate), against the real server fed by a real `agora cast --preset webm
+//! --input test`: the page plays (the `<video>`'s `currentTime` advances), shows the listener
+//! count and a title set through `/admin/metadata`, and resumes by itself, without a reload,
+//! after the source is killed and restarted. A screenshot is left in
+//! `target/screenshots/watch.png` for people to look at.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use fantoccini::{Client, ClientBuilder};
+use serde_json::{Value, json};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// A child process killed on drop, its output in a file shown when a test fails.
+struct Logged {
+    child: Child,
+    log: PathBuf,
+    name: &'static str,
+}
+
+impl Logged {
+    fn spawn(name: &'static str, cmd: &mut Command, dir: &Path) -> Logged {
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Logged { child, log, name }
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            eprintln!("---- {} (last lines) ----", self.name);
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+fn cast(agora: &Agora, dir: &Path, name: &'static str) -> Logged {
+    Logged::spawn(
+        name,
+        Command::new(env!("CARGO_BIN_EXE_agora"))
+            .args([
+                "cast",
+                "--input",
+                "test",
+                "--preset",
+                "webm",
+                "--name",
+                "Agora browser test",
+                "--server",
+                &format!("http://source:{SOURCE_PW}@{}/live.webm", agora.addr),
+            ])
+            .env("RUST_LOG", "info"),
+        dir,
+    )
+}
+
+/// chromedriver on a free port, once it accepts connections.
+fn chromedriver(dir: &Path) -> (Logged, String) {
+    for bin in [CHROMIUM, CHROMEDRIVER] {
+        assert!(
+            Path::new(bin).exists(),
+            "{bin} is missing: run scripts/install-deps (apt-get install chromium chromium-driver)"
+        );
+    }
+    let port = free_port();
+    let driver = Logged::spawn(
+        "chromedriver",
+        Command::new(CHROMEDRIVER).arg(format!("--port={port}")),
+        dir,
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    wait_until("chromedriver to listen", Duration::from_secs(20), || {
+        TcpStream::connect(addr).is_ok()
+    });
+    (driver, format!("http://{addr}"))
+}
+
+async fn browser(driver_url: &str, profile: &Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--mute-audio",
+                "--autoplay-policy=no-user-gesture-required",
+                "--window-size=1280,900",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(driver_url)
+        .await
+        .expect("a Chromium session through chromedriver")
+}
+
+/// Evaluate `script` (a function body returning a value) until `ok` accepts its result.
+async fn wait_js(
+    c: &Client,
+    what: &str,
+    script: &str,
+    limit: Duration,
+    ok: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + limit;
+    let mut last = Value::Null;
+    while Instant::now() < deadline {
+        match c.execute(script, vec![]).await {
+            Ok(v) if ok(&v) => return v,
+            Ok(v) => last = v,
+            Err(e) => last = json!(format!("script error: {e}")),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let state = c
+        .execute(
+            "const s = document.getElementById('state'); const p = document.getElementById('player');
+             return {state: s && s.textContent, src: p && p.getAttribute('src'),
+                     time: p && p.currentTime, error: p && p.error && p.error.message,
+                     ready: p && p.readyState, network: p && p.networkState};",
+            vec![],
+        )
+        .await
+        .unwrap_or(Value::Null);
+    panic!("timed out waiting for {what}: last value {last}, page {state}");
+}
+
+const CURRENT_TIME: &str =
+    "const p = document.getElementById('player'); return p ? p.currentTime : -1;";
+
+#[test]
+fn watch_page_plays_shows_the_title_and_resumes_after_the_source_restarts() {
+    let dir = TempDir::new("browser");
+    let profile = dir.path().join("profile");
+    std::fs::create_dir_all(&profile).expect("profile dir");
+    let (_driver, driver_url) = chromedriver(dir.path());
+    let agora = Agora::start();
+    let first = cast(&agora, dir.path(), "agora cast");
+    agora.wait_mount("/live.webm");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (first, screenshot) = rt.block_on(async {
+        let c = browser(&driver_url, &profile).await;
+        c.goto(&format!("http://{}/watch/live.webm", agora.addr))
+            .await
+            .expect("open the watch page");
+
+        // It plays: currentTime advances by several seconds.
+        let t0 = wait_js(&c, "the video to start", CURRENT_TIME, Duration::from_secs(40), |v| {
+            v.as_f64().is_some_and(|t| t > 0.2)
+        })
+        .await
+        .as_f64()
+        .unwrap_or_default();
+        wait_js(&c, "3 s of playback", CURRENT_TIME, Duration::from_secs(30), |v| {
+            v.as_f64().is_some_and(|t| t >= t0 + 3.0)
+        })
+        .await;
+        let loaded = c
+            .execute("return window.agoraPageLoad;", vec![])
+            .await
+            .expect("page marker");
+        assert!(loaded.is_number(), "the page's load marker: {loaded}");
+
+        // The listener count includes this page.
+        wait_js(
+            &c,
+            "a listener count of 1 or more",
+            "return document.getElementById('listeners').textContent;",
+            Duration::from_secs(10),
+            |v| v.as_str().and_then(|s| s.parse::<u64>().ok()).is_some_and(|n| n >= 1),
+        )
+        .await;
+
+        // A title set through the admin API appears on screen.
+        let auth = format!("Basic {}", b64(&format!("admin:{ADMIN_PW}")));
+        let (code, _, body) = http_get(
+            agora.addr,
+            "/admin/metadata?mount=/live.webm&mode=updinfo&song=Hello%20Agora",
+            &[("Authorization", &auth)],
+        );
+        assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+        wait_js(
+            &c,
+            "the new title on the page",
+            "return document.getElementById('title').textContent;",
+            Duration::from_secs(10),
+            |v| v.as_str() == Some("Hello Agora"),
+        )
+        .await;
+        let screenshot = c.screenshot().await.expect("screenshot");
+
+        // The source dies and comes back: the page says it waits, then plays again by
+        // itself, in the same page load.
+        drop(first);
+        wait_js(
+            &c,
+            "the page to say it is waiting",
+            "return document.getElementById('state').textContent;",
+            Duration::from_secs(20),
+            |v| v.as_str().is_some_and(|s| s.contains("Waiting")),
+        )
+        .await;
+        let src_before = c
+            .execute(
+                "return document.getElementById('player').getAttribute('src');",
+                vec![],
+            )
+            .await
+            .expect("src");
+        let second = cast(&agora, dir.path(), "agora cast (restarted)");
+        wait_js(
+            &c,
+            "a new response after the source returned",
+            "return document.getElementById('player').getAttribute('src');",
+            Duration::from_secs(30),
+            |v| v.is_string() && *v != src_before,
+        )
+        .await;
+        wait_js(&c, "playback to resume", CURRENT_TIME, Duration::from_secs(40), |v| {
+            v.as_f64().is_some_and(|t| t >= 3.0)
+        })
+        .await;
+        let again = c
+            .execute("return window.agoraPageLoad;", vec![])
+            .await
+            .expect("page marker");
+        assert_eq!(again, loaded, "the page was reloaded");
+
+        // The front page lists the mount.
+        c.goto(&format!("http://{}/", agora.addr))
+            .await
+            .expect("open /");
+        wait_js(
+            &c,
+            "the mount on the front page",
+            "const li = document.querySelector('li[data-mount=\"/live.webm\"]'); return li ? li.textContent : '';",
+            Duration::from_secs(10),
+            |v| v.as_str().is_some_and(|s| s.contains("Agora browser test") && s.contains("VP8/Opus")),
+        )
+        .await;
+        let _ = c.close().await;
+        (second, screenshot)
+    });
+    drop(first);
+
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+    std::fs::create_dir_all(&shots).expect("screenshot dir");
+    let path = shots.join("watch.png");
+    std::fs::write(&path, &screenshot).expect("write the screenshot");
+    assert!(screenshot.starts_with(b"\x89PNG"), "a PNG screenshot");
+    eprintln!("screenshot: {}", path.display());
+}
