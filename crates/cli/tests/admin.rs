@@ -1,0 +1,694 @@
+//! The admin API, the JSON API, `/events` and `/metrics` against the real server with real
+//! sources (ffmpeg) and listeners: credentials (right, wrong, missing), Icecast's XML shapes
+//! and the JSON forms, bad parameters refused with nothing changed, the actions really acting,
+//! Icecast's documented `curl` one-liner run as written, metrics that parse and agree with the
+//! status, the events stream, Safari's range probe and the playlists.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+fn admin_auth() -> String {
+    format!("Basic {}", b64(&format!("admin:{ADMIN_PW}")))
+}
+
+/// GET with optional `Authorization`; (status, head, body as text).
+fn get(addr: SocketAddr, path: &str, auth: Option<&str>) -> (u16, String, String) {
+    get_with(addr, path, auth, &[])
+}
+
+fn get_with(
+    addr: SocketAddr,
+    path: &str,
+    auth: Option<&str>,
+    extra: &[(&str, &str)],
+) -> (u16, String, String) {
+    let mut headers: Vec<(&str, &str)> = extra.to_vec();
+    if let Some(a) = auth {
+        headers.push(("Authorization", a));
+    }
+    let (code, head, body) = http_get(addr, path, &headers);
+    (code, head, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn admin(addr: SocketAddr, path: &str) -> (u16, String) {
+    let (code, _, body) = get(addr, path, Some(&admin_auth()));
+    (code, body)
+}
+
+fn json(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+/// An `<iceresponse>`'s message and return value.
+fn iceresponse(body: &str) -> (String, String) {
+    let doc = roxmltree::Document::parse(body).unwrap_or_else(|e| panic!("XML: {e}: {body}"));
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "iceresponse", "{body}");
+    let child = |n: &str| {
+        root.children()
+            .find(|c| c.has_tag_name(n))
+            .and_then(|c| c.text())
+            .unwrap_or("")
+            .to_string()
+    };
+    (child("message"), child("return"))
+}
+
+/// The mount's view from `/api/v1`.
+fn view(agora: &Agora, mount: &str) -> Option<Value> {
+    let (code, _, body) = get(agora.addr, &format!("/api/v1/mounts{mount}"), None);
+    (code == 200).then(|| json(&body))
+}
+
+/// A live MP3 mount pushed by ffmpeg in real time (40 s of stream).
+fn mp3_mount(agora: &Agora, mount: &str) -> Proc {
+    let (fx, file) = fixture("mp3");
+    let p = ffmpeg_push(agora, &file, mount, fx.muxer, false);
+    agora.wait_mount(mount);
+    p
+}
+
+fn listener(agora: &Agora, mount: &str) -> Drain {
+    let (s, head) = open_listener(agora.addr, mount);
+    assert!(head.starts_with("HTTP/1.0 200 OK\r\n"), "{head}");
+    let d = Drain::spawn(s);
+    wait_until("listener bytes", Duration::from_secs(20), || d.bytes() > 0);
+    d
+}
+
+/// The listener keeps receiving: more bytes arrive than it had.
+fn still_streaming(d: &Drain, what: &str) {
+    let before = d.bytes();
+    wait_until(what, Duration::from_secs(20), || {
+        d.bytes() > before + 4096 || d.ended().is_some()
+    });
+    assert_eq!(d.ended(), None, "{what}: the listener was disconnected");
+}
+
+/// Listener ids of `mount`, from `listclients.json`.
+fn client_ids(addr: SocketAddr, mount: &str) -> Vec<u64> {
+    let (code, body) = admin(addr, &format!("/admin/listclients.json?mount={mount}"));
+    assert_eq!(code, 200, "{body}");
+    json(&body)["icestats"]["source"][0]["clients"]
+        .as_array()
+        .expect("clients")
+        .iter()
+        .filter_map(|c| c["id"].as_u64())
+        .collect()
+}
+
+#[test]
+fn every_admin_command_wants_credentials() {
+    let agora = Agora::start();
+    let _src = mp3_mount(&agora, "/c.mp3");
+    let wrong = format!("Basic {}", b64("admin:not-the-password"));
+    let source = source_auth();
+    let cmds = [
+        ("/admin/stats", false),
+        ("/admin/stats.xml", false),
+        ("/admin/listmounts", false),
+        ("/admin/streamlist.txt", false),
+        ("/admin/listclients?mount=/c.mp3", true),
+        ("/admin/metadata?mount=/c.mp3&mode=updinfo&song=x", true),
+        ("/admin/killclient?mount=/c.mp3&id=999999", true),
+        (
+            "/admin/moveclients?mount=/c.mp3&destination=/none.mp3",
+            true,
+        ),
+        ("/admin/killsource?mount=/none.mp3", true),
+    ];
+    for (path, about_mount) in cmds {
+        for (label, auth) in [("missing", None), ("wrong", Some(wrong.as_str()))] {
+            let (code, head, body) = get(agora.addr, path, auth);
+            assert_eq!(code, 401, "{label} credentials, {path}: {body}");
+            assert!(head.contains("WWW-Authenticate: Basic"), "{path}: {head}");
+            assert_eq!(iceresponse(&body).1, "0");
+        }
+        let (code, _, body) = get(agora.addr, path, Some(&admin_auth()));
+        assert_ne!(code, 401, "admin, {path}: {body}");
+        // A mount's source credentials run the commands about that mount, and only those.
+        let (code, _, body) = get(agora.addr, path, Some(&source));
+        if about_mount {
+            assert_ne!(code, 401, "source credentials, {path}: {body}");
+        } else {
+            assert_eq!(code, 401, "source credentials, {path}: {body}");
+        }
+    }
+    // Nothing happened to the mount through all that but the accepted title updates.
+    assert!(view(&agora, "/c.mp3").expect("mount")["connected"] == true);
+    let metrics = get(agora.addr, "/metrics", None).2;
+    let scrape = prometheus_parse::Scrape::parse(metrics.lines().map(|l| Ok(l.to_string())))
+        .expect("metrics parse");
+    let refused: f64 = scrape
+        .samples
+        .iter()
+        .filter(|s| s.metric == "agora_http_requests_total" && s.labels.get("code") == Some("401"))
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum();
+    assert!(
+        refused >= 2.0 * cmds.len() as f64 + 3.0,
+        "401s counted: {refused}"
+    );
+}
+
+#[test]
+fn stats_listmounts_and_listclients_have_icecasts_shapes_in_xml_and_json() {
+    let agora = Agora::start();
+    let _src = mp3_mount(&agora, "/s.mp3");
+    let l = listener(&agora, "/s.mp3");
+    agora.wait_status("one listener", |a| a.listeners("/s.mp3") == 1);
+
+    let (code, body) = admin(agora.addr, "/admin/stats");
+    assert_eq!(code, 200, "{body}");
+    let doc = roxmltree::Document::parse(&body).expect("stats XML");
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "icestats");
+    for field in [
+        "admin",
+        "host",
+        "server_id",
+        "listeners",
+        "sources",
+        "connections",
+    ] {
+        assert!(
+            root.children().any(|c| c.has_tag_name(field)),
+            "no <{field}>: {body}"
+        );
+    }
+    let src = root
+        .children()
+        .find(|c| c.has_tag_name("source"))
+        .expect("<source>");
+    assert_eq!(src.attribute("mount"), Some("/s.mp3"));
+    let text = |n: &str| {
+        src.children()
+            .find(|c| c.has_tag_name(n))
+            .and_then(|c| c.text())
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(text("listeners"), "1");
+    assert_eq!(text("server_type"), "audio/mpeg");
+    assert_eq!(text("server_name"), "Agora test");
+    assert!(text("total_bytes_read").parse::<u64>().expect("number") > 0);
+
+    let (code, body) = admin(agora.addr, "/admin/listmounts");
+    assert_eq!(code, 200);
+    let doc = roxmltree::Document::parse(&body).expect("listmounts XML");
+    let src = doc
+        .root_element()
+        .children()
+        .find(|c| c.has_tag_name("source"))
+        .expect("<source>");
+    assert_eq!(src.attribute("mount"), Some("/s.mp3"));
+    for field in ["listeners", "Connected", "content-type"] {
+        assert!(src.children().any(|c| c.has_tag_name(field)), "{body}");
+    }
+
+    let (code, body) = admin(agora.addr, "/admin/listclients?mount=/s.mp3");
+    assert_eq!(code, 200);
+    let doc = roxmltree::Document::parse(&body).expect("listclients XML");
+    let src = doc
+        .root_element()
+        .children()
+        .find(|c| c.has_tag_name("source"))
+        .expect("<source>");
+    let listeners = src
+        .children()
+        .find(|c| c.has_tag_name("Listeners"))
+        .and_then(|c| c.text());
+    assert_eq!(listeners, Some("1"), "{body}");
+    let one = src
+        .children()
+        .find(|c| c.has_tag_name("listener"))
+        .expect("<listener>");
+    for field in ["IP", "UserAgent", "Connected", "ID"] {
+        assert!(one.children().any(|c| c.has_tag_name(field)), "{body}");
+    }
+
+    let (code, _, streams) = get(agora.addr, "/admin/streamlist.txt", Some(&admin_auth()));
+    assert_eq!((code, streams.as_str()), (200, "/s.mp3\n"));
+
+    // JSON: by suffix and by Accept, lists always lists.
+    let by_suffix = json(&admin(agora.addr, "/admin/stats.json").1);
+    let (_, _, accept) = get_with(
+        agora.addr,
+        "/admin/stats",
+        Some(&admin_auth()),
+        &[("Accept", "application/json")],
+    );
+    let by_accept = json(&accept);
+    for j in [&by_suffix, &by_accept] {
+        let sources = j["icestats"]["source"].as_array().expect("source list");
+        assert_eq!(sources.len(), 1, "{j}");
+        assert_eq!(sources[0]["mount"], "/s.mp3");
+        assert_eq!(sources[0]["listeners"], 1);
+    }
+    let mounts = json(&admin(agora.addr, "/admin/listmounts.json").1);
+    assert_eq!(mounts["icestats"]["source"][0]["mount"], "/s.mp3");
+    assert_eq!(mounts["icestats"]["source"][0]["source_connected"], true);
+    assert_eq!(client_ids(agora.addr, "/s.mp3").len(), 1);
+    still_streaming(&l, "the listener while the admin looked");
+}
+
+#[test]
+fn bad_parameters_are_refused_and_change_nothing() {
+    let agora = Agora::start();
+    let _a = mp3_mount(&agora, "/a.mp3");
+    let l = listener(&agora, "/a.mp3");
+    let (code, body) = admin(
+        agora.addr,
+        "/admin/metadata?mount=/a.mp3&mode=updinfo&song=Before",
+    );
+    assert_eq!(code, 200, "{body}");
+    let id = client_ids(agora.addr, "/a.mp3")[0];
+
+    let cases: &[(&str, u16, &str)] = &[
+        ("/admin/listclients", 400, "Missing parameter: mount"),
+        (
+            "/admin/listclients?mount=/nope.mp3",
+            404,
+            "Source does not exist",
+        ),
+        (
+            "/admin/metadata?mount=/a.mp3&mode=other&song=x",
+            400,
+            "mode",
+        ),
+        ("/admin/metadata?mount=/a.mp3&mode=updinfo", 400, "song"),
+        (
+            "/admin/metadata?mount=/nope.mp3&mode=updinfo&song=x",
+            404,
+            "does not exist",
+        ),
+        (
+            "/admin/killclient?mount=/a.mp3",
+            400,
+            "Missing parameter: id",
+        ),
+        ("/admin/killclient?mount=/a.mp3&id=abc", 400, "number"),
+        ("/admin/killclient?mount=/a.mp3&id=999999", 404, "not found"),
+        (
+            "/admin/killclient?mount=/nope.mp3&id=1",
+            404,
+            "does not exist",
+        ),
+        ("/admin/moveclients?mount=/a.mp3", 400, "destination"),
+        (
+            "/admin/moveclients?mount=/a.mp3&destination=/a.mp3",
+            400,
+            "same",
+        ),
+        (
+            "/admin/moveclients?mount=/a.mp3&destination=/nope.mp3",
+            404,
+            "Destination",
+        ),
+        ("/admin/killsource", 400, "Missing parameter: mount"),
+        ("/admin/killsource?mount=/nope.mp3", 404, "does not exist"),
+        ("/admin/nosuchcommand", 404, "Unknown"),
+    ];
+    for (path, want, says) in cases {
+        let (code, body) = admin(agora.addr, path);
+        assert_eq!(code, *want, "{path}: {body}");
+        let (message, ret) = iceresponse(&body);
+        assert!(message.contains(says), "{path}: {message}");
+        assert_eq!(ret, "0", "{path}");
+    }
+    // Nothing changed: same title, the source live, the listener there and streaming.
+    let v = view(&agora, "/a.mp3").expect("mount");
+    assert_eq!(v["title"], "Before");
+    assert_eq!(v["connected"], true);
+    assert_eq!(client_ids(agora.addr, "/a.mp3"), vec![id]);
+    still_streaming(&l, "the listener after the refused commands");
+}
+
+#[test]
+fn killclient_ends_that_listener_only() {
+    let agora = Agora::start();
+    let _src = mp3_mount(&agora, "/k.mp3");
+    let first = listener(&agora, "/k.mp3");
+    let ids = client_ids(agora.addr, "/k.mp3");
+    let second = listener(&agora, "/k.mp3");
+    let target = ids[0];
+    let (code, body) = admin(
+        agora.addr,
+        &format!("/admin/killclient?mount=/k.mp3&id={target}"),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        iceresponse(&body),
+        (format!("Client {target} removed"), "1".into())
+    );
+    wait_until(
+        "the killed listener to end",
+        Duration::from_secs(10),
+        || first.ended().is_some(),
+    );
+    still_streaming(&second, "the other listener");
+    let left = client_ids(agora.addr, "/k.mp3");
+    assert_eq!(left.len(), 1);
+    assert!(!left.contains(&target));
+}
+
+#[test]
+fn moveclients_moves_listeners_and_their_stream_still_decodes() {
+    let agora = Agora::start();
+    let _a = mp3_mount(&agora, "/from.mp3");
+    let _b = mp3_mount(&agora, "/to.mp3");
+    // A real player as the moved listener: ffmpeg decodes 8 s across the move.
+    let player = std::thread::spawn({
+        let url = agora.url("/from.mp3");
+        move || {
+            Command::new("ffmpeg")
+                .args([
+                    "-nostdin", "-v", "error", "-i", &url, "-t", "8", "-f", "null", "-",
+                ])
+                .output()
+                .expect("ffmpeg")
+        }
+    });
+    let raw = listener(&agora, "/from.mp3");
+    agora.wait_status("two listeners on /from.mp3", |a| {
+        a.listeners("/from.mp3") == 2
+    });
+    let ids = client_ids(agora.addr, "/from.mp3");
+
+    let (code, body) = admin(
+        agora.addr,
+        "/admin/moveclients?mount=/from.mp3&destination=/to.mp3",
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        iceresponse(&body).0,
+        "Clients moved from /from.mp3 to /to.mp3"
+    );
+    agora.wait_status("the listeners on /to.mp3", |a| {
+        a.listeners("/to.mp3") == 2 && a.listeners("/from.mp3") == 0
+    });
+    let mut moved = client_ids(agora.addr, "/to.mp3");
+    moved.sort_unstable();
+    assert_eq!(moved, ids, "the same listeners, same ids");
+    still_streaming(&raw, "the moved listener");
+    let out = player.join().expect("player");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.trim().is_empty(),
+        "ffmpeg: {err}"
+    );
+}
+
+#[test]
+fn moveclients_between_formats_is_refused() {
+    let agora = Agora::start();
+    let _mp3 = mp3_mount(&agora, "/m.mp3");
+    let (fx, file) = fixture("vorbis");
+    let _ogg = ffmpeg_push(&agora, &file, "/v.ogg", fx.muxer, false);
+    agora.wait_mount("/v.ogg");
+    wait_until(
+        "the Ogg format to be known",
+        Duration::from_secs(20),
+        || view(&agora, "/v.ogg").is_some_and(|v| v["codecs"] == "Vorbis"),
+    );
+    let l = listener(&agora, "/m.mp3");
+    let (code, body) = admin(
+        agora.addr,
+        "/admin/moveclients.json?mount=/m.mp3&destination=/v.ogg",
+    );
+    assert_eq!(code, 409, "{body}");
+    assert_eq!(json(&body)["return"], 0);
+    assert_eq!(client_ids(agora.addr, "/m.mp3").len(), 1);
+    assert_eq!(client_ids(agora.addr, "/v.ogg").len(), 0);
+    still_streaming(&l, "the listener that was not moved");
+}
+
+#[test]
+fn killsource_drops_the_source_holds_listeners_and_a_source_may_return() {
+    let agora = Agora::start_with_config("[mount-defaults]\ngrace-period-secs = 30\n");
+    let mut src = mp3_mount(&agora, "/ks.mp3");
+    let l = listener(&agora, "/ks.mp3");
+    let (code, body) = admin(agora.addr, "/admin/killsource?mount=/ks.mp3");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(iceresponse(&body), ("Source Removed".into(), "1".into()));
+    agora.wait_log(&["source dropped", "killsource"]);
+    wait_until("the source to be gone", Duration::from_secs(10), || {
+        view(&agora, "/ks.mp3").is_some_and(|v| v["connected"] == false)
+    });
+    // ffmpeg saw its connection end.
+    wait_until("ffmpeg to exit", Duration::from_secs(10), || {
+        src.0.try_wait().ok().flatten().is_some()
+    });
+    assert_eq!(
+        l.ended(),
+        None,
+        "the listener is held through the grace period"
+    );
+    let (code, body) = admin(agora.addr, "/admin/killsource?mount=/ks.mp3");
+    assert_eq!(code, 404, "no source to remove: {body}");
+
+    let _back = mp3_mount(&agora, "/ks.mp3");
+    wait_until("the source to return", Duration::from_secs(20), || {
+        view(&agora, "/ks.mp3").is_some_and(|v| v["connected"] == true)
+    });
+    still_streaming(&l, "the held listener with the returning source");
+}
+
+/// From Icecast's admin documentation (admin-interface.html, "Metadata Update"), with only the
+/// host, port, password and mount put in.
+#[test]
+fn icecasts_documented_curl_metadata_update_works_as_written() {
+    let agora = Agora::start();
+    let _src = mp3_mount(&agora, "/mystream");
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-u",
+            &format!("admin:{ADMIN_PW}"),
+            &format!(
+                "http://{}/admin/metadata?mount=/mystream&mode=updinfo&song=ACDC+Back+In+Black",
+                agora.addr
+            ),
+        ])
+        .output()
+        .expect("curl must be installed (scripts/install-deps)");
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{body}");
+    assert_eq!(
+        iceresponse(&body),
+        ("Metadata update successful".into(), "1".into())
+    );
+    assert_eq!(
+        agora.source("/mystream").expect("mount")["title"],
+        "ACDC Back In Black"
+    );
+}
+
+#[test]
+fn json_api_lists_are_lists() {
+    let agora = Agora::start();
+    let (code, _, body) = get(agora.addr, "/api/v1/status", None);
+    assert_eq!(code, 200);
+    assert_eq!(json(&body)["icestats"]["source"], serde_json::json!([]));
+    assert_eq!(
+        json(&get(agora.addr, "/api/v1/mounts", None).2)["mounts"],
+        serde_json::json!([])
+    );
+    let _src = mp3_mount(&agora, "/j.mp3");
+    wait_until("the format to be known", Duration::from_secs(20), || {
+        view(&agora, "/j.mp3").is_some_and(|v| v["playable"] == "audio")
+    });
+    let status = json(&get(agora.addr, "/api/v1/status", None).2);
+    let sources = status["icestats"]["source"].as_array().expect("a list");
+    assert_eq!(sources.len(), 1);
+    assert_eq!(sources[0]["mount"], "/j.mp3");
+    assert_eq!(sources[0]["playable"], "audio");
+    let v = view(&agora, "/j.mp3").expect("mount view");
+    assert_eq!(v["content_type"], "audio/mpeg");
+    assert_eq!(v["m3u"], "/j.mp3.m3u");
+    let (code, _, body) = get(agora.addr, "/api/v1/mounts/nope.mp3", None);
+    assert_eq!(code, 404, "{body}");
+    assert!(json(&body)["error"].is_string());
+}
+
+#[test]
+fn metrics_parse_and_agree_with_the_status() {
+    let agora = Agora::start();
+    let _src = mp3_mount(&agora, "/p.mp3");
+    let _l1 = listener(&agora, "/p.mp3");
+    let _l2 = listener(&agora, "/p.mp3");
+    agora.wait_status("two listeners", |a| a.listeners("/p.mp3") == 2);
+    let stats = json(&admin(agora.addr, "/admin/stats.json").1);
+    let (code, head, body) = get(agora.addr, "/metrics", None);
+    assert_eq!(code, 200);
+    assert!(head.contains("openmetrics-text"), "{head}");
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+        .expect("a Prometheus text-format parser reads it");
+    let value = |name: &str, mount: Option<&str>| -> f64 {
+        let s = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && mount.is_none_or(|m| s.labels.get("mount") == Some(m)))
+            .unwrap_or_else(|| panic!("no {name} in\n{body}"));
+        match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => panic!("{name}: unexpected type"),
+        }
+    };
+    let src = &stats["icestats"]["source"][0];
+    assert_eq!(value("agora_mount_listeners", Some("/p.mp3")), 2.0);
+    assert_eq!(value("agora_listeners", None), 2.0);
+    assert_eq!(value("agora_sources", None), 1.0);
+    assert_eq!(value("agora_mount_source_connected", Some("/p.mp3")), 1.0);
+    assert_eq!(
+        value("agora_mount_listener_peak", Some("/p.mp3")),
+        src["listener_peak"].as_f64().expect("peak")
+    );
+    // Byte counters only grow: a scrape after the stats shows at least what they showed.
+    let sent = value("agora_mount_sent_bytes_total", Some("/p.mp3"));
+    let read = value("agora_mount_received_bytes_total", Some("/p.mp3"));
+    assert!(
+        sent >= src["total_bytes_sent"].as_f64().expect("sent"),
+        "{sent} {src}"
+    );
+    assert!(
+        read >= src["total_bytes_read"].as_f64().expect("read"),
+        "{read} {src}"
+    );
+    assert!(read > 0.0 && sent > 0.0);
+    assert!(value("agora_connections_total", None) >= 4.0);
+    assert!(value("agora_mount_source_uptime_seconds", Some("/p.mp3")) >= 0.0);
+}
+
+/// Reads SSE frames (event name, data) from an `/events` connection.
+struct Events {
+    lines: BufReader<TcpStream>,
+}
+
+impl Events {
+    fn open(addr: SocketAddr) -> (Events, String) {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        s.write_all(request("GET", "/events", &[]).as_bytes())
+            .expect("send");
+        let head = read_head(&mut s);
+        (
+            Events {
+                lines: BufReader::new(s),
+            },
+            head,
+        )
+    }
+
+    fn next(&mut self) -> (String, String) {
+        let (mut event, mut data) = (String::new(), String::new());
+        loop {
+            let mut line = String::new();
+            let n = self.lines.read_line(&mut line).expect("event stream read");
+            assert!(n > 0, "the event stream ended");
+            let line = line.trim_end_matches(['\r', '\n']);
+            if line.is_empty() {
+                if !event.is_empty() {
+                    return (event, data);
+                }
+                continue;
+            }
+            if let Some(e) = line.strip_prefix("event: ") {
+                event = e.to_string();
+            } else if let Some(d) = line.strip_prefix("data: ") {
+                data.push_str(d);
+            }
+        }
+    }
+
+    /// Skip frames until a `mount` event for `mount` satisfies `ok`.
+    fn until(&mut self, mount: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..200 {
+            let (event, data) = self.next();
+            if event == "mount" {
+                let v = json(&data);
+                if v["mount"] == mount && ok(&v) {
+                    return v;
+                }
+            }
+        }
+        panic!("no event with {what}");
+    }
+}
+
+#[test]
+fn events_follow_the_title_listeners_and_the_source() {
+    let agora = Agora::start_with_config("[mount-defaults]\ngrace-period-secs = 30\n");
+    let src = mp3_mount(&agora, "/e.mp3");
+    let (mut ev, head) = Events::open(agora.addr);
+    assert!(head.contains("Content-Type: text/event-stream"), "{head}");
+    ev.until("/e.mp3", "the live mount", |v| v["connected"] == true);
+
+    let (code, _) = admin(
+        agora.addr,
+        "/admin/metadata?mount=/e.mp3&mode=updinfo&song=Second+talk",
+    );
+    assert_eq!(code, 200);
+    ev.until("/e.mp3", "the new title", |v| v["title"] == "Second talk");
+
+    let _l = listener(&agora, "/e.mp3");
+    ev.until("/e.mp3", "a listener", |v| v["listeners"] == 1);
+
+    drop(src);
+    ev.until("/e.mp3", "the source gone", |v| v["connected"] == false);
+}
+
+#[test]
+fn a_range_probe_gets_206_and_an_open_range_the_stream() {
+    let agora = Agora::start();
+    let _src = mp3_mount(&agora, "/r.mp3");
+    let (code, head, body) = http_get(agora.addr, "/r.mp3", &[("Range", "bytes=0-1")]);
+    assert_eq!(code, 206, "{head}");
+    assert!(head.contains("Content-Range: bytes 0-1/*"), "{head}");
+    assert!(head.contains("Content-Type: audio/mpeg"), "{head}");
+    assert_eq!(body.len(), 2);
+
+    let mut s = TcpStream::connect(agora.addr).expect("connect");
+    s.write_all(request("GET", "/r.mp3", &[("Range", "bytes=0-")]).as_bytes())
+        .expect("send");
+    let head = read_head(&mut s);
+    assert!(head.starts_with("HTTP/1.0 200 OK\r\n"), "{head}");
+    let mut buf = [0u8; 4096];
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    assert!(s.read(&mut buf).expect("stream") > 0);
+}
+
+#[test]
+fn playlists_point_at_the_stream() {
+    let agora = Agora::start();
+    let _src = mp3_mount(&agora, "/pl.mp3");
+    let (code, head, body) = get(agora.addr, "/pl.mp3.m3u", None);
+    assert_eq!(code, 200);
+    assert!(head.contains("Content-Type: audio/x-mpegurl"), "{head}");
+    assert_eq!(body.trim(), "http://test/pl.mp3");
+    let (code, head, body) = get(agora.addr, "/pl.mp3.xspf", None);
+    assert_eq!(code, 200);
+    assert!(head.contains("application/xspf+xml"), "{head}");
+    let doc = roxmltree::Document::parse(&body).expect("XSPF");
+    let location = doc
+        .descendants()
+        .find(|n| n.has_tag_name("location"))
+        .and_then(|n| n.text());
+    assert_eq!(location, Some("http://test/pl.mp3"));
+    let (code, _, _) = get(agora.addr, "/nope.mp3.m3u", None);
+    assert_eq!(code, 404);
+}
