@@ -278,6 +278,19 @@ fn watch_page_plays_shows_the_title_and_resumes_after_the_source_restarts() {
             |v| v.as_str().is_some_and(|s| s.contains("Agora browser test") && s.contains("VP8/Opus")),
         )
         .await;
+        // The admin page, with the credentials the browser is given, lists the mount and its
+        // listeners (this browser left the watch page, so it lists none or the last ones).
+        c.goto(&format!("http://admin:{ADMIN_PW}@{}/admin/", agora.addr))
+            .await
+            .expect("open /admin/");
+        wait_js(
+            &c,
+            "the mount on the admin page",
+            "const h = document.querySelector('#mounts section h2'); return h ? h.textContent : document.getElementById('result').textContent;",
+            Duration::from_secs(10),
+            |v| v.as_str().is_some_and(|s| s.contains("/live.webm")),
+        )
+        .await;
         let _ = c.close().await;
         (second, screenshot)
     });

@@ -8,8 +8,12 @@
   const none = document.getElementById("none");
   let busy = false;
 
-  async function json(url) {
-    const r = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+  async function json(path) {
+    // From the origin: a page opened as http://user:pass@host/ has a base URL that fetch refuses.
+    const r = await fetch(location.origin + path, {
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
+    });
     const body = await r.json().catch(() => ({}));
     return { ok: r.ok, status: r.status, body };
   }
@@ -93,6 +97,8 @@
       }
       box.replaceChildren(...sections);
       none.hidden = mounts.length > 0;
+    } catch (e) {
+      result.textContent = `Could not reach the server: ${e.message}`;
     } finally {
       busy = false;
     }

@@ -33,7 +33,7 @@ const Agora = {
   // Live mount views from /events: onMount(view) for every mount now and on every change,
   // onGone(path) when a mount closes. EventSource reconnects by itself.
   events(onMount, onGone) {
-    const es = new EventSource("/events");
+    const es = new EventSource(`${location.origin}/events`);
     es.addEventListener("mount", (e) => onMount(JSON.parse(e.data)));
     es.addEventListener("gone", (e) => onGone(JSON.parse(e.data).mount));
     return es;
