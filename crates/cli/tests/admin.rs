@@ -692,3 +692,30 @@ fn playlists_point_at_the_stream() {
     let (code, _, _) = get(agora.addr, "/nope.mp3.m3u", None);
     assert_eq!(code, 404);
 }
+
+/// Browsers no longer play Ogg Theora: the mount view says so (the pages show the reason and
+/// the playlist instead of a broken player), while a WebM mount is playable video.
+#[test]
+fn theora_is_not_playable_in_browsers_and_the_view_says_why() {
+    let agora = Agora::start();
+    let (theora, theora_file) = fixture("theora");
+    let _t = ffmpeg_push(&agora, &theora_file, "/t.ogg", theora.muxer, false);
+    let (webm, webm_file) = fixture("webm");
+    let _w = ffmpeg_push(&agora, &webm_file, "/w.webm", webm.muxer, false);
+    wait_until("both formats known", Duration::from_secs(20), || {
+        view(&agora, "/t.ogg")
+            .is_some_and(|v| v["codecs"].as_str().is_some_and(|c| c.contains("Theora")))
+            && view(&agora, "/w.webm").is_some_and(|v| v["playable"] == "video")
+    });
+    let t = view(&agora, "/t.ogg").expect("theora view");
+    assert_eq!(t["playable"], Value::Null, "{t}");
+    assert!(
+        t["not_playable_because"]
+            .as_str()
+            .is_some_and(|w| w.contains("Theora")),
+        "{t}"
+    );
+    assert_eq!(t["m3u"], "/t.ogg.m3u");
+    let w = view(&agora, "/w.webm").expect("webm view");
+    assert_eq!(w["not_playable_because"], Value::Null, "{w}");
+}
