@@ -719,3 +719,90 @@ fn theora_is_not_playable_in_browsers_and_the_view_says_why() {
     let w = view(&agora, "/w.webm").expect("webm view");
     assert_eq!(w["not_playable_because"], Value::Null, "{w}");
 }
+
+/// Reads a listener's stream until `done` says so; returns everything after the head.
+fn capture_until(s: &mut TcpStream, got: &mut Vec<u8>, done: impl Fn(&[u8]) -> bool) {
+    let mut buf = vec![0u8; 16384];
+    while !done(got) {
+        let n = s.read(&mut buf).expect("listener read");
+        assert!(n > 0, "the stream ended after {} bytes", got.len());
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// With `ogg-title-in-stream`, a title set through the admin reaches Ogg Vorbis and Opus
+/// listeners in the stream itself, as a new link whose comment header carries it, and what
+/// they received decodes from end to end; a mount without the option is left alone.
+#[test]
+fn ogg_titles_go_into_the_stream_of_mounts_that_opt_in() {
+    use agora_format::ogg::OggFramer;
+    use agora_format::{Event, Framer};
+
+    let agora = Agora::start_with_config(
+        "[mount-defaults]\nogg-title-in-stream = true\n\n[[mount]]\npath = \"/off.ogg\"\nogg-title-in-stream = false\n",
+    );
+    let dir = TempDir::new("inband");
+    for (name, mount, opted) in [
+        ("opus", "/in.opus", true),
+        ("vorbis", "/in.ogg", true),
+        ("vorbis", "/off.ogg", false),
+    ] {
+        let (fx, file) = fixture(name);
+        let _src = ffmpeg_push(&agora, &file, mount, fx.muxer, false);
+        agora.wait_mount(mount);
+        let (mut s, head) = open_listener(agora.addr, mount);
+        assert!(head.starts_with("HTTP/1.0 200 OK\r\n"), "{head}");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let mut got = Vec::new();
+        capture_until(&mut s, &mut got, |g| g.len() > 8 * 1024);
+        let song = format!("In-band {name}");
+        let (code, body) = admin(
+            agora.addr,
+            &format!("/admin/metadata?mount={mount}&mode=updinfo&song=In-band+{name}"),
+        );
+        assert_eq!(code, 200, "{body}");
+        let marker = format!("TITLE={song}");
+        if opted {
+            capture_until(&mut s, &mut got, |g| contains(g, marker.as_bytes()));
+        }
+        let at = got.len();
+        capture_until(&mut s, &mut got, |g| g.len() > at + 8 * 1024);
+        drop(s);
+
+        let mut f = OggFramer::new();
+        f.push(&got);
+        let mut header_sets = Vec::new();
+        while let Some(ev) = f.poll().expect("valid Ogg end to end") {
+            if let Event::Headers(h) = ev {
+                header_sets.push(h);
+            }
+        }
+        if opted {
+            assert_eq!(header_sets.len(), 2, "{mount}: a second link");
+            assert!(contains(&header_sets[1], marker.as_bytes()), "{mount}");
+        } else {
+            assert_eq!(header_sets.len(), 1, "{mount}: left alone");
+            assert!(!contains(&got, marker.as_bytes()), "{mount}");
+        }
+        // What the listener got decodes without an error.
+        let file = dir.path().join(format!("{}.ogg", &mount[1..]));
+        std::fs::write(&file, &got).expect("write capture");
+        let out = Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-i"])
+            .arg(&file)
+            .args(["-f", "null", "-"])
+            .output()
+            .expect("ffmpeg");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && err.trim().is_empty(),
+            "{mount}: {err}"
+        );
+        assert_eq!(agora.source(mount).expect("mount")["title"], song.as_str());
+    }
+}

@@ -593,7 +593,8 @@ fn demo_serves_a_live_test_stream() {
     let mut out = String::new();
     let mut stdout = demo.0.stdout.take().expect("stdout");
     let mut buf = [0u8; 1024];
-    while !out.contains("watch:") {
+    // Read through the last line of the banner (each line may come in its own read).
+    while !out.contains("admin:") {
         let n = stdout.read(&mut buf).expect("read");
         assert!(n > 0, "demo exited: {out}");
         out.push_str(&String::from_utf8_lossy(&buf[..n]));

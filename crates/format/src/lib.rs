@@ -34,6 +34,7 @@ pub mod crc;
 pub mod detect;
 pub mod mpeg;
 pub mod ogg;
+pub mod ogg_title;
 pub mod webm;
 
 use bytes::{Bytes, BytesMut};

@@ -120,6 +120,10 @@ pub struct MountSettings {
     pub grace_period_secs: u64,
     pub lag_policy: LagPolicy,
     pub icy_metaint: usize,
+    /// Titles set through `/admin/metadata` also go into the stream of a single-stream Ogg
+    /// Vorbis or Opus mount, as a new link of the chain (players such as VLC and mpv show
+    /// them). Off by default: browsers stop playing at a chain.
+    pub ogg_title_in_stream: bool,
 }
 
 impl Default for MountSettings {
@@ -131,6 +135,7 @@ impl Default for MountSettings {
             grace_period_secs: 10,
             lag_policy: LagPolicy::Disconnect,
             icy_metaint: DEFAULT_ICY_METAINT,
+            ogg_title_in_stream: false,
         }
     }
 }
@@ -154,6 +159,7 @@ pub struct MountConfig {
     pub grace_period_secs: Option<u64>,
     pub lag_policy: Option<LagPolicy>,
     pub icy_metaint: Option<usize>,
+    pub ogg_title_in_stream: Option<bool>,
     /// Overrides the source's `ice-name`.
     pub stream_name: Option<String>,
     pub stream_description: Option<String>,
@@ -255,6 +261,7 @@ impl Config {
                 grace_period_secs: m.grace_period_secs.unwrap_or(d.grace_period_secs),
                 lag_policy: m.lag_policy.unwrap_or(d.lag_policy),
                 icy_metaint: m.icy_metaint.unwrap_or(d.icy_metaint),
+                ogg_title_in_stream: m.ogg_title_in_stream.unwrap_or(d.ogg_title_in_stream),
             },
         }
     }

@@ -200,6 +200,8 @@ pub struct Mount {
     source_kill: Mutex<CancellationToken>,
     /// Poked on every change pages should hear about (source up/down, title).
     changed: Arc<Notify>,
+    /// A title for the source task to put into an Ogg stream (`ogg-title-in-stream`).
+    inband_title: Mutex<Option<String>>,
 }
 
 impl Mount {
@@ -231,6 +233,7 @@ impl Mount {
             clients: Mutex::new(BTreeMap::new()),
             source_kill: Mutex::new(CancellationToken::new()),
             changed,
+            inband_title: Mutex::new(None),
         }
     }
 
@@ -316,9 +319,20 @@ impl Mount {
         {
             let mut t = self.title.write();
             let version = t.version + 1;
-            *t = Arc::new(Title::new(text, version));
+            *t = Arc::new(Title::new(text.clone(), version));
+        }
+        if self.settings.ogg_title_in_stream {
+            *self.inband_title.lock() = Some(text);
         }
         self.poke();
+    }
+
+    /// The title waiting to go into the stream, if any (taken by the source task).
+    pub fn take_inband_title(&self) -> Option<String> {
+        if !self.settings.ogg_title_in_stream {
+            return None;
+        }
+        self.inband_title.lock().take()
     }
 
     /// Count a listener in if the mount's limit allows; the guard counts it out and removes

@@ -20,7 +20,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use agora_format::{Demuxer, Event};
+use agora_format::ogg_title::Retitler;
+use agora_format::{Demuxer, Event, Format};
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -228,6 +229,7 @@ async fn pump(
         .flatten();
     let kill = mount.source_kill_token();
     let mut demux = Demuxer::new();
+    let mut titles = mount.settings.ogg_title_in_stream.then(Retitler::new);
     let mut raw = rest;
     let mut body = BytesMut::new();
     let mut reported_format = false;
@@ -258,7 +260,7 @@ async fn pump(
             }
             demux.push(&body);
             body.clear();
-            drain(&mut demux, mount)?;
+            drain(&mut demux, mount, &mut titles)?;
             if !reported_format && let Some(f) = demux.format() {
                 reported_format = true;
                 tracing::info!(mount = %mount.path, format = ?f, "stream format detected");
@@ -282,18 +284,37 @@ async fn pump(
         }
     }
     if let Some(Event::Chunk(c)) = demux.finish() {
-        mount.publish(c.bytes, c.sync);
+        let bytes = match titles.as_mut() {
+            Some(t) => t.data(c.bytes),
+            None => c.bytes,
+        };
+        mount.publish(bytes, c.sync);
     }
     Ok(())
 }
 
-/// Move every event the demuxer has into the mount; log what it rejected.
-fn drain(demux: &mut Demuxer, mount: &crate::mount::Mount) -> Result<(), String> {
+/// Move every event the demuxer has into the mount; log what it rejected. With
+/// `ogg-title-in-stream`, `titles` puts titles set by the admin into the Ogg stream.
+fn drain(
+    demux: &mut Demuxer,
+    mount: &crate::mount::Mount,
+    titles: &mut Option<Retitler>,
+) -> Result<(), String> {
     loop {
         match demux.poll() {
             Ok(None) => return Ok(()),
             Ok(Some(Event::Headers(h))) => {
                 tracing::info!(mount = %mount.path, bytes = h.len(), codecs = %demux.info().subtype(), "stream headers");
+                if let Some(t) = titles.as_mut() {
+                    let result = if demux.format() == Some(Format::Ogg) {
+                        t.headers(&h).map_err(|e| e.to_string())
+                    } else {
+                        Err("the stream is not Ogg".to_string())
+                    };
+                    if let Err(why) = result {
+                        tracing::warn!(mount = %mount.path, "ogg-title-in-stream is on, but titles stay out of this stream: {why}");
+                    }
+                }
                 mount.set_headers(h);
                 let mut st = mount.state.write();
                 st.format = demux.format();
@@ -310,7 +331,28 @@ fn drain(demux: &mut Demuxer, mount: &crate::mount::Mount) -> Result<(), String>
                         st.info = demux.info();
                     }
                 }
-                mount.publish(c.bytes, c.sync);
+                let bytes = match titles.as_mut().filter(|t| t.ready()) {
+                    None => c.bytes,
+                    Some(t) => {
+                        if let Some(title) = mount.take_inband_title() {
+                            match t.retitle(&title) {
+                                Some(Ok((eos, headers))) => {
+                                    // The end of the link goes out under the old headers,
+                                    // then listeners get the new ones before the next page.
+                                    mount.publish(eos, false);
+                                    mount.set_headers(headers);
+                                    tracing::info!(mount = %mount.path, title = %title, "title put into the Ogg stream (new chain link)");
+                                }
+                                Some(Err(e)) => {
+                                    tracing::warn!(mount = %mount.path, "title not put into the stream: {e}")
+                                }
+                                None => {}
+                            }
+                        }
+                        t.data(c.bytes)
+                    }
+                };
+                mount.publish(bytes, c.sync);
             }
             Err(e) if e.is_fatal() => return Err(format!("stream rejected: {e}")),
             Err(e) => tracing::warn!(mount = %mount.path, "source sent bad data: {e}"),
