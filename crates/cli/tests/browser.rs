@@ -2,7 +2,8 @@
 //! the `fantoccini` crate), against the real server fed by a real `agora cast --preset webm
 //! --input test`: the page plays (the `<video>`'s `currentTime` advances), shows the listener
 //! count and a title set through `/admin/metadata`, and resumes by itself, without a reload,
-//! after the source is killed and restarted. A screenshot is left in
+//! after the source is killed and restarted. Every control on the three pages has an accessible
+//! name, and the admin page works from the keyboard alone. A screenshot is left in
 //! `target/screenshots/watch.png` for people to look at.
 
 mod common;
@@ -161,6 +162,57 @@ async fn wait_js(
     panic!("timed out waiting for {what}: last value {last}, page {state}");
 }
 
+/// Controls without an accessible name (aria-label, a label, their text or a title).
+const UNNAMED_CONTROLS: &str = "
+    const unnamed = [];
+    for (const e of document.querySelectorAll('a, button, input, select, textarea, video, audio')) {
+      const label = e.labels && e.labels.length ? e.labels[0].textContent : '';
+      const name = e.getAttribute('aria-label') || label || e.textContent || e.title || '';
+      if (!name.trim()) unnamed.push(e.outerHTML.slice(0, 120));
+    }
+    return unnamed;";
+
+async fn assert_controls_named(c: &Client, page: &str) {
+    let unnamed = c.execute(UNNAMED_CONTROLS, vec![]).await.expect("script");
+    assert_eq!(unnamed, json!([]), "controls without a name on {page}");
+}
+
+/// Presses keys (WebDriver key codes for special keys, e.g. Tab `\u{e004}`, Enter `\u{e007}`)
+/// as a keyboard does, on whatever has the focus.
+async fn press(c: &Client, keys: &str) {
+    use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+    let mut actions = KeyActions::new("keyboard".into());
+    for k in keys.chars() {
+        actions = actions
+            .then(KeyAction::Down { value: k })
+            .then(KeyAction::Up { value: k });
+    }
+    c.perform_actions(actions).await.expect("key presses");
+}
+
+const TAB: &str = "\u{e004}";
+const ENTER: &str = "\u{e007}";
+
+/// Presses Tab until the control whose `data-key` is `key` has the focus.
+async fn tab_to(c: &Client, key: &str) {
+    let mut seen = Vec::new();
+    for _ in 0..40 {
+        press(c, TAB).await;
+        let focused = c
+            .execute(
+                "const e = document.activeElement; return e ? (e.getAttribute('data-key') || e.tagName) : null;",
+                vec![],
+            )
+            .await
+            .expect("focus");
+        if focused == json!(key) {
+            return;
+        }
+        seen.push(focused);
+    }
+    panic!("Tab never reached {key}; focus went through {seen:?}");
+}
+
 const CURRENT_TIME: &str =
     "const p = document.getElementById('player'); return p ? p.currentTime : -1;";
 
@@ -210,6 +262,8 @@ fn watch_page_plays_shows_the_title_and_resumes_after_the_source_restarts() {
             |v| v.as_str().and_then(|s| s.parse::<u64>().ok()).is_some_and(|n| n >= 1),
         )
         .await;
+
+        assert_controls_named(&c, "the watch page").await;
 
         // A title set through the admin API appears on screen.
         let auth = format!("Basic {}", b64(&format!("admin:{ADMIN_PW}")));
@@ -278,6 +332,7 @@ fn watch_page_plays_shows_the_title_and_resumes_after_the_source_restarts() {
             |v| v.as_str().is_some_and(|s| s.contains("Agora browser test") && s.contains("VP8/Opus")),
         )
         .await;
+        assert_controls_named(&c, "the front page").await;
         // The admin page, with the credentials the browser is given, lists the mount and its
         // listeners (this browser left the watch page, so it lists none or the last ones).
         c.goto(&format!("http://admin:{ADMIN_PW}@{}/admin/", agora.addr))
@@ -289,6 +344,39 @@ fn watch_page_plays_shows_the_title_and_resumes_after_the_source_restarts() {
             "const h = document.querySelector('#mounts section h2'); return h ? h.textContent : document.getElementById('result').textContent;",
             Duration::from_secs(10),
             |v| v.as_str().is_some_and(|s| s.contains("/live.webm")),
+        )
+        .await;
+        assert_controls_named(&c, "the admin page").await;
+        // Keyboard only: Tab to the title field, type a title and press Enter; Tab on to the
+        // source's disconnect button and press Enter. The page is rebuilt every few seconds;
+        // the focus stays where the keyboard put it.
+        tab_to(&c, "/live.webm title").await;
+        const BUILDS: &str = "return Number(document.getElementById('mounts').dataset.builds || 0);";
+        let builds = c.execute(BUILDS, vec![]).await.expect("builds");
+        let builds = builds.as_u64().unwrap_or_default();
+        press(&c, &format!("Typed at the keyboard{ENTER}")).await;
+        agora.wait_status("the title typed on the admin page", |a| {
+            a.source("/live.webm")
+                .is_some_and(|m| m["title"] == "Typed at the keyboard")
+        });
+        // The command rebuilt the page; the focus is where it was.
+        wait_js(&c, "the page to rebuild after the command", BUILDS, Duration::from_secs(10), |v| {
+            v.as_u64().is_some_and(|n| n > builds)
+        })
+        .await;
+        let focused = c
+            .execute("return document.activeElement.getAttribute('data-key');", vec![])
+            .await
+            .expect("focus");
+        assert_eq!(focused, "/live.webm title", "the focus after the rebuild");
+        tab_to(&c, "/live.webm killsource").await;
+        press(&c, ENTER).await;
+        wait_js(
+            &c,
+            "the admin page to say the source was removed",
+            "return document.getElementById('result').textContent;",
+            Duration::from_secs(10),
+            |v| v.as_str().is_some_and(|s| s.contains("Source Removed")),
         )
         .await;
         let _ = c.close().await;

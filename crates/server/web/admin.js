@@ -27,8 +27,10 @@
 
   function mountSection(m, clients, mounts) {
     const id = `m-${m.mount.replace(/[^a-z0-9]/gi, "_")}`;
-    const title = el("input", { type: "text", id: `${id}-title`, placeholder: "New title" });
-    const dest = el("select", { id: `${id}-dest` });
+    // data-key names each control across rebuilds, so focus and choices survive a refresh.
+    const key = (what) => `${m.mount} ${what}`;
+    const title = el("input", { type: "text", id: `${id}-title`, placeholder: "New title", "data-key": key("title") });
+    const dest = el("select", { id: `${id}-dest`, "data-key": key("destination") });
     for (const other of mounts) {
       if (other.mount !== m.mount) dest.append(el("option", { value: other.mount }, other.mount));
     }
@@ -38,7 +40,13 @@
         el("td", {}, c.ip),
         el("td", {}, c.user_agent || "—"),
         el("td", {}, `${c.connected} s`),
-        el("td", {}, el("button", { type: "button", class: "danger", "data-kick": c.id }, "Disconnect")),
+        el("td", {}, el("button", {
+          type: "button",
+          class: "danger",
+          "data-kick": c.id,
+          "data-key": key(`kick ${c.id}`),
+          "aria-label": `Disconnect listener ${c.id}`,
+        }, "Disconnect")),
       ),
     );
     const kick = (e) => {
@@ -53,18 +61,28 @@
     );
     table.addEventListener("click", kick);
     const setTitle = el("form", { class: "row" },
-      el("label", { for: title.id }, "Title"), title, el("button", { type: "submit" }, "Set title"));
+      el("label", { for: title.id }, "Title"), title,
+      el("button", { type: "submit", "data-key": key("set-title") }, "Set title"));
     setTitle.addEventListener("submit", (e) => {
       e.preventDefault();
-      if (title.value) command("metadata", { mount: m.mount, mode: "updinfo", song: title.value });
+      const song = title.value;
+      // Cleared first: a field with text in it holds the page's refresh back.
+      title.value = "";
+      if (song) command("metadata", { mount: m.mount, mode: "updinfo", song });
     });
     const move = el("form", { class: "row" },
-      el("label", { for: dest.id }, "Move listeners to"), dest, el("button", { type: "submit" }, "Move"));
+      el("label", { for: dest.id }, "Move listeners to"), dest,
+      el("button", { type: "submit", "data-key": key("move") }, "Move"));
     move.addEventListener("submit", (e) => {
       e.preventDefault();
       if (dest.value) command("moveclients", { mount: m.mount, destination: dest.value });
     });
-    const kill = el("button", { type: "button", class: "danger" }, "Disconnect the source");
+    const kill = el("button", {
+      type: "button",
+      class: "danger",
+      "data-key": key("killsource"),
+      "aria-label": `Disconnect the source of ${m.mount}`,
+    }, "Disconnect the source");
     kill.addEventListener("click", () => command("killsource", { mount: m.mount }));
     return el("section", { class: "card", "aria-labelledby": id },
       el("h2", { id }, m.mount, " ", el("span", { class: m.source_connected ? "badge" : "badge off" },
@@ -95,7 +113,18 @@
         const clients = c.ok ? c.body.icestats.source[0].clients : [];
         sections.push(mountSection(m, clients, mounts));
       }
+      // A keyboard user's place and chosen destinations survive the rebuild.
+      const focused = document.activeElement ? document.activeElement.getAttribute("data-key") : null;
+      const chosen = new Map([...box.querySelectorAll("select[data-key]")].map((s) => [s.dataset.key, s.value]));
       box.replaceChildren(...sections);
+      // How many times the list was built (tests wait on it).
+      box.dataset.builds = String(Number(box.dataset.builds || 0) + 1);
+      for (const s of box.querySelectorAll("select[data-key]")) {
+        const v = chosen.get(s.dataset.key);
+        if (v && [...s.options].some((o) => o.value === v)) s.value = v;
+      }
+      const again = focused && [...box.querySelectorAll("[data-key]")].find((e) => e.dataset.key === focused);
+      if (again) again.focus();
       none.hidden = mounts.length > 0;
     } catch (e) {
       result.textContent = `Could not reach the server: ${e.message}`;
