@@ -736,7 +736,8 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 
 /// With `ogg-title-in-stream`, a title set through the admin reaches Ogg Vorbis and Opus
 /// listeners in the stream itself, as a new link whose comment header carries it, and what
-/// they received decodes from end to end; a mount without the option is left alone.
+/// they received decodes from end to end; a mount without the option is left alone, and so is
+/// an opted-in stream the rewrite does not support (Theora), with a warning in the log.
 #[test]
 fn ogg_titles_go_into_the_stream_of_mounts_that_opt_in() {
     use agora_format::ogg::OggFramer;
@@ -750,6 +751,8 @@ fn ogg_titles_go_into_the_stream_of_mounts_that_opt_in() {
         ("opus", "/in.opus", true),
         ("vorbis", "/in.ogg", true),
         ("vorbis", "/off.ogg", false),
+        // Opted in, but Theora+Vorbis is not a single audio stream: left alone, and said so.
+        ("theora", "/in-theora.ogg", false),
     ] {
         let (fx, file) = fixture(name);
         let _src = ffmpeg_push(&agora, &file, mount, fx.muxer, false);
@@ -788,6 +791,13 @@ fn ogg_titles_go_into_the_stream_of_mounts_that_opt_in() {
         } else {
             assert_eq!(header_sets.len(), 1, "{mount}: left alone");
             assert!(!contains(&got, marker.as_bytes()), "{mount}");
+            let said = agora.log_has(&[mount, "titles stay out of this stream"]);
+            assert_eq!(
+                said,
+                mount == "/in-theora.ogg",
+                "{mount}: the warning\n{}",
+                agora.log()
+            );
         }
         // What the listener got decodes without an error.
         let file = dir.path().join(format!("{}.ogg", &mount[1..]));
