@@ -9,7 +9,6 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -105,15 +104,6 @@ fn target(agora: &Agora, mount: &str) -> String {
     format!("http://source:{SOURCE_PW}@{}{mount}", agora.addr)
 }
 
-/// A port with nothing listening on it (bound once, then released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 /// The files in `dir`.
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -121,22 +111,6 @@ fn files(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default();
     v.sort();
     v
-}
-
-/// What `ffmpeg -v error` prints decoding a whole file (empty: clean).
-fn decode_errors(path: &Path) -> String {
-    let out = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-i"])
-        .arg(path)
-        .args(["-f", "null", "-"])
-        .output()
-        .expect("ffmpeg must be installed (scripts/install-deps)");
-    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    if out.status.success() {
-        err
-    } else {
-        format!("exit {}: {err}", out.status)
-    }
 }
 
 /// Media duration of a file from its last packet's timestamp (live WebM has no duration in its
