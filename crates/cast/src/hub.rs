@@ -117,7 +117,9 @@ impl Hub {
     pub async fn content_type(&self) -> Option<String> {
         let mut rx = self.kind.subscribe();
         loop {
-            if let Some(ct) = rx.borrow_and_update().clone() {
+            // The watch's read guard ends with this statement, not with the `if let`.
+            let ct = rx.borrow_and_update().clone();
+            if let Some(ct) = ct {
                 return Some(ct);
             }
             if self.is_closed() || rx.changed().await.is_err() {

@@ -3,22 +3,76 @@
 //!
 //! Every finished request passes here, log on or off, so this is also where the
 //! `agora_http_requests_total{code}` metric is counted.
+//!
+//! **Invariant:** logging never blocks the runtime. Lines go through a bounded queue to a
+//! thread of their own that does the writing; a full disk, a slow NFS mount or a stalled
+//! terminal on standard output holds up that thread only, and lines beyond the queue are
+//! dropped and counted (a warning says how many).
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::{Duration, SystemTime};
 
-use parking_lot::Mutex;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
 use crate::http::Request;
 use crate::metrics::StatusLabels;
 
+/// Lines the writer thread may fall behind before new ones are dropped.
+const QUEUE_LINES: usize = 8192;
+
 /// Where access lines go: a file, standard output, or nowhere.
 pub struct AccessLog {
-    out: Option<Mutex<Box<dyn Write + Send>>>,
+    out: Option<Writer>,
     requests: Family<StatusLabels, Counter>,
+}
+
+/// The sending end of the writer thread.
+struct Writer {
+    tx: SyncSender<String>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Writer {
+    fn spawn(out: Box<dyn Write + Send>) -> std::io::Result<Writer> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_LINES);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let counted = dropped.clone();
+        std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || write_lines(out, rx, &counted))?;
+        Ok(Writer { tx, dropped })
+    }
+
+    fn send(&self, line: String) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(line) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The writer thread: write what is queued, flush when the queue is empty, until the log is
+/// dropped.
+fn write_lines(out: Box<dyn Write + Send>, rx: Receiver<String>, dropped: &AtomicU64) {
+    let mut out = std::io::BufWriter::new(out);
+    while let Ok(line) = rx.recv() {
+        let _ = out.write_all(line.as_bytes());
+        while let Ok(line) = rx.try_recv() {
+            let _ = out.write_all(line.as_bytes());
+        }
+        let _ = out.flush();
+        let n = dropped.swap(0, Ordering::Relaxed);
+        if n > 0 {
+            tracing::warn!(
+                lines = n,
+                "access log lines dropped: the log could not keep up"
+            );
+        }
+    }
 }
 
 impl std::fmt::Debug for AccessLog {
@@ -37,16 +91,16 @@ impl AccessLog {
     ) -> std::io::Result<AccessLog> {
         let out: Option<Box<dyn Write + Send>> = match path {
             None => None,
-            Some("-") => Some(Box::new(std::io::LineWriter::new(std::io::stdout()))),
-            Some(p) => Some(Box::new(std::io::LineWriter::new(
+            Some("-") => Some(Box::new(std::io::stdout())),
+            Some(p) => Some(Box::new(
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(p)?,
-            ))),
+            )),
         };
         Ok(AccessLog {
-            out: out.map(Mutex::new),
+            out: out.map(Writer::spawn).transpose()?,
             requests,
         })
     }
@@ -83,11 +137,10 @@ impl AccessLog {
         let ts = clf_time(SystemTime::now());
         let (who, rest) = e.split_once('\u{0}').unwrap_or((e, ""));
         let (request, tail) = rest.split_once('\u{0}').unwrap_or((rest, ""));
-        let _ = writeln!(
-            out.lock(),
-            "{who} [{ts}] {request} {code} {bytes} {tail} {}",
+        out.send(format!(
+            "{who} [{ts}] {request} {code} {bytes} {tail} {}\n",
             d.as_secs()
-        );
+        ));
     }
 
     /// A line for a request that could not be parsed.
@@ -103,11 +156,10 @@ impl AccessLog {
         self.count(code);
         if let Some(out) = &self.out {
             let ts = clf_time(SystemTime::now());
-            let _ = writeln!(
-                out.lock(),
-                "{} - - [{ts}] \"{line}\" {code} {bytes} \"{referer}\" \"{agent}\"",
+            out.send(format!(
+                "{} - - [{ts}] \"{line}\" {code} {bytes} \"{referer}\" \"{agent}\"\n",
                 peer.ip()
-            );
+            ));
         }
     }
 
@@ -129,7 +181,7 @@ impl AccessLog {
             parts.next().unwrap_or(""),
             parts.next().unwrap_or(""),
         );
-        let _ = writeln!(out.lock(), "{who} [{ts}] {request} {code} {bytes} {tail}");
+        out.send(format!("{who} [{ts}] {request} {code} {bytes} {tail}\n"));
     }
 
     /// `ip - user`, `"line version"` and `"referer" "agent"`, separated by NULs (which the

@@ -294,7 +294,7 @@ fn mount_command(
             let Some(dest) = shared.registry.get(&dest_path) else {
                 return reply.message(404, "Destination does not exist");
             };
-            let (from, to) = (mount.state.read().format, dest.state.read().format);
+            let (from, to) = (mount.format(), dest.format());
             if from.is_some() && to.is_some() && from != to {
                 // Icecast moves them anyway and the players break; say why instead.
                 return reply.message(
@@ -320,7 +320,7 @@ fn source_seconds(m: &Mount) -> u64 {
     if !m.has_source() {
         return 0;
     }
-    let at = m.state.read().connected_at;
+    let at = m.state().connected_at;
     at.elapsed().unwrap_or_default().as_secs()
 }
 
@@ -331,7 +331,7 @@ fn stats_source(m: &Mount, shared: &Shared) -> Map<String, Value> {
         _ => Map::new(),
     };
     o.remove("dummy");
-    let st = m.state.read();
+    let st = m.state();
     o.insert(
         "max_listeners".into(),
         match m.settings.max_listeners {
@@ -441,7 +441,7 @@ fn stats(reply: &Reply, shared: &Shared) -> Response {
 fn listmounts(reply: &Reply, shared: &Shared) -> Response {
     let mounts = shared.registry.all();
     let row = |m: &Mount| {
-        let st = m.state.read();
+        let st = m.state();
         let ctype = st
             .format
             .map(|f| f.content_type(st.info.has_video()))

@@ -19,7 +19,7 @@ use crate::status;
 /// What today's browsers can play of a mount: `Some("video")`, `Some("audio")`, or `None`
 /// with the reason (Chromium and Firefox no longer play Ogg Theora).
 pub fn playable(m: &Mount) -> (Option<&'static str>, Option<&'static str>) {
-    let st = m.state.read();
+    let st = m.state();
     let codecs = &st.info.codecs;
     match st.format {
         None => (None, Some("the stream has not started yet")),
@@ -61,7 +61,7 @@ pub fn mount_view(m: &Mount, shared: &Shared) -> Value {
     let src = status::source_json(m, shared);
     let get = |k: &str| src.get(k).cloned().unwrap_or(Value::Null);
     let (playable, why) = playable(m);
-    let st = m.state.read();
+    let st = m.state();
     json!({
         "mount": m.path,
         "listenurl": get("listenurl"),
@@ -73,7 +73,7 @@ pub fn mount_view(m: &Mount, shared: &Shared) -> Value {
         "codecs": st.info.subtype(),
         "frame_size": get("frame_size"),
         "bitrate": get("bitrate"),
-        "title": m.title.read().text,
+        "title": m.title().text,
         "listeners": m.listeners.load(Ordering::Relaxed),
         "listener_peak": m.listener_peak.load(Ordering::Relaxed),
         "connected": m.has_source(),

@@ -18,8 +18,8 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use crate::sync::RwLock;
 use bytes::Bytes;
-use parking_lot::RwLock;
 use tokio::sync::watch;
 
 /// The header bytes a listener must receive before chunks that belong to them (Ogg BOS and

@@ -27,6 +27,9 @@
 //! - [`metrics`]: `/metrics` for Prometheus.
 //! - [`web`]: the embedded pages (`/`, `/watch/<mount>`, `/admin/`), playlists.
 //! - [`access_log`]: Combined Log Format, and the request counter.
+//! - `sync`: the server's locks and the rule that keeps them from deadlocking (every guard
+//!   is a leaf), checked in debug builds.
+//! - `watchdog`: a heartbeat on the runtime and a thread that reports when it stops.
 
 pub mod access_log;
 pub mod admin;
@@ -42,6 +45,8 @@ pub mod mount;
 pub mod server;
 pub mod source;
 pub mod status;
+mod sync;
+mod watchdog;
 pub mod web;
 
 pub use config::Config;

@@ -116,7 +116,7 @@ pub async fn handle(
     let mut rx = mount.fanout.subscribe();
     // A source that just connected may not have sent a byte yet: the Content-Type comes from
     // the bytes, so wait (briefly) for them.
-    if mount.state.read().format.is_none() {
+    if mount.format().is_none() {
         let ready =
             tokio::time::timeout(FIRST_DATA_WAIT, rx.wait_for(|t| t.next_seq > 0 || t.closed))
                 .await
@@ -128,7 +128,7 @@ pub async fn handle(
         }
     }
     let (format, video) = {
-        let st = mount.state.read();
+        let st = mount.state();
         (
             st.format.unwrap_or(agora_format::Format::Opaque),
             st.info.has_video(),
@@ -242,7 +242,7 @@ fn response_head(
     content_type: &str,
     metaint: Option<usize>,
 ) -> String {
-    let st = mount.state.read();
+    let st = mount.state();
     let cfg = shared.config.mount(&mount.path);
     let over = |c: Option<&String>, s: &Option<String>| c.cloned().or_else(|| s.clone());
     let name = over(cfg.and_then(|c| c.stream_name.as_ref()), &st.meta.name);
@@ -486,7 +486,7 @@ impl Session {
                     if !head.is_empty() {
                         self.pending.push_back(head);
                     }
-                    let title = self.mount.title.read().clone();
+                    let title = self.mount.title();
                     if title.version != icy.sent_version {
                         icy.sent_version = title.version;
                         self.pending.push_back(title.icy_block.clone());

@@ -31,6 +31,8 @@ pub struct Metrics {
     pub requests: Family<StatusLabels, Counter>,
     /// Accepted TCP connections.
     pub connections: Counter,
+    /// Runtime stalls the watchdog saw.
+    pub runtime_stalls: Counter,
 }
 
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -50,11 +52,18 @@ impl Metrics {
             "TCP connections accepted",
             connections.clone(),
         );
+        let runtime_stalls = Counter::default();
+        registry.register(
+            "runtime_stalls",
+            "Times the async runtime ran no heartbeat for longer than the watchdog's limit (5 s)",
+            runtime_stalls.clone(),
+        );
         registry.register_collector(Box::new(MountCollector { mounts, started }));
         Metrics {
             registry,
             requests,
             connections,
+            runtime_stalls,
         }
     }
 
@@ -135,7 +144,7 @@ impl Collector for MountCollector {
                     if !m.has_source() {
                         return 0.0;
                     }
-                    let since = m.state.read().connected_at;
+                    let since = m.state().connected_at;
                     now.duration_since(since).unwrap_or_default().as_secs_f64()
                 },
             ),
@@ -148,7 +157,7 @@ impl Collector for MountCollector {
                 "mount_stream_uptime_seconds",
                 "Seconds since the mount's stream started (kept across source reconnects)",
                 |m, now| {
-                    let since = m.state.read().started;
+                    let since = m.state().started;
                     now.duration_since(since).unwrap_or_default().as_secs_f64()
                 },
             ),

@@ -10,6 +10,13 @@
 //! **Invariants:** at most one source per mount (a second gets 409); counters are atomics read
 //! by the status page without touching the fan-out; a closed mount is removed from the
 //! registry, and its fan-out wakes every listener so they end.
+//!
+//! **Locks** (the rule is in `crate::sync`: every guard is a leaf): the source state, the
+//! title and the stream headers are snapshots swapped whole, read without a lock
+//! ([`Mount::state`], [`Mount::title`]); the client list and the in-band title are small
+//! mutexes taken for one map or option operation. The registry's map lock is taken alone: a
+//! claim or an expiry decides under it with atomics and snapshot swaps only, and closes
+//! fan-outs and wakes pages after releasing it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,13 +25,14 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Instant, SystemTime};
 
 use agora_format::{Format, StreamInfo};
+use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
-use parking_lot::{Mutex, RwLock};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::MountSettings;
 use crate::fanout::{Fanout, StreamHeaders};
+use crate::sync::Mutex;
 
 /// Stream descriptions sent by the source (`ice-*`, `icy-*` or `x-audiocast-*` headers),
 /// overridden by the mount's configuration.
@@ -54,6 +62,9 @@ pub struct SourceState {
     pub source_ip: String,
     /// Whether a source is connected now (false while in the grace period).
     pub connected: bool,
+    /// Cancelled by `/admin/killsource`: the token of the source this state describes (a new
+    /// one per source, so a kill aimed at one source never reaches the next).
+    pub kill: CancellationToken,
 }
 
 /// The now-playing title and its ICY block, rebuilt once per change and shared by listeners.
@@ -175,10 +186,11 @@ pub struct Mount {
     pub path: String,
     pub settings: MountSettings,
     pub fanout: Fanout,
-    pub state: RwLock<SourceState>,
-    pub title: RwLock<Arc<Title>>,
+    /// What the source side knows, swapped whole on every change (see [`Mount::state`]).
+    state: ArcSwap<SourceState>,
+    title: ArcSwap<Title>,
     /// The headers chunks are published under now.
-    headers: Mutex<Arc<StreamHeaders>>,
+    headers: ArcSwap<StreamHeaders>,
     /// Source presence: set by the source that owns the mount.
     source_present: AtomicBool,
     /// Bumped on every source (dis)connect; the grace timer only closes the mount if it is
@@ -196,8 +208,6 @@ pub struct Mount {
     /// table of 15,000 listeners is reallocated whole as it doubles (a lasting step in RSS),
     /// and it lists clients in id order for `listclients`.
     clients: Mutex<BTreeMap<u64, Arc<Client>>>,
-    /// Cancelled by `/admin/killsource`; a new one per source.
-    source_kill: Mutex<CancellationToken>,
     /// Poked on every change pages should hear about (source up/down, title).
     changed: Arc<Notify>,
     /// A title for the source task to put into an Ogg stream (`ogg-title-in-stream`).
@@ -210,7 +220,7 @@ impl Mount {
             fanout: Fanout::new(settings.queue_size),
             path,
             settings,
-            state: RwLock::new(SourceState {
+            state: ArcSwap::from_pointee(SourceState {
                 meta: StreamMeta::default(),
                 format: None,
                 info: StreamInfo::default(),
@@ -218,9 +228,10 @@ impl Mount {
                 connected_at: SystemTime::now(),
                 source_ip: String::new(),
                 connected: false,
+                kill: CancellationToken::new(),
             }),
-            title: RwLock::new(Arc::new(Title::new(String::new(), 0))),
-            headers: Mutex::new(StreamHeaders::new(Bytes::new())),
+            title: ArcSwap::from_pointee(Title::new(String::new(), 0)),
+            headers: ArcSwap::new(StreamHeaders::new(Bytes::new())),
             source_present: AtomicBool::new(false),
             source_epoch: AtomicU64::new(0),
             closed: AtomicBool::new(false),
@@ -231,24 +242,53 @@ impl Mount {
             bytes_sent: AtomicU64::new(0),
             ingest_bps: AtomicU64::new(0),
             clients: Mutex::new(BTreeMap::new()),
-            source_kill: Mutex::new(CancellationToken::new()),
             changed,
             inband_title: Mutex::new(None),
         }
     }
 
+    /// The source side's state now: a snapshot, taken without a lock and held as long as
+    /// the caller likes (later changes replace the state, they do not alter this one).
+    pub fn state(&self) -> Arc<SourceState> {
+        self.state.load_full()
+    }
+
+    /// The stream format, as detected from the source's bytes (`None` before the first).
+    pub fn format(&self) -> Option<Format> {
+        self.state.load().format
+    }
+
+    /// Change the state: `edit` changes a copy that then replaces it. `edit` runs again if
+    /// another writer replaced the state meanwhile, so it must only set fields.
+    fn update_state(&self, edit: impl Fn(&mut SourceState)) {
+        self.state.rcu(|old| {
+            let mut st = SourceState::clone(old);
+            edit(&mut st);
+            st
+        });
+    }
+
+    /// What the source's bytes turned out to be (on its first headers, and when they change).
+    pub fn set_stream(&self, format: Option<Format>, info: StreamInfo) {
+        self.update_state(|st| {
+            st.format = format;
+            st.info = info.clone();
+        });
+    }
+
     /// Cancelled when an admin removes the current source.
     pub fn source_kill_token(&self) -> CancellationToken {
-        self.source_kill.lock().clone()
+        self.state.load().kill.clone()
     }
 
     /// `/admin/killsource`: end the current source's connection (the mount then waits for a
     /// source through its grace period, as after any source loss). False without a source.
     pub fn kill_source(&self) -> bool {
-        if !self.has_source() {
+        let st = self.state.load();
+        if !st.connected {
             return false;
         }
-        self.source_kill.lock().cancel();
+        st.kill.cancel();
         true
     }
 
@@ -298,29 +338,30 @@ impl Mount {
 
     /// Publish stream data under the current headers.
     pub fn publish(&self, bytes: Bytes, sync: bool) {
-        let headers = self.headers.lock().clone();
-        self.fanout.publish(bytes, sync, headers);
+        self.fanout.publish(bytes, sync, self.headers.load_full());
     }
 
     /// New headers from the source. Byte-identical headers (a source that reconnected with the
     /// same encoder settings) keep the old identity, so listeners are not sent them again.
+    /// Only the mount's source sets headers, so there is no race between the look and the
+    /// store.
     pub fn set_headers(&self, bytes: Bytes) {
-        let mut h = self.headers.lock();
-        if h.bytes != bytes {
-            *h = StreamHeaders::new(bytes);
+        if self.headers.load().bytes != bytes {
+            self.headers.store(StreamHeaders::new(bytes));
         }
     }
 
     pub fn current_headers(&self) -> Arc<StreamHeaders> {
-        self.headers.lock().clone()
+        self.headers.load_full()
+    }
+
+    /// The now-playing title (a snapshot, like [`Mount::state`]).
+    pub fn title(&self) -> Arc<Title> {
+        self.title.load_full()
     }
 
     pub fn set_title(&self, text: String) {
-        {
-            let mut t = self.title.write();
-            let version = t.version + 1;
-            *t = Arc::new(Title::new(text.clone(), version));
-        }
+        self.title.rcu(|t| Title::new(text.clone(), t.version + 1));
         if self.settings.ogg_title_in_stream {
             *self.inband_title.lock() = Some(text);
         }
@@ -405,7 +446,7 @@ pub struct SourceClaim {
 impl Drop for SourceClaim {
     fn drop(&mut self) {
         let m = &self.mount;
-        m.state.write().connected = false;
+        m.update_state(|st| st.connected = false);
         m.ingest_bps.store(0, Ordering::Relaxed);
         let epoch = m.source_epoch.fetch_add(1, Ordering::AcqRel) + 1;
         m.source_present.store(false, Ordering::Release);
@@ -431,7 +472,7 @@ impl Drop for SourceClaim {
 /// All mounts of the server.
 #[derive(Debug, Default)]
 pub struct Registry {
-    mounts: RwLock<BTreeMap<String, Arc<Mount>>>,
+    mounts: crate::sync::RwLock<BTreeMap<String, Arc<Mount>>>,
     /// Listeners across all mounts (for the server-wide limit).
     pub total_listeners: AtomicUsize,
     /// Poked on every mount change (see [`Mount::poke`]); the events hub waits on it.
@@ -449,6 +490,8 @@ impl Registry {
     }
 
     /// Claim `path` for a new source: create the mount, or take over one in its grace period.
+    /// Decided under the map's lock (atomics and a state swap only, no other lock), so that an
+    /// expiry cannot close the mount in between.
     pub fn claim(
         self: &Arc<Self>,
         path: &str,
@@ -479,17 +522,18 @@ impl Registry {
             }
         };
         mount.source_epoch.fetch_add(1, Ordering::AcqRel);
-        {
-            let mut st = mount.state.write();
-            st.meta = meta;
-            st.source_ip = source_ip;
+        let now = SystemTime::now();
+        mount.update_state(|st| {
+            st.meta = meta.clone();
+            st.source_ip = source_ip.clone();
             st.connected = true;
-            st.connected_at = SystemTime::now();
+            st.connected_at = now;
+            st.kill = CancellationToken::new();
             if st.format.is_none() {
-                st.started = SystemTime::now();
+                st.started = now;
             }
-        }
-        *mount.source_kill.lock() = CancellationToken::new();
+        });
+        drop(map);
         mount.poke();
         Ok(SourceClaim {
             mount,
@@ -499,15 +543,18 @@ impl Registry {
 
     /// Close `mount` if no source claimed it since `epoch`.
     fn expire(&self, mount: &Arc<Mount>, epoch: u64) {
-        let mut map = self.mounts.write();
-        if mount.source_epoch.load(Ordering::Acquire) != epoch || mount.has_source() {
-            return;
+        {
+            let mut map = self.mounts.write();
+            if mount.source_epoch.load(Ordering::Acquire) != epoch || mount.has_source() {
+                return;
+            }
+            mount.closed.store(true, Ordering::Release);
+            if map.get(&mount.path).is_some_and(|m| Arc::ptr_eq(m, mount)) {
+                map.remove(&mount.path);
+            }
         }
-        mount.closed.store(true, Ordering::Release);
+        // Closed and out of the map: no claim can take it any more.
         mount.fanout.close();
-        if map.get(&mount.path).is_some_and(|m| Arc::ptr_eq(m, mount)) {
-            map.remove(&mount.path);
-        }
         mount.poke();
         tracing::info!(mount = %mount.path, "mount closed: no source within the grace period");
     }

@@ -23,7 +23,7 @@ use crate::events::Events;
 use crate::http::{self, HeadError, Request};
 use crate::metrics::Metrics;
 use crate::mount::Registry;
-use crate::{admin, api, events, listener, metrics, source, status, web};
+use crate::{admin, api, events, listener, metrics, source, status, watchdog, web};
 
 /// Credentials in force (configured or generated at start).
 #[derive(Debug, Clone)]
@@ -127,6 +127,21 @@ impl Server {
             shared,
             tracker,
         } = self;
+        let _watchdog = match watchdog::start(
+            &tokio::runtime::Handle::current(),
+            watchdog::BEAT,
+            watchdog::LIMIT,
+            shared.shutdown.clone(),
+            watchdog::LogStall {
+                counter: shared.metrics.runtime_stalls.clone(),
+            },
+        ) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!("no runtime watchdog (its thread did not start): {e}");
+                None
+            }
+        };
         for l in listeners {
             tracker.spawn(accept_loop(l, shared.clone(), tracker.clone()));
         }

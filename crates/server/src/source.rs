@@ -316,20 +316,11 @@ fn drain(
                     }
                 }
                 mount.set_headers(h);
-                let mut st = mount.state.write();
-                st.format = demux.format();
-                st.info = demux.info();
+                mount.set_stream(demux.format(), demux.info());
             }
             Ok(Some(Event::Chunk(c))) => {
-                {
-                    let st = mount.state.read();
-                    let stale = st.format != demux.format();
-                    drop(st);
-                    if stale {
-                        let mut st = mount.state.write();
-                        st.format = demux.format();
-                        st.info = demux.info();
-                    }
+                if mount.format() != demux.format() {
+                    mount.set_stream(demux.format(), demux.info());
                 }
                 let bytes = match titles.as_mut().filter(|t| t.ready()) {
                     None => c.bytes,

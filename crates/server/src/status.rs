@@ -36,7 +36,7 @@ fn scalar(s: &str) -> Value {
 }
 
 pub fn source_json(m: &Mount, shared: &Shared) -> Value {
-    let st = m.state.read();
+    let st = m.state();
     let cfg = shared.config.mount(&m.path);
     let over = |c: Option<&String>, s: &Option<String>| c.cloned().or_else(|| s.clone());
     let mut o = Map::new();
@@ -103,7 +103,7 @@ pub fn source_json(m: &Mount, shared: &Shared) -> Value {
     }
     o.insert("stream_start".into(), json!(rfc2822(st.started)));
     o.insert("stream_start_iso8601".into(), json!(iso8601(st.started)));
-    let title = m.title.read().text.clone();
+    let title = m.title().text.clone();
     o.insert("title".into(), json!(title));
     o.insert("dummy".into(), Value::Null);
     Value::Object(o)

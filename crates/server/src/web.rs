@@ -126,8 +126,7 @@ pub fn handle(req: &Request, shared: &Shared) -> Option<Page> {
                 format!("{url}\n")
             } else {
                 let title = mount
-                    .state
-                    .read()
+                    .state()
                     .meta
                     .name
                     .clone()

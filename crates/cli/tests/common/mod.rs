@@ -130,7 +130,14 @@ impl Drop for Agora {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
-            eprintln!("---- agora log ----\n{}", self.log());
+            // The end of the log: a stress test's log can run to thousands of lines.
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let skip = lines.len().saturating_sub(300);
+            eprintln!(
+                "---- agora log ({skip} earlier lines left out) ----\n{}",
+                lines[skip..].join("\n")
+            );
         }
     }
 }
