@@ -358,9 +358,9 @@ pub fn demo(args: DemoArgs, offset: time::UtcOffset) -> Result<()> {
     let mut config = agora_server::Config::default();
     config.server.listen = vec![args.listen];
     let credentials = agora_server::Credentials {
-        source_password: agora_server::auth::random_password(),
+        source_password: agora_server::random_password(),
         admin_user: "admin".into(),
-        admin_password: agora_server::auth::random_password(),
+        admin_password: agora_server::random_password(),
     };
     runtime()?.block_on(async move {
         let server = agora_server::Server::bind(config, credentials.clone())

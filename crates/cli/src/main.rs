@@ -133,7 +133,7 @@ fn serve(args: ServeArgs) -> Result<()> {
             .auth
             .source_password
             .clone()
-            .unwrap_or_else(agora_server::auth::random_password),
+            .unwrap_or_else(agora_server::random_password),
         admin_user: config
             .auth
             .admin_user
@@ -143,7 +143,7 @@ fn serve(args: ServeArgs) -> Result<()> {
             .auth
             .admin_password
             .clone()
-            .unwrap_or_else(agora_server::auth::random_password),
+            .unwrap_or_else(agora_server::random_password),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -27,11 +27,11 @@ use std::time::Duration;
 use serde::Deserialize;
 
 /// Icecast's default burst: what a joining listener gets at once so playback starts instantly.
-pub const DEFAULT_BURST_SIZE: usize = 64 * 1024;
+pub(crate) const DEFAULT_BURST_SIZE: usize = 64 * 1024;
 /// Icecast's documented default queue: how far behind a listener may fall.
-pub const DEFAULT_QUEUE_SIZE: usize = 512 * 1024;
+pub(crate) const DEFAULT_QUEUE_SIZE: usize = 512 * 1024;
 /// Icecast's default ICY metadata interval.
-pub const DEFAULT_ICY_METAINT: usize = 16000;
+pub(crate) const DEFAULT_ICY_METAINT: usize = 16000;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]

@@ -1,53 +1,64 @@
+#![warn(unreachable_pub)]
 //! Agora's Icecast-compatible streaming server.
 //!
+//! The crate is laid out by the path a stream takes:
+//!
 //! ```text
-//!  source client ──TCP──► server::accept_loop ──► http::read_head/parse_head ──► route
-//!     (ffmpeg, libshout…)                                                        │
-//!        source::handle ──dechunk──► agora_format::Demuxer ──► Mount::publish ───┘
-//!                                                                  │
-//!                                                       fanout::Fanout (bounded Bytes queue)
-//!                                                                  │  one cursor per listener
-//!        listener::handle ◄── headers, burst from a sync point, live chunks, ICY blocks
+//!  server ── accept loop, one task per connection, request heads ──► routing
+//!    │                                                                 │
+//!    │  wire/ (HTTP heads, responses, credentials)                     ├─► ingest/source ──► agora_format::Demuxer
+//!    │                                                                 │                          │ Mount::publish
+//!    │                                                                 │                          ▼
+//!    │                                                                 │          stream/mount ─► stream/fanout (bounded Bytes queue)
+//!    │                                                                 │                          │ one cursor per listener
+//!    │                                                                 ├─► egress/listener ◄──────┘ headers, burst, live, ICY
+//!    │                                                                 ├─► control/ (admin, api, status, events)
+//!    │                                                                 └─► web (pages, playlists)
+//!    └── state (Shared: config, credentials, registry, telemetry/)
 //! ```
 //!
-//! Map:
-//! - [`config`]: TOML configuration, defaults, validation.
-//! - [`server`]: bind (large backlog), accept loop, request routing, shutdown.
-//! - [`http`]: request-head framing and parsing, responses, chunked decoding.
-//! - [`auth`]: Basic credentials, constant-time comparison, generated passwords.
-//! - [`source`]: source ingest in every dialect (SOURCE/PUT, 100-continue, chunked).
-//! - [`mount`]: the mount registry, per-mount state and counters, the grace period.
-//! - [`fanout`]: the per-mount buffer shared by all listeners, and its invariants.
-//! - [`listener`]: listener responses, join logic, ICY metadata, vectored writes.
-//! - [`status`]: the `/status-json.xsl` page.
-//! - [`admin`]: the Icecast admin API (`/admin/stats`, `listclients`, `metadata`, ...), XML
-//!   and JSON.
-//! - [`api`]: the stable JSON API (`/api/v1/...`) and the mount view pages use.
-//! - [`events`]: `/events`, Server-Sent Events of mount changes.
-//! - [`metrics`]: `/metrics` for Prometheus.
-//! - [`web`]: the embedded pages (`/`, `/watch/<mount>`, `/admin/`), playlists.
-//! - [`access_log`]: Combined Log Format, and the request counter.
+//! Map (each module's doc has its own):
+//! - `server`: bind (large backlog), accept loop, reading request heads, shutdown.
+//! - `routing`: which handler answers a request.
+//! - `state`: `Shared`, what every connection shares.
+//! - `config`: TOML configuration, defaults, validation.
+//! - `wire`: the HTTP wire (`http`) and credentials (`auth`).
+//! - `ingest`: sources (`source`); relays next.
+//! - `stream`: mounts (`mount`) and their fan-out (`fanout`).
+//! - `egress`: listeners (`listener`).
+//! - `control`: `status`, `admin`, `api`, `events`.
+//! - `telemetry`: `access_log`, `metrics`, the `events` feed.
+//! - `web`: the embedded pages (`/`, `/watch/<mount>`, `/admin/`), playlists.
 //! - `sync`: the server's locks and the rule that keeps them from deadlocking (every guard
 //!   is a leaf), checked in debug builds.
 //! - `watchdog`: a heartbeat on the runtime and a thread that reports when it stops.
+//!
+//! **Layering** (checked by `scripts/module-cycles`): a module uses only modules below it in
+//! this list: `server` → `routing` → `ingest`, `egress`, `control`, `web` → `state` →
+//! `telemetry` → `stream` → `wire`, `config`, `sync`, `watchdog`.
 
-pub mod access_log;
-pub mod admin;
-pub mod api;
-pub mod auth;
-pub mod config;
-pub mod events;
-pub mod fanout;
-pub mod http;
-pub mod listener;
-pub mod metrics;
-pub mod mount;
-pub mod server;
-pub mod source;
-pub mod status;
+mod config;
+mod control;
+mod egress;
+mod ingest;
+mod routing;
+mod server;
+mod state;
+mod stream;
 mod sync;
+mod telemetry;
 mod watchdog;
-pub mod web;
+mod web;
+mod wire;
 
 pub use config::Config;
-pub use server::{Credentials, Server};
+pub use server::Server;
+pub use state::Credentials;
+pub use wire::auth::random_password;
+
+/// Entry points for the fuzz targets in `fuzz/` and for the suite's replay of their corpora:
+/// not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::wire::http::fuzz_request_head as request_head;
+}

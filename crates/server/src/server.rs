@@ -12,50 +12,23 @@ use std::time::{Duration, SystemTime};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
+
+use crate::wire::conn::Connection;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::access_log::AccessLog;
 use crate::config::Config;
-use crate::events::Events;
-use crate::http::{self, HeadError, Request};
-use crate::metrics::Metrics;
-use crate::mount::Registry;
-use crate::{admin, api, events, listener, metrics, source, status, watchdog, web};
-
-/// Credentials in force (configured or generated at start).
-#[derive(Debug, Clone)]
-pub struct Credentials {
-    pub source_password: String,
-    pub admin_user: String,
-    pub admin_password: String,
-}
-
-/// State shared by every connection.
-#[derive(Debug)]
-pub struct Shared {
-    pub config: Config,
-    pub credentials: Credentials,
-    pub registry: Arc<Registry>,
-    pub access_log: AccessLog,
-    pub shutdown: CancellationToken,
-    pub started: SystemTime,
-    /// The first bound address, for `listenurl`.
-    pub public_port: u16,
-    /// Connections accepted.
-    pub connections: AtomicU64,
-    /// Listener requests answered with a stream.
-    pub listener_connections: AtomicU64,
-    /// Sources accepted.
-    pub source_connections: AtomicU64,
-    pub sources: std::sync::atomic::AtomicUsize,
-    pub metrics: Metrics,
-    pub events: Events,
-    /// Every connection and listener task, so shutdown can wait for them.
-    pub tracker: TaskTracker,
-}
+use crate::control::events;
+use crate::routing::route;
+use crate::state::{Credentials, Shared};
+use crate::stream::mount::Registry;
+use crate::telemetry::access_log::AccessLog;
+use crate::telemetry::events::EventFeed;
+use crate::telemetry::metrics::Metrics;
+use crate::watchdog;
+use crate::wire::http::{self, HeadError, Request};
 
 /// A bound, not yet running, server.
 #[derive(Debug)]
@@ -100,7 +73,7 @@ impl Server {
                 source_connections: AtomicU64::new(0),
                 sources: std::sync::atomic::AtomicUsize::new(0),
                 metrics,
-                events: Events::default(),
+                events: EventFeed::default(),
                 tracker: tracker.clone(),
             }),
             tracker,
@@ -187,7 +160,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTr
                 shared.connections.fetch_add(1, Ordering::Relaxed);
                 shared.metrics.connections.inc();
                 let _ = stream.set_nodelay(true);
-                tracker.spawn(handle_connection(stream, peer, shared.clone()));
+                tracker.spawn(handle_connection(stream.into(), peer, shared.clone()));
             }
             Err(e) => {
                 // EMFILE/ENFILE in a connect storm: wait for descriptors to free up.
@@ -208,28 +181,33 @@ enum HeadRead {
 /// Read one request head within the header timeout. Bytes after the head (a source's first
 /// stream bytes) are returned with it.
 async fn read_head(
-    stream: &mut TcpStream,
+    stream: &mut Connection,
     buf: &mut BytesMut,
     shared: &Shared,
 ) -> Result<HeadRead, (u16, String)> {
     let limit = shared.config.server.max_request_head;
     let timeout = Duration::from_secs(shared.config.server.header_timeout_secs);
     let deadline = tokio::time::Instant::now() + timeout;
+    let too_large = || {
+        let e = HeadError::TooLarge { limit };
+        (e.status(), e.to_string())
+    };
     loop {
         if let Some(n) = http::head_len(buf) {
             if n > limit {
-                return Err((431, format!("request head larger than {limit} bytes")));
+                return Err(too_large());
             }
             let head = buf.split_to(n);
             let rest = buf.split();
             return match http::parse_head(&head) {
                 Ok(req) => Ok(HeadRead::Head(req, rest)),
+                // The client gets the reason alone, without the error's prefix.
                 Err(HeadError::Malformed(m)) => Err((400, m)),
-                Err(e) => Err((400, e.to_string())),
+                Err(e) => Err((e.status(), e.to_string())),
             };
         }
         if buf.len() > limit {
-            return Err((431, format!("request head larger than {limit} bytes")));
+            return Err(too_large());
         }
         buf.reserve(2048);
         let read = tokio::select! {
@@ -250,7 +228,7 @@ async fn read_head(
     }
 }
 
-async fn handle_connection(mut stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+async fn handle_connection(mut stream: Connection, peer: SocketAddr, shared: Arc<Shared>) {
     let mut buf = BytesMut::with_capacity(2048);
     loop {
         let (req, rest) = match read_head(&mut stream, &mut buf, &shared).await {
@@ -285,150 +263,5 @@ async fn handle_connection(mut stream: TcpStream, peer: SocketAddr, shared: Arc<
             }
             None => return,
         }
-    }
-}
-
-/// Dispatch a request. Returns the stream (and unread bytes) when the connection may carry
-/// another request (keep-alive), `None` when it is done.
-async fn route(
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    req: Request,
-    rest: BytesMut,
-    shared: &Arc<Shared>,
-) -> Option<(TcpStream, BytesMut)> {
-    let method = req.method.as_str();
-    let path = req.path().to_string();
-    let respond = |code: u16, ctype: &str, extra: &[(&str, &str)], body: &[u8]| {
-        http::simple_response(
-            &response_version(&req),
-            code,
-            ctype,
-            extra,
-            body,
-            req.keep_alive(),
-        )
-    };
-    let (code, bytes) = match method {
-        "SOURCE" | "PUT" => {
-            source::handle(stream, peer, req, rest, shared.clone()).await;
-            return None;
-        }
-        "OPTIONS" => {
-            // libshout's TLS probe (`Upgrade: TLS/1.0`): no TLS here, so no upgrade; it then
-            // carries on with plain HTTP, as with icecast2 built without TLS.
-            let resp = respond(
-                200,
-                "text/plain",
-                &[("Allow", "GET, HEAD, PUT, OPTIONS, SOURCE")],
-                b"",
-            );
-            (200, resp)
-        }
-        "GET" | "HEAD" if path == "/status-json.xsl" || path == "/status-json.json" => {
-            let body = status::status_json(shared);
-            (
-                200,
-                respond(200, "application/json; charset=utf-8", &[], body.as_bytes()),
-            )
-        }
-        "GET" | "HEAD" | "POST" if path.starts_with("/admin/") && !web::is_page(&path) => {
-            // POST as Icecast allows it (libshout sends metadata by POST when offered);
-            // parameters are read from the query string either way.
-            let (code, ctype, body) = admin::handle(&req, peer, shared);
-            (
-                code,
-                respond(code, ctype, &admin::extra_headers(code), body.as_bytes()),
-            )
-        }
-        "GET" | "HEAD" if path.starts_with("/api/v1/") => {
-            let (code, body) = api::handle(&path, shared);
-            (
-                code,
-                respond(
-                    code,
-                    "application/json; charset=utf-8",
-                    &[],
-                    body.as_bytes(),
-                ),
-            )
-        }
-        "GET" | "HEAD" if path == "/metrics" => {
-            let body = shared.metrics.render();
-            (
-                200,
-                respond(200, metrics::CONTENT_TYPE, &[], body.as_bytes()),
-            )
-        }
-        "GET" | "HEAD" if path == "/events" => {
-            drop(rest);
-            events::serve(stream, peer, req, shared.clone()).await;
-            return None;
-        }
-        "GET" | "HEAD" => {
-            if let Some(mount) = shared.registry.get(&path) {
-                drop(rest);
-                listener::handle(stream, peer, req, mount, shared.clone()).await;
-                return None;
-            }
-            match web::handle(&req, shared) {
-                Some(page) => {
-                    let extra: Vec<(&str, &str)> =
-                        page.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                    (
-                        page.code,
-                        respond(page.code, &page.content_type, &extra, &page.body),
-                    )
-                }
-                None => {
-                    let body = format!("Mount {path} is not available\n");
-                    (
-                        404,
-                        respond(404, "text/plain; charset=utf-8", &[], body.as_bytes()),
-                    )
-                }
-            }
-        }
-        _ => {
-            let body = format!("Method {method} is not supported\n");
-            (
-                405,
-                respond(
-                    405,
-                    "text/plain; charset=utf-8",
-                    &[("Allow", "GET, HEAD, PUT, OPTIONS, SOURCE")],
-                    body.as_bytes(),
-                ),
-            )
-        }
-    };
-    let head_only = method == "HEAD";
-    let to_send = if head_only {
-        let end = http::head_len(&bytes).unwrap_or(bytes.len());
-        &bytes[..end]
-    } else {
-        &bytes[..]
-    };
-    if stream.write_all(to_send).await.is_err() {
-        return None;
-    }
-    shared
-        .access_log
-        .log(peer, &req, code, to_send.len() as u64);
-    if req.keep_alive() && !shared.shutdown.is_cancelled() {
-        Some((stream, rest))
-    } else {
-        let _ = stream.shutdown().await;
-        None
-    }
-}
-
-/// Icecast 2.4 answers HTTP/1.0 except to HTTP/1.1 keep-alive clients, which need 1.1 to
-/// keep the connection.
-pub fn response_version(req: &Request) -> String {
-    if req.is_http11() {
-        "HTTP/1.1".into()
-    } else {
-        "HTTP/1.0".into()
     }
 }

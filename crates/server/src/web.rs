@@ -12,13 +12,13 @@
 //! forbids them, so text from a source's headers cannot run as code even if a page forgot to
 //! escape it); every asset is in [`ASSETS`], nothing is read from disk at run time.
 
-use crate::admin;
-use crate::http::Request;
-use crate::server::Shared;
+use crate::control::admin;
+use crate::state::Shared;
+use crate::wire::http::Request;
 
 /// A response for the router.
 #[derive(Debug)]
-pub struct Page {
+pub(crate) struct Page {
     pub code: u16,
     pub content_type: String,
     pub headers: Vec<(&'static str, String)>,
@@ -63,7 +63,7 @@ const HTML: &str = "text/html; charset=utf-8";
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'";
 
 /// Paths under `/admin/` that are the admin page rather than an admin command.
-pub fn is_page(path: &str) -> bool {
+pub(crate) fn is_page(path: &str) -> bool {
     matches!(path, "/admin/" | "/admin/index.html")
 }
 
@@ -85,7 +85,7 @@ fn page(code: u16, content_type: &str, body: &[u8], framing: bool) -> Page {
 }
 
 /// Answer a page, asset or playlist request; `None` if the path is none of those.
-pub fn handle(req: &Request, shared: &Shared) -> Option<Page> {
+pub(crate) fn handle(req: &Request, shared: &Shared) -> Option<Page> {
     let path = req.path();
     match path {
         "/" | "/index.html" => return Some(page(200, HTML, INDEX_HTML.as_bytes(), false)),

@@ -11,7 +11,7 @@ use bytes::{Buf, BytesMut};
 
 /// A parsed request head. Header names are kept as sent; lookups ignore case.
 #[derive(Debug, Clone)]
-pub struct Request {
+pub(crate) struct Request {
     pub method: String,
     /// Path with the query string, as sent.
     pub target: String,
@@ -22,19 +22,28 @@ pub struct Request {
 
 /// Why a request head was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum HeadError {
+pub(crate) enum HeadError {
     #[error("request head larger than {limit} bytes")]
     TooLarge { limit: usize },
     #[error("malformed request head: {0}")]
     Malformed(String),
 }
 
+impl HeadError {
+    /// The response status that says so.
+    pub(crate) fn status(&self) -> u16 {
+        match self {
+            HeadError::TooLarge { .. } => 431,
+            HeadError::Malformed(_) => 400,
+        }
+    }
+}
+
 const MAX_HEADERS: usize = 64;
 
 /// Length of the head (through the blank line) if `buf` holds a whole one. Cheap: allocates
 /// nothing and parses nothing, so it can run after every read.
-pub fn head_len(buf: &[u8]) -> Option<usize> {
+pub(crate) fn head_len(buf: &[u8]) -> Option<usize> {
     // Accept bare LF line ends too, as Icecast does for old clients.
     let mut i = 0;
     while i < buf.len() {
@@ -52,7 +61,7 @@ pub fn head_len(buf: &[u8]) -> Option<usize> {
 }
 
 /// Parse a complete head (as delimited by [`head_len`]).
-pub fn parse_head(head: &[u8]) -> Result<Request, HeadError> {
+pub(crate) fn parse_head(head: &[u8]) -> Result<Request, HeadError> {
     // httparse insists on `HTTP/1.x`; source clients may say `ICE/1.0` (and anything Icecast's
     // parser takes). Rewrite the version token for parsing and keep the original.
     let line_end = head
@@ -104,7 +113,7 @@ pub fn parse_head(head: &[u8]) -> Result<Request, HeadError> {
 
 impl Request {
     /// First header of this name (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -112,12 +121,12 @@ impl Request {
     }
 
     /// The path without the query string.
-    pub fn path(&self) -> &str {
+    pub(crate) fn path(&self) -> &str {
         self.target.split('?').next().unwrap_or("")
     }
 
     /// Query parameters, percent-decoded.
-    pub fn query(&self) -> Vec<(String, String)> {
+    pub(crate) fn query(&self) -> Vec<(String, String)> {
         let Some((_, q)) = self.target.split_once('?') else {
             return Vec::new();
         };
@@ -130,19 +139,19 @@ impl Request {
             .collect()
     }
 
-    pub fn query_param(&self, name: &str) -> Option<String> {
+    pub(crate) fn query_param(&self, name: &str) -> Option<String> {
         self.query()
             .into_iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v)
     }
 
-    pub fn is_http11(&self) -> bool {
+    pub(crate) fn is_http11(&self) -> bool {
         self.version.eq_ignore_ascii_case("HTTP/1.1")
     }
 
     /// Whether the connection may carry another request after this one's response.
-    pub fn keep_alive(&self) -> bool {
+    pub(crate) fn keep_alive(&self) -> bool {
         let conn = self.header("connection").unwrap_or("").to_ascii_lowercase();
         if conn.contains("close") {
             return false;
@@ -150,19 +159,19 @@ impl Request {
         self.is_http11() || conn.contains("keep-alive")
     }
 
-    pub fn expects_continue(&self) -> bool {
+    pub(crate) fn expects_continue(&self) -> bool {
         self.header("expect")
             .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
     }
 
-    pub fn is_chunked(&self) -> bool {
+    pub(crate) fn is_chunked(&self) -> bool {
         self.header("transfer-encoding")
             .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
     }
 }
 
 /// Decode `+` and `%XX` (form encoding, as Icecast's admin URLs use).
-pub fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -189,7 +198,7 @@ pub fn percent_decode(s: &str) -> String {
 }
 
 /// Reason phrase of the status codes Agora sends.
-pub fn reason(code: u16) -> &'static str {
+pub(crate) fn reason(code: u16) -> &'static str {
     match code {
         100 => "Continue",
         200 => "OK",
@@ -210,11 +219,11 @@ pub fn reason(code: u16) -> &'static str {
     }
 }
 
-pub const SERVER: &str = concat!("Agora/", env!("CARGO_PKG_VERSION"));
+pub(crate) const SERVER: &str = concat!("Agora/", env!("CARGO_PKG_VERSION"));
 
 /// A complete response with a body (errors, status pages). Always carries a length, so it
 /// works on keep-alive connections too.
-pub fn simple_response(
+pub(crate) fn simple_response(
     version: &str,
     code: u16,
     content_type: &str,
@@ -247,7 +256,7 @@ pub fn simple_response(
 
 /// Sans-IO decoder of a `Transfer-Encoding: chunked` body.
 #[derive(Debug, Default)]
-pub struct Dechunker {
+pub(crate) struct Dechunker {
     state: ChunkState,
 }
 
@@ -264,12 +273,16 @@ enum ChunkState {
 /// Why a chunked body was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("bad chunked encoding: {0}")]
-pub struct ChunkError(&'static str);
+pub(crate) struct ChunkError(&'static str);
 
 impl Dechunker {
     /// Decode what `input` holds into `out`, consuming what was used. Returns `Ok(true)` once
     /// the final chunk was seen.
-    pub fn decode(&mut self, input: &mut BytesMut, out: &mut BytesMut) -> Result<bool, ChunkError> {
+    pub(crate) fn decode(
+        &mut self,
+        input: &mut BytesMut,
+        out: &mut BytesMut,
+    ) -> Result<bool, ChunkError> {
         loop {
             match self.state {
                 ChunkState::Done => return Ok(true),
@@ -331,9 +344,53 @@ impl Dechunker {
     }
 }
 
+/// What the `request_head` fuzz target runs on arbitrary bytes (and the suite on its corpus):
+/// the head framer and parser, the credentials parser, and the chunked decoder fed whatever
+/// follows the head in two pieces. Panics only on a broken invariant.
+pub fn fuzz_request_head(data: &[u8]) {
+    if let Some(n) = head_len(data) {
+        if let Ok(req) = parse_head(&data[..n]) {
+            let _ = req.path();
+            let _ = req.query();
+            let _ = req.keep_alive();
+            let _ = req
+                .header("authorization")
+                .map(crate::wire::auth::parse_basic);
+        }
+        let rest = &data[n..];
+        let cut = rest.first().map_or(0, |&b| b as usize % (rest.len() + 1));
+        let mut d = Dechunker::default();
+        let mut out = BytesMut::new();
+        let mut input = BytesMut::from(&rest[..cut]);
+        if d.decode(&mut input, &mut out).is_ok() {
+            input.extend_from_slice(&rest[cut..]);
+            let _ = d.decode(&mut input, &mut out);
+        }
+        assert!(out.len() <= rest.len(), "the dechunker grew the body");
+    } else {
+        let _ = parse_head(data);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The `request_head` fuzz target's committed corpus, replayed as an ordinary test.
+    #[test]
+    fn fuzz_corpus_replays() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fuzz/corpus/request_head"
+        );
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).expect("the request_head corpus") {
+            let path = entry.expect("corpus entry").path();
+            fuzz_request_head(&std::fs::read(&path).expect("corpus file"));
+            n += 1;
+        }
+        assert!(n > 0, "empty corpus in {dir}");
+    }
 
     #[test]
     fn parses_ice_and_http_heads() {

@@ -8,14 +8,14 @@
 //!                                 each /events connection: snapshot, then frames
 //! ```
 //!
-//! Events: `mount` (data: the mount view of [`crate::api::mount_view`], sent on connect for
+//! Events: `mount` (data: the mount view of [`crate::control::api::mount_view`], sent on connect for
 //! every mount and whenever any field changes: connected, title, listeners...) and `gone`
 //! (data: `{"mount": path}`, the mount closed). A `: ping` comment every 15 s keeps proxies
 //! from timing the stream out.
 //!
 //! **Invariants:** the hub is the only producer, and it does the JSON work once per change,
-//! not once per connection; a connection that falls more than [`CAPACITY`] frames behind gets
-//! a fresh snapshot instead of the frames it missed; the number of event connections is
+//! not once per connection; a connection that falls more than [`crate::telemetry::events::CAPACITY`] frames behind gets
+//! a fresh snapshot instead of the frames it missed (the feed is [`EventFeed`]); the number of event connections is
 //! bounded by the server's listener limit.
 
 use std::collections::HashMap;
@@ -26,34 +26,16 @@ use std::time::Duration;
 
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 
-use crate::api;
-use crate::http::{self, Request};
-use crate::server::Shared;
+use crate::control::api;
+use crate::state::Shared;
+use crate::wire::conn::Connection;
+use crate::wire::http::{self, Request};
 
-/// Frames a slow event connection may fall behind before it is resynchronised.
-const CAPACITY: usize = 256;
 /// How often listener counts are looked at.
 const TICK: Duration = Duration::from_secs(1);
 const PING: Duration = Duration::from_secs(15);
-
-/// The hub's output: SSE frames, shared by every connection.
-#[derive(Debug)]
-pub struct Events {
-    tx: broadcast::Sender<Arc<str>>,
-    connections: AtomicUsize,
-}
-
-impl Default for Events {
-    fn default() -> Self {
-        Events {
-            tx: broadcast::Sender::new(CAPACITY),
-            connections: AtomicUsize::new(0),
-        }
-    }
-}
 
 fn mount_frame(view: &impl std::fmt::Display) -> String {
     format!("event: mount\ndata: {view}\n\n")
@@ -70,7 +52,7 @@ fn snapshot(shared: &Shared) -> String {
 }
 
 /// The hub: runs until shutdown.
-pub async fn hub(shared: Arc<Shared>) {
+pub(crate) async fn hub(shared: Arc<Shared>) {
     let mut last: HashMap<String, String> = HashMap::new();
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -100,7 +82,12 @@ pub async fn hub(shared: Arc<Shared>) {
 }
 
 /// Serve one `/events` connection until the client leaves or the server shuts down.
-pub async fn serve(mut stream: TcpStream, peer: SocketAddr, req: Request, shared: Arc<Shared>) {
+pub(crate) async fn serve(
+    mut stream: Connection,
+    peer: SocketAddr,
+    req: Request,
+    shared: Arc<Shared>,
+) {
     let ev = &shared.events;
     if ev.connections.fetch_add(1, Ordering::AcqRel) >= shared.config.server.max_listeners {
         ev.connections.fetch_sub(1, Ordering::AcqRel);
@@ -159,7 +146,7 @@ pub async fn serve(mut stream: TcpStream, peer: SocketAddr, req: Request, shared
 }
 
 /// A write that a shutdown interrupts (a client that stopped reading must not hold it up).
-async fn write_or_shutdown(stream: &mut TcpStream, bytes: &[u8], shared: &Shared) -> bool {
+async fn write_or_shutdown(stream: &mut Connection, bytes: &[u8], shared: &Shared) -> bool {
     tokio::select! {
         r = stream.write_all(bytes) => r.is_ok(),
         _ = shared.shutdown.cancelled() => false,

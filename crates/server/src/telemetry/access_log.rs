@@ -19,14 +19,14 @@ use std::time::{Duration, SystemTime};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
-use crate::http::Request;
-use crate::metrics::StatusLabels;
+use crate::telemetry::metrics::StatusLabels;
+use crate::wire::http::Request;
 
 /// Lines the writer thread may fall behind before new ones are dropped.
 const QUEUE_LINES: usize = 8192;
 
 /// Where access lines go: a file, standard output, or nowhere.
-pub struct AccessLog {
+pub(crate) struct AccessLog {
     out: Option<Writer>,
     requests: Family<StatusLabels, Counter>,
 }
@@ -85,7 +85,7 @@ impl std::fmt::Debug for AccessLog {
 
 impl AccessLog {
     /// `None`: no access log; `Some("-")`: standard output; else a file, appended to.
-    pub fn open(
+    pub(crate) fn open(
         path: Option<&str>,
         requests: Family<StatusLabels, Counter>,
     ) -> std::io::Result<AccessLog> {
@@ -111,7 +111,7 @@ impl AccessLog {
             .inc();
     }
 
-    pub fn log(&self, peer: SocketAddr, req: &Request, code: u16, bytes: u64) {
+    pub(crate) fn log(&self, peer: SocketAddr, req: &Request, code: u16, bytes: u64) {
         self.count(code);
         let line = format!("{} {}", req.method, req.target.replace('"', "%22"));
         self.write(peer, &line, &req.version, req, code, bytes);
@@ -120,7 +120,7 @@ impl AccessLog {
     /// The parts of a listener's line known at its start, kept (only when the log is on) for
     /// [`AccessLog::log_listener`] at its end, so the request itself can be dropped while the
     /// listener streams.
-    pub fn listener_entry(&self, peer: SocketAddr, req: &Request) -> Option<Entry> {
+    pub(crate) fn listener_entry(&self, peer: SocketAddr, req: &Request) -> Option<Entry> {
         self.out.as_ref()?;
         let line = format!("{} {}", req.method, req.target.replace('"', "%22"));
         Some(Entry(
@@ -129,7 +129,7 @@ impl AccessLog {
     }
 
     /// A listener's line, written when it leaves, with its connected seconds at the end.
-    pub fn log_listener(&self, entry: Option<&Entry>, code: u16, bytes: u64, d: Duration) {
+    pub(crate) fn log_listener(&self, entry: Option<&Entry>, code: u16, bytes: u64, d: Duration) {
         self.count(code);
         let (Some(out), Some(Entry(e))) = (&self.out, entry) else {
             return;
@@ -144,7 +144,7 @@ impl AccessLog {
     }
 
     /// A line for a request that could not be parsed.
-    pub fn log_raw(
+    pub(crate) fn log_raw(
         &self,
         peer: SocketAddr,
         line: &str,
@@ -195,7 +195,7 @@ impl AccessLog {
         };
         let user = req
             .header("authorization")
-            .and_then(crate::auth::parse_basic)
+            .and_then(crate::wire::auth::parse_basic)
             .map(|(u, _)| clean(Some(&u)))
             .unwrap_or_else(|| "-".into());
         let line = clean(Some(line));
@@ -211,7 +211,7 @@ impl AccessLog {
 
 /// A listener's access line as known at its start (see [`AccessLog::listener_entry`]).
 #[derive(Debug)]
-pub struct Entry(Box<str>);
+pub(crate) struct Entry(Box<str>);
 
 fn clf_time(t: SystemTime) -> String {
     let t = time::OffsetDateTime::from(t);

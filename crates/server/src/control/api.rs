@@ -12,13 +12,13 @@ use std::sync::atomic::Ordering;
 use agora_format::{Codec, Format};
 use serde_json::{Value, json};
 
-use crate::mount::Mount;
-use crate::server::Shared;
-use crate::status;
+use crate::control::status;
+use crate::state::Shared;
+use crate::stream::mount::Mount;
 
 /// What today's browsers can play of a mount: `Some("video")`, `Some("audio")`, or `None`
 /// with the reason (Chromium and Firefox no longer play Ogg Theora).
-pub fn playable(m: &Mount) -> (Option<&'static str>, Option<&'static str>) {
+pub(crate) fn playable(m: &Mount) -> (Option<&'static str>, Option<&'static str>) {
     let st = m.state();
     let codecs = &st.info.codecs;
     match st.format {
@@ -57,7 +57,7 @@ pub fn playable(m: &Mount) -> (Option<&'static str>, Option<&'static str>) {
 }
 
 /// One mount as pages and tools see it.
-pub fn mount_view(m: &Mount, shared: &Shared) -> Value {
+pub(crate) fn mount_view(m: &Mount, shared: &Shared) -> Value {
     let src = status::source_json(m, shared);
     let get = |k: &str| src.get(k).cloned().unwrap_or(Value::Null);
     let (playable, why) = playable(m);
@@ -87,7 +87,7 @@ pub fn mount_view(m: &Mount, shared: &Shared) -> Value {
 }
 
 /// Answer a `/api/v1/...` request: (status, JSON body).
-pub fn handle(path: &str, shared: &Shared) -> (u16, String) {
+pub(crate) fn handle(path: &str, shared: &Shared) -> (u16, String) {
     let not_found = |what: &str| {
         (
             404,

@@ -7,19 +7,19 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value, json};
 
-use crate::listener::audio_info_bitrate;
-use crate::mount::Mount;
-use crate::server::Shared;
+use crate::egress::listener::audio_info_bitrate;
+use crate::state::Shared;
+use crate::stream::mount::Mount;
 
 /// RFC 2822-style date as Icecast prints `server_start`/`stream_start`.
-pub fn rfc2822(t: SystemTime) -> String {
+pub(crate) fn rfc2822(t: SystemTime) -> String {
     let t = time::OffsetDateTime::from(t);
     t.format(&time::format_description::well_known::Rfc2822)
         .unwrap_or_default()
 }
 
 /// ISO 8601 with offset, as Icecast prints `*_iso8601`.
-pub fn iso8601(t: SystemTime) -> String {
+pub(crate) fn iso8601(t: SystemTime) -> String {
     let t = time::OffsetDateTime::from(t);
     let f = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second][offset_hour sign:mandatory][offset_minute]"
@@ -35,7 +35,7 @@ fn scalar(s: &str) -> Value {
     Value::from(s)
 }
 
-pub fn source_json(m: &Mount, shared: &Shared) -> Value {
+pub(crate) fn source_json(m: &Mount, shared: &Shared) -> Value {
     let st = m.state();
     let cfg = shared.config.mount(&m.path);
     let over = |c: Option<&String>, s: &Option<String>| c.cloned().or_else(|| s.clone());
@@ -110,12 +110,12 @@ pub fn source_json(m: &Mount, shared: &Shared) -> Value {
 }
 
 /// The server-level fields of `icestats`.
-pub fn server_fields(shared: &Shared) -> Map<String, Value> {
+pub(crate) fn server_fields(shared: &Shared) -> Map<String, Value> {
     let mut ice = Map::new();
     ice.insert("admin".into(), json!(shared.config.server.admin_email));
     ice.insert("host".into(), json!(shared.config.server.hostname));
     ice.insert("location".into(), json!(shared.config.server.location));
-    ice.insert("server_id".into(), json!(crate::http::SERVER));
+    ice.insert("server_id".into(), json!(crate::wire::http::SERVER));
     ice.insert("server_start".into(), json!(rfc2822(shared.started)));
     ice.insert(
         "server_start_iso8601".into(),
@@ -124,7 +124,7 @@ pub fn server_fields(shared: &Shared) -> Map<String, Value> {
     ice
 }
 
-pub fn status_json(shared: &Shared) -> String {
+pub(crate) fn status_json(shared: &Shared) -> String {
     let mounts = shared.registry.all();
     let sources: Vec<Value> = mounts.iter().map(|m| source_json(m, shared)).collect();
     let mut ice = server_fields(shared);

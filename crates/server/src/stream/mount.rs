@@ -31,13 +31,13 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::MountSettings;
-use crate::fanout::{Fanout, StreamHeaders};
+use crate::stream::fanout::{Fanout, StreamHeaders};
 use crate::sync::Mutex;
 
 /// Stream descriptions sent by the source (`ice-*`, `icy-*` or `x-audiocast-*` headers),
 /// overridden by the mount's configuration.
 #[derive(Debug, Clone, Default)]
-pub struct StreamMeta {
+pub(crate) struct StreamMeta {
     pub name: Option<String>,
     pub description: Option<String>,
     pub url: Option<String>,
@@ -45,14 +45,12 @@ pub struct StreamMeta {
     pub public: Option<String>,
     pub bitrate: Option<String>,
     pub audio_info: Option<String>,
-    /// Declared Content-Type (informational: the listener type comes from the bytes).
-    pub declared_type: Option<String>,
     pub user_agent: Option<String>,
 }
 
 /// What the source side knows right now.
 #[derive(Debug, Clone)]
-pub struct SourceState {
+pub(crate) struct SourceState {
     pub meta: StreamMeta,
     pub format: Option<Format>,
     pub info: StreamInfo,
@@ -69,7 +67,7 @@ pub struct SourceState {
 
 /// The now-playing title and its ICY block, rebuilt once per change and shared by listeners.
 #[derive(Debug)]
-pub struct Title {
+pub(crate) struct Title {
     pub text: String,
     /// Bumped on every change; listeners compare it to decide whether to resend the block.
     pub version: u64,
@@ -90,7 +88,7 @@ impl Title {
 
 /// Build an ICY metadata block: one length byte, then `StreamTitle='…';` NUL-padded to a
 /// multiple of 16 (at most 255*16 bytes; longer titles are cut at a character boundary).
-pub fn icy_block(title: &str) -> Bytes {
+pub(crate) fn icy_block(title: &str) -> Bytes {
     // A quote would end the value early in every player's parser.
     let clean = title.replace('\'', "\u{2019}");
     let mut text = format!("StreamTitle='{clean}';");
@@ -116,7 +114,7 @@ static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// An order from the admin API to one listener, carried out by the listener's own task.
 #[derive(Debug)]
-pub enum Order {
+pub(crate) enum Order {
     Kill,
     Move(Arc<Mount>),
 }
@@ -127,7 +125,7 @@ const ORDER_MOVE: u8 = 2;
 
 /// A listener as the admin API sees it (`listclients`, `killclient`, `moveclients`).
 #[derive(Debug)]
-pub struct Client {
+pub(crate) struct Client {
     pub id: u64,
     pub peer: SocketAddr,
     pub user_agent: Box<str>,
@@ -138,7 +136,7 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(peer: SocketAddr, user_agent: &str) -> Arc<Client> {
+    pub(crate) fn new(peer: SocketAddr, user_agent: &str) -> Arc<Client> {
         Arc::new(Client {
             id: NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed),
             peer,
@@ -150,7 +148,7 @@ impl Client {
     }
 
     /// The pending order, if any (checked by the listener on every wake-up: one atomic load).
-    pub fn take_order(&self) -> Option<Order> {
+    pub(crate) fn take_order(&self) -> Option<Order> {
         match self.order.swap(ORDER_NONE, Ordering::AcqRel) {
             ORDER_KILL => Some(Order::Kill),
             ORDER_MOVE => self.move_to.lock().take().map(Order::Move),
@@ -159,7 +157,7 @@ impl Client {
     }
 
     /// Whether a kill is pending (looked at while a write is blocked; a move waits for it).
-    pub fn kill_pending(&self) -> bool {
+    pub(crate) fn kill_pending(&self) -> bool {
         self.order.load(Ordering::Acquire) == ORDER_KILL
     }
 
@@ -182,7 +180,7 @@ impl Client {
 
 /// One mount point.
 #[derive(Debug)]
-pub struct Mount {
+pub(crate) struct Mount {
     pub path: String,
     pub settings: MountSettings,
     pub fanout: Fanout,
@@ -249,12 +247,12 @@ impl Mount {
 
     /// The source side's state now: a snapshot, taken without a lock and held as long as
     /// the caller likes (later changes replace the state, they do not alter this one).
-    pub fn state(&self) -> Arc<SourceState> {
+    pub(crate) fn state(&self) -> Arc<SourceState> {
         self.state.load_full()
     }
 
     /// The stream format, as detected from the source's bytes (`None` before the first).
-    pub fn format(&self) -> Option<Format> {
+    pub(crate) fn format(&self) -> Option<Format> {
         self.state.load().format
     }
 
@@ -269,7 +267,7 @@ impl Mount {
     }
 
     /// What the source's bytes turned out to be (on its first headers, and when they change).
-    pub fn set_stream(&self, format: Option<Format>, info: StreamInfo) {
+    pub(crate) fn set_stream(&self, format: Option<Format>, info: StreamInfo) {
         self.update_state(|st| {
             st.format = format;
             st.info = info.clone();
@@ -277,13 +275,13 @@ impl Mount {
     }
 
     /// Cancelled when an admin removes the current source.
-    pub fn source_kill_token(&self) -> CancellationToken {
+    pub(crate) fn source_kill_token(&self) -> CancellationToken {
         self.state.load().kill.clone()
     }
 
     /// `/admin/killsource`: end the current source's connection (the mount then waits for a
     /// source through its grace period, as after any source loss). False without a source.
-    pub fn kill_source(&self) -> bool {
+    pub(crate) fn kill_source(&self) -> bool {
         let st = self.state.load();
         if !st.connected {
             return false;
@@ -293,12 +291,12 @@ impl Mount {
     }
 
     /// The listeners now, by id.
-    pub fn clients(&self) -> Vec<Arc<Client>> {
+    pub(crate) fn clients(&self) -> Vec<Arc<Client>> {
         self.clients.lock().values().cloned().collect()
     }
 
     /// `/admin/killclient`: false if no such listener.
-    pub fn kill_client(&self, id: u64) -> bool {
+    pub(crate) fn kill_client(&self, id: u64) -> bool {
         let Some(c) = self.clients.lock().get(&id).cloned() else {
             return false;
         };
@@ -309,7 +307,7 @@ impl Mount {
 
     /// `/admin/moveclients`: every listener of this mount continues on `dest`. Returns how
     /// many were told to move.
-    pub fn move_clients(&self, dest: &Arc<Mount>) -> usize {
+    pub(crate) fn move_clients(&self, dest: &Arc<Mount>) -> usize {
         let clients = self.clients();
         for c in &clients {
             c.order(Order::Move(dest.clone()));
@@ -319,25 +317,25 @@ impl Mount {
     }
 
     /// Tell pages something changed (the events hub recomputes and sends the differences).
-    pub fn poke(&self) {
+    pub(crate) fn poke(&self) {
         self.changed.notify_one();
     }
 
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
 
-    pub fn has_source(&self) -> bool {
+    pub(crate) fn has_source(&self) -> bool {
         self.source_present.load(Ordering::Acquire)
     }
 
     /// Changes whenever a source connects or goes away.
-    pub fn source_epoch(&self) -> u64 {
+    pub(crate) fn source_epoch(&self) -> u64 {
         self.source_epoch.load(Ordering::Acquire)
     }
 
     /// Publish stream data under the current headers.
-    pub fn publish(&self, bytes: Bytes, sync: bool) {
+    pub(crate) fn publish(&self, bytes: Bytes, sync: bool) {
         self.fanout.publish(bytes, sync, self.headers.load_full());
     }
 
@@ -345,22 +343,22 @@ impl Mount {
     /// same encoder settings) keep the old identity, so listeners are not sent them again.
     /// Only the mount's source sets headers, so there is no race between the look and the
     /// store.
-    pub fn set_headers(&self, bytes: Bytes) {
+    pub(crate) fn set_headers(&self, bytes: Bytes) {
         if self.headers.load().bytes != bytes {
             self.headers.store(StreamHeaders::new(bytes));
         }
     }
 
-    pub fn current_headers(&self) -> Arc<StreamHeaders> {
+    pub(crate) fn current_headers(&self) -> Arc<StreamHeaders> {
         self.headers.load_full()
     }
 
     /// The now-playing title (a snapshot, like [`Mount::state`]).
-    pub fn title(&self) -> Arc<Title> {
+    pub(crate) fn title(&self) -> Arc<Title> {
         self.title.load_full()
     }
 
-    pub fn set_title(&self, text: String) {
+    pub(crate) fn set_title(&self, text: String) {
         self.title.rcu(|t| Title::new(text.clone(), t.version + 1));
         if self.settings.ogg_title_in_stream {
             *self.inband_title.lock() = Some(text);
@@ -369,7 +367,7 @@ impl Mount {
     }
 
     /// The title waiting to go into the stream, if any (taken by the source task).
-    pub fn take_inband_title(&self) -> Option<String> {
+    pub(crate) fn take_inband_title(&self) -> Option<String> {
         if !self.settings.ogg_title_in_stream {
             return None;
         }
@@ -378,7 +376,7 @@ impl Mount {
 
     /// Count a listener in if the mount's limit allows; the guard counts it out and removes
     /// it from the mount's clients.
-    pub fn add_listener(self: &Arc<Self>, client: &Arc<Client>) -> Option<ListenerGuard> {
+    pub(crate) fn add_listener(self: &Arc<Self>, client: &Arc<Client>) -> Option<ListenerGuard> {
         let max = self.settings.max_listeners.unwrap_or(usize::MAX);
         let mut cur = self.listeners.load(Ordering::Relaxed);
         loop {
@@ -400,7 +398,7 @@ impl Mount {
     }
 
     /// A listener moved here by the admin: counted in whatever the limit (the admin asked).
-    pub fn adopt_listener(self: &Arc<Self>, client: &Arc<Client>) -> ListenerGuard {
+    pub(crate) fn adopt_listener(self: &Arc<Self>, client: &Arc<Client>) -> ListenerGuard {
         let now = self.listeners.fetch_add(1, Ordering::AcqRel) + 1;
         self.listener_peak.fetch_max(now, Ordering::Relaxed);
         self.register(client)
@@ -417,7 +415,7 @@ impl Mount {
 
 /// Counts a listener out of its mount (and its client list) when it ends or moves.
 #[derive(Debug)]
-pub struct ListenerGuard {
+pub(crate) struct ListenerGuard {
     mount: Arc<Mount>,
     id: u64,
 }
@@ -431,14 +429,14 @@ impl Drop for ListenerGuard {
 
 /// Why a source may not take a mount.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ClaimError {
+pub(crate) enum ClaimError {
     #[error("Mountpoint in use")]
     InUse,
 }
 
 /// Held by the connected source; dropping it starts the grace period.
 #[derive(Debug)]
-pub struct SourceClaim {
+pub(crate) struct SourceClaim {
     pub mount: Arc<Mount>,
     registry: Arc<Registry>,
 }
@@ -471,7 +469,7 @@ impl Drop for SourceClaim {
 
 /// All mounts of the server.
 #[derive(Debug, Default)]
-pub struct Registry {
+pub(crate) struct Registry {
     mounts: crate::sync::RwLock<BTreeMap<String, Arc<Mount>>>,
     /// Listeners across all mounts (for the server-wide limit).
     pub total_listeners: AtomicUsize,
@@ -480,19 +478,19 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn get(&self, path: &str) -> Option<Arc<Mount>> {
+    pub(crate) fn get(&self, path: &str) -> Option<Arc<Mount>> {
         self.mounts.read().get(path).cloned()
     }
 
     /// Mounts in path order.
-    pub fn all(&self) -> Vec<Arc<Mount>> {
+    pub(crate) fn all(&self) -> Vec<Arc<Mount>> {
         self.mounts.read().values().cloned().collect()
     }
 
     /// Claim `path` for a new source: create the mount, or take over one in its grace period.
     /// Decided under the map's lock (atomics and a state swap only, no other lock), so that an
     /// expiry cannot close the mount in between.
-    pub fn claim(
+    pub(crate) fn claim(
         self: &Arc<Self>,
         path: &str,
         settings: impl FnOnce() -> MountSettings,
@@ -560,7 +558,7 @@ impl Registry {
     }
 
     /// Close every mount now (shutdown).
-    pub fn close_all(&self) {
+    pub(crate) fn close_all(&self) {
         let map = std::mem::take(&mut *self.mounts.write());
         for m in map.values() {
             m.closed.store(true, Ordering::Release);

@@ -20,15 +20,15 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use crate::access_log;
 use crate::config::LagPolicy;
-use crate::fanout::{Read, Start, StreamHeaders, Tail};
-use crate::http::{self, Request};
-use crate::mount::{Client, ListenerGuard, Mount, Order};
-use crate::server::Shared;
+use crate::state::Shared;
+use crate::stream::fanout::{Read, Start, StreamHeaders, Tail};
+use crate::stream::mount::{Client, ListenerGuard, Mount, Order};
+use crate::telemetry::access_log;
+use crate::wire::conn::Connection;
+use crate::wire::http::{self, Request};
 
 /// Most bytes taken from the fan-out per read; bounds what one listener holds references to.
 const MAX_BATCH: usize = 64 * 1024;
@@ -56,7 +56,7 @@ enum End {
     NewStream,
 }
 
-async fn refuse(stream: &mut TcpStream, req: &Request, code: u16, body: &str) {
+async fn refuse(stream: &mut Connection, req: &Request, code: u16, body: &str) {
     let resp = http::simple_response(
         "HTTP/1.0",
         code,
@@ -73,8 +73,8 @@ async fn refuse(stream: &mut TcpStream, req: &Request, code: u16, body: &str) {
 /// session, spawned as its own task so that nothing of the request (its head, buffers, the
 /// connection task's state) stays in memory while the listener streams: a mount with 15,000
 /// listeners holds 15,000 of these sessions and nothing else per listener.
-pub async fn handle(
-    mut stream: TcpStream,
+pub(crate) async fn handle(
+    mut stream: Connection,
     peer: SocketAddr,
     req: Request,
     mount: Arc<Mount>,
@@ -288,7 +288,7 @@ fn response_head(
 }
 
 /// `bitrate=` out of an `ice-audio-info` value.
-pub fn audio_info_bitrate(info: Option<&str>) -> Option<String> {
+pub(crate) fn audio_info_bitrate(info: Option<&str>) -> Option<String> {
     info?.split(';').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;
         (k.trim() == "bitrate").then(|| v.trim().to_string())
@@ -305,7 +305,7 @@ struct Icy {
 
 /// One streaming listener: everything it holds while it streams (the task's whole state).
 struct Session {
-    stream: TcpStream,
+    stream: Connection,
     peer: SocketAddr,
     client: Arc<Client>,
     /// Requested by Agora's web player (`?page`): the mount's source epoch at the join. Such

@@ -25,12 +25,12 @@ use tokio::sync::watch;
 /// The header bytes a listener must receive before chunks that belong to them (Ogg BOS and
 /// header pages, WebM EBML..Tracks). Empty for formats without headers (MP3, AAC).
 #[derive(Debug, Default)]
-pub struct StreamHeaders {
+pub(crate) struct StreamHeaders {
     pub bytes: Bytes,
 }
 
 impl StreamHeaders {
-    pub fn new(bytes: Bytes) -> Arc<Self> {
+    pub(crate) fn new(bytes: Bytes) -> Arc<Self> {
         Arc::new(StreamHeaders { bytes })
     }
 }
@@ -44,16 +44,9 @@ struct Entry {
     headers: Arc<StreamHeaders>,
 }
 
-/// One item handed to a reader: a chunk and the headers it belongs to.
-#[derive(Debug, Clone)]
-pub struct Item {
-    pub bytes: Bytes,
-    pub headers: Arc<StreamHeaders>,
-}
-
 /// What a reader gets.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Read {
+pub(crate) enum Read {
     /// Items were appended to the output; the new cursor.
     Data(u64),
     /// Nothing new yet: wait for [`Fanout::subscribe`]'s receiver to change.
@@ -66,7 +59,7 @@ pub enum Read {
 
 /// Published to wake readers: the next sequence number and whether the mount is closed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Tail {
+pub(crate) struct Tail {
     pub next_seq: u64,
     pub closed: bool,
 }
@@ -86,14 +79,14 @@ struct Queue {
 
 /// The fan-out buffer of one mount.
 #[derive(Debug)]
-pub struct Fanout {
+pub(crate) struct Fanout {
     queue: RwLock<Queue>,
     tail: watch::Sender<Tail>,
 }
 
 /// Where a new listener starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Start {
+pub(crate) enum Start {
     /// At this sequence number (a sync point inside the burst window, or the latest one).
     At(u64),
     /// No sync point is held: start at the next chunk that is one, from this cursor on.
@@ -101,7 +94,7 @@ pub enum Start {
 }
 
 impl Fanout {
-    pub fn new(queue_size: usize) -> Self {
+    pub(crate) fn new(queue_size: usize) -> Self {
         Fanout {
             queue: RwLock::new(Queue {
                 entries: VecDeque::new(),
@@ -116,12 +109,12 @@ impl Fanout {
     }
 
     /// A receiver that changes whenever a chunk is published or the mount closes.
-    pub fn subscribe(&self) -> watch::Receiver<Tail> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Tail> {
         self.tail.subscribe()
     }
 
     /// Append a chunk; evicts the oldest chunks beyond `queue_size` and wakes readers.
-    pub fn publish(&self, bytes: Bytes, sync: bool, headers: Arc<StreamHeaders>) {
+    pub(crate) fn publish(&self, bytes: Bytes, sync: bool, headers: Arc<StreamHeaders>) {
         if bytes.is_empty() {
             return;
         }
@@ -149,30 +142,26 @@ impl Fanout {
     }
 
     /// Wake every reader without publishing (an admin order is waiting for them).
-    pub fn wake(&self) {
+    pub(crate) fn wake(&self) {
         self.tail.send_modify(|_| {});
     }
 
     /// Close the mount: readers drain what they have, then get [`Read::Closed`].
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.queue.write().closed = true;
         self.tail.send_modify(|t| t.closed = true);
     }
 
-    /// Total bytes ever published.
-    pub fn end_offset(&self) -> u64 {
-        self.queue.read().end_offset
-    }
-
     /// Bytes currently held.
-    pub fn held(&self) -> usize {
+    #[cfg(test)]
+    fn held(&self) -> usize {
         self.queue.read().held
     }
 
     /// The start of a new listener with a burst of at most `burst` bytes: the oldest sync point
     /// within the last `burst` bytes, else the latest sync point held (playback still starts at
     /// once, with a larger burst), else the next sync point to arrive.
-    pub fn start(&self, burst: usize) -> Start {
+    pub(crate) fn start(&self, burst: usize) -> Start {
         let q = self.queue.read();
         let window = q.end_offset.saturating_sub(burst as u64);
         let mut in_window = None;
@@ -196,7 +185,7 @@ impl Fanout {
     }
 
     /// The latest sync point held, for a lagging listener moved forward.
-    pub fn latest_sync(&self) -> Start {
+    pub(crate) fn latest_sync(&self) -> Start {
         let q = self.queue.read();
         let next = q.first_seq + q.entries.len() as u64;
         match q.entries.iter().rposition(|e| e.sync) {
@@ -207,7 +196,7 @@ impl Fanout {
 
     /// The sequence number of the first sync chunk at or after `cursor` that is still held,
     /// for a listener waiting for its first sync point.
-    pub fn first_sync_at_or_after(&self, cursor: u64) -> Option<u64> {
+    pub(crate) fn first_sync_at_or_after(&self, cursor: u64) -> Option<u64> {
         let q = self.queue.read();
         let from = cursor.saturating_sub(q.first_seq) as usize;
         q.entries
@@ -217,21 +206,10 @@ impl Fanout {
             .map(|p| q.first_seq + (from + p) as u64)
     }
 
-    /// Append to `out` the items from `cursor` on, stopping after `max_bytes` (at least one
-    /// item is returned when one is available). Only reference counts are touched.
-    pub fn read(&self, cursor: u64, out: &mut Vec<Item>, max_bytes: usize) -> Read {
-        self.read_each(cursor, max_bytes, |bytes, headers| {
-            out.push(Item {
-                bytes: bytes.clone(),
-                headers: headers.clone(),
-            })
-        })
-    }
-
     /// Hand `f` each chunk from `cursor` on (and the headers it belongs to), stopping after
     /// `max_bytes` (at least one chunk when one is available). `f` runs under the queue's read
     /// lock: it must only take what it needs (reference counts) and return.
-    pub fn read_each(
+    pub(crate) fn read_each(
         &self,
         cursor: u64,
         max_bytes: usize,
@@ -259,7 +237,7 @@ impl Fanout {
     }
 
     /// True when `cursor` has fallen off the queue's front.
-    pub fn is_lagged(&self, cursor: u64) -> bool {
+    pub(crate) fn is_lagged(&self, cursor: u64) -> bool {
         cursor < self.queue.read().first_seq
     }
 }
@@ -270,6 +248,13 @@ mod tests {
 
     fn b(n: usize, fill: u8) -> Bytes {
         Bytes::from(vec![fill; n])
+    }
+
+    /// `read_each` collecting the chunks (what a listener does, without its socket).
+    impl Fanout {
+        fn read(&self, cursor: u64, out: &mut Vec<Bytes>, max_bytes: usize) -> Read {
+            self.read_each(cursor, max_bytes, |bytes, _| out.push(bytes.clone()))
+        }
     }
 
     #[test]
@@ -347,7 +332,7 @@ mod tests {
         let mut c = Vec::new();
         f.read(0, &mut a, 1 << 20);
         f.read(0, &mut c, 1 << 20);
-        assert_eq!(a[0].bytes.as_ptr(), ptr);
-        assert_eq!(c[0].bytes.as_ptr(), ptr);
+        assert_eq!(a[0].as_ptr(), ptr);
+        assert_eq!(c[0].as_ptr(), ptr);
     }
 }

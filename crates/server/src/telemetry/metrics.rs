@@ -17,14 +17,14 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use crate::mount;
+use crate::stream::mount;
 
 /// Labels of a request counter: the response status.
-pub type StatusLabels = Vec<(&'static str, String)>;
+pub(crate) type StatusLabels = Vec<(&'static str, String)>;
 
 /// The server's metrics registry and the counters code updates directly.
 #[derive(Debug)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     /// Finished requests by status (listeners count when they leave); counted by the access
     /// log, which every finished request passes.
@@ -35,10 +35,10 @@ pub struct Metrics {
     pub runtime_stalls: Counter,
 }
 
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 impl Metrics {
-    pub fn new(mounts: Arc<mount::Registry>, started: SystemTime) -> Metrics {
+    pub(crate) fn new(mounts: Arc<mount::Registry>, started: SystemTime) -> Metrics {
         let mut registry = Registry::with_prefix("agora");
         let requests = Family::<StatusLabels, Counter>::default();
         registry.register(
@@ -68,7 +68,7 @@ impl Metrics {
     }
 
     /// The text a scrape gets.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);

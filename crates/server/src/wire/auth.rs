@@ -5,7 +5,7 @@ use base64::Engine;
 use subtle::ConstantTimeEq;
 
 /// User name and password from an `Authorization: Basic` header value.
-pub fn parse_basic(value: &str) -> Option<(String, String)> {
+pub(crate) fn parse_basic(value: &str) -> Option<(String, String)> {
     let (scheme, rest) = value.trim().split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return None;
@@ -18,15 +18,9 @@ pub fn parse_basic(value: &str) -> Option<(String, String)> {
     Some((user.to_string(), pass.to_string()))
 }
 
-/// Compare secrets without a timing side channel on their contents. (The length of the
-/// expected secret is not hidden: it is not the secret.)
-pub fn secret_eq(given: &str, expected: &str) -> bool {
-    given.as_bytes().ct_eq(expected.as_bytes()).into()
-}
-
 /// Whether `given` (user, password) matches the expected pair. Both parts are always compared,
 /// so a wrong user name takes as long as a wrong password.
-pub fn credentials_match(given: &(String, String), user: &str, password: &str) -> bool {
+pub(crate) fn credentials_match(given: &(String, String), user: &str, password: &str) -> bool {
     let u = given.0.as_bytes().ct_eq(user.as_bytes());
     let p = given.1.as_bytes().ct_eq(password.as_bytes());
     (u & p).into()
@@ -67,9 +61,6 @@ mod tests {
 
     #[test]
     fn comparisons() {
-        assert!(secret_eq("abc", "abc"));
-        assert!(!secret_eq("abd", "abc"));
-        assert!(!secret_eq("ab", "abc"));
         let g = ("source".to_string(), "pw".to_string());
         assert!(credentials_match(&g, "source", "pw"));
         assert!(!credentials_match(&g, "admin", "pw"));

@@ -24,12 +24,12 @@ use agora_format::ogg_title::Retitler;
 use agora_format::{Demuxer, Event, Format};
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use crate::auth;
-use crate::http::{self, Dechunker, Request};
-use crate::mount::{ClaimError, StreamMeta};
-use crate::server::Shared;
+use crate::state::Shared;
+use crate::stream::mount::{ClaimError, StreamMeta};
+use crate::wire::auth;
+use crate::wire::conn::Connection;
+use crate::wire::http::{self, Dechunker, Request};
 
 const ALLOW: &str = "GET, PUT, OPTIONS, SOURCE";
 
@@ -58,13 +58,12 @@ fn stream_meta(req: &Request) -> StreamMeta {
         public: pick(req, &["ice-public", "icy-pub", "x-audiocast-public"]),
         bitrate: pick(req, &["ice-bitrate", "icy-br", "x-audiocast-bitrate"]),
         audio_info: pick(req, &["ice-audio-info"]),
-        declared_type: pick(req, &["content-type"]),
         user_agent: pick(req, &["user-agent"]),
     }
 }
 
 async fn refuse(
-    stream: &mut TcpStream,
+    stream: &mut Connection,
     req: &Request,
     code: u16,
     body: &str,
@@ -84,8 +83,8 @@ async fn refuse(
 }
 
 /// Serve one source connection to its end.
-pub async fn handle(
-    mut stream: TcpStream,
+pub(crate) async fn handle(
+    mut stream: Connection,
     peer: SocketAddr,
     req: Request,
     rest: BytesMut,
@@ -214,10 +213,10 @@ impl Drop for SourceCount<'_> {
 
 /// Read the body until it ends, framing it into the mount.
 async fn pump(
-    stream: &mut TcpStream,
+    stream: &mut Connection,
     req: &Request,
     rest: BytesMut,
-    mount: &crate::mount::Mount,
+    mount: &crate::stream::mount::Mount,
     shared: &Shared,
 ) -> Result<(), String> {
     let timeout = Duration::from_secs(shared.config.server.source_timeout_secs);
@@ -297,7 +296,7 @@ async fn pump(
 /// `ogg-title-in-stream`, `titles` puts titles set by the admin into the Ogg stream.
 fn drain(
     demux: &mut Demuxer,
-    mount: &crate::mount::Mount,
+    mount: &crate::stream::mount::Mount,
     titles: &mut Option<Retitler>,
 ) -> Result<(), String> {
     loop {

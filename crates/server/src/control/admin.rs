@@ -28,20 +28,20 @@ use std::sync::atomic::Ordering;
 
 use serde_json::{Map, Value, json};
 
-use crate::auth;
-use crate::http::Request;
-use crate::mount::Mount;
-use crate::server::Shared;
-use crate::status;
+use crate::control::status;
+use crate::state::Shared;
+use crate::stream::mount::Mount;
+use crate::wire::auth;
+use crate::wire::http::Request;
 
 /// An admin response: status, content type, body.
-pub type Response = (u16, &'static str, String);
+pub(crate) type Response = (u16, &'static str, String);
 
 const XML: &str = "text/xml; charset=utf-8";
 const JSON: &str = "application/json; charset=utf-8";
 const TEXT: &str = "text/plain; charset=utf-8";
 
-pub fn extra_headers(code: u16) -> Vec<(&'static str, &'static str)> {
+pub(crate) fn extra_headers(code: u16) -> Vec<(&'static str, &'static str)> {
     if code == 401 {
         vec![("WWW-Authenticate", "Basic realm=\"Agora admin\"")]
     } else {
@@ -50,7 +50,7 @@ pub fn extra_headers(code: u16) -> Vec<(&'static str, &'static str)> {
 }
 
 /// XML text and attribute escaping.
-pub fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -68,7 +68,7 @@ pub fn esc(s: &str) -> String {
 }
 
 /// Whether the request carries the admin credentials.
-pub fn is_admin(req: &Request, shared: &Shared) -> bool {
+pub(crate) fn is_admin(req: &Request, shared: &Shared) -> bool {
     req.header("authorization")
         .and_then(auth::parse_basic)
         .is_some_and(|g| {
@@ -164,7 +164,7 @@ impl Reply {
 }
 
 /// Answer an `/admin/...` request.
-pub fn handle(req: &Request, _peer: SocketAddr, shared: &Shared) -> Response {
+pub(crate) fn handle(req: &Request, _peer: SocketAddr, shared: &Shared) -> Response {
     let path = req.path();
     let name = path.strip_prefix("/admin/").unwrap_or(path);
     let (name, suffix) = match name.rsplit_once('.') {

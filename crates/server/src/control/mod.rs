@@ -1,0 +1,12 @@
+//! Control: what operators, dashboards and pages ask the server. Reads the mounts, never
+//! touches the stream path.
+//!
+//! - [`status`]: `/status-json.xsl` in Icecast's shape.
+//! - [`admin`]: Icecast's admin API (XML and JSON).
+//! - [`api`]: the stable JSON API (`/api/v1/...`) and the mount view pages use.
+//! - [`events`]: the hub that turns mount changes into `/events` frames, and the handler.
+
+pub(crate) mod admin;
+pub(crate) mod api;
+pub(crate) mod events;
+pub(crate) mod status;

@@ -1,0 +1,50 @@
+//! The state every connection shares: configuration, credentials, the mount registry, what
+//! the server records about itself, and the shutdown signal.
+//!
+//! **Invariant:** this module is data; it calls no handler. Handlers get an `Arc<Shared>` (or
+//! a `&Shared`) from the accept loop; nothing below the routing layer imports a handler.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::SystemTime;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::stream::mount::Registry;
+use crate::telemetry::access_log::AccessLog;
+use crate::telemetry::events::EventFeed;
+use crate::telemetry::metrics::Metrics;
+
+/// Credentials in force (configured or generated at start).
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub source_password: String,
+    pub admin_user: String,
+    pub admin_password: String,
+}
+
+/// State shared by every connection.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub config: Config,
+    pub credentials: Credentials,
+    pub registry: Arc<Registry>,
+    pub access_log: AccessLog,
+    pub shutdown: CancellationToken,
+    pub started: SystemTime,
+    /// The first bound address, for `listenurl`.
+    pub public_port: u16,
+    /// Connections accepted.
+    pub connections: AtomicU64,
+    /// Listener requests answered with a stream.
+    pub listener_connections: AtomicU64,
+    /// Sources accepted.
+    pub source_connections: AtomicU64,
+    pub sources: std::sync::atomic::AtomicUsize,
+    pub metrics: Metrics,
+    pub events: EventFeed,
+    /// Every connection and listener task, so shutdown can wait for them.
+    pub tracker: TaskTracker,
+}

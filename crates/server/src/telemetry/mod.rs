@@ -1,0 +1,11 @@
+//! What the server records about itself, for operators and tools: the access log, the
+//! Prometheus registry and the feed of mount events. Owned by the shared state and written by
+//! every handler; the pages that show them are in `crate::control`.
+//!
+//! - [`access_log`]: Combined Log Format, written by a thread of its own; counts requests.
+//! - [`metrics`]: the Prometheus registry, mounts read at scrape time.
+//! - [`events`]: the broadcast of ready-made Server-Sent Events frames.
+
+pub(crate) mod access_log;
+pub(crate) mod events;
+pub(crate) mod metrics;
