@@ -360,6 +360,30 @@ fn killclient_ends_that_listener_only() {
     let left = client_ids(agora.addr, "/k.mp3");
     assert_eq!(left.len(), 1);
     assert!(!left.contains(&target));
+    // Counted by why and by whom.
+    wait_until("the ending in /metrics", Duration::from_secs(10), || {
+        ending_count(agora.addr, "agora_listener_ends_total", "killed", "admin") == 1.0
+    });
+}
+
+/// A labelled ending counter from `/metrics` (0 when absent).
+fn ending_count(addr: SocketAddr, name: &str, reason: &str, origin: &str) -> f64 {
+    let (code, _, body) = get(addr, "/metrics", None);
+    assert_eq!(code, 200);
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string())))
+        .expect("a Prometheus text-format parser reads it");
+    scrape
+        .samples
+        .iter()
+        .find(|s| {
+            s.metric == name
+                && s.labels.get("reason") == Some(reason)
+                && s.labels.get("origin") == Some(origin)
+        })
+        .map_or(0.0, |s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => panic!("{name}: not a counter"),
+        })
 }
 
 #[test]
@@ -456,6 +480,10 @@ fn killsource_drops_the_source_holds_listeners_and_a_source_may_return() {
     );
     let (code, body) = admin(agora.addr, "/admin/killsource?mount=/ks.mp3");
     assert_eq!(code, 404, "no source to remove: {body}");
+    assert_eq!(
+        ending_count(agora.addr, "agora_source_ends_total", "killed", "admin"),
+        1.0
+    );
 
     let _back = mp3_mount(&agora, "/ks.mp3");
     wait_until("the source to return", Duration::from_secs(20), || {

@@ -146,6 +146,26 @@ impl MountSettings {
     }
 }
 
+/// A mount's policy: its settings, who may push to it, and the stream information the
+/// operator imposes (see [`Config::policy_for`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MountPolicy {
+    pub(crate) settings: MountSettings,
+    pub(crate) source_user: String,
+    /// `None`: the server's source password.
+    pub(crate) source_password: Option<String>,
+    pub(crate) overrides: StreamOverrides,
+}
+
+/// Stream information from the configuration, which wins over what the source sends.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StreamOverrides {
+    pub(crate) name: Option<String>,
+    pub(crate) description: Option<String>,
+    pub(crate) url: Option<String>,
+    pub(crate) genre: Option<String>,
+}
+
 /// One `[[mount]]` table: a path plus optional overrides.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
@@ -247,6 +267,25 @@ impl Config {
             check_settings(&m.path, &self.settings_for(&m.path))?;
         }
         Ok(())
+    }
+
+    /// Everything the configuration says about a mount path, resolved once: the mount keeps
+    /// the policy it was claimed with, and every reader asks the mount.
+    pub(crate) fn policy_for(&self, path: &str) -> MountPolicy {
+        let m = self.mount(path);
+        MountPolicy {
+            settings: self.settings_for(path),
+            source_user: m
+                .and_then(|m| m.username.clone())
+                .unwrap_or_else(|| "source".into()),
+            source_password: m.and_then(|m| m.password.clone()),
+            overrides: StreamOverrides {
+                name: m.and_then(|m| m.stream_name.clone()),
+                description: m.and_then(|m| m.stream_description.clone()),
+                url: m.and_then(|m| m.stream_url.clone()),
+                genre: m.and_then(|m| m.genre.clone()),
+            },
+        }
     }
 
     /// The effective settings of a mount path.

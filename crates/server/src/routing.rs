@@ -17,7 +17,7 @@ use crate::state::Shared;
 use crate::telemetry::metrics;
 use crate::web;
 use crate::wire::conn::Connection;
-use crate::wire::http::{self, Request};
+use crate::wire::http::{self, Request, Response};
 
 /// Dispatch a request. Returns the stream (and unread bytes) when the connection may carry
 /// another request (keep-alive), `None` when it is done.
@@ -30,66 +30,26 @@ pub(crate) async fn route(
 ) -> Option<(Connection, BytesMut)> {
     let method = req.method.as_str();
     let path = req.path().to_string();
-    let respond = |code: u16, ctype: &str, extra: &[(&str, &str)], body: &[u8]| {
-        http::simple_response(
-            &response_version(&req),
-            code,
-            ctype,
-            extra,
-            body,
-            req.keep_alive(),
-        )
-    };
-    let (code, bytes) = match method {
+    const ALLOW: &str = "GET, HEAD, PUT, OPTIONS, SOURCE";
+    let resp = match method {
         "SOURCE" | "PUT" => {
             source::handle(stream, peer, req, rest, shared.clone()).await;
             return None;
         }
-        "OPTIONS" => {
-            // libshout's TLS probe (`Upgrade: TLS/1.0`): no TLS here, so no upgrade; it then
-            // carries on with plain HTTP, as with icecast2 built without TLS.
-            let resp = respond(
-                200,
-                "text/plain",
-                &[("Allow", "GET, HEAD, PUT, OPTIONS, SOURCE")],
-                b"",
-            );
-            (200, resp)
-        }
+        // libshout's TLS probe (`Upgrade: TLS/1.0`): no TLS here, so no upgrade; it then
+        // carries on with plain HTTP, as with icecast2 built without TLS.
+        "OPTIONS" => Response::new(200, "text/plain", "").with_header("Allow", ALLOW),
         "GET" | "HEAD" if path == "/status-json.xsl" || path == "/status-json.json" => {
-            let body = status::status_json(shared);
-            (
-                200,
-                respond(200, "application/json; charset=utf-8", &[], body.as_bytes()),
-            )
+            Response::new(200, http::JSON, status::status_json(shared))
         }
+        // POST as Icecast allows it (libshout sends metadata by POST when offered);
+        // parameters are read from the query string either way.
         "GET" | "HEAD" | "POST" if path.starts_with("/admin/") && !web::is_page(&path) => {
-            // POST as Icecast allows it (libshout sends metadata by POST when offered);
-            // parameters are read from the query string either way.
-            let (code, ctype, body) = admin::handle(&req, peer, shared);
-            (
-                code,
-                respond(code, ctype, &admin::extra_headers(code), body.as_bytes()),
-            )
+            admin::handle(&req, shared)
         }
-        "GET" | "HEAD" if path.starts_with("/api/v1/") => {
-            let (code, body) = api::handle(&path, shared);
-            (
-                code,
-                respond(
-                    code,
-                    "application/json; charset=utf-8",
-                    &[],
-                    body.as_bytes(),
-                ),
-            )
-        }
+        "GET" | "HEAD" if path.starts_with("/api/v1/") => api::handle(&path, shared),
         "GET" | "HEAD" if path == "/metrics" => {
-            let body = shared.metrics.render();
-            (
-                200,
-                respond(200, metrics::CONTENT_TYPE, &[], body.as_bytes()),
-            )
+            Response::new(200, metrics::CONTENT_TYPE, shared.metrics.render())
         }
         "GET" | "HEAD" if path == "/events" => {
             drop(rest);
@@ -102,50 +62,24 @@ pub(crate) async fn route(
                 listener::handle(stream, peer, req, mount, shared.clone()).await;
                 return None;
             }
-            match web::handle(&req, shared) {
-                Some(page) => {
-                    let extra: Vec<(&str, &str)> =
-                        page.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                    (
-                        page.code,
-                        respond(page.code, &page.content_type, &extra, &page.body),
-                    )
-                }
-                None => {
-                    let body = format!("Mount {path} is not available\n");
-                    (
-                        404,
-                        respond(404, "text/plain; charset=utf-8", &[], body.as_bytes()),
-                    )
-                }
-            }
+            web::handle(&req, shared)
+                .unwrap_or_else(|| Response::text(404, &format!("Mount {path} is not available")))
         }
-        _ => {
-            let body = format!("Method {method} is not supported\n");
-            (
-                405,
-                respond(
-                    405,
-                    "text/plain; charset=utf-8",
-                    &[("Allow", "GET, HEAD, PUT, OPTIONS, SOURCE")],
-                    body.as_bytes(),
-                ),
-            )
-        }
+        _ => Response::text(405, &format!("Method {method} is not supported"))
+            .with_header("Allow", ALLOW),
     };
-    let head_only = method == "HEAD";
-    let to_send = if head_only {
-        let end = http::head_len(&bytes).unwrap_or(bytes.len());
-        &bytes[..end]
+    let version = response_version(&req);
+    let bytes = if method == "HEAD" {
+        resp.head(&version, req.keep_alive()).into_bytes()
     } else {
-        &bytes[..]
+        resp.encode(&version, req.keep_alive())
     };
-    if stream.write_all(to_send).await.is_err() {
+    if stream.write_all(&bytes).await.is_err() {
         return None;
     }
     shared
         .access_log
-        .log(peer, &req, code, to_send.len() as u64);
+        .log(peer, &req, resp.status, bytes.len() as u64);
     if req.keep_alive() && !shared.shutdown.is_cancelled() {
         Some((stream, rest))
     } else {

@@ -28,7 +28,7 @@ use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::events::EventFeed;
 use crate::telemetry::metrics::Metrics;
 use crate::watchdog;
-use crate::wire::http::{self, HeadError, Request};
+use crate::wire::http::{self, HeadError, Request, Response};
 
 /// A bound, not yet running, server.
 #[derive(Debug)]
@@ -236,19 +236,11 @@ async fn handle_connection(mut stream: Connection, peer: SocketAddr, shared: Arc
             Ok(HeadRead::Closed) => return,
             Err((code, why)) => {
                 tracing::info!(%peer, code, reason = %why, "bad request");
-                let body = format!("{why}\n");
-                let resp = http::simple_response(
-                    "HTTP/1.0",
-                    code,
-                    "text/plain; charset=utf-8",
-                    &[],
-                    body.as_bytes(),
-                    false,
-                );
-                let _ = stream.write_all(&resp).await;
+                let resp = Response::text(code, &why);
+                let _ = stream.write_all(&resp.encode("HTTP/1.0", false)).await;
                 shared
                     .access_log
-                    .log_raw(peer, "-", code, body.len() as u64, "-", "-");
+                    .log_raw(peer, "-", code, resp.body.len() as u64, "-", "-");
                 return;
             }
         };

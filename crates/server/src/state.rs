@@ -28,23 +28,23 @@ pub struct Credentials {
 /// State shared by every connection.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub config: Config,
-    pub credentials: Credentials,
-    pub registry: Arc<Registry>,
-    pub access_log: AccessLog,
-    pub shutdown: CancellationToken,
-    pub started: SystemTime,
+    pub(crate) config: Config,
+    pub(crate) credentials: Credentials,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) access_log: AccessLog,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) started: SystemTime,
     /// The first bound address, for `listenurl`.
-    pub public_port: u16,
+    pub(crate) public_port: u16,
     /// Connections accepted.
-    pub connections: AtomicU64,
+    pub(crate) connections: AtomicU64,
     /// Listener requests answered with a stream.
-    pub listener_connections: AtomicU64,
+    pub(crate) listener_connections: AtomicU64,
     /// Sources accepted.
-    pub source_connections: AtomicU64,
-    pub sources: std::sync::atomic::AtomicUsize,
-    pub metrics: Metrics,
-    pub events: EventFeed,
+    pub(crate) source_connections: AtomicU64,
+    pub(crate) sources: std::sync::atomic::AtomicUsize,
+    pub(crate) metrics: Metrics,
+    pub(crate) events: EventFeed,
     /// Every connection and listener task, so shutdown can wait for them.
-    pub tracker: TaskTracker,
+    pub(crate) tracker: TaskTracker,
 }

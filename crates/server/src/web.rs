@@ -14,16 +14,9 @@
 
 use crate::control::admin;
 use crate::state::Shared;
-use crate::wire::http::Request;
+use bytes::Bytes;
 
-/// A response for the router.
-#[derive(Debug)]
-pub(crate) struct Page {
-    pub code: u16,
-    pub content_type: String,
-    pub headers: Vec<(&'static str, String)>,
-    pub body: Vec<u8>,
-}
+use crate::wire::http::{self, Request, Response};
 
 /// (name under `/assets/`, content type, bytes).
 const ASSETS: &[(&str, &str, &str)] = &[
@@ -67,53 +60,65 @@ pub(crate) fn is_page(path: &str) -> bool {
     matches!(path, "/admin/" | "/admin/index.html")
 }
 
-fn page(code: u16, content_type: &str, body: &[u8], framing: bool) -> Page {
-    let mut headers = vec![
-        ("Content-Security-Policy", CSP.to_string()),
-        ("X-Content-Type-Options", "nosniff".to_string()),
-        ("Referrer-Policy", "same-origin".to_string()),
-    ];
-    if !framing {
-        headers.push(("X-Frame-Options", "DENY".to_string()));
-    }
-    Page {
-        code,
-        content_type: content_type.to_string(),
-        headers,
-        body: body.to_vec(),
+/// A page or asset with the headers every page gets: the CSP, no sniffing, and (unless it is
+/// meant to be embedded) no framing.
+fn page(code: u16, content_type: &'static str, body: impl Into<Bytes>, framing: bool) -> Response {
+    let r = Response::new(code, content_type, body)
+        .with_header("Content-Security-Policy", CSP)
+        .with_header("X-Content-Type-Options", "nosniff")
+        .with_header("Referrer-Policy", "same-origin");
+    if framing {
+        r
+    } else {
+        r.with_header("X-Frame-Options", "DENY")
     }
 }
 
 /// Answer a page, asset or playlist request; `None` if the path is none of those.
-pub(crate) fn handle(req: &Request, shared: &Shared) -> Option<Page> {
+pub(crate) fn handle(req: &Request, shared: &Shared) -> Option<Response> {
     let path = req.path();
     match path {
-        "/" | "/index.html" => return Some(page(200, HTML, INDEX_HTML.as_bytes(), false)),
+        "/" | "/index.html" => {
+            return Some(page(
+                200,
+                HTML,
+                Bytes::from_static(INDEX_HTML.as_bytes()),
+                false,
+            ));
+        }
         p if is_page(p) => {
             if !admin::is_admin(req, shared) {
-                let mut p = page(
-                    401,
-                    "text/plain; charset=utf-8",
-                    b"You need to authenticate\n",
-                    false,
+                return Some(
+                    page(
+                        401,
+                        http::TEXT,
+                        Bytes::from_static(b"You need to authenticate\n"),
+                        false,
+                    )
+                    .with_header("WWW-Authenticate", "Basic realm=\"Agora admin\""),
                 );
-                p.headers.push((
-                    "WWW-Authenticate",
-                    "Basic realm=\"Agora admin\"".to_string(),
-                ));
-                return Some(p);
             }
-            return Some(page(200, HTML, ADMIN_HTML.as_bytes(), false));
+            return Some(page(
+                200,
+                HTML,
+                Bytes::from_static(ADMIN_HTML.as_bytes()),
+                false,
+            ));
         }
         _ => {}
     }
     if path.starts_with("/watch/") {
         // The page finds its mount in its own URL; an unknown mount shows "waiting".
-        return Some(page(200, HTML, WATCH_HTML.as_bytes(), true));
+        return Some(page(
+            200,
+            HTML,
+            Bytes::from_static(WATCH_HTML.as_bytes()),
+            true,
+        ));
     }
     if let Some(name) = path.strip_prefix("/assets/") {
         let (_, ctype, body) = ASSETS.iter().find(|(n, _, _)| *n == name)?;
-        return Some(page(200, ctype, body.as_bytes(), false));
+        return Some(page(200, ctype, Bytes::from_static(body.as_bytes()), false));
     }
     for (ext, ctype) in [
         (".m3u", "audio/x-mpegurl"),
@@ -137,13 +142,11 @@ pub(crate) fn handle(req: &Request, shared: &Shared) -> Option<Page> {
                     admin::esc(&title)
                 )
             };
-            let mut p = page(200, ctype, body.as_bytes(), false);
             let file = mount_path.rsplit('/').next().unwrap_or("stream");
-            p.headers.push((
+            return Some(page(200, ctype, body, false).with_header(
                 "Content-Disposition",
                 format!("inline; filename=\"{}{ext}\"", file.replace('"', "")),
             ));
-            return Some(p);
         }
     }
     None

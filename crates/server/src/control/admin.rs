@@ -23,31 +23,18 @@
 //! The XML is written by hand: five fixed shapes of at most a few levels, every text and
 //! attribute through [`esc`]; an XML crate would add a dependency for no safety gained.
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::control::status;
+use crate::control::status::{self, SourceStatus};
 use crate::state::Shared;
 use crate::stream::mount::Mount;
 use crate::wire::auth;
-use crate::wire::http::Request;
-
-/// An admin response: status, content type, body.
-pub(crate) type Response = (u16, &'static str, String);
+use crate::wire::http::{JSON, Request, Response, TEXT};
 
 const XML: &str = "text/xml; charset=utf-8";
-const JSON: &str = "application/json; charset=utf-8";
-const TEXT: &str = "text/plain; charset=utf-8";
-
-pub(crate) fn extra_headers(code: u16) -> Vec<(&'static str, &'static str)> {
-    if code == 401 {
-        vec![("WWW-Authenticate", "Basic realm=\"Agora admin\"")]
-    } else {
-        Vec::new()
-    }
-}
 
 /// XML text and attribute escaping.
 pub(crate) fn esc(s: &str) -> String {
@@ -83,14 +70,14 @@ pub(crate) fn is_admin(req: &Request, shared: &Shared) -> bool {
 /// Whether the request carries the source credentials of `mount` (Icecast accepts them for
 /// the commands about that mount).
 fn is_mount_source(req: &Request, mount: &str, shared: &Shared) -> bool {
-    let cfg = shared.config.mount(mount);
-    let user = cfg.and_then(|m| m.username.as_deref()).unwrap_or("source");
-    let pass = cfg
-        .and_then(|m| m.password.as_deref())
+    let policy = shared.config.policy_for(mount);
+    let pass = policy
+        .source_password
+        .as_deref()
         .unwrap_or(&shared.credentials.source_password);
     req.header("authorization")
         .and_then(auth::parse_basic)
-        .is_some_and(|g| auth::credentials_match(&g, user, pass))
+        .is_some_and(|g| auth::credentials_match(&g, &policy.source_user, pass))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,8 +131,8 @@ impl Reply {
     /// An action's outcome: `<iceresponse>` or `{"message", "return"}`.
     fn message(&self, code: u16, message: &str) -> Response {
         let ok = (200..300).contains(&code);
-        match self.style {
-            Style::Xml => (
+        let resp = match self.style {
+            Style::Xml => Response::new(
                 code,
                 XML,
                 format!(
@@ -154,17 +141,22 @@ impl Reply {
                     u8::from(ok)
                 ),
             ),
-            Style::Json => (
+            Style::Json => Response::new(
                 code,
                 JSON,
                 json!({ "message": message, "return": u8::from(ok) }).to_string(),
             ),
+        };
+        if code == 401 {
+            resp.with_header("WWW-Authenticate", "Basic realm=\"Agora admin\"")
+        } else {
+            resp
         }
     }
 }
 
 /// Answer an `/admin/...` request.
-pub(crate) fn handle(req: &Request, _peer: SocketAddr, shared: &Shared) -> Response {
+pub(crate) fn handle(req: &Request, shared: &Shared) -> Response {
     let path = req.path();
     let name = path.strip_prefix("/admin/").unwrap_or(path);
     let (name, suffix) = match name.rsplit_once('.') {
@@ -210,7 +202,7 @@ pub(crate) fn handle(req: &Request, _peer: SocketAddr, shared: &Shared) -> Respo
                 body.push_str(&m.path);
                 body.push('\n');
             }
-            (200, TEXT, body)
+            Response::new(200, TEXT, body)
         }
         _ => {
             let Some(mount_path) = mount_param else {
@@ -324,42 +316,45 @@ fn source_seconds(m: &Mount) -> u64 {
     at.elapsed().unwrap_or_default().as_secs()
 }
 
-/// A mount's fields in `/admin/stats`: the public ones plus the admin-only ones.
+/// A mount in `/admin/stats`: the public fields plus the admin-only ones.
+#[derive(Debug, Serialize)]
+struct StatsSource {
+    #[serde(flatten)]
+    status: SourceStatus,
+    /// A number, or `"unlimited"` as Icecast says.
+    max_listeners: Value,
+    slow_listeners: u64,
+    source_ip: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_agent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public: Option<String>,
+    total_bytes_read: u64,
+    total_bytes_sent: u64,
+    /// Seconds the current source has been connected.
+    connected: u64,
+}
+
 fn stats_source(m: &Mount, shared: &Shared) -> Map<String, Value> {
-    let mut o = match status::source_json(m, shared) {
-        Value::Object(o) => o,
-        _ => Map::new(),
-    };
-    o.remove("dummy");
     let st = m.state();
-    o.insert(
-        "max_listeners".into(),
-        match m.settings.max_listeners {
+    let row = StatsSource {
+        status: SourceStatus::of(m, shared),
+        max_listeners: match m.settings.max_listeners {
             Some(n) => json!(n),
             None => json!("unlimited"),
         },
-    );
-    o.insert(
-        "slow_listeners".into(),
-        json!(m.slow_listeners.load(Ordering::Relaxed)),
-    );
-    o.insert("source_ip".into(), json!(st.source_ip));
-    if let Some(ua) = &st.meta.user_agent {
-        o.insert("user_agent".into(), json!(ua));
+        slow_listeners: m.slow_listeners.load(Ordering::Relaxed),
+        source_ip: st.source_ip.clone(),
+        user_agent: st.meta.user_agent.clone(),
+        public: st.meta.public.clone(),
+        total_bytes_read: m.bytes_read.load(Ordering::Relaxed),
+        total_bytes_sent: m.bytes_sent.load(Ordering::Relaxed),
+        connected: source_seconds(m),
+    };
+    match json!(row) {
+        Value::Object(o) => o,
+        _ => Map::new(),
     }
-    if let Some(p) = &st.meta.public {
-        o.insert("public".into(), json!(p));
-    }
-    o.insert(
-        "total_bytes_read".into(),
-        json!(m.bytes_read.load(Ordering::Relaxed)),
-    );
-    o.insert(
-        "total_bytes_sent".into(),
-        json!(m.bytes_sent.load(Ordering::Relaxed)),
-    );
-    o.insert("connected".into(), json!(source_seconds(m)));
-    o
 }
 
 /// Values as XML text (`null` as empty).
@@ -422,7 +417,7 @@ fn stats(reply: &Reply, shared: &Shared) -> Response {
                 })
                 .collect();
             ice.insert("source".into(), Value::Array(sources));
-            (200, JSON, json!({ "icestats": ice }).to_string())
+            Response::new(200, JSON, json!({ "icestats": ice }).to_string())
         }
         Style::Xml => {
             let mut out = String::from("<?xml version=\"1.0\"?>\n<icestats>");
@@ -433,9 +428,23 @@ fn stats(reply: &Reply, shared: &Shared) -> Response {
                 out.push_str("</source>");
             }
             out.push_str("</icestats>\n");
-            (200, XML, out)
+            Response::new(200, XML, out)
         }
     }
+}
+
+/// A row of `/admin/listmounts.json`.
+#[derive(Debug, Serialize)]
+struct ListMount {
+    mount: String,
+    /// Icecast's fallback mount: Agora has none.
+    fallback: (),
+    listeners: usize,
+    /// Seconds the source has been connected.
+    connected: u64,
+    source_connected: bool,
+    #[serde(rename = "content-type")]
+    content_type: String,
 }
 
 fn listmounts(reply: &Reply, shared: &Shared) -> Response {
@@ -454,21 +463,21 @@ fn listmounts(reply: &Reply, shared: &Shared) -> Response {
     };
     match reply.style {
         Style::Json => {
-            let sources: Vec<Value> = mounts
+            let sources: Vec<ListMount> = mounts
                 .iter()
                 .map(|m| {
-                    let (listeners, secs, ctype) = row(m);
-                    json!({
-                        "mount": m.path,
-                        "fallback": Value::Null,
-                        "listeners": listeners,
-                        "connected": secs,
-                        "source_connected": m.has_source(),
-                        "content-type": ctype,
-                    })
+                    let (listeners, connected, content_type) = row(m);
+                    ListMount {
+                        mount: m.path.clone(),
+                        fallback: (),
+                        listeners,
+                        connected,
+                        source_connected: m.has_source(),
+                        content_type,
+                    }
                 })
                 .collect();
-            (
+            Response::new(
                 200,
                 JSON,
                 json!({ "icestats": { "source": sources } }).to_string(),
@@ -485,7 +494,7 @@ fn listmounts(reply: &Reply, shared: &Shared) -> Response {
                 ));
             }
             out.push_str("</icestats>\n");
-            (200, XML, out)
+            Response::new(200, XML, out)
         }
     }
 }
@@ -506,7 +515,7 @@ fn listclients(reply: &Reply, m: &Mount) -> Response {
                 })
                 .collect();
             let source = json!({ "mount": m.path, "listeners": clients.len(), "clients": list });
-            (
+            Response::new(
                 200,
                 JSON,
                 json!({ "icestats": { "source": [source] } }).to_string(),
@@ -528,7 +537,7 @@ fn listclients(reply: &Reply, m: &Mount) -> Response {
                 ));
             }
             out.push_str("</source></icestats>\n");
-            (200, XML, out)
+            Response::new(200, XML, out)
         }
     }
 }

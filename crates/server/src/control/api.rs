@@ -7,14 +7,14 @@
 //! - `GET /api/v1/status`: Icecast's status fields (`icestats`), `source` always a list of
 //!   the `/status-json.xsl` objects plus `mount`, `connected` and `playable`.
 
-use std::sync::atomic::Ordering;
-
 use agora_format::{Codec, Format};
+use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::control::status;
+use crate::control::status::{self, Scalar, SourceStatus};
 use crate::state::Shared;
 use crate::stream::mount::Mount;
+use crate::wire::http::{JSON, Response};
 
 /// What today's browsers can play of a mount: `Some("video")`, `Some("audio")`, or `None`
 /// with the reason (Chromium and Firefox no longer play Ogg Theora).
@@ -56,60 +56,90 @@ pub(crate) fn playable(m: &Mount) -> (Option<&'static str>, Option<&'static str>
     }
 }
 
-/// One mount as pages and tools see it.
-pub(crate) fn mount_view(m: &Mount, shared: &Shared) -> Value {
-    let src = status::source_json(m, shared);
-    let get = |k: &str| src.get(k).cloned().unwrap_or(Value::Null);
+/// One mount as pages and tools see it (`/api/v1/mounts`, `/events`): every key always
+/// present, `null` when unknown.
+#[derive(Debug, Serialize)]
+pub(crate) struct MountView {
+    mount: String,
+    listenurl: String,
+    name: Option<Scalar>,
+    description: Option<Scalar>,
+    genre: Option<Scalar>,
+    url: Option<Scalar>,
+    content_type: &'static str,
+    codecs: String,
+    frame_size: Option<String>,
+    bitrate: Option<Scalar>,
+    title: String,
+    listeners: usize,
+    listener_peak: usize,
+    connected: bool,
+    stream_start_iso8601: String,
+    playable: Option<&'static str>,
+    not_playable_because: Option<&'static str>,
+    m3u: String,
+    xspf: String,
+    watch: String,
+}
+
+impl std::fmt::Display for MountView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&serde_json::to_string(self).map_err(|_| std::fmt::Error)?)
+    }
+}
+
+pub(crate) fn mount_view(m: &Mount, shared: &Shared) -> MountView {
+    let s = SourceStatus::of(m, shared);
     let (playable, why) = playable(m);
-    let st = m.state();
-    json!({
-        "mount": m.path,
-        "listenurl": get("listenurl"),
-        "name": get("server_name"),
-        "description": get("server_description"),
-        "genre": get("genre"),
-        "url": get("server_url"),
-        "content_type": get("server_type"),
-        "codecs": st.info.subtype(),
-        "frame_size": get("frame_size"),
-        "bitrate": get("bitrate"),
-        "title": m.title().text,
-        "listeners": m.listeners.load(Ordering::Relaxed),
-        "listener_peak": m.listener_peak.load(Ordering::Relaxed),
-        "connected": m.has_source(),
-        "stream_start_iso8601": status::iso8601(st.started),
-        "playable": playable,
-        "not_playable_because": why,
-        "m3u": format!("{}.m3u", m.path),
-        "xspf": format!("{}.xspf", m.path),
-        "watch": format!("/watch{}", m.path),
-    })
+    MountView {
+        mount: m.path.clone(),
+        listenurl: s.listenurl,
+        name: s.server_name,
+        description: s.server_description,
+        genre: s.genre,
+        url: s.server_url,
+        content_type: s.server_type,
+        codecs: s.subtype.unwrap_or_default(),
+        frame_size: s.frame_size,
+        bitrate: s.bitrate,
+        title: s.title,
+        listeners: s.listeners,
+        listener_peak: s.listener_peak,
+        connected: m.has_source(),
+        stream_start_iso8601: s.stream_start_iso8601,
+        playable,
+        not_playable_because: why,
+        m3u: format!("{}.m3u", m.path),
+        xspf: format!("{}.xspf", m.path),
+        watch: format!("/watch{}", m.path),
+    }
 }
 
 /// Answer a `/api/v1/...` request: (status, JSON body).
-pub(crate) fn handle(path: &str, shared: &Shared) -> (u16, String) {
+pub(crate) fn handle(path: &str, shared: &Shared) -> Response {
     let not_found = |what: &str| {
-        (
+        Response::new(
             404,
+            JSON,
             json!({ "error": format!("{what} not found") }).to_string(),
         )
     };
     match path {
         "/api/v1/mounts" => {
-            let mounts: Vec<Value> = shared
+            let mounts: Vec<MountView> = shared
                 .registry
                 .all()
                 .iter()
                 .map(|m| mount_view(m, shared))
                 .collect();
-            (200, json!({ "mounts": mounts }).to_string())
+            Response::new(200, JSON, json!({ "mounts": mounts }).to_string())
         }
-        "/api/v1/status" => (200, status_v1(shared).to_string()),
+        "/api/v1/status" => Response::new(200, JSON, status_v1(shared).to_string()),
         p => match p.strip_prefix("/api/v1/mounts/") {
             Some(rest) => {
                 let mount = format!("/{rest}");
                 match shared.registry.get(&mount) {
-                    Some(m) => (200, mount_view(&m, shared).to_string()),
+                    Some(m) => Response::new(200, JSON, mount_view(&m, shared).to_string()),
                     None => not_found(&format!("mount {mount}")),
                 }
             }
@@ -118,24 +148,31 @@ pub(crate) fn handle(path: &str, shared: &Shared) -> (u16, String) {
     }
 }
 
+/// A source of `/api/v1/status`: Icecast's object without its `dummy`, plus the mount,
+/// whether a source is connected and what browsers can play.
+#[derive(Debug, Serialize)]
+struct StatusV1Source {
+    #[serde(flatten)]
+    source: SourceStatus,
+    mount: String,
+    connected: bool,
+    playable: Option<&'static str>,
+}
+
 /// Icecast's status with `source` always a list.
 fn status_v1(shared: &Shared) -> Value {
-    let sources: Vec<Value> = shared
+    let sources: Vec<StatusV1Source> = shared
         .registry
         .all()
         .iter()
-        .map(|m| {
-            let mut v = status::source_json(m, shared);
-            if let Value::Object(o) = &mut v {
-                o.remove("dummy");
-                o.insert("mount".into(), json!(m.path));
-                o.insert("connected".into(), json!(m.has_source()));
-                o.insert("playable".into(), json!(playable(m).0));
-            }
-            v
+        .map(|m| StatusV1Source {
+            source: SourceStatus::of(m, shared),
+            mount: m.path.clone(),
+            connected: m.has_source(),
+            playable: playable(m).0,
         })
         .collect();
     let mut ice = status::server_fields(shared);
-    ice.insert("source".into(), Value::Array(sources));
+    ice.insert("source".into(), json!(sources));
     json!({ "icestats": ice })
 }

@@ -31,7 +31,7 @@ use tokio::sync::broadcast;
 use crate::control::api;
 use crate::state::Shared;
 use crate::wire::conn::Connection;
-use crate::wire::http::{self, Request};
+use crate::wire::http::{self, Request, Response};
 
 /// How often listener counts are looked at.
 const TICK: Duration = Duration::from_secs(1);
@@ -91,14 +91,7 @@ pub(crate) async fn serve(
     let ev = &shared.events;
     if ev.connections.fetch_add(1, Ordering::AcqRel) >= shared.config.server.max_listeners {
         ev.connections.fetch_sub(1, Ordering::AcqRel);
-        let resp = http::simple_response(
-            "HTTP/1.0",
-            503,
-            "text/plain; charset=utf-8",
-            &[],
-            b"Too many event streams\n",
-            false,
-        );
+        let resp = Response::text(503, "Too many event streams").encode("HTTP/1.0", false);
         let _ = stream.write_all(&resp).await;
         shared.access_log.log(peer, &req, 503, 0);
         return;

@@ -5,9 +5,9 @@
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::egress::listener::audio_info_bitrate;
 use crate::state::Shared;
 use crate::stream::mount::Mount;
 
@@ -27,86 +27,86 @@ pub(crate) fn iso8601(t: SystemTime) -> String {
     t.format(&f).unwrap_or_default()
 }
 
-/// Numbers that look numeric become JSON numbers, as Icecast's XSLT does.
-fn scalar(s: &str) -> Value {
-    if let Ok(n) = s.parse::<i64>() {
-        return Value::from(n);
-    }
-    Value::from(s)
-}
+/// A text value that Icecast's XSLT prints as a JSON number when it looks like one
+/// (`"bitrate": 128`, a stream named `"2024"` becomes `2024`); dashboards expect that.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Scalar(pub(crate) String);
 
-pub(crate) fn source_json(m: &Mount, shared: &Shared) -> Value {
-    let st = m.state();
-    let cfg = shared.config.mount(&m.path);
-    let over = |c: Option<&String>, s: &Option<String>| c.cloned().or_else(|| s.clone());
-    let mut o = Map::new();
-    o.insert(
-        "listenurl".into(),
-        json!(format!(
-            "http://{}:{}{}",
-            shared.config.server.hostname, shared.public_port, m.path
-        )),
-    );
-    o.insert(
-        "listeners".into(),
-        json!(m.listeners.load(Ordering::Relaxed)),
-    );
-    o.insert(
-        "listener_peak".into(),
-        json!(m.listener_peak.load(Ordering::Relaxed)),
-    );
-    let fmt = st.format.unwrap_or(agora_format::Format::Opaque);
-    o.insert(
-        "server_type".into(),
-        json!(fmt.content_type(st.info.has_video())),
-    );
-    let subtype = st.info.subtype();
-    if !subtype.is_empty() {
-        o.insert("subtype".into(), json!(subtype));
-    }
-    let fields = [
-        (
-            "server_name",
-            over(cfg.and_then(|c| c.stream_name.as_ref()), &st.meta.name),
-        ),
-        (
-            "server_description",
-            over(
-                cfg.and_then(|c| c.stream_description.as_ref()),
-                &st.meta.description,
-            ),
-        ),
-        (
-            "server_url",
-            over(cfg.and_then(|c| c.stream_url.as_ref()), &st.meta.url),
-        ),
-        (
-            "genre",
-            over(cfg.and_then(|c| c.genre.as_ref()), &st.meta.genre),
-        ),
-        (
-            "bitrate",
-            st.meta
-                .bitrate
-                .clone()
-                .or_else(|| audio_info_bitrate(st.meta.audio_info.as_deref())),
-        ),
-        ("audio_info", st.meta.audio_info.clone()),
-    ];
-    for (k, v) in fields {
-        if let Some(v) = v {
-            o.insert(k.into(), scalar(&v));
+impl Serialize for Scalar {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.parse::<i64>() {
+            Ok(n) => s.serialize_i64(n),
+            Err(_) => s.serialize_str(&self.0),
         }
     }
-    if let Some((w, h)) = st.info.video_size {
-        o.insert("frame_size".into(), json!(format!("{w}x{h}")));
+}
+
+/// Icecast's `source` object: what `/status-json.xsl`, the admin stats and the API report of
+/// a mount, in Icecast's field order. Absent values are left out, as Icecast does.
+#[derive(Debug, Serialize)]
+pub(crate) struct SourceStatus {
+    pub(crate) listenurl: String,
+    pub(crate) listeners: usize,
+    pub(crate) listener_peak: usize,
+    pub(crate) server_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) subtype: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) server_name: Option<Scalar>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) server_description: Option<Scalar>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) server_url: Option<Scalar>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) genre: Option<Scalar>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) bitrate: Option<Scalar>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) audio_info: Option<Scalar>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) frame_size: Option<String>,
+    pub(crate) stream_start: String,
+    pub(crate) stream_start_iso8601: String,
+    pub(crate) title: String,
+}
+
+impl SourceStatus {
+    pub(crate) fn of(m: &Mount, shared: &Shared) -> SourceStatus {
+        let st = m.state();
+        let scalar = |v: &Option<String>| v.clone().map(Scalar);
+        let subtype = st.info.subtype();
+        SourceStatus {
+            listenurl: format!(
+                "http://{}:{}{}",
+                shared.config.server.hostname, shared.public_port, m.path
+            ),
+            listeners: m.listeners.load(Ordering::Relaxed),
+            listener_peak: m.listener_peak.load(Ordering::Relaxed),
+            server_type: st
+                .format
+                .unwrap_or(agora_format::Format::Opaque)
+                .content_type(st.info.has_video()),
+            subtype: (!subtype.is_empty()).then_some(subtype),
+            server_name: scalar(&st.meta.name),
+            server_description: scalar(&st.meta.description),
+            server_url: scalar(&st.meta.url),
+            genre: scalar(&st.meta.genre),
+            bitrate: scalar(&st.meta.bitrate()),
+            audio_info: scalar(&st.meta.audio_info),
+            frame_size: st.info.video_size.map(|(w, h)| format!("{w}x{h}")),
+            stream_start: rfc2822(st.started),
+            stream_start_iso8601: iso8601(st.started),
+            title: m.title().text.clone(),
+        }
     }
-    o.insert("stream_start".into(), json!(rfc2822(st.started)));
-    o.insert("stream_start_iso8601".into(), json!(iso8601(st.started)));
-    let title = m.title().text.clone();
-    o.insert("title".into(), json!(title));
-    o.insert("dummy".into(), Value::Null);
-    Value::Object(o)
+}
+
+/// `/status-json.xsl`'s object: Icecast's XSLT ends every source with `"dummy": null`.
+#[derive(Debug, Serialize)]
+struct IcecastSource {
+    #[serde(flatten)]
+    source: SourceStatus,
+    dummy: (),
 }
 
 /// The server-level fields of `icestats`.
@@ -126,7 +126,15 @@ pub(crate) fn server_fields(shared: &Shared) -> Map<String, Value> {
 
 pub(crate) fn status_json(shared: &Shared) -> String {
     let mounts = shared.registry.all();
-    let sources: Vec<Value> = mounts.iter().map(|m| source_json(m, shared)).collect();
+    let sources: Vec<Value> = mounts
+        .iter()
+        .map(|m| {
+            json!(IcecastSource {
+                source: SourceStatus::of(m, shared),
+                dummy: (),
+            })
+        })
+        .collect();
     let mut ice = server_fields(shared);
     match sources.len() {
         0 => {}
@@ -152,7 +160,7 @@ mod tests {
         let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
         assert_eq!(iso8601(t), "2023-11-14T22:13:20+0000");
         assert_eq!(rfc2822(t), "Tue, 14 Nov 2023 22:13:20 +0000");
-        assert_eq!(scalar("128"), json!(128));
-        assert_eq!(scalar("x"), json!("x"));
+        assert_eq!(json!(Scalar("128".into())), json!(128));
+        assert_eq!(json!(Scalar("x".into())), json!("x"));
     }
 }

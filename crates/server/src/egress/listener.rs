@@ -24,11 +24,12 @@ use tokio::sync::watch;
 
 use crate::config::LagPolicy;
 use crate::state::Shared;
+use crate::stream::ending::ListenerEnd;
 use crate::stream::fanout::{Read, Start, StreamHeaders, Tail};
-use crate::stream::mount::{Client, ListenerGuard, Mount, Order};
+use crate::stream::mount::{Client, ListenerGuard, Mount, Order, Title};
 use crate::telemetry::access_log;
 use crate::wire::conn::Connection;
-use crate::wire::http::{self, Request};
+use crate::wire::http::{self, Request, Response};
 
 /// Most bytes taken from the fan-out per read; bounds what one listener holds references to.
 const MAX_BATCH: usize = 64 * 1024;
@@ -42,9 +43,11 @@ static NO_META: Bytes = Bytes::from_static(&[0]);
 /// Longest user agent kept for `listclients` (the rest is cut: memory per listener is bounded).
 const MAX_USER_AGENT: usize = 200;
 
-/// Why a listener's stream on one mount ended.
+/// Why a listener's stream on one mount ended (a move continues on another mount; the
+/// others become a [`ListenerEnd`]).
 #[derive(Debug)]
 enum End {
+    /// The mount closed (its source gone for good, or the server shutting down).
     Closed,
     Gone,
     Lagged,
@@ -56,17 +59,16 @@ enum End {
     NewStream,
 }
 
-async fn refuse(stream: &mut Connection, req: &Request, code: u16, body: &str) {
-    let resp = http::simple_response(
-        "HTTP/1.0",
-        code,
-        "text/plain; charset=utf-8",
-        &[],
-        format!("{body}\n").as_bytes(),
-        false,
-    );
-    let _ = stream.write_all(&resp).await;
-    let _ = req;
+/// Refuse a listener: the answer (HTTP/1.0, as Icecast's), the access log told.
+async fn refuse(
+    stream: &mut Connection,
+    peer: SocketAddr,
+    req: &Request,
+    shared: &Shared,
+    resp: Response,
+) {
+    let _ = stream.write_all(&resp.encode("HTTP/1.0", false)).await;
+    shared.access_log.log(peer, req, resp.status, 0);
 }
 
 /// Answer one listener request on `mount`: limits, the response head, then the streaming
@@ -88,8 +90,14 @@ pub(crate) async fn handle(
     let total_guard = TotalGuard(shared.clone());
     if total >= shared.config.server.max_listeners {
         tracing::warn!(%peer, mount = %mount.path, "listener refused: server listener limit");
-        refuse(&mut stream, &req, 503, "Server listener limit reached").await;
-        shared.access_log.log(peer, &req, 503, 0);
+        refuse(
+            &mut stream,
+            peer,
+            &req,
+            &shared,
+            Response::text(503, "Server listener limit reached"),
+        )
+        .await;
         return;
     }
     let mut agent = req.header("user-agent").unwrap_or("");
@@ -105,12 +113,12 @@ pub(crate) async fn handle(
         tracing::warn!(%peer, mount = %mount.path, "listener refused: mount listener limit");
         refuse(
             &mut stream,
+            peer,
             &req,
-            503,
-            "Maximum listeners reached for this mount",
+            &shared,
+            Response::text(503, "Maximum listeners reached for this mount"),
         )
         .await;
-        shared.access_log.log(peer, &req, 503, 0);
         return;
     };
     let mut rx = mount.fanout.subscribe();
@@ -122,8 +130,14 @@ pub(crate) async fn handle(
                 .await
                 .is_ok_and(|r| r.is_ok_and(|t| !t.closed));
         if !ready {
-            refuse(&mut stream, &req, 503, "The stream has not started yet").await;
-            shared.access_log.log(peer, &req, 503, 0);
+            refuse(
+                &mut stream,
+                peer,
+                &req,
+                &shared,
+                Response::text(503, "The stream has not started yet"),
+            )
+            .await;
             return;
         }
     }
@@ -158,7 +172,6 @@ pub(crate) async fn handle(
     }
     let head = response_head(
         &mount,
-        &shared,
         format.content_type(video),
         icy.then_some(mount.settings.icy_metaint),
     );
@@ -236,22 +249,8 @@ impl Drop for TotalGuard {
 
 /// Icecast's listener response: HTTP/1.0, close-delimited, `icy-*` headers without a space
 /// after the colon (as Icecast writes them; some old players match on that).
-fn response_head(
-    mount: &Mount,
-    shared: &Shared,
-    content_type: &str,
-    metaint: Option<usize>,
-) -> String {
+fn response_head(mount: &Mount, content_type: &str, metaint: Option<usize>) -> String {
     let st = mount.state();
-    let cfg = shared.config.mount(&mount.path);
-    let over = |c: Option<&String>, s: &Option<String>| c.cloned().or_else(|| s.clone());
-    let name = over(cfg.and_then(|c| c.stream_name.as_ref()), &st.meta.name);
-    let desc = over(
-        cfg.and_then(|c| c.stream_description.as_ref()),
-        &st.meta.description,
-    );
-    let genre = over(cfg.and_then(|c| c.genre.as_ref()), &st.meta.genre);
-    let url = over(cfg.and_then(|c| c.stream_url.as_ref()), &st.meta.url);
     let mut h = format!(
         "HTTP/1.0 200 OK\r\nServer: {}\r\nDate: {}\r\nContent-Type: {content_type}\r\nCache-Control: no-cache, no-store\r\nExpires: Mon, 26 Jul 1997 05:00:00 GMT\r\nPragma: no-cache\r\nAccess-Control-Allow-Origin: *\r\nConnection: Close\r\n",
         http::SERVER,
@@ -267,32 +266,18 @@ fn response_head(
             h.push_str("\r\n");
         }
     };
-    add("icy-name", &name);
-    add("icy-description", &desc);
-    add("icy-genre", &genre);
-    add("icy-url", &url);
+    add("icy-name", &st.meta.name);
+    add("icy-description", &st.meta.description);
+    add("icy-genre", &st.meta.genre);
+    add("icy-url", &st.meta.url);
     add("icy-pub", &st.meta.public);
-    add(
-        "icy-br",
-        &st.meta
-            .bitrate
-            .clone()
-            .or_else(|| audio_info_bitrate(st.meta.audio_info.as_deref())),
-    );
+    add("icy-br", &st.meta.bitrate());
     add("ice-audio-info", &st.meta.audio_info);
     if let Some(m) = metaint {
         add("icy-metaint", &Some(m.to_string()));
     }
     h.push_str("\r\n");
     h
-}
-
-/// `bitrate=` out of an `ice-audio-info` value.
-pub(crate) fn audio_info_bitrate(info: Option<&str>) -> Option<String> {
-    info?.split(';').find_map(|kv| {
-        let (k, v) = kv.split_once('=')?;
-        (k.trim() == "bitrate").then(|| v.trim().to_string())
-    })
 }
 
 struct Icy {
@@ -346,27 +331,24 @@ impl Session {
                         icy.sent_version = u64::MAX;
                     }
                 }
-                end => break end,
+                End::Closed if shared.shutdown.is_cancelled() => break ListenerEnd::Shutdown,
+                End::Closed => break ListenerEnd::MountClosed,
+                End::Gone => break ListenerEnd::Gone,
+                End::Lagged => break ListenerEnd::Lagged,
+                End::Killed => break ListenerEnd::Killed,
+                End::NewStream => break ListenerEnd::NewStream,
             }
         };
         let (peer, mount) = (self.peer, &self.mount);
         match end {
-            End::Lagged => {
+            ListenerEnd::Lagged => {
                 mount.slow_listeners.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(%peer, mount = %mount.path, id, "listener cut off: fell more than queue-size behind");
+                tracing::info!(%peer, mount = %mount.path, id, "{end}");
             }
-            End::Closed => {
-                tracing::debug!(%peer, mount = %mount.path, id, "listener closed: mount ended")
-            }
-            End::Gone => tracing::debug!(%peer, mount = %mount.path, id, "listener left"),
-            End::Killed => {
-                tracing::info!(%peer, mount = %mount.path, id, "listener removed by the admin")
-            }
-            End::NewStream => {
-                tracing::debug!(%peer, mount = %mount.path, id, "web player ended at a new stream")
-            }
-            End::Moved(_) => {}
+            ListenerEnd::Killed => tracing::info!(%peer, mount = %mount.path, id, "{end}"),
+            _ => tracing::debug!(%peer, mount = %mount.path, id, "{end}"),
         }
+        shared.metrics.listener_ended(end);
         shared
             .access_log
             .log_listener(self.log_entry.as_ref(), 200, self.sent, started.elapsed());
@@ -480,25 +462,8 @@ impl Session {
         match self.icy.as_mut() {
             None => self.pending.push_back(bytes.clone()),
             Some(icy) => {
-                let mut b = bytes.clone();
-                while b.len() >= icy.until_meta {
-                    let head = b.split_to(icy.until_meta);
-                    if !head.is_empty() {
-                        self.pending.push_back(head);
-                    }
-                    let title = self.mount.title();
-                    if title.version != icy.sent_version {
-                        icy.sent_version = title.version;
-                        self.pending.push_back(title.icy_block.clone());
-                    } else {
-                        self.pending.push_back(NO_META.clone());
-                    }
-                    icy.until_meta = icy.interval;
-                }
-                icy.until_meta -= b.len();
-                if !b.is_empty() {
-                    self.pending.push_back(b);
-                }
+                let mount = &self.mount;
+                icy.splice(bytes, || mount.title(), &mut self.pending);
             }
         }
     }
@@ -538,20 +503,155 @@ impl Session {
             };
             self.sent += n as u64;
             self.mount.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
-            let mut left = n;
-            while left > 0 {
-                let Some(front) = self.pending.front_mut() else {
-                    break;
-                };
-                if front.len() <= left {
-                    left -= front.len();
-                    self.pending.pop_front();
-                } else {
-                    front.advance(left);
-                    left = 0;
-                }
-            }
+            consume(&mut self.pending, n);
         }
         Ok(())
+    }
+}
+
+impl Icy {
+    /// Queue `bytes` with ICY metadata blocks spliced in after every `interval` stream bytes
+    /// (counted across chunks): the title's block when it changed since the last one sent (the
+    /// first block always carries it), else a one-byte empty block. Only slices of `bytes` and
+    /// shared blocks are queued, never copies.
+    fn splice(&mut self, bytes: &Bytes, title: impl Fn() -> Arc<Title>, out: &mut VecDeque<Bytes>) {
+        let mut b = bytes.clone();
+        while b.len() >= self.until_meta {
+            let head = b.split_to(self.until_meta);
+            if !head.is_empty() {
+                out.push_back(head);
+            }
+            let title = title();
+            if title.version != self.sent_version {
+                self.sent_version = title.version;
+                out.push_back(title.icy_block.clone());
+            } else {
+                out.push_back(NO_META.clone());
+            }
+            self.until_meta = self.interval;
+        }
+        self.until_meta -= b.len();
+        if !b.is_empty() {
+            out.push_back(b);
+        }
+    }
+}
+
+/// A write took `n` bytes: drop them from the front of `pending` (whole items, then the start
+/// of the next one, sliced without a copy).
+fn consume(pending: &mut VecDeque<Bytes>, n: usize) {
+    let mut left = n;
+    while left > 0 {
+        let Some(front) = pending.front_mut() else {
+            break;
+        };
+        if front.len() <= left {
+            left -= front.len();
+            pending.pop_front();
+        } else {
+            front.advance(left);
+            left = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::mount::icy_block;
+
+    /// Split what a listener was sent back into stream bytes and metadata blocks, checking
+    /// that a block comes after exactly every `interval` stream bytes.
+    fn unsplice(wire: &[u8], interval: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
+        let (mut audio, mut blocks) = (Vec::new(), Vec::new());
+        let mut rest = wire;
+        loop {
+            let take = interval.min(rest.len());
+            audio.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if rest.is_empty() {
+                return (audio, blocks);
+            }
+            let len = rest[0] as usize * 16;
+            blocks.push(rest[1..1 + len].to_vec());
+            rest = &rest[1 + len..];
+        }
+    }
+
+    #[test]
+    fn icy_blocks_land_every_interval_whatever_the_chunks() {
+        let stream: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let title = Arc::new(Title::new("First".into(), 1));
+        let second = Arc::new(Title::new("Second".into(), 2));
+        // Chunk sizes that straddle, hit and skip interval boundaries.
+        for sizes in [
+            vec![1],
+            vec![7, 300, 1],
+            vec![16],
+            vec![999, 17],
+            vec![2500],
+        ] {
+            let mut icy = Icy {
+                interval: 16 * 50,
+                until_meta: 16 * 50,
+                sent_version: u64::MAX,
+            };
+            let mut out = VecDeque::new();
+            let (mut at, mut k) = (0, 0);
+            while at < stream.len() {
+                let n = sizes[k % sizes.len()].min(stream.len() - at);
+                let now = if at < 5000 { &title } else { &second };
+                icy.splice(
+                    &Bytes::copy_from_slice(&stream[at..at + n]),
+                    || now.clone(),
+                    &mut out,
+                );
+                at += n;
+                k += 1;
+            }
+            let wire: Vec<u8> = out.iter().flat_map(|b| b.iter().copied()).collect();
+            let (audio, blocks) = unsplice(&wire, 800);
+            assert_eq!(audio, stream, "{sizes:?}: stream bytes intact and in order");
+            assert_eq!(blocks.len(), stream.len() / 800, "{sizes:?}");
+            assert_eq!(
+                blocks[0],
+                icy_block("First")[1..].to_vec(),
+                "{sizes:?}: first block"
+            );
+            let changed: Vec<usize> = (0..blocks.len())
+                .filter(|&i| !blocks[i].is_empty())
+                .collect();
+            // The title once at the start and once when it changed, empty blocks between.
+            assert_eq!(changed.len(), 2, "{sizes:?}: {changed:?}");
+            assert_eq!(blocks[changed[1]], icy_block("Second")[1..].to_vec());
+        }
+    }
+
+    #[test]
+    fn partial_writes_consume_exactly_what_was_written() {
+        let items = || -> VecDeque<Bytes> {
+            ["abc", "", "defgh", "i"]
+                .into_iter()
+                .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+                .collect()
+        };
+        let all = b"abcdefghi";
+        // Every way of writing the nine bytes in two writes leaves the right rest.
+        for n in 0..=all.len() {
+            let mut p = items();
+            consume(&mut p, n);
+            let rest: Vec<u8> = p.iter().flat_map(|b| b.iter().copied()).collect();
+            assert_eq!(rest, all[n..], "after {n} bytes");
+            consume(&mut p, all.len() - n);
+            assert!(
+                p.iter().all(|b| b.is_empty()),
+                "all written after {n} + rest"
+            );
+        }
+        // Items are sliced, not copied.
+        let mut p = items();
+        let ptr = p[2].as_ptr();
+        consume(&mut p, 4);
+        assert_eq!(p.front().map(|b| b.as_ptr()), Some(ptr.wrapping_add(1)));
     }
 }

@@ -26,10 +26,11 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::state::Shared;
+use crate::stream::ending::SourceEnd;
 use crate::stream::mount::{ClaimError, StreamMeta};
 use crate::wire::auth;
 use crate::wire::conn::Connection;
-use crate::wire::http::{self, Dechunker, Request};
+use crate::wire::http::{self, Dechunker, Request, Response};
 
 const ALLOW: &str = "GET, PUT, OPTIONS, SOURCE";
 
@@ -62,24 +63,18 @@ fn stream_meta(req: &Request) -> StreamMeta {
     }
 }
 
+/// Refuse a source: the answer (HTTP/1.0, as Icecast's), the connection closed, the access
+/// log told.
 async fn refuse(
     stream: &mut Connection,
+    peer: SocketAddr,
     req: &Request,
-    code: u16,
-    body: &str,
-    extra: &[(&str, &str)],
+    shared: &Shared,
+    resp: Response,
 ) {
-    let resp = http::simple_response(
-        "HTTP/1.0",
-        code,
-        "text/plain; charset=utf-8",
-        extra,
-        format!("{body}\n").as_bytes(),
-        false,
-    );
-    let _ = stream.write_all(&resp).await;
+    let _ = stream.write_all(&resp.encode("HTTP/1.0", false)).await;
     let _ = stream.shutdown().await;
-    let _ = req;
+    shared.access_log.log(peer, req, resp.status, 0);
 }
 
 /// Serve one source connection to its end.
@@ -95,26 +90,23 @@ pub(crate) async fn handle(
         tracing::warn!(%peer, %path, "source refused: bad mount path");
         refuse(
             &mut stream,
+            peer,
             &req,
-            400,
-            "Source mountpoint must start with / and name a mount",
-            &[],
+            &shared,
+            Response::text(400, "Source mountpoint must start with / and name a mount"),
         )
         .await;
-        shared.access_log.log(peer, &req, 400, 0);
         return;
     }
-    let mount_cfg = shared.config.mount(&path);
-    let user = mount_cfg
-        .and_then(|m| m.username.as_deref())
-        .unwrap_or("source");
-    let password = mount_cfg
-        .and_then(|m| m.password.as_deref())
+    let policy = shared.config.policy_for(&path);
+    let password = policy
+        .source_password
+        .as_deref()
         .unwrap_or(&shared.credentials.source_password);
     let given = req.header("authorization").and_then(auth::parse_basic);
     let ok = given
         .as_ref()
-        .is_some_and(|g| auth::credentials_match(g, user, password));
+        .is_some_and(|g| auth::credentials_match(g, &policy.source_user, password));
     if !ok {
         if given.is_some() {
             tracing::warn!(%peer, mount = %path, "source refused: wrong credentials");
@@ -124,16 +116,14 @@ pub(crate) async fn handle(
         }
         refuse(
             &mut stream,
+            peer,
             &req,
-            401,
-            "You need to authenticate",
-            &[
-                ("WWW-Authenticate", "Basic realm=\"Agora\""),
-                ("Allow", ALLOW),
-            ],
+            &shared,
+            Response::text(401, "You need to authenticate")
+                .with_header("WWW-Authenticate", "Basic realm=\"Agora\"")
+                .with_header("Allow", ALLOW),
         )
         .await;
-        shared.access_log.log(peer, &req, 401, 0);
         return;
     }
     if req.header("transfer-encoding").is_some_and(|te| {
@@ -142,34 +132,44 @@ pub(crate) async fn handle(
     }) {
         refuse(
             &mut stream,
+            peer,
             &req,
-            501,
-            "Transfer-Encoding not supported",
-            &[],
+            &shared,
+            Response::text(501, "Transfer-Encoding not supported"),
         )
         .await;
-        shared.access_log.log(peer, &req, 501, 0);
         return;
     }
     let sources = shared.sources.fetch_add(1, Ordering::AcqRel);
     let _count = SourceCount(&shared);
     if sources >= shared.config.server.max_sources {
         tracing::warn!(%peer, mount = %path, "source refused: too many sources");
-        refuse(&mut stream, &req, 503, "Too many sources connected", &[]).await;
-        shared.access_log.log(peer, &req, 503, 0);
+        refuse(
+            &mut stream,
+            peer,
+            &req,
+            &shared,
+            Response::text(503, "Too many sources connected"),
+        )
+        .await;
         return;
     }
-    let settings = || shared.config.settings_for(&path);
     let claim =
         match shared
             .registry
-            .claim(&path, settings, stream_meta(&req), peer.ip().to_string())
+            .claim(&path, || policy, stream_meta(&req), peer.ip().to_string())
         {
             Ok(c) => c,
             Err(ClaimError::InUse) => {
                 tracing::warn!(%peer, mount = %path, "source refused: mountpoint in use");
-                refuse(&mut stream, &req, 409, "Mountpoint in use", &[]).await;
-                shared.access_log.log(peer, &req, 409, 0);
+                refuse(
+                    &mut stream,
+                    peer,
+                    &req,
+                    &shared,
+                    Response::text(409, "Mountpoint in use"),
+                )
+                .await;
                 return;
             }
         };
@@ -191,14 +191,15 @@ pub(crate) async fn handle(
     shared.source_connections.fetch_add(1, Ordering::Relaxed);
     tracing::info!(%peer, mount = %path, method = %req.method, agent = req.header("user-agent").unwrap_or("-"), "source connected");
     let started = Instant::now();
-    let outcome = pump(&mut stream, &req, rest, &mount, &shared).await;
+    let end = pump(&mut stream, &req, rest, &mount, &shared).await;
     let read = mount.bytes_read.load(Ordering::Relaxed);
-    match &outcome {
-        Ok(()) => {
-            tracing::info!(%peer, mount = %path, secs = started.elapsed().as_secs(), "source ended")
-        }
-        Err(why) => tracing::warn!(%peer, mount = %path, reason = %why, "source dropped"),
+    let secs = started.elapsed().as_secs();
+    if end.is_orderly() {
+        tracing::info!(%peer, mount = %path, secs, reason = %end, "source ended");
+    } else {
+        tracing::warn!(%peer, mount = %path, secs, reason = %end, origin = end.origin().label(), "source dropped");
     }
+    shared.metrics.source_ended(&end);
     shared.access_log.log(peer, &req, 200, read);
     drop(claim);
 }
@@ -218,7 +219,7 @@ async fn pump(
     rest: BytesMut,
     mount: &crate::stream::mount::Mount,
     shared: &Shared,
-) -> Result<(), String> {
+) -> SourceEnd {
     let timeout = Duration::from_secs(shared.config.server.source_timeout_secs);
     let mut dechunker = req.is_chunked().then(Dechunker::default);
     // A PUT with a length is a finite upload; SOURCE ignores lengths (libshout's probe sends
@@ -237,7 +238,10 @@ async fn pump(
     loop {
         // Decode what we have.
         let finished = if let Some(d) = dechunker.as_mut() {
-            d.decode(&mut raw, &mut body).map_err(|e| e.to_string())?
+            match d.decode(&mut raw, &mut body) {
+                Ok(finished) => finished,
+                Err(e) => return SourceEnd::BadChunking(e.to_string()),
+            }
         } else {
             let take = remaining.map_or(raw.len(), |r| (r as usize).min(raw.len()));
             body.extend_from_slice(&raw.split_to(take));
@@ -259,7 +263,9 @@ async fn pump(
             }
             demux.push(&body);
             body.clear();
-            drain(&mut demux, mount, &mut titles)?;
+            if let Err(end) = drain(&mut demux, mount, &mut titles) {
+                return end;
+            }
             if !reported_format && let Some(f) = demux.format() {
                 reported_format = true;
                 tracing::info!(mount = %mount.path, format = ?f, "stream format detected");
@@ -271,12 +277,12 @@ async fn pump(
         raw.reserve(16 * 1024);
         let n = tokio::select! {
             r = tokio::time::timeout(timeout, stream.read_buf(&mut raw)) => match r {
-                Err(_) => return Err(format!("no data for {} s", timeout.as_secs())),
-                Ok(Err(e)) => return Err(e.to_string()),
+                Err(_) => return SourceEnd::Timeout(timeout),
+                Ok(Err(e)) => return SourceEnd::Io(e),
                 Ok(Ok(n)) => n,
             },
-            _ = shared.shutdown.cancelled() => return Ok(()),
-            _ = kill.cancelled() => return Err("removed by the admin (killsource)".into()),
+            _ = shared.shutdown.cancelled() => return SourceEnd::Shutdown,
+            _ = kill.cancelled() => return SourceEnd::Killed,
         };
         if n == 0 {
             break;
@@ -289,7 +295,7 @@ async fn pump(
         };
         mount.publish(bytes, c.sync);
     }
-    Ok(())
+    SourceEnd::Finished
 }
 
 /// Move every event the demuxer has into the mount; log what it rejected. With
@@ -298,7 +304,7 @@ fn drain(
     demux: &mut Demuxer,
     mount: &crate::stream::mount::Mount,
     titles: &mut Option<Retitler>,
-) -> Result<(), String> {
+) -> Result<(), SourceEnd> {
     loop {
         match demux.poll() {
             Ok(None) => return Ok(()),
@@ -344,7 +350,7 @@ fn drain(
                 };
                 mount.publish(bytes, c.sync);
             }
-            Err(e) if e.is_fatal() => return Err(format!("stream rejected: {e}")),
+            Err(e) if e.is_fatal() => return Err(SourceEnd::Rejected(e)),
             Err(e) => tracing::warn!(mount = %mount.path, "source sent bad data: {e}"),
         }
     }

@@ -26,7 +26,7 @@ use tokio::sync::watch;
 /// header pages, WebM EBML..Tracks). Empty for formats without headers (MP3, AAC).
 #[derive(Debug, Default)]
 pub(crate) struct StreamHeaders {
-    pub bytes: Bytes,
+    pub(crate) bytes: Bytes,
 }
 
 impl StreamHeaders {
@@ -60,8 +60,8 @@ pub(crate) enum Read {
 /// Published to wake readers: the next sequence number and whether the mount is closed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Tail {
-    pub next_seq: u64,
-    pub closed: bool,
+    pub(crate) next_seq: u64,
+    pub(crate) closed: bool,
 }
 
 #[derive(Debug)]

@@ -3,7 +3,9 @@
 //!
 //! - [`mount`]: the mount registry, per-mount state and counters, source claims and the grace
 //!   period.
+//! - [`ending`]: why a source or a listener ended, tagged by origin.
 //! - [`fanout`]: the per-mount queue of `Bytes` every listener reads through its own cursor.
 
+pub(crate) mod ending;
 pub(crate) mod fanout;
 pub(crate) mod mount;

@@ -7,9 +7,17 @@
 //!                        ▲                         │            │
 //!                        └──source reconnects──────┘            └─ grace elapses ─► Closed
 //! ```
+//! The [`Registry`] owns every transition: [`Registry::claim`] (a source arrives; the mount
+//! is created with its [`MountPolicy`], resolved once from the configuration, or taken over
+//! in its grace period), `Registry::source_left` (called when the source's [`SourceClaim`]
+//! is dropped, however its task ended) and the grace timer, a task of the registry's own
+//! that [`Registry::close_all`] cancels at shutdown.
+//!
 //! **Invariants:** at most one source per mount (a second gets 409); counters are atomics read
 //! by the status page without touching the fan-out; a closed mount is removed from the
-//! registry, and its fan-out wakes every listener so they end.
+//! registry, and its fan-out wakes every listener so they end; the stream information readers
+//! see is the source's with the operator's overrides already applied (applied once, at the
+//! claim).
 //!
 //! **Locks** (the rule is in `crate::sync`: every guard is a leaf): the source state, the
 //! title and the stream headers are snapshots swapped whole, read without a lock
@@ -29,8 +37,9 @@ use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::config::MountSettings;
+use crate::config::{MountPolicy, MountSettings, StreamOverrides};
 use crate::stream::fanout::{Fanout, StreamHeaders};
 use crate::sync::Mutex;
 
@@ -38,45 +47,72 @@ use crate::sync::Mutex;
 /// overridden by the mount's configuration.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct StreamMeta {
-    pub name: Option<String>,
-    pub description: Option<String>,
-    pub url: Option<String>,
-    pub genre: Option<String>,
-    pub public: Option<String>,
-    pub bitrate: Option<String>,
-    pub audio_info: Option<String>,
-    pub user_agent: Option<String>,
+    pub(crate) name: Option<String>,
+    pub(crate) description: Option<String>,
+    pub(crate) url: Option<String>,
+    pub(crate) genre: Option<String>,
+    pub(crate) public: Option<String>,
+    pub(crate) bitrate: Option<String>,
+    pub(crate) audio_info: Option<String>,
+    pub(crate) user_agent: Option<String>,
+}
+
+impl StreamMeta {
+    /// The bitrate the source declared, from `ice-bitrate`/`icy-br` or else from the
+    /// `bitrate=` of `ice-audio-info`.
+    pub(crate) fn bitrate(&self) -> Option<String> {
+        self.bitrate.clone().or_else(|| {
+            self.audio_info.as_deref()?.split(';').find_map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                (k.trim() == "bitrate").then(|| v.trim().to_string())
+            })
+        })
+    }
+
+    /// The operator's stream information wins over the source's.
+    fn apply(&mut self, o: &StreamOverrides) {
+        for (mine, theirs) in [
+            (&mut self.name, &o.name),
+            (&mut self.description, &o.description),
+            (&mut self.url, &o.url),
+            (&mut self.genre, &o.genre),
+        ] {
+            if theirs.is_some() {
+                mine.clone_from(theirs);
+            }
+        }
+    }
 }
 
 /// What the source side knows right now.
 #[derive(Debug, Clone)]
 pub(crate) struct SourceState {
-    pub meta: StreamMeta,
-    pub format: Option<Format>,
-    pub info: StreamInfo,
-    pub started: SystemTime,
+    pub(crate) meta: StreamMeta,
+    pub(crate) format: Option<Format>,
+    pub(crate) info: StreamInfo,
+    pub(crate) started: SystemTime,
     /// When the current (or last) source connected.
-    pub connected_at: SystemTime,
-    pub source_ip: String,
+    pub(crate) connected_at: SystemTime,
+    pub(crate) source_ip: String,
     /// Whether a source is connected now (false while in the grace period).
-    pub connected: bool,
+    pub(crate) connected: bool,
     /// Cancelled by `/admin/killsource`: the token of the source this state describes (a new
     /// one per source, so a kill aimed at one source never reaches the next).
-    pub kill: CancellationToken,
+    pub(crate) kill: CancellationToken,
 }
 
 /// The now-playing title and its ICY block, rebuilt once per change and shared by listeners.
 #[derive(Debug)]
 pub(crate) struct Title {
-    pub text: String,
+    pub(crate) text: String,
     /// Bumped on every change; listeners compare it to decide whether to resend the block.
-    pub version: u64,
+    pub(crate) version: u64,
     /// `L` + `StreamTitle='…';` padded to `L*16` bytes.
-    pub icy_block: Bytes,
+    pub(crate) icy_block: Bytes,
 }
 
 impl Title {
-    fn new(text: String, version: u64) -> Self {
+    pub(crate) fn new(text: String, version: u64) -> Self {
         let icy_block = icy_block(&text);
         Title {
             text,
@@ -126,10 +162,10 @@ const ORDER_MOVE: u8 = 2;
 /// A listener as the admin API sees it (`listclients`, `killclient`, `moveclients`).
 #[derive(Debug)]
 pub(crate) struct Client {
-    pub id: u64,
-    pub peer: SocketAddr,
-    pub user_agent: Box<str>,
-    pub connected: Instant,
+    pub(crate) id: u64,
+    pub(crate) peer: SocketAddr,
+    pub(crate) user_agent: Box<str>,
+    pub(crate) connected: Instant,
     /// `ORDER_*`; set by the admin, taken by the listener task.
     order: AtomicU8,
     move_to: Mutex<Option<Arc<Mount>>>,
@@ -181,9 +217,11 @@ impl Client {
 /// One mount point.
 #[derive(Debug)]
 pub(crate) struct Mount {
-    pub path: String,
-    pub settings: MountSettings,
-    pub fanout: Fanout,
+    pub(crate) path: String,
+    pub(crate) settings: MountSettings,
+    /// Stream information the operator imposes, applied to every source's.
+    overrides: StreamOverrides,
+    pub(crate) fanout: Fanout,
     /// What the source side knows, swapped whole on every change (see [`Mount::state`]).
     state: ArcSwap<SourceState>,
     title: ArcSwap<Title>,
@@ -195,13 +233,13 @@ pub(crate) struct Mount {
     /// unchanged when the timer fires.
     source_epoch: AtomicU64,
     closed: AtomicBool,
-    pub listeners: AtomicUsize,
-    pub listener_peak: AtomicUsize,
-    pub slow_listeners: AtomicU64,
-    pub bytes_read: AtomicU64,
-    pub bytes_sent: AtomicU64,
+    pub(crate) listeners: AtomicUsize,
+    pub(crate) listener_peak: AtomicUsize,
+    pub(crate) slow_listeners: AtomicU64,
+    pub(crate) bytes_read: AtomicU64,
+    pub(crate) bytes_sent: AtomicU64,
     /// The source's bitrate over its last few seconds (bits/s), 0 without a source.
-    pub ingest_bps: AtomicU64,
+    pub(crate) ingest_bps: AtomicU64,
     /// Listeners by id. A B-tree rather than a hash table: it grows in small nodes, where a
     /// table of 15,000 listeners is reallocated whole as it doubles (a lasting step in RSS),
     /// and it lists clients in id order for `listclients`.
@@ -213,11 +251,17 @@ pub(crate) struct Mount {
 }
 
 impl Mount {
-    fn new(path: String, settings: MountSettings, changed: Arc<Notify>) -> Self {
+    fn new(path: String, policy: MountPolicy, changed: Arc<Notify>) -> Self {
+        let MountPolicy {
+            settings,
+            overrides,
+            ..
+        } = policy;
         Mount {
             fanout: Fanout::new(settings.queue_size),
             path,
             settings,
+            overrides,
             state: ArcSwap::from_pointee(SourceState {
                 meta: StreamMeta::default(),
                 format: None,
@@ -437,33 +481,15 @@ pub(crate) enum ClaimError {
 /// Held by the connected source; dropping it starts the grace period.
 #[derive(Debug)]
 pub(crate) struct SourceClaim {
-    pub mount: Arc<Mount>,
+    pub(crate) mount: Arc<Mount>,
     registry: Arc<Registry>,
 }
 
 impl Drop for SourceClaim {
+    /// However the source's task ends (its stream over, an error, a panic), the registry
+    /// hears of it.
     fn drop(&mut self) {
-        let m = &self.mount;
-        m.update_state(|st| st.connected = false);
-        m.ingest_bps.store(0, Ordering::Relaxed);
-        let epoch = m.source_epoch.fetch_add(1, Ordering::AcqRel) + 1;
-        m.source_present.store(false, Ordering::Release);
-        let grace = m.settings.grace_period();
-        let registry = self.registry.clone();
-        let mount = m.clone();
-        tracing::info!(mount = %m.path, grace_secs = grace.as_secs(), "source gone; holding listeners");
-        m.poke();
-        // Web players end with their source (they reconnect to the next one).
-        m.fanout.wake();
-        // The grace timer: if no source came back by then, close the mount.
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                tokio::time::sleep(grace).await;
-                registry.expire(&mount, epoch);
-            });
-        } else {
-            registry.expire(&mount, epoch);
-        }
+        self.registry.source_left(&self.mount);
     }
 }
 
@@ -472,9 +498,13 @@ impl Drop for SourceClaim {
 pub(crate) struct Registry {
     mounts: crate::sync::RwLock<BTreeMap<String, Arc<Mount>>>,
     /// Listeners across all mounts (for the server-wide limit).
-    pub total_listeners: AtomicUsize,
+    pub(crate) total_listeners: AtomicUsize,
     /// Poked on every mount change (see [`Mount::poke`]); the events hub waits on it.
-    pub changed: Arc<Notify>,
+    pub(crate) changed: Arc<Notify>,
+    /// The grace timers of mounts waiting for a source: tasks the registry owns, cancelled by
+    /// [`Registry::close_all`].
+    timers: TaskTracker,
+    closing: CancellationToken,
 }
 
 impl Registry {
@@ -493,7 +523,7 @@ impl Registry {
     pub(crate) fn claim(
         self: &Arc<Self>,
         path: &str,
-        settings: impl FnOnce() -> MountSettings,
+        policy: impl FnOnce() -> MountPolicy,
         meta: StreamMeta,
         source_ip: String,
     ) -> Result<SourceClaim, ClaimError> {
@@ -509,11 +539,7 @@ impl Registry {
                 m.clone()
             }
             _ => {
-                let m = Arc::new(Mount::new(
-                    path.to_string(),
-                    settings(),
-                    self.changed.clone(),
-                ));
+                let m = Arc::new(Mount::new(path.to_string(), policy(), self.changed.clone()));
                 m.source_present.store(true, Ordering::Release);
                 map.insert(path.to_string(), m.clone());
                 m
@@ -521,6 +547,8 @@ impl Registry {
         };
         mount.source_epoch.fetch_add(1, Ordering::AcqRel);
         let now = SystemTime::now();
+        let mut meta = meta;
+        meta.apply(&mount.overrides);
         mount.update_state(|st| {
             st.meta = meta.clone();
             st.source_ip = source_ip.clone();
@@ -557,8 +585,36 @@ impl Registry {
         tracing::info!(mount = %mount.path, "mount closed: no source within the grace period");
     }
 
-    /// Close every mount now (shutdown).
+    /// A mount's source went away: hold its listeners through the grace period, then close
+    /// the mount unless a source came back (the timer is a task of the registry's own).
+    fn source_left(self: &Arc<Self>, m: &Arc<Mount>) {
+        m.update_state(|st| st.connected = false);
+        m.ingest_bps.store(0, Ordering::Relaxed);
+        let epoch = m.source_epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        m.source_present.store(false, Ordering::Release);
+        let grace = m.settings.grace_period();
+        tracing::info!(mount = %m.path, grace_secs = grace.as_secs(), "source gone; holding listeners");
+        m.poke();
+        // Web players end with their source (they reconnect to the next one).
+        m.fanout.wake();
+        if tokio::runtime::Handle::try_current().is_err() {
+            // No runtime (a unit test): no waiting.
+            self.expire(m, epoch);
+            return;
+        }
+        let (registry, mount, closing) = (self.clone(), m.clone(), self.closing.clone());
+        self.timers.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(grace) => registry.expire(&mount, epoch),
+                _ = closing.cancelled() => {}
+            }
+        });
+    }
+
+    /// Close every mount now (shutdown), and stop the grace timers.
     pub(crate) fn close_all(&self) {
+        self.closing.cancel();
+        self.timers.close();
         let map = std::mem::take(&mut *self.mounts.write());
         for m in map.values() {
             m.closed.store(true, Ordering::Release);
@@ -587,9 +643,12 @@ mod tests {
     #[tokio::test]
     async fn second_source_is_refused_and_grace_expiry_closes() {
         let reg = Arc::new(Registry::default());
-        let s = MountSettings {
-            grace_period_secs: 0,
-            ..MountSettings::default()
+        let s = MountPolicy {
+            settings: MountSettings {
+                grace_period_secs: 0,
+                ..MountSettings::default()
+            },
+            ..MountPolicy::default()
         };
         let claim = reg
             .claim("/a", || s.clone(), StreamMeta::default(), "ip".into())

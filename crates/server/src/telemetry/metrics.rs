@@ -17,10 +17,14 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
+use crate::stream::ending::{ListenerEnd, SourceEnd};
 use crate::stream::mount;
 
 /// Labels of a request counter: the response status.
 pub(crate) type StatusLabels = Vec<(&'static str, String)>;
+
+/// Labels of an ending counter: `reason` and `origin` (see [`crate::stream::ending`]).
+type EndLabels = Vec<(&'static str, &'static str)>;
 
 /// The server's metrics registry and the counters code updates directly.
 #[derive(Debug)]
@@ -28,11 +32,13 @@ pub(crate) struct Metrics {
     registry: Registry,
     /// Finished requests by status (listeners count when they leave); counted by the access
     /// log, which every finished request passes.
-    pub requests: Family<StatusLabels, Counter>,
+    pub(crate) requests: Family<StatusLabels, Counter>,
     /// Accepted TCP connections.
-    pub connections: Counter,
+    pub(crate) connections: Counter,
     /// Runtime stalls the watchdog saw.
-    pub runtime_stalls: Counter,
+    pub(crate) runtime_stalls: Counter,
+    source_ends: Family<EndLabels, Counter>,
+    listener_ends: Family<EndLabels, Counter>,
 }
 
 pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -58,13 +64,45 @@ impl Metrics {
             "Times the async runtime ran no heartbeat for longer than the watchdog's limit (5 s)",
             runtime_stalls.clone(),
         );
+        let source_ends = Family::<EndLabels, Counter>::default();
+        registry.register(
+            "source_ends",
+            "Source connections ended, by reason and by where the cause came from",
+            source_ends.clone(),
+        );
+        let listener_ends = Family::<EndLabels, Counter>::default();
+        registry.register(
+            "listener_ends",
+            "Listeners ended, by reason and by where the cause came from (a move is not an end)",
+            listener_ends.clone(),
+        );
         registry.register_collector(Box::new(MountCollector { mounts, started }));
         Metrics {
             registry,
             requests,
             connections,
             runtime_stalls,
+            source_ends,
+            listener_ends,
         }
+    }
+
+    pub(crate) fn source_ended(&self, end: &SourceEnd) {
+        self.source_ends
+            .get_or_create(&vec![
+                ("reason", end.reason()),
+                ("origin", end.origin().label()),
+            ])
+            .inc();
+    }
+
+    pub(crate) fn listener_ended(&self, end: ListenerEnd) {
+        self.listener_ends
+            .get_or_create(&vec![
+                ("reason", end.reason()),
+                ("origin", end.origin().label()),
+            ])
+            .inc();
     }
 
     /// The text a scrape gets.

@@ -7,17 +7,17 @@
 //!
 //! **Architecture invariant:** only this crate speaks HTTP; the format crate never sees it.
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 /// A parsed request head. Header names are kept as sent; lookups ignore case.
 #[derive(Debug, Clone)]
 pub(crate) struct Request {
-    pub method: String,
+    pub(crate) method: String,
     /// Path with the query string, as sent.
-    pub target: String,
+    pub(crate) target: String,
     /// `HTTP/1.1`, `HTTP/1.0` or `ICE/1.0`.
-    pub version: String,
-    pub headers: Vec<(String, String)>,
+    pub(crate) version: String,
+    pub(crate) headers: Vec<(String, String)>,
 }
 
 /// Why a request head was refused.
@@ -221,37 +221,74 @@ pub(crate) fn reason(code: u16) -> &'static str {
 
 pub(crate) const SERVER: &str = concat!("Agora/", env!("CARGO_PKG_VERSION"));
 
-/// A complete response with a body (errors, status pages). Always carries a length, so it
-/// works on keep-alive connections too.
-pub(crate) fn simple_response(
-    version: &str,
-    code: u16,
-    content_type: &str,
-    extra: &[(&str, &str)],
-    body: &[u8],
-    keep_alive: bool,
-) -> Vec<u8> {
-    let mut s = format!(
-        "{version} {code} {}\r\nServer: {SERVER}\r\nDate: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-cache, no-store\r\nAccess-Control-Allow-Origin: *\r\n",
-        reason(code),
-        httpdate::fmt_http_date(std::time::SystemTime::now()),
-        body.len()
-    );
-    s.push_str(if keep_alive {
-        "Connection: Keep-Alive\r\n"
-    } else {
-        "Connection: Close\r\n"
-    });
-    for (k, v) in extra {
-        s.push_str(k);
-        s.push_str(": ");
-        s.push_str(v);
-        s.push_str("\r\n");
+/// Content types the server answers with.
+pub(crate) const TEXT: &str = "text/plain; charset=utf-8";
+pub(crate) const JSON: &str = "application/json; charset=utf-8";
+
+/// A complete response: every answer that is not a stream (errors, status pages, the admin
+/// API, pages and assets, playlists). It always carries a length, so it works on keep-alive
+/// connections too. Streams (listeners, `/events`) write heads of their own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) content_type: &'static str,
+    /// Headers beyond the ones every response has.
+    pub(crate) headers: Vec<(&'static str, String)>,
+    /// Shared, not copied: the embedded pages are `Bytes::from_static`.
+    pub(crate) body: Bytes,
+}
+
+impl Response {
+    pub(crate) fn new(status: u16, content_type: &'static str, body: impl Into<Bytes>) -> Self {
+        Response {
+            status,
+            content_type,
+            headers: Vec::new(),
+            body: body.into(),
+        }
     }
-    s.push_str("\r\n");
-    let mut out = s.into_bytes();
-    out.extend_from_slice(body);
-    out
+
+    /// A plain-text message, one line.
+    pub(crate) fn text(status: u16, message: &str) -> Self {
+        Response::new(status, TEXT, format!("{message}\n"))
+    }
+
+    pub(crate) fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// The head alone (for `HEAD`), ending with the blank line.
+    pub(crate) fn head(&self, version: &str, keep_alive: bool) -> String {
+        let mut s = format!(
+            "{version} {} {}\r\nServer: {SERVER}\r\nDate: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-cache, no-store\r\nAccess-Control-Allow-Origin: *\r\n",
+            self.status,
+            reason(self.status),
+            httpdate::fmt_http_date(std::time::SystemTime::now()),
+            self.content_type,
+            self.body.len()
+        );
+        s.push_str(if keep_alive {
+            "Connection: Keep-Alive\r\n"
+        } else {
+            "Connection: Close\r\n"
+        });
+        for (k, v) in &self.headers {
+            s.push_str(k);
+            s.push_str(": ");
+            s.push_str(v);
+            s.push_str("\r\n");
+        }
+        s.push_str("\r\n");
+        s
+    }
+
+    /// Head and body, ready to write.
+    pub(crate) fn encode(&self, version: &str, keep_alive: bool) -> Vec<u8> {
+        let mut out = self.head(version, keep_alive).into_bytes();
+        out.extend_from_slice(&self.body);
+        out
+    }
 }
 
 /// Sans-IO decoder of a `Transfer-Encoding: chunked` body.
@@ -375,6 +412,29 @@ pub fn fuzz_request_head(data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_response_is_icecasts_shape_with_a_length() {
+        let r = Response::text(404, "Mount /x is not available").with_header("Allow", "GET");
+        let bytes = r.encode("HTTP/1.0", false);
+        let text = String::from_utf8(bytes).expect("text");
+        let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+        assert!(
+            head.starts_with("HTTP/1.0 404 File Not Found\r\nServer: Agora/"),
+            "{head}"
+        );
+        for line in [
+            "Content-Type: text/plain; charset=utf-8",
+            "Content-Length: 26",
+            "Connection: Close",
+            "Allow: GET",
+        ] {
+            assert!(head.contains(&format!("\r\n{line}")), "{line} in {head}");
+        }
+        assert_eq!(body, "Mount /x is not available\n");
+        let keep = r.head("HTTP/1.1", true);
+        assert!(keep.ends_with("Allow: GET\r\n\r\n") && keep.contains("Connection: Keep-Alive"));
+    }
 
     /// The `request_head` fuzz target's committed corpus, replayed as an ordinary test.
     #[test]
