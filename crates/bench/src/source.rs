@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use agora_format::ogg::{PageLen, page_len};
 use anyhow::{Context, Result, bail};
 use base64::Engine;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -44,17 +45,16 @@ pub fn ogg_pages(data: &[u8]) -> Result<Vec<&[u8]>> {
     let mut out = Vec::new();
     let mut b = data;
     while !b.is_empty() {
-        if b.len() < 27 || &b[..4] != b"OggS" || b.len() < 27 + usize::from(b[26]) {
-            bail!(
+        let len = match page_len(b) {
+            PageLen::Page(len) => len,
+            PageLen::Incomplete { len: Some(_) } => {
+                bail!("truncated Ogg page at byte {}", data.len() - b.len())
+            }
+            PageLen::Incomplete { len: None } | PageLen::NotAPage => bail!(
                 "not an Ogg file (or truncated) at byte {}",
                 data.len() - b.len()
-            );
-        }
-        let n = usize::from(b[26]);
-        let len = 27 + n + b[27..27 + n].iter().map(|&l| usize::from(l)).sum::<usize>();
-        if b.len() < len {
-            bail!("truncated Ogg page at byte {}", data.len() - b.len());
-        }
+            ),
+        };
         out.push(&b[..len]);
         b = &b[len..];
     }
@@ -107,5 +107,47 @@ pub async fn push(
             s.write_all(page).await.context("bench source: writing")?;
             sent += page.len() as u64;
         }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A page with one packet (under 255 bytes) and `crc` in its checksum field.
+    pub(crate) fn page(crc: u32, body: &[u8]) -> Vec<u8> {
+        let mut p = b"OggS\0\0".to_vec();
+        p.extend_from_slice(&[0; 16]);
+        p.extend_from_slice(&crc.to_le_bytes());
+        p.push(1);
+        p.push(u8::try_from(body.len()).expect("a short packet"));
+        p.extend_from_slice(body);
+        p
+    }
+
+    #[test]
+    fn ogg_pages_splits_a_file_and_says_where_it_is_not_ogg() {
+        let (a, b) = (page(1, b"first"), page(2, b"second page"));
+        let file = [&a[..], &b[..]].concat();
+        let pages = ogg_pages(&file).expect("two pages");
+        assert_eq!(pages, vec![&a[..], &b[..]]);
+        assert!(ogg_pages(b"").expect("empty").is_empty());
+
+        let err = |data: &[u8]| ogg_pages(data).expect_err("not whole pages").to_string();
+        let at = a.len();
+        assert_eq!(
+            err(&file[..file.len() - 1]),
+            format!("truncated Ogg page at byte {at}")
+        );
+        for cut in [at + 3, at + 27] {
+            assert_eq!(
+                err(&file[..cut]),
+                format!("not an Ogg file (or truncated) at byte {at}")
+            );
+        }
+        assert_eq!(
+            err(&[&a[..], b"ID3 and more bytes than a page header"].concat()),
+            format!("not an Ogg file (or truncated) at byte {at}")
+        );
     }
 }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use agora_format::ogg::{PageLen, page_len};
 use agora_format::{Demuxer, Event};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -258,20 +259,42 @@ impl PageSplitter {
                 break;
             };
             let b = &b[p..];
-            if b.len() < 27 || b.len() < 27 + usize::from(b[26]) {
-                at += p;
-                break;
+            match page_len(b) {
+                PageLen::Page(len) => {
+                    out.push(u32::from_le_bytes([b[22], b[23], b[24], b[25]]));
+                    at += p + len;
+                }
+                PageLen::Incomplete { .. } => {
+                    at += p;
+                    break;
+                }
+                // `OggS` with a version the server never relays: look further.
+                PageLen::NotAPage => at += p + 1,
             }
-            let n = usize::from(b[26]);
-            let len = 27 + n + b[27..27 + n].iter().map(|&l| usize::from(l)).sum::<usize>();
-            if b.len() < len {
-                at += p;
-                break;
-            }
-            out.push(u32::from_le_bytes([b[22], b[23], b[24], b[25]]));
-            at += p + len;
         }
         self.buf.drain(..at.min(self.buf.len()));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::tests::page;
+
+    #[test]
+    fn page_splitter_finds_every_page_in_every_split() {
+        let stream = [
+            &b"HTTP junk before the first page"[..],
+            &page(7, b"one"),
+            &page(8, &[0xAB; 200]),
+            &page(9, b""),
+        ]
+        .concat();
+        for piece in 1..=stream.len() {
+            let mut s = PageSplitter::default();
+            let crcs: Vec<u32> = stream.chunks(piece).flat_map(|c| s.push(c)).collect();
+            assert_eq!(crcs, vec![7, 8, 9], "pieces of {piece}");
+        }
     }
 }

@@ -23,7 +23,10 @@
 //! - [`webm`]: EBML elements of a live (unknown-size) Segment; header capture up to the first
 //!   Cluster; Clusters whose first video block is a keyframe are sync points.
 //! - [`mpeg`]: MPEG audio (MP3) and AAC-ADTS frame boundaries.
+//! - [`ogg_title`]: in-band titles for single-stream Ogg Vorbis/Opus (a new link per title).
 //! - [`crc`]: the Ogg CRC-32.
+//! - `fuzz_checks` (hidden, not API): the properties the fuzz targets check, as functions the
+//!   fuzz targets and the test suite's corpus replay share.
 //!
 //! **Architecture invariant:** nothing here knows about sockets, HTTP or time. Every buffer
 //! is bounded: a framer that cannot find structure within its limit reports an error and
@@ -32,6 +35,8 @@
 
 pub mod crc;
 pub mod detect;
+#[doc(hidden)]
+pub mod fuzz_checks;
 pub mod mpeg;
 pub mod ogg;
 pub mod ogg_title;

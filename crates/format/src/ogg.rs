@@ -15,6 +15,11 @@
 //!   └──────── Event::Headers (one per chain) ┘     └ sync ┘               └ next chain
 //! ```
 //!
+//! **Page length.** [`page_len`] is the one parser of a page's length (27-byte header plus
+//! segment table) in Agora, a sans-IO check with an explicit `Incomplete`: this framer, the
+//! in-band title rewriter ([`crate::ogg_title`]) and the benchmark's source and listeners
+//! measure pages with it.
+//!
 //! **Codecs** are identified from the first packet of each BOS page, which also says how many
 //! header packets the stream has: Vorbis 3, Theora 3, Opus 2, Speex 2 plus its
 //! `extra_headers` field, FLAC (Ogg mapping 1.0) until the metadata block flagged last.
@@ -48,8 +53,11 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::{Chunk, Codec, Event, FormatError, Framer, StreamInfo, crc};
 
+/// Length of the fixed part of a page header, before the segment (lacing) table.
+pub const HEADER_LEN: usize = 27;
+
 /// Largest Ogg page: a 27-byte header, 255 lacing values, 255 × 255 body bytes.
-pub const MAX_PAGE: usize = 27 + 255 + 255 * 255;
+pub const MAX_PAGE: usize = HEADER_LEN + 255 + 255 * 255;
 
 /// Largest header capture of one chain.
 pub const HEADERS_LIMIT: usize = 1024 * 1024;
@@ -60,6 +68,43 @@ pub const MAX_STREAMS: usize = 32;
 const CAPTURE: &[u8; 4] = b"OggS";
 const FLAG_CONTINUED: u8 = 0x01;
 const FLAG_BOS: u8 = 0x02;
+
+/// What the bytes at the start of a buffer are, as an Ogg page: the one check of a page's
+/// length in Agora (the framer, the title rewriter and the bench all use it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageLen {
+    /// More bytes are needed. `len` is the whole page's length once the fixed header and the
+    /// segment table are in (only the body is missing), `None` before that.
+    Incomplete { len: Option<usize> },
+    /// `buf[..n]` is a whole page: header, segment table and body. The CRC is not checked.
+    Page(usize),
+    /// Not a page header: no `OggS` capture pattern, or a version other than 0.
+    NotAPage,
+}
+
+/// Measures the Ogg page at the start of `buf` from its 27-byte header and segment table.
+///
+/// Fewer than [`HEADER_LEN`] bytes are always [`PageLen::Incomplete`], even when they could
+/// not begin a page: the capture pattern and the version are checked together with the
+/// header, once it is whole. Allocates nothing; a caller that finds a page can slice it.
+pub fn page_len(buf: &[u8]) -> PageLen {
+    if buf.len() < HEADER_LEN {
+        return PageLen::Incomplete { len: None };
+    }
+    if &buf[..4] != CAPTURE || buf[4] != 0 {
+        return PageLen::NotAPage;
+    }
+    let head_len = HEADER_LEN + usize::from(buf[26]);
+    let Some(lacing) = buf.get(HEADER_LEN..head_len) else {
+        return PageLen::Incomplete { len: None };
+    };
+    let len = head_len + lacing.iter().map(|&l| usize::from(l)).sum::<usize>();
+    if buf.len() < len {
+        PageLen::Incomplete { len: Some(len) }
+    } else {
+        PageLen::Page(len)
+    }
+}
 
 /// The parsed fixed part of a page header.
 #[derive(Debug, Clone, Copy)]
@@ -74,35 +119,25 @@ struct PageHead {
     len: usize,
 }
 
-/// Reads a page header at the start of `buf`: `Ok(None)` when more bytes are needed,
-/// `Err(())` when these bytes are not a page header.
-fn page_head(buf: &[u8]) -> Result<Option<PageHead>, ()> {
-    if buf.len() < 27 {
-        return Ok(None);
+impl PageHead {
+    /// The header fields of a whole page (one [`page_len`] measured).
+    fn read(page: &[u8]) -> Self {
+        let word =
+            |at: usize| u32::from_le_bytes([page[at], page[at + 1], page[at + 2], page[at + 3]]);
+        PageHead {
+            flags: page[5],
+            serial: word(14),
+            sequence: word(18),
+            crc: word(22),
+            head_len: HEADER_LEN + usize::from(page[26]),
+            len: page.len(),
+        }
     }
-    if &buf[..4] != CAPTURE || buf[4] != 0 {
-        return Err(());
-    }
-    let word = |at: usize| u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
-    let nsegs = usize::from(buf[26]);
-    let head_len = 27 + nsegs;
-    if buf.len() < head_len {
-        return Ok(None);
-    }
-    let body: usize = buf[27..head_len].iter().map(|&l| usize::from(l)).sum();
-    Ok(Some(PageHead {
-        flags: buf[5],
-        serial: word(14),
-        sequence: word(18),
-        crc: word(22),
-        head_len,
-        len: head_len + body,
-    }))
 }
 
 /// The packets (or packet pieces) of a complete page: `(bytes, starts_here, ends_here)`.
 fn packets<'a>(page: &'a [u8], head: &PageHead) -> Vec<(&'a [u8], bool, bool)> {
-    let lacing = &page[27..head.head_len];
+    let lacing = &page[HEADER_LEN..head.head_len];
     let mut out = Vec::new();
     let mut at = head.head_len;
     let mut start = at;
@@ -226,17 +261,14 @@ impl OggFramer {
     /// Takes the next complete, valid page from the buffer.
     fn next_page(&mut self) -> Result<Option<(Bytes, PageHead)>, FormatError> {
         loop {
-            let head = match page_head(&self.buf) {
-                Ok(Some(h)) => h,
-                Ok(None) => return Ok(None),
-                Err(()) => {
+            let head = match page_len(&self.buf) {
+                PageLen::Page(len) => PageHead::read(&self.buf[..len]),
+                PageLen::Incomplete { .. } => return Ok(None),
+                PageLen::NotAPage => {
                     self.resync(1);
                     continue;
                 }
             };
-            if self.buf.len() < head.len {
-                return Ok(None);
-            }
             if !cfg!(fuzzing) && crc::ogg_page_crc(&self.buf[..head.len]) != head.crc {
                 // Resume at a capture pattern inside the bad page (its length may be what is
                 // corrupt), or after it.
@@ -455,6 +487,65 @@ mod tests {
         let crc = crc::ogg_page_crc(&out);
         out[22..26].copy_from_slice(&crc.to_le_bytes());
         out
+    }
+
+    #[test]
+    fn page_len_in_every_split_of_a_page() {
+        let big = vec![7u8; 600];
+        for p in [
+            page(FLAG_BOS, 1, 0, &[b"\x01vorbis-id"], false),
+            page(0, 1, 2, &[&big, b"short"], false),
+            page(0, 1, 3, &[], false),
+        ] {
+            let nsegs = usize::from(p[26]);
+            for cut in 0..p.len() {
+                let want = if cut < HEADER_LEN + nsegs {
+                    PageLen::Incomplete { len: None }
+                } else {
+                    PageLen::Incomplete { len: Some(p.len()) }
+                };
+                assert_eq!(page_len(&p[..cut]), want, "{cut} of {} bytes", p.len());
+            }
+            assert_eq!(page_len(&p), PageLen::Page(p.len()));
+            // Whatever follows the page is not part of it.
+            let two = [&p[..], &p[..]].concat();
+            assert_eq!(page_len(&two), PageLen::Page(p.len()));
+            assert_eq!(
+                page_len(&[&p[..], b"OggS"].concat()),
+                PageLen::Page(p.len())
+            );
+        }
+    }
+
+    #[test]
+    fn page_len_refuses_a_wrong_capture_pattern_or_version() {
+        let p = page(0, 1, 2, &[b"audio"], false);
+        for (at, byte) in [(0, b'o'), (3, b's'), (4, 1)] {
+            let mut bad = p.clone();
+            bad[at] = byte;
+            assert_eq!(page_len(&bad), PageLen::NotAPage, "byte {at}");
+            // Decided once the fixed header is whole, not before.
+            assert_eq!(page_len(&bad[..HEADER_LEN]), PageLen::NotAPage);
+            assert_eq!(
+                page_len(&bad[..HEADER_LEN - 1]),
+                PageLen::Incomplete { len: None }
+            );
+        }
+        assert_eq!(page_len(&[0; 100]), PageLen::NotAPage);
+        assert_eq!(page_len(b""), PageLen::Incomplete { len: None });
+    }
+
+    #[test]
+    fn page_len_of_the_largest_page() {
+        let p = page(0, 1, 2, &[&vec![1u8; 255 * 255]], true);
+        assert_eq!(p.len(), MAX_PAGE);
+        assert_eq!(page_len(&p), PageLen::Page(MAX_PAGE));
+        assert_eq!(
+            page_len(&p[..MAX_PAGE - 1]),
+            PageLen::Incomplete {
+                len: Some(MAX_PAGE)
+            }
+        );
     }
 
     fn theora_id(w: u32, h: u32) -> Vec<u8> {

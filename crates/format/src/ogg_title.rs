@@ -17,6 +17,7 @@
 use bytes::{Bytes, BytesMut};
 
 use crate::crc::ogg_page_crc;
+use crate::ogg::{HEADER_LEN, PageLen, page_len};
 
 const FLAG_CONTINUED: u8 = 0x01;
 const FLAG_BOS: u8 = 0x02;
@@ -48,15 +49,14 @@ struct Page<'a> {
     len: usize,
 }
 
+/// The whole page at the start of `buf`, if there is one.
 fn parse_page(buf: &[u8]) -> Option<Page<'_>> {
-    if buf.len() < 27 || &buf[..4] != b"OggS" || buf[4] != 0 {
+    let PageLen::Page(len) = page_len(buf) else {
         return None;
-    }
-    let nsegs = usize::from(buf[26]);
-    let head = 27 + nsegs;
-    let lacing = buf.get(27..head)?;
-    let body_len: usize = lacing.iter().map(|&l| usize::from(l)).sum();
-    let body = buf.get(head..head + body_len)?;
+    };
+    let head = HEADER_LEN + usize::from(buf[26]);
+    let lacing = &buf[HEADER_LEN..head];
+    let body = &buf[head..len];
     let word = |at: usize| u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
     let mut g = [0u8; 8];
     g.copy_from_slice(&buf[6..14]);
@@ -67,7 +67,7 @@ fn parse_page(buf: &[u8]) -> Option<Page<'_>> {
         sequence: word(18),
         lacing,
         body,
-        len: head + body_len,
+        len,
     })
 }
 

@@ -2,12 +2,14 @@
 //! through `MpegFramer` alone and through the `Demuxer`; garbage, mid-frame starts, and
 //! decodability of frames cut from the middle of a stream.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::Command;
 
 use agora_format::detect::{Sniff, sniff};
 use agora_format::mpeg::{Kind, MpegFramer, frame_header};
 use agora_format::{Chunk, Codec, Demuxer, Event, Format, FormatError, Framer};
+use common::{XorShift, assert_bytes, feed, fixture, splits};
 
 /// (file, format, frame syntax, has a leading ID3v2 tag)
 const FIXTURES: [(&str, Format, Kind, bool); 5] = [
@@ -17,58 +19,6 @@ const FIXTURES: [(&str, Format, Kind, bool); 5] = [
     ("mp2.mp2", Format::Mp3, Kind::Mp3, false),
     ("aac.aac", Format::Aac, Kind::Adts, false),
 ];
-
-fn fixture(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// xorshift64: deterministic cuts and noise without a rand crate.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
-
-/// The ways a stream is cut into pushes.
-fn splits(len: usize) -> Vec<(String, Vec<usize>)> {
-    let mut out = vec![
-        ("whole".to_string(), vec![len]),
-        ("byte by byte".to_string(), vec![1; len]),
-    ];
-    for (seed, max) in [
-        (1u64, 7usize),
-        (2, 300),
-        (3, 5000),
-        (0x9E37_79B9, 64 * 1024),
-    ] {
-        let mut rng = XorShift(seed);
-        let mut sizes = Vec::new();
-        let mut left = len;
-        while left > 0 {
-            let n = (1 + rng.below(max)).min(left);
-            sizes.push(n);
-            left -= n;
-        }
-        out.push((format!("random cuts (seed {seed}, max {max})"), sizes));
-    }
-    out
-}
 
 /// What a run produced: chunks and errors in order.
 #[derive(Debug, Default)]
@@ -105,29 +55,22 @@ impl Run {
         out
     }
 
-    fn take(&mut self, ev: Result<Option<Event>, FormatError>) -> bool {
+    fn take(&mut self, ev: Result<Event, FormatError>) {
         match ev {
-            Ok(Some(Event::Chunk(c))) => self.chunks.push(c),
-            Ok(Some(Event::Headers(h))) => panic!("MPEG streams have no headers: {h:?}"),
-            Ok(None) => return false,
+            Ok(Event::Chunk(c)) => self.chunks.push(c),
+            Ok(Event::Headers(h)) => panic!("MPEG streams have no headers: {h:?}"),
             Err(e) => {
                 assert!(!e.is_fatal(), "{e}");
                 self.errors.push(e);
             }
         }
-        true
     }
 }
 
 fn frame(kind: Kind, data: &[u8], sizes: &[usize]) -> Run {
     let mut f = MpegFramer::new(kind);
     let mut run = Run::default();
-    let mut at = 0;
-    for &n in sizes {
-        f.push(&data[at..at + n]);
-        at += n;
-        while run.take(f.poll()) {}
-    }
+    feed(&mut f, data, sizes, |ev| run.take(ev));
     assert_eq!(f.flush(), None);
     run
 }
@@ -135,29 +78,11 @@ fn frame(kind: Kind, data: &[u8], sizes: &[usize]) -> Run {
 fn demux(data: &[u8], sizes: &[usize]) -> (Option<Format>, Run) {
     let mut d = Demuxer::new();
     let mut run = Run::default();
-    let mut at = 0;
-    for &n in sizes {
-        d.push(&data[at..at + n]);
-        at += n;
-        while run.take(d.poll()) {}
-    }
+    feed(&mut d, data, sizes, |ev| run.take(ev));
     if let Some(ev) = d.finish() {
-        run.take(Ok(Some(ev)));
+        run.take(Ok(ev));
     }
     (d.format(), run)
-}
-
-/// Byte strings compared by length and first difference, not printed whole.
-#[track_caller]
-fn assert_bytes(got: &[u8], want: &[u8], what: &str) {
-    if got != want {
-        let at = got.iter().zip(want).take_while(|(a, b)| a == b).count();
-        panic!(
-            "{what}: {} bytes, expected {}, first difference at {at}",
-            got.len(),
-            want.len()
-        );
-    }
 }
 
 /// Sync chunks start with a valid header; a frame chunk is exactly one frame.

@@ -1,11 +1,13 @@
 //! Ogg: real ffmpeg output framed in every split, joined at every sync point and decoded by
 //! ffmpeg; chains, corrupt pages and garbage.
-use std::path::PathBuf;
+mod common;
+
 use std::process::Command;
 
-use agora_format::ogg::OggFramer;
+use agora_format::ogg::{HEADER_LEN, OggFramer, PageLen, page_len};
 use agora_format::{Codec, Demuxer, Event, Format, FormatError, Framer};
 use bytes::Bytes;
+use common::{XorShift, even, feed, fixture, splits};
 
 struct Fixture {
     name: &'static str,
@@ -45,13 +47,6 @@ const FIXTURES: [Fixture; 6] = [
         video_size: None,
     },
 ];
-
-fn fixture(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
 
 /// Everything a framer produced, with each chunk's offset in the relayed stream.
 #[derive(Debug, Default)]
@@ -110,19 +105,10 @@ impl Run {
     }
 }
 
-fn frame(data: &[u8], piece: usize) -> (Run, OggFramer) {
+fn frame(data: &[u8], sizes: &[usize]) -> (Run, OggFramer) {
     let mut f = OggFramer::new();
     let mut run = Run::default();
-    for p in data.chunks(piece) {
-        f.push(p);
-        loop {
-            match f.poll() {
-                Ok(Some(ev)) => run.events.push(Ok(ev)),
-                Ok(None) => break,
-                Err(e) => run.events.push(Err(e)),
-            }
-        }
-    }
+    feed(&mut f, data, sizes, |ev| run.events.push(ev));
     run.events.extend(f.flush().map(Ok));
     (run, f)
 }
@@ -154,7 +140,7 @@ fn ffmpeg_errors(bytes: &[u8], tag: &str) -> String {
 fn fixtures_relay_byte_for_byte_in_every_split() {
     for f in &FIXTURES {
         let data = fixture(f.name);
-        let (whole, framer) = frame(&data, data.len());
+        let (whole, framer) = frame(&data, &[data.len()]);
         assert_eq!(whole.bytes(), data, "{}: relayed bytes", f.name);
         assert!(
             whole.errors().is_empty(),
@@ -173,22 +159,20 @@ fn fixtures_relay_byte_for_byte_in_every_split() {
         assert_eq!(info.video_size, f.video_size, "{}", f.name);
         assert_eq!(framer.dense_sync(), f.video_size.is_none(), "{}", f.name);
         assert!(whole.sync_offsets().len() >= 2, "{}: sync points", f.name);
-        for piece in [1, 7, 4096] {
-            let (run, _) = frame(&data, piece);
-            assert_eq!(run.events, whole.events, "{}: split {piece}", f.name);
+        let fixed = [7, 4096].map(|p| (format!("pieces of {p}"), even(data.len(), p)));
+        for (split, sizes) in splits(data.len()).into_iter().chain(fixed) {
+            let (run, _) = frame(&data, &sizes);
+            assert_eq!(run.events, whole.events, "{}: {split}", f.name);
         }
         // Through the Demuxer: detected as Ogg, same bytes, same headers.
         let mut d = Demuxer::new();
         let mut relayed = Vec::new();
-        for p in data.chunks(1000) {
-            d.push(p);
-            while let Some(ev) = d.poll().expect("clean stream") {
-                match ev {
-                    Event::Headers(h) => relayed.extend_from_slice(&h),
-                    Event::Chunk(c) => relayed.extend_from_slice(&c.bytes),
-                }
+        feed(&mut d, &data, &even(data.len(), 1000), |ev| {
+            match ev.expect("clean stream") {
+                Event::Headers(h) => relayed.extend_from_slice(&h),
+                Event::Chunk(c) => relayed.extend_from_slice(&c.bytes),
             }
-        }
+        });
         assert_eq!(d.format(), Some(Format::Ogg));
         assert_eq!(relayed, data, "{}: through the demuxer", f.name);
     }
@@ -200,7 +184,7 @@ fn fixtures_relay_byte_for_byte_in_every_split() {
 fn joining_at_every_sync_point_decodes_cleanly() {
     for f in &FIXTURES {
         let data = fixture(f.name);
-        let (run, _) = frame(&data, 4096);
+        let (run, _) = frame(&data, &even(data.len(), 4096));
         let headers = run.headers()[0].to_vec();
         assert_eq!(ffmpeg_errors(&data, f.name), "", "{}: whole", f.name);
         let syncs = run.sync_offsets();
@@ -222,7 +206,7 @@ fn joining_at_every_sync_point_decodes_cleanly() {
 fn video_sync_points_are_theora_keyframe_pages() {
     for f in FIXTURES.iter().filter(|f| f.video_size.is_some()) {
         let data = fixture(f.name);
-        let (run, _) = frame(&data, data.len());
+        let (run, _) = frame(&data, &[data.len()]);
         // 4 s at 15 fps with a keyframe every 30 frames: keyframes at 0 s and 2 s.
         assert_eq!(run.sync_offsets().len(), 2, "{}", f.name);
         for at in run.sync_offsets() {
@@ -230,7 +214,7 @@ fn video_sync_points_are_theora_keyframe_pages() {
             assert_eq!(&page[..4], b"OggS");
             assert_eq!(page[5] & 1, 0, "{}: starts a packet", f.name);
             let nsegs = usize::from(page[26]);
-            assert_eq!(page[27 + nsegs] & 0xC0, 0, "{}: keyframe", f.name);
+            assert_eq!(page[HEADER_LEN + nsegs] & 0xC0, 0, "{}: keyframe", f.name);
         }
     }
 }
@@ -241,7 +225,7 @@ fn a_new_chain_gives_new_headers() {
     let opus = fixture("opus.ogg");
     let theora = fixture("theora-vorbis.ogg");
     let data = [&vorbis[..], &opus[..], &theora[..]].concat();
-    let (run, f) = frame(&data, 999);
+    let (run, f) = frame(&data, &even(data.len(), 999));
     assert!(run.errors().is_empty(), "{:?}", run.errors());
     assert_eq!(run.bytes(), data);
     let headers = run.headers();
@@ -255,7 +239,7 @@ fn a_new_chain_gives_new_headers() {
 #[test]
 fn a_corrupt_page_is_dropped_and_the_rest_relayed() {
     let data = fixture("vorbis.ogg");
-    let (clean, _) = frame(&data, data.len());
+    let (clean, _) = frame(&data, &[data.len()]);
     // Corrupt one byte in the body of the third data page.
     let starts: Vec<usize> = {
         let mut at = 0;
@@ -275,7 +259,7 @@ fn a_corrupt_page_is_dropped_and_the_rest_relayed() {
     let (at, next) = (starts[2], starts[3]);
     let mut bad = data.clone();
     bad[next - 10] ^= 0x55;
-    let (run, _) = frame(&bad, 512);
+    let (run, _) = frame(&bad, &even(bad.len(), 512));
     let errors = run.errors();
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
@@ -290,30 +274,62 @@ fn a_corrupt_page_is_dropped_and_the_rest_relayed() {
 fn pages(mut b: &[u8]) -> Vec<&[u8]> {
     let mut out = Vec::new();
     while !b.is_empty() {
-        assert_eq!(&b[..4], b"OggS", "relayed bytes are whole pages");
-        let n = usize::from(b[26]);
-        let len = 27 + n + b[27..27 + n].iter().map(|&l| usize::from(l)).sum::<usize>();
+        let PageLen::Page(len) = page_len(b) else {
+            panic!("relayed bytes are whole pages: {:?}", page_len(b));
+        };
         out.push(&b[..len]);
         b = &b[len..];
     }
     out
 }
 
+/// `page_len` on every page of every fixture, in every split: each prefix of a page is
+/// incomplete (with the length known once the segment table is in), the whole page is a page
+/// with or without the bytes after it, and the pages tile the file.
+#[test]
+fn page_len_measures_every_page_of_every_fixture_in_every_split() {
+    for f in &FIXTURES {
+        let data = fixture(f.name);
+        let mut at = 0;
+        let mut n = 0;
+        while at < data.len() {
+            let PageLen::Page(len) = page_len(&data[at..]) else {
+                panic!("{}: no page at {at}: {:?}", f.name, page_len(&data[at..]));
+            };
+            let page = &data[at..at + len];
+            let head = HEADER_LEN + usize::from(page[26]);
+            for cut in 0..len {
+                let want = PageLen::Incomplete {
+                    len: (cut >= head).then_some(len),
+                };
+                assert_eq!(page_len(&page[..cut]), want, "{} page {n}, {cut}", f.name);
+            }
+            assert_eq!(page_len(page), PageLen::Page(len), "{} page {n}", f.name);
+            // One byte in: not at a page.
+            if data.len() - at > HEADER_LEN {
+                assert_eq!(page_len(&data[at + 1..]), PageLen::NotAPage, "{}", f.name);
+            }
+            at += len;
+            n += 1;
+        }
+        assert!(n >= 3, "{}: {n} pages", f.name);
+    }
+}
+
 #[test]
 fn garbage_and_truncation_never_panic_or_invent_bytes() {
     let data = fixture("theora-vorbis.ogg");
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
     for round in 0..200 {
         let mut bad = data.clone();
+        let mut seed = 0;
         for _ in 0..(round % 8 + 1) {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
+            seed = rng.next();
             let at = (seed as usize) % bad.len();
             bad[at] = (seed >> 32) as u8;
         }
         bad.truncate(bad.len() - (seed as usize % 5000));
-        let (run, _) = frame(&bad, 1 + (seed as usize % 3000));
+        let (run, _) = frame(&bad, &even(bad.len(), 1 + (seed as usize % 3000)));
         // Nothing invented: every relayed piece is found in the input, in order.
         let mut pos = 0;
         for e in &run.events {

@@ -3,12 +3,14 @@
 //! against an independent walk of the file; decodability of a mid-stream join; garbage, bogus
 //! sizes, corruption and concatenated streams.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::Command;
 
 use agora_format::webm::WebmFramer;
 use agora_format::{Chunk, Codec, Demuxer, Event, Format, FormatError, Framer};
 use bytes::Bytes;
+use common::{XorShift, assert_bytes, feed, fixture, splits};
 
 const EBML: u32 = 0x1A45_DFA3;
 const SEGMENT: u32 = 0x1853_8067;
@@ -53,54 +55,6 @@ const FIXTURES: [Fixture; 4] = [
         video_size: None,
     },
 ];
-
-fn fixture(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// xorshift64: deterministic cuts and noise without a rand crate.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
-/// The ways a stream is cut into pushes.
-fn splits(len: usize) -> Vec<(String, Vec<usize>)> {
-    let mut out = vec![
-        ("whole".to_string(), vec![len]),
-        ("byte by byte".to_string(), vec![1; len]),
-    ];
-    for (seed, max) in [
-        (1u64, 7usize),
-        (2, 300),
-        (3, 5000),
-        (0x9E37_79B9, 64 * 1024),
-    ] {
-        let mut rng = XorShift(seed);
-        let mut sizes = Vec::new();
-        let mut left = len;
-        while left > 0 {
-            let n = (1 + rng.below(max)).min(left);
-            sizes.push(n);
-            left -= n;
-        }
-        out.push((format!("random cuts (seed {seed}, max {max})"), sizes));
-    }
-    out
-}
 
 // ---- an independent EBML walk of the test data ----
 
@@ -256,17 +210,11 @@ struct Run {
 }
 
 impl Run {
-    fn take(&mut self, ev: Result<Option<Event>, FormatError>) -> bool {
+    fn take(&mut self, ev: Result<Event, FormatError>) {
         match ev {
-            Ok(Some(ev)) => self.events.push(ev),
-            Ok(None) => return false,
-            Err(e) => {
-                let fatal = e.is_fatal();
-                self.errors.push(e);
-                return !fatal;
-            }
+            Ok(ev) => self.events.push(ev),
+            Err(e) => self.errors.push(e),
         }
-        true
     }
 
     fn bytes(&self) -> Vec<u8> {
@@ -334,15 +282,7 @@ impl Run {
 fn frame(data: &[u8], sizes: &[usize]) -> (Run, WebmFramer) {
     let mut f = WebmFramer::new();
     let mut run = Run::default();
-    let mut at = 0;
-    for &n in sizes {
-        if run.errors.last().is_some_and(FormatError::is_fatal) {
-            break;
-        }
-        f.push(&data[at..at + n]);
-        at += n;
-        while run.take(f.poll()) {}
-    }
+    feed(&mut f, data, sizes, |ev| run.take(ev));
     if let Some(ev) = f.flush() {
         run.events.push(ev);
     }
@@ -351,32 +291,11 @@ fn frame(data: &[u8], sizes: &[usize]) -> (Run, WebmFramer) {
 
 fn demux(mut d: Demuxer, data: &[u8], sizes: &[usize]) -> (Run, Demuxer) {
     let mut run = Run::default();
-    let mut at = 0;
-    for &n in sizes {
-        if run.errors.last().is_some_and(FormatError::is_fatal) {
-            break;
-        }
-        d.push(&data[at..at + n]);
-        at += n;
-        while run.take(d.poll()) {}
-    }
+    feed(&mut d, data, sizes, |ev| run.take(ev));
     if let Some(ev) = d.finish() {
         run.events.push(ev);
     }
     (run, d)
-}
-
-/// Byte strings compared by length and first difference, not printed whole.
-#[track_caller]
-fn assert_bytes(got: &[u8], want: &[u8], what: &str) {
-    if got != want {
-        let at = got.iter().zip(want).take_while(|(a, b)| a == b).count();
-        panic!(
-            "{what}: {} bytes, expected {}, first difference at {at}",
-            got.len(),
-            want.len()
-        );
-    }
 }
 
 /// `data` as the framer relays it: Segment sizes rewritten as unknown, with the same length.
@@ -876,8 +795,7 @@ fn elements_go_out_as_soon_as_they_are_complete() {
                 for e in children {
                     let mut framer = WebmFramer::new();
                     let mut run = Run::default();
-                    framer.push(&data[..e.end]);
-                    while run.take(framer.poll()) {}
+                    feed(&mut framer, &data, &[e.end], |ev| run.take(ev));
                     let expected = if e.end >= release { e.end } else { c.start };
                     assert_eq!(
                         run.bytes().len(),
