@@ -22,7 +22,9 @@ use crate::tree::Tree;
 /// One reference, as an example of an edge.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Example {
+    /// The file of the reference.
     pub file: PathBuf,
+    /// Its line.
     pub line: usize,
     /// The path as written.
     pub text: String,
@@ -32,7 +34,9 @@ pub struct Example {
 /// that makes it and how many there are.
 #[derive(Debug, Clone)]
 pub struct Edge {
+    /// The first reference that makes the edge.
     pub example: Example,
+    /// How many references make it.
     pub count: usize,
 }
 
@@ -57,6 +61,7 @@ pub struct Cycle {
 }
 
 impl Graph {
+    /// The edges among the children of every module of `tree`.
     pub fn build(tree: &Tree) -> Graph {
         let mut graph = Graph {
             levels: BTreeMap::new(),

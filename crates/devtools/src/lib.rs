@@ -32,10 +32,13 @@ pub use tree::{Files, Source, Tree};
 pub struct Report {
     /// `agora-server (lib)`.
     pub name: String,
+    /// Modules in the crate.
     pub modules: usize,
     /// The files read, in order.
     pub files: Vec<PathBuf>,
+    /// Paths that resolved to a module of the crate.
     pub references: usize,
+    /// The cycles found (none in a healthy crate).
     pub cycles: Vec<Cycle>,
     /// Module files that could not be found or parsed.
     pub errors: Vec<String>,

@@ -11,7 +11,9 @@ use crate::tree::{UseLeaf, use_tree};
 /// A path as written, with the line it starts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PathRef {
+    /// The path's segments (`crate`, `super`, names).
     pub segments: Vec<String>,
+    /// The line it starts on.
     pub line: usize,
 }
 

@@ -31,18 +31,24 @@ impl Source for BTreeMap<PathBuf, String> {
 /// A module-level `use` that binds a name: `use crate::a::B;` binds `B` to `crate::a::B`.
 #[derive(Debug, Clone)]
 pub struct Binding {
+    /// The name bound.
     pub name: String,
+    /// The path it stands for.
     pub path: Vec<String>,
 }
 
 /// One module of the tree.
 pub struct Module {
     /// Names from the crate root down (empty for the root).
+    /// The path it stands for.
     pub path: Vec<String>,
+    /// The parent module (`None` for the root).
     pub parent: Option<usize>,
     /// The file holding this module's items (an inline module's is its parent's).
     pub file: PathBuf,
+    /// The module's items, parsed.
     pub items: Vec<syn::Item>,
+    /// Child modules by name.
     pub children: BTreeMap<String, usize>,
     /// Names bound by this module's own `use` items.
     pub bindings: Vec<Binding>,

@@ -22,9 +22,13 @@ use crate::mpeg::{self, Kind, Probe};
 /// A stream format Agora knows how to frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Format {
+    /// Ogg (Vorbis, Opus, Theora, FLAC, Speex), chained links included.
     Ogg,
+    /// WebM or Matroska, live (unknown sizes).
     WebM,
+    /// MPEG audio (layer III, and I/II).
     Mp3,
+    /// AAC in ADTS frames.
     Aac,
     /// Unrecognised bytes, relayed as they come.
     Opaque,
@@ -53,7 +57,9 @@ impl Format {
 /// Result of looking at a prefix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sniff {
+    /// The bytes are this format.
     Found(Format),
+    /// Not enough bytes to tell yet.
     NeedMore,
 }
 

@@ -69,17 +69,29 @@ pub enum Event {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Codec {
+    /// Vorbis audio (Ogg, WebM).
     Vorbis,
+    /// Opus audio (Ogg, WebM).
     Opus,
+    /// Theora video (Ogg).
     Theora,
+    /// FLAC audio (Ogg).
     Flac,
+    /// Speex speech (Ogg).
     Speex,
+    /// VP8 video (WebM).
     Vp8,
+    /// VP9 video (WebM).
     Vp9,
+    /// AV1 video (WebM).
     Av1,
+    /// H.264 video (Matroska).
     H264,
+    /// MPEG audio layer III.
     Mp3,
+    /// AAC in ADTS frames.
     Aac,
+    /// A track whose codec Agora does not name; relayed all the same.
     Unknown,
 }
 
@@ -102,6 +114,7 @@ impl Codec {
         }
     }
 
+    /// Whether the codec is a video codec.
     pub fn is_video(self) -> bool {
         matches!(
             self,
@@ -120,6 +133,7 @@ pub struct StreamInfo {
 }
 
 impl StreamInfo {
+    /// Whether any track is video (picks `video/…` Content-Types).
     pub fn has_video(&self) -> bool {
         self.codecs.iter().any(|c| c.is_video())
     }
@@ -136,20 +150,39 @@ impl StreamInfo {
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FormatError {
+    /// An Ogg page whose CRC does not match: dropped, never relayed.
     #[error("Ogg page with bad CRC dropped (serial {serial:#x}, sequence {sequence}, {len} bytes)")]
     OggCrc {
+        /// The page's logical stream.
         serial: u32,
+        /// The page's sequence number.
         sequence: u32,
+        /// The page's length.
         len: usize,
     },
+    /// Bytes that are not the format were skipped to find the next unit.
     #[error("{skipped} bytes of garbage skipped looking for the next {what}")]
-    Garbage { skipped: usize, what: &'static str },
+    Garbage {
+        /// How many bytes were skipped.
+        skipped: usize,
+        /// What was looked for ("Ogg page", "MP3 frame"...).
+        what: &'static str,
+    },
+    /// An Ogg link with more logical streams than a framer keeps track of.
     #[error("Ogg stream with more than {max} logical streams")]
-    TooManyStreams { max: usize },
+    TooManyStreams {
+        /// The limit.
+        max: usize,
+    },
+    /// WebM/Matroska structure the framer cannot follow (fatal).
     #[error("EBML: {0}")]
     Ebml(&'static str),
+    /// Stream headers beyond the bound every framer keeps (fatal).
     #[error("stream headers larger than {limit} bytes")]
-    HeadersTooLarge { limit: usize },
+    HeadersTooLarge {
+        /// The bound.
+        limit: usize,
+    },
 }
 
 impl FormatError {
@@ -251,6 +284,7 @@ impl Default for Demuxer {
 }
 
 impl Demuxer {
+    /// A demuxer that sniffs the format from the first bytes.
     pub fn new() -> Self {
         Demuxer {
             state: State::Sniffing(BytesMut::new()),
@@ -276,6 +310,7 @@ impl Demuxer {
         }
     }
 
+    /// What the framer learnt so far (codecs, video size); empty while sniffing.
     pub fn info(&self) -> StreamInfo {
         match &self.state {
             State::Sniffing(_) => StreamInfo::default(),

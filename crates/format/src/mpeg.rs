@@ -88,7 +88,9 @@ impl Kind {
 /// The version field of a header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Version {
+    /// MPEG-1 (32, 44.1, 48 kHz).
     Mpeg1,
+    /// MPEG-2 low sampling frequencies (16, 22.05, 24 kHz), or ADTS with the ID bit set.
     Mpeg2,
     /// The unofficial MPEG-2.5 extension (8 to 12 kHz).
     Mpeg25,
@@ -100,12 +102,15 @@ pub enum Version {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct FrameHeader {
+    /// MPEG audio or ADTS.
     pub kind: Kind,
+    /// The version field.
     pub version: Version,
     /// MPEG audio layer, 1 to 3; 0 for ADTS.
     pub layer: u8,
     /// MPEG audio: the frame's bitrate. ADTS has none in its header.
     pub bitrate_kbps: Option<u32>,
+    /// Samples per second.
     pub sample_rate: u32,
     /// 1 or 2 for MPEG audio; the ADTS channel configuration's count (0 when the layout is
     /// given by a program config element inside the frame).
@@ -348,6 +353,7 @@ pub struct MpegFramer {
 }
 
 impl MpegFramer {
+    /// A framer for MPEG audio or ADTS frames.
     pub fn new(kind: Kind) -> Self {
         MpegFramer {
             kind,
@@ -360,6 +366,7 @@ impl MpegFramer {
         }
     }
 
+    /// MPEG audio or ADTS, as the framer was made for.
     pub fn kind(&self) -> Kind {
         self.kind
     }

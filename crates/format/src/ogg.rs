@@ -75,7 +75,10 @@ const FLAG_BOS: u8 = 0x02;
 pub enum PageLen {
     /// More bytes are needed. `len` is the whole page's length once the fixed header and the
     /// segment table are in (only the body is missing), `None` before that.
-    Incomplete { len: Option<usize> },
+    Incomplete {
+        /// The whole page's length, once known.
+        len: Option<usize>,
+    },
     /// `buf[..n]` is a whole page: header, segment table and body. The CRC is not checked.
     Page(usize),
     /// Not a page header: no `OggS` capture pattern, or a version other than 0.
@@ -238,6 +241,7 @@ pub struct OggFramer {
 }
 
 impl OggFramer {
+    /// A framer at the start of an Ogg stream.
     pub fn new() -> Self {
         Self::default()
     }

@@ -26,8 +26,10 @@ const FLAG_EOS: u8 = 0x04;
 /// Why a stream's titles cannot be changed in-band.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RetitleError {
+    /// The stream is not a single Vorbis or Opus stream (the codecs it has).
     #[error("in-band titles need a single Vorbis or Opus stream; this one has {0}")]
     Unsupported(String),
+    /// The header pages could not be rebuilt.
     #[error("malformed Ogg header pages: {0}")]
     Malformed(&'static str),
 }
@@ -276,6 +278,7 @@ pub struct Retitler {
 }
 
 impl Retitler {
+    /// A rewriter waiting for the stream's headers.
     pub fn new() -> Self {
         Retitler::default()
     }

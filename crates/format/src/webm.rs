@@ -349,6 +349,7 @@ impl Default for WebmFramer {
 }
 
 impl WebmFramer {
+    /// A framer at the start of a WebM stream.
     pub fn new() -> Self {
         WebmFramer {
             buf: BytesMut::new(),
