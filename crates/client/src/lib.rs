@@ -35,8 +35,8 @@
 //! **Architecture invariants:** this crate knows the client side of the protocol only (the
 //! server crate is not a dependency); a password never appears in a `Display`, a `Debug` or
 //! an error message; TLS verification cannot be turned off; the parsers are sans-IO and
-//! bounded (a response head at most [`MAX_HEAD`] bytes, a metadata block at most
-//! [`icy::MAX_BLOCK`]).
+//! bounded (a response head at most 16 KiB, a metadata block at most [`icy::MAX_BLOCK`]
+//! bytes).
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod conn;
@@ -59,7 +59,7 @@ pub use server_url::{ServerUrl, UrlError};
 pub const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Largest response head read; a server that sends more is not speaking HTTP to us.
-pub const MAX_HEAD: usize = 16 * 1024;
+pub(crate) const MAX_HEAD: usize = 16 * 1024;
 
 /// The version sent as `User-Agent: agora/<version>`.
 const USER_AGENT: &str = concat!("agora/", env!("CARGO_PKG_VERSION"));
@@ -140,7 +140,7 @@ pub enum ClientError {
     /// No answer within [`IO_TIMEOUT`].
     #[error("no answer within {} s", IO_TIMEOUT.as_secs())]
     Timeout,
-    /// A pulled stream sent nothing for [`pull::READ_TIMEOUT`].
+    /// A pulled stream sent nothing for 10 s (Icecast's source timeout).
     #[error("no stream data for {} s", pull::READ_TIMEOUT.as_secs())]
     Silent,
     /// The connection failed after it was made.
@@ -164,7 +164,7 @@ pub enum ClientError {
     /// Any other refusal: the status code and the start of the body.
     #[error("the server refused: {0} {1}")]
     Refused(u16, String),
-    /// The answer is not an HTTP response (or its head is larger than [`MAX_HEAD`]).
+    /// The answer is not an HTTP response (or its head is larger than 16 KiB).
     #[error("the server's answer is not HTTP")]
     BadResponse,
     /// A response header this client relies on has a value it cannot use.

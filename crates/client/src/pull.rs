@@ -17,7 +17,7 @@ use crate::{ClientError, Endpoint, IO_TIMEOUT, USER_AGENT};
 
 /// Longest a pulled stream may stay silent before it is taken for dead (Icecast's source
 /// timeout).
-pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How much one read asks for.
 const READ_SIZE: usize = 16 * 1024;
@@ -132,7 +132,7 @@ impl Pull {
     }
 
     /// The next piece of the stream, `Ok(None)` once the server has ended it. A stream silent
-    /// for [`READ_TIMEOUT`] is [`ClientError::Silent`]. Cancel-safe.
+    /// for 10 s is [`ClientError::Silent`]. Cancel-safe.
     pub async fn next(&mut self) -> Result<Option<IcyEvent>, ClientError> {
         loop {
             if let Some(ev) = self.icy.poll() {

@@ -25,13 +25,13 @@ pub struct ServerUrl {
     /// `https://`: the connection is TLS.
     pub tls: bool,
     /// The host name or address (an IPv6 address without brackets).
-    pub host: String,
+    pub(crate) host: String,
     /// The TCP port.
-    pub port: u16,
+    pub(crate) port: u16,
     /// The mount: the path (and query, if any) as sent on the request line, e.g. `/live.webm`.
     pub mount: String,
     /// The user, percent-decoded; `None` when absent or empty.
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
     /// The password, percent-decoded.
     pub password: Option<String>,
 }
