@@ -6,23 +6,21 @@
 //! - [`encoder`]: the ffmpeg child (and `dvgrab`): spawn, graceful stop, failures in plain words.
 //! - [`archive`]: every byte of the stream to a file, by its own thread, synced regularly.
 //! - [`hub`]: the never-waiting hand-off from the encoder to the targets.
-//! - [`target`]: the Icecast source protocol, client side (PUT, falling back to SOURCE), one task
-//!   per server that reconnects with capped backoff and resumes live at a sync point.
-//! - [`meta`]: the now-playing title through `/admin/metadata`.
-//! - [`tls`]: plain or TLS (rustls, system roots plus `--tls-ca`) connections to targets.
+//! - [`target`]: one task per server that pushes through [`agora_client::push`] (PUT, falling
+//!   back to SOURCE), reconnects with capped backoff and resumes live at a sync point, and sets
+//!   the title through [`agora_client::meta`] after each connect.
 //! - [`cast`]: one cast wired together, with the status line.
 //!
 //! Stream bytes are framed with [`agora_format::Demuxer`], the same sans-IO framer the server
-//! uses, so a target that (re)connects starts with the stream headers and a sync point.
+//! uses, so a target that (re)connects starts with the stream headers and a sync point. The
+//! wire protocol (URLs, TLS, the source handshake, titles) is [`agora_client`]'s.
 
 pub mod archive;
 pub mod cast;
 pub mod encoder;
 pub mod hub;
-pub mod meta;
 pub mod preset;
 pub mod target;
-pub mod tls;
 
 pub use cast::{CastConfig, Outcome, StatusMode, run};
 

@@ -6,8 +6,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use agora_cast::preset::{AudioDevice, Encoding, Input, PresetName, Rate};
-use agora_cast::target::{StreamMeta, TargetConfig, TargetUrl};
+use agora_cast::target::TargetConfig;
 use agora_cast::{CastConfig, CastError, StatusMode};
+use agora_client::push::StreamMeta;
+use agora_client::{ClientError, Endpoint, ServerUrl, TlsConfig};
 use anyhow::{Context, Result};
 use clap::Args;
 use tokio_util::sync::CancellationToken;
@@ -121,6 +123,14 @@ fn usage(e: String) -> CastError {
     CastError::Usage(e)
 }
 
+/// The TLS settings for https:// servers; a bad `--tls-ca` file is a usage error.
+fn tls_config(extra_ca: Option<&std::path::Path>) -> Result<TlsConfig, CastError> {
+    TlsConfig::new(extra_ca).map_err(|e| match e {
+        ClientError::CaFile { .. } => usage(format!("--tls-ca {e}")),
+        e => usage(e.to_string()),
+    })
+}
+
 impl CastArgs {
     fn config(&self, started: time::OffsetDateTime) -> Result<CastConfig, CastError> {
         let input: Input = self.input.parse().map_err(usage)?;
@@ -199,30 +209,34 @@ impl CastArgs {
         };
         let mut targets = Vec::new();
         for s in &self.servers {
-            let url: TargetUrl = s.parse().map_err(usage)?;
+            let url: ServerUrl = s
+                .parse()
+                .map_err(|e: agora_client::UrlError| usage(e.to_string()))?;
             if url.password.is_none() && self.password.is_none() {
                 return Err(usage(format!(
                     "{url}: no password; put it in the URL (http://source:PASS@host:port/mount), or use --password or AGORA_SOURCE_PASSWORD"
                 )));
             }
             targets.push(TargetConfig {
-                url,
-                password: self.password.clone(),
+                endpoint: Endpoint {
+                    url,
+                    password: self.password.clone(),
+                    tls: None,
+                },
                 meta: meta.clone(),
                 title: self.title.clone(),
-                tls: None,
             });
         }
-        if targets.iter().any(|t| t.url.tls) {
-            let tls = agora_cast::tls::client_config(self.tls_ca.as_deref())?;
+        if targets.iter().any(|t| t.endpoint.url.tls) {
+            let tls = tls_config(self.tls_ca.as_deref())?;
             for t in &mut targets {
-                t.tls = Some(tls.clone());
+                t.endpoint.tls = Some(tls.clone());
             }
         }
         let name = self.name.clone().unwrap_or_else(|| {
             targets
                 .first()
-                .map(|t| t.url.mount.trim_start_matches('/').to_string())
+                .map(|t| t.endpoint.url.mount.trim_start_matches('/').to_string())
                 .and_then(|m| m.split('.').next().map(str::to_string))
                 .filter(|m| !m.is_empty())
                 .unwrap_or_else(|| "stream".into())
@@ -331,14 +345,19 @@ pub struct MetaArgs {
 }
 
 pub fn meta(args: MetaArgs) -> Result<()> {
-    let url: TargetUrl = args.server.parse().map_err(anyhow::Error::msg)?;
+    let url: ServerUrl = args.server.parse()?;
     let tls = if url.tls {
-        Some(agora_cast::tls::client_config(args.tls_ca.as_deref())?)
+        Some(tls_config(args.tls_ca.as_deref())?)
     } else {
         None
     };
+    let endpoint = Endpoint {
+        url: url.clone(),
+        password: args.password,
+        tls,
+    };
     runtime()?.block_on(async {
-        agora_cast::meta::set_title(&url, args.password.as_deref(), &args.title, tls.as_ref())
+        agora_client::meta::set_title(&endpoint, &args.title)
             .await
             .with_context(|| format!("setting the title of {url}"))
     })?;
@@ -381,20 +400,19 @@ pub fn demo(args: DemoArgs, offset: time::UtcOffset) -> Result<()> {
         );
         let url = format!("http://{addr}/live.webm");
         let target = TargetConfig {
-            url: format!(
-                "http://source:{}@{addr}/live.webm",
-                credentials.source_password
-            )
-            .parse()
-            .map_err(anyhow::Error::msg)?,
-            password: None,
+            endpoint: Endpoint::new(
+                format!(
+                    "http://source:{}@{addr}/live.webm",
+                    credentials.source_password
+                )
+                .parse()?,
+            ),
             meta: StreamMeta {
                 name: Some("Agora demo".into()),
                 description: Some("A test pattern from agora demo".into()),
                 ..StreamMeta::default()
             },
             title: Some("Test pattern".into()),
-            tls: None,
         };
         let cfg = CastConfig {
             input: Input::Test,

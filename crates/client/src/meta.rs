@@ -1,0 +1,73 @@
+//! The now-playing title, set through the server's Icecast admin endpoint
+//! (`GET /admin/metadata?mount=&mode=updinfo&song=`), with the source's credentials (or an
+//! admin's, named in the URL).
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::conn::connect;
+use crate::http::{ResponseHead, head_len};
+use crate::server_url::query_value;
+use crate::{ClientError, Endpoint, IO_TIMEOUT, USER_AGENT};
+
+/// The answer is small; a server that sends more than this is not worth reading.
+const MAX_ANSWER: u64 = 64 * 1024;
+
+/// Sets the title of the endpoint's mount. The whole exchange is bounded by [`IO_TIMEOUT`].
+pub async fn set_title(endpoint: &Endpoint, title: &str) -> Result<(), ClientError> {
+    let req = request(endpoint, title);
+    let exchange = async {
+        let mut conn = connect(endpoint).await?;
+        conn.write_all(req.as_bytes())
+            .await
+            .map_err(ClientError::Lost)?;
+        let mut resp = Vec::new();
+        (&mut conn)
+            .take(MAX_ANSWER)
+            .read_to_end(&mut resp)
+            .await
+            .map_err(ClientError::Lost)?;
+        Ok::<_, ClientError>(resp)
+    };
+    let resp = tokio::time::timeout(IO_TIMEOUT, exchange)
+        .await
+        .map_err(|_| ClientError::Timeout)??;
+    let n = head_len(&resp).ok_or(ClientError::BadResponse)?;
+    match ResponseHead::parse(&resp[..n])?.code {
+        200..=299 => Ok(()),
+        401 => Err(ClientError::Unauthorized),
+        code => Err(ClientError::refused(code, &resp[n..])),
+    }
+}
+
+/// The request (pure: the wire bytes, pinned by a test).
+fn request(endpoint: &Endpoint, title: &str) -> String {
+    let url = &endpoint.url;
+    let mut req = format!(
+        "GET /admin/metadata?mount={}&mode=updinfo&song={} HTTP/1.0\r\nHost: {}\r\nUser-Agent: {USER_AGENT}\r\n",
+        query_value(&url.mount),
+        query_value(title),
+        url.authority(),
+    );
+    if let Some(auth) = endpoint.basic_auth() {
+        req.push_str(&format!("Authorization: {auth}\r\n"));
+    }
+    req.push_str("\r\n");
+    req
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_is_pinned() {
+        let e = Endpoint::new("http://source:pw@h:8000/talk.mp3".parse().expect("url"));
+        assert_eq!(
+            request(&e, "Q&A: 10% left"),
+            format!(
+                "GET /admin/metadata?mount=%2Ftalk.mp3&mode=updinfo&song=Q%26A%3A%2010%25%20left HTTP/1.0\r\n\
+                 Host: h:8000\r\nUser-Agent: {USER_AGENT}\r\nAuthorization: Basic c291cmNlOnB3\r\n\r\n"
+            )
+        );
+    }
+}

@@ -1,0 +1,292 @@
+//! Pulling a mount as a listener, as a relay does: `GET /mount` with `Icy-MetaData: 1`, the
+//! response head read into [`StreamInfo`], then the stream as [`IcyEvent`]s (audio bytes,
+//! and the metadata blocks the server interleaves every `icy-metaint` bytes).
+//!
+//! The request is `HTTP/1.0`, as Icecast's own relays send it, so the body is the raw,
+//! close-delimited stream. Redirects are not followed (a `302` is a refusal).
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::conn::{self, Conn};
+use crate::http::{ResponseHead, read_head};
+use crate::icy::{Deinterleaver, IcyEvent};
+use crate::{ClientError, Endpoint, IO_TIMEOUT, USER_AGENT};
+
+/// Longest a pulled stream may stay silent before it is taken for dead (Icecast's source
+/// timeout).
+pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How much one read asks for.
+const READ_SIZE: usize = 16 * 1024;
+
+/// What the server says about the stream in its response head (Icecast's `icy-*` spellings,
+/// with or without a space after the colon).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// `icy-name`.
+    pub name: Option<String>,
+    /// `icy-description`.
+    pub description: Option<String>,
+    /// `icy-genre`.
+    pub genre: Option<String>,
+    /// `icy-url`: the stream's web page.
+    pub url: Option<String>,
+    /// `icy-br`, kbit/s (the leading number: Shoutcast sends `128,128`).
+    pub bitrate: Option<u32>,
+    /// `icy-pub`: listed in public directories.
+    pub public: Option<bool>,
+    /// `ice-audio-info`, e.g. `channels=2;samplerate=44100`.
+    pub audio_info: Option<String>,
+}
+
+impl StreamInfo {
+    fn from_head(head: &ResponseHead) -> Self {
+        let text = |name| head.text(name).filter(|v| !v.is_empty());
+        StreamInfo {
+            name: text("icy-name"),
+            description: text("icy-description"),
+            genre: text("icy-genre"),
+            url: text("icy-url"),
+            bitrate: text("icy-br").and_then(|v| {
+                let digits = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+                v[..digits].parse().ok()
+            }),
+            public: text("icy-pub").and_then(|v| match v.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" => Some(true),
+                "0" | "false" | "no" => Some(false),
+                _ => None,
+            }),
+            audio_info: text("ice-audio-info"),
+        }
+    }
+}
+
+/// A mount being pulled.
+#[derive(Debug)]
+pub struct Pull {
+    /// The response's Content-Type (what a relay's own source announces).
+    pub content_type: Option<String>,
+    /// The stream's description.
+    pub info: StreamInfo,
+    /// `icy-metaint`: audio bytes between two metadata blocks; `None`, no metadata.
+    pub metaint: Option<usize>,
+    conn: Conn,
+    icy: Deinterleaver,
+    buf: BytesMut,
+    ended: bool,
+}
+
+impl Pull {
+    /// Connects, asks for the endpoint's mount with ICY metadata, and reads the response
+    /// head, all bounded by [`IO_TIMEOUT`]. Sends Basic credentials only when the endpoint
+    /// has a password.
+    pub async fn connect(endpoint: &Endpoint) -> Result<Pull, ClientError> {
+        let req = request(endpoint);
+        let exchange = async {
+            let mut conn = conn::connect(endpoint).await?;
+            conn.write_all(req.as_bytes())
+                .await
+                .map_err(ClientError::Lost)?;
+            let (head, rest) = read_head(&mut conn).await?;
+            Ok::<_, ClientError>((conn, head, rest))
+        };
+        let (conn, head, rest) = tokio::time::timeout(IO_TIMEOUT, exchange)
+            .await
+            .map_err(|_| ClientError::Timeout)??;
+        match head.code {
+            200..=299 => {}
+            401 => return Err(ClientError::Unauthorized),
+            code => return Err(ClientError::refused(code, &rest)),
+        }
+        let bad = |name: &'static str, value: &str| ClientError::BadHeader {
+            name,
+            value: value.chars().take(100).collect(),
+        };
+        if let Some(te) = head.text("transfer-encoding")
+            && !te.eq_ignore_ascii_case("identity")
+        {
+            return Err(bad("transfer-encoding", &te));
+        }
+        let metaint = match head.text("icy-metaint") {
+            None => None,
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if n > 0 => Some(n as usize),
+                _ => return Err(bad("icy-metaint", &v)),
+            },
+        };
+        let mut pull = Pull {
+            content_type: head.text("content-type"),
+            info: StreamInfo::from_head(&head),
+            metaint,
+            conn,
+            icy: Deinterleaver::new(metaint),
+            buf: rest,
+            ended: false,
+        };
+        // The start of the stream may have come with the head.
+        pull.icy.push(pull.buf.split().freeze());
+        Ok(pull)
+    }
+
+    /// The next piece of the stream, `Ok(None)` once the server has ended it. A stream silent
+    /// for 10 s is [`ClientError::Silent`]. Cancel-safe.
+    pub async fn next(&mut self) -> Result<Option<IcyEvent>, ClientError> {
+        loop {
+            if let Some(ev) = self.icy.poll() {
+                return Ok(Some(ev));
+            }
+            if self.ended {
+                return Ok(None);
+            }
+            self.buf.reserve(READ_SIZE);
+            let n = tokio::time::timeout(READ_TIMEOUT, self.conn.read_buf(&mut self.buf))
+                .await
+                .map_err(|_| ClientError::Silent)?
+                .map_err(ClientError::Lost)?;
+            if n == 0 {
+                self.ended = true;
+            } else {
+                self.icy.push(self.buf.split().freeze());
+            }
+        }
+    }
+}
+
+/// The request (pure: the wire bytes, pinned by a test).
+fn request(endpoint: &Endpoint) -> String {
+    let url = &endpoint.url;
+    let mut req = format!(
+        "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: {USER_AGENT}\r\nIcy-MetaData: 1\r\n",
+        url.mount,
+        url.authority()
+    );
+    if let Some(auth) = endpoint.basic_auth() {
+        req.push_str(&format!("Authorization: {auth}\r\n"));
+    }
+    req.push_str("\r\n");
+    req
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::head_len;
+
+    #[test]
+    fn the_request_is_pinned() {
+        let e = Endpoint::new("http://h:8000/live.mp3".parse().expect("url"));
+        assert_eq!(
+            request(&e),
+            format!(
+                "GET /live.mp3 HTTP/1.0\r\nHost: h:8000\r\nUser-Agent: {USER_AGENT}\r\nIcy-MetaData: 1\r\n\r\n"
+            )
+        );
+        let e = Endpoint::new("http://relay:pw@h:8000/live.mp3".parse().expect("url"));
+        assert!(request(&e).contains("\r\nAuthorization: Basic cmVsYXk6cHc=\r\n"));
+    }
+
+    #[test]
+    fn stream_info_comes_from_the_head() {
+        let h = b"HTTP/1.0 200 OK\r\nContent-Type: audio/mpeg\r\nicy-name:Talk\r\n\
+                  icy-description: About things\r\nicy-genre:Tech\r\nicy-url:http://x/\r\n\
+                  icy-br:128,128\r\nicy-pub:1\r\nice-audio-info:channels=2;samplerate=44100\r\n\
+                  icy-metaint:16000\r\n\r\n";
+        let head = ResponseHead::parse(&h[..head_len(h).expect("whole")]).expect("parses");
+        assert_eq!(
+            StreamInfo::from_head(&head),
+            StreamInfo {
+                name: Some("Talk".into()),
+                description: Some("About things".into()),
+                genre: Some("Tech".into()),
+                url: Some("http://x/".into()),
+                bitrate: Some(128),
+                public: Some(true),
+                audio_info: Some("channels=2;samplerate=44100".into()),
+            }
+        );
+    }
+
+    /// A server on a real socket: the head and the first bytes of the stream in one write,
+    /// metadata split across writes.
+    #[tokio::test]
+    async fn a_pull_reads_head_audio_and_titles() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let mut req = vec![0u8; 1024];
+            let n = s.read(&mut req).await.expect("request");
+            assert!(String::from_utf8_lossy(&req[..n]).contains("Icy-MetaData: 1\r\n"));
+            s.write_all(b"HTTP/1.0 200 OK\r\nContent-Type: audio/mpeg\r\nicy-metaint:4\r\n\r\nabc")
+                .await
+                .expect("head");
+            for piece in [&b"d\x01StreamTitle='A"[..], b"';efgh\0ij"] {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                s.write_all(piece).await.expect("piece");
+            }
+        });
+        let mut pull = Pull::connect(&Endpoint::new(
+            format!("http://{addr}/a.mp3").parse().expect("url"),
+        ))
+        .await
+        .expect("connects");
+        assert_eq!(pull.content_type.as_deref(), Some("audio/mpeg"));
+        assert_eq!(pull.metaint, Some(4));
+        let mut audio = Vec::new();
+        let mut titles = Vec::new();
+        while let Some(ev) = pull.next().await.expect("reads") {
+            match ev {
+                IcyEvent::Audio(a) => audio.extend_from_slice(&a),
+                IcyEvent::Metadata(m) => titles.push((audio.len(), m.title)),
+            }
+        }
+        server.await.expect("server");
+        assert_eq!(audio, b"abcdefghij");
+        assert_eq!(titles, [(4, Some("A".to_string()))]);
+    }
+
+    #[tokio::test]
+    async fn refusals_are_typed() {
+        for (answer, want) in [
+            (
+                &b"HTTP/1.0 404 Not Found\r\n\r\nMount unavailable"[..],
+                "the server refused: 404 Mount unavailable",
+            ),
+            (
+                b"HTTP/1.0 401 Unauthorized\r\n\r\n",
+                "wrong user or password (401)",
+            ),
+            (
+                b"HTTP/1.0 200 OK\r\nicy-metaint: lots\r\n\r\n",
+                "the server's icy-metaint header is not valid: `lots`",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "the server's transfer-encoding header is not valid: `chunked`",
+            ),
+        ] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            tokio::spawn(async move {
+                let (mut s, _) = listener.accept().await.expect("accept");
+                let mut req = vec![0u8; 1024];
+                let _ = s.read(&mut req).await;
+                let _ = s.write_all(answer).await;
+            });
+            let e = Pull::connect(&Endpoint::new(
+                format!("http://{addr}/a.mp3").parse().expect("url"),
+            ))
+            .await
+            .expect_err("refused");
+            assert_eq!(e.to_string(), want);
+            assert_eq!(e.origin(), crate::Origin::Server);
+        }
+    }
+}
