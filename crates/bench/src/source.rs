@@ -15,7 +15,7 @@ use tokio::net::TcpStream;
 
 /// Pages written recently, by CRC field. Bounded: the oldest stamps are forgotten.
 #[derive(Debug, Default)]
-pub struct Stamps {
+pub(crate) struct Stamps {
     inner: Mutex<(HashMap<u32, Instant>, VecDeque<u32>)>,
 }
 
@@ -34,14 +34,14 @@ impl Stamps {
         }
     }
 
-    pub fn sent_at(&self, crc: u32) -> Option<Instant> {
+    pub(crate) fn sent_at(&self, crc: u32) -> Option<Instant> {
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         g.0.get(&crc).copied()
     }
 }
 
 /// Splits a whole Ogg file into pages.
-pub fn ogg_pages(data: &[u8]) -> Result<Vec<&[u8]>> {
+pub(crate) fn ogg_pages(data: &[u8]) -> Result<Vec<&[u8]>> {
     let mut out = Vec::new();
     let mut b = data;
     while !b.is_empty() {
@@ -63,7 +63,7 @@ pub fn ogg_pages(data: &[u8]) -> Result<Vec<&[u8]>> {
 
 /// Pushes `pages` to `path` on `addr` as user `source`, paced at `kbps`, looping the file, until
 /// the connection fails or the task is dropped.
-pub async fn push(
+pub(crate) async fn push(
     addr: SocketAddr,
     path: &str,
     password: &str,

@@ -16,7 +16,7 @@ use crate::source::Stamps;
 /// What one process's listeners did: raw samples, so percentiles can be taken over all
 /// processes together.
 #[derive(Debug, Default, Serialize, Deserialize)]
-pub struct Samples {
+pub(crate) struct Samples {
     pub opened: usize,
     /// Milliseconds from the start of connecting to the first body byte.
     pub first_byte_ms: Vec<f64>,
@@ -35,7 +35,7 @@ pub struct Samples {
 }
 
 impl Samples {
-    pub fn merge(&mut self, o: Samples) {
+    pub(crate) fn merge(&mut self, o: Samples) {
         self.opened += o.opened;
         self.first_byte_ms.extend(o.first_byte_ms);
         self.first_keyframe_ms.extend(o.first_keyframe_ms);
@@ -49,14 +49,14 @@ impl Samples {
 }
 
 /// Milliseconds since the Unix epoch: the clock shared by every process of a run.
-pub fn epoch_ms() -> u64 {
+pub(crate) fn epoch_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub addr: SocketAddr,
     pub host: String,
     pub path: String,
@@ -82,7 +82,7 @@ struct One {
 
 /// Runs `plan.listeners` listeners until the window ends. With `stamps`, each listener also
 /// measures forwarding latency on Ogg pages.
-pub async fn run(plan: Plan, stamps: Option<Arc<Stamps>>) -> Samples {
+pub(crate) async fn run(plan: Plan, stamps: Option<Arc<Stamps>>) -> Samples {
     let plan = Arc::new(plan);
     let mut tasks = Vec::with_capacity(plan.listeners);
     let t0 = Instant::now();
@@ -243,12 +243,12 @@ async fn read(plan: &Plan, stamps: Option<&Stamps>, one: &mut One) -> Result<(),
 /// key under which the bench source stamped it. Pages only, no checks: the server relays the
 /// source's pages unchanged.
 #[derive(Default)]
-pub struct PageSplitter {
+pub(crate) struct PageSplitter {
     buf: Vec<u8>,
 }
 
 impl PageSplitter {
-    pub fn push(&mut self, data: &[u8]) -> Vec<u32> {
+    pub(crate) fn push(&mut self, data: &[u8]) -> Vec<u32> {
         self.buf.extend_from_slice(data);
         let mut out = Vec::new();
         let mut at = 0;

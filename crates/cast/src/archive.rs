@@ -61,6 +61,7 @@ pub fn slug(name: &str) -> String {
 /// A running archive writer.
 #[derive(Debug)]
 pub struct Archive {
+    /// The file being written.
     pub path: PathBuf,
     tx: Option<mpsc::Sender<Bytes>>,
     thread: Option<std::thread::JoinHandle<Result<(), std::io::Error>>>,

@@ -40,27 +40,36 @@ pub enum StatusMode {
 /// Everything a cast needs.
 #[derive(Debug, Clone)]
 pub struct CastConfig {
+    /// What is captured or read.
     pub input: Input,
+    /// The audio device captured beside a video device.
     pub audio: Option<AudioDevice>,
     /// The live encoding; `None` pushes the input as is (stdin, or a file copied).
     pub live: Option<Encoding>,
+    /// Where archives are written; `None`: no archive.
     pub archive_dir: Option<PathBuf>,
     /// A second encode, written by ffmpeg next to the live archive.
     pub archive_encoding: Option<Encoding>,
     /// Stream name used in archive file names.
     pub name: String,
+    /// The servers the stream is pushed to.
     pub targets: Vec<TargetConfig>,
     /// Wall-clock start, in the local time zone when it could be read.
     pub started: time::OffsetDateTime,
+    /// How progress is shown.
     pub status: StatusMode,
 }
 
 /// What a cast did.
 #[derive(Debug)]
 pub struct Outcome {
+    /// The live stream's archive file.
     pub archive: Option<PathBuf>,
+    /// The second encode's archive file.
     pub archive_hq: Option<PathBuf>,
+    /// Stream bytes read from the encoder.
     pub bytes: u64,
+    /// How long the cast ran.
     pub elapsed: Duration,
 }
 

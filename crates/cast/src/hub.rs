@@ -38,6 +38,7 @@ impl Default for Hub {
 }
 
 impl Hub {
+    /// An open hub with no headers yet.
     pub fn new() -> Self {
         let (tx, _) = broadcast::channel(CAPACITY);
         Hub {
@@ -99,6 +100,7 @@ impl Hub {
         self.kind.send_modify(|_| {});
     }
 
+    /// Whether the stream ended.
     pub fn is_closed(&self) -> bool {
         self.lock().tx.is_none()
     }

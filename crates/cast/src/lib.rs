@@ -34,22 +34,29 @@ pub enum CastError {
     /// The options do not make sense together (exit 2).
     #[error("{0}")]
     Usage(String),
+    /// ffmpeg is not on the PATH (exit 3).
     #[error(
         "ffmpeg is not installed (or not on PATH). Install it: `sudo apt-get install ffmpeg` (Debian, Ubuntu), `sudo dnf install ffmpeg` (Fedora), `brew install ffmpeg` (macOS)"
     )]
     FfmpegMissing,
+    /// `--input dvgrab` without dvgrab installed (exit 3).
     #[error("dvgrab is not installed: `sudo apt-get install dvgrab`, or use --input iec61883")]
     DvgrabMissing,
     /// ffmpeg failed; the message says why in plain words (exit 3).
     #[error("the encoder failed: {0}")]
     Encoder(String),
+    /// The archive could not be written (exit 4).
     #[error("archive {}: {source}", path.display())]
     Archive {
+        /// The archive file.
         path: PathBuf,
+        /// What the file system said.
         source: std::io::Error,
     },
+    /// The input could not be read (exit 5).
     #[error("reading the input: {0}")]
     Input(std::io::Error),
+    /// The encoded stream could not be framed.
     #[error("the stream is broken: {0}")]
     Stream(String),
 }

@@ -51,6 +51,7 @@ impl FromStr for Input {
 pub struct AudioDevice {
     /// ffmpeg input format: `alsa` or `pulse`.
     pub kind: String,
+    /// The device name (`default`, `hw:1`...).
     pub device: String,
 }
 
@@ -118,14 +119,18 @@ pub enum Rate {
 /// A preset with its overrides applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Encoding {
+    /// The preset overridden.
     pub preset: PresetName,
     /// Video frame size; `None` for audio-only presets.
     pub size: Option<(u32, u32)>,
+    /// The video bitrate or quality.
     pub video: Rate,
+    /// The audio bitrate or quality.
     pub audio: Rate,
 }
 
 impl Encoding {
+    /// The preset as it is, no override.
     pub fn new(preset: PresetName) -> Self {
         match preset {
             PresetName::Theora => Encoding {
@@ -155,6 +160,7 @@ impl Encoding {
         }
     }
 
+    /// Whether the encoding has a video track.
     pub fn has_video(&self) -> bool {
         self.size.is_some()
     }

@@ -37,16 +37,20 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 pub enum TargetState {
     /// Waiting for the stream's format, or connecting.
     Connecting,
+    /// Connected and sending.
     Live,
     /// Waiting before the next attempt; the last failure.
     Retrying(String),
+    /// The stream ended, or the cast stopped.
     Done,
 }
 
 /// What a target did, read by the status reporter.
 #[derive(Debug)]
 pub struct TargetStats {
+    /// The server and mount.
     pub url: ServerUrl,
+    /// What it is doing now.
     pub state: Mutex<TargetState>,
     /// Connections made after the first.
     pub reconnects: AtomicU64,
@@ -71,6 +75,7 @@ impl TargetStats {
         *self.state.lock().unwrap_or_else(|p| p.into_inner()) = s;
     }
 
+    /// What the target is doing now.
     pub fn state(&self) -> TargetState {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -82,6 +87,7 @@ pub struct TargetConfig {
     /// The server and mount, the password when the URL has none, TLS settings for
     /// `https://`.
     pub endpoint: Endpoint,
+    /// Stream information sent with the connection (`ice-*`).
     pub meta: StreamMeta,
     /// Now-playing title, set through the admin endpoint after each connect.
     pub title: Option<String>,

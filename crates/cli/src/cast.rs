@@ -14,7 +14,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-pub const EXAMPLES: &str = "\
+pub(crate) const EXAMPLES: &str = "\
 Inputs (--input):
   test                 a generated test pattern with a tone (rehearsals, demos)
   -                    an already encoded Ogg/WebM/MP3/AAC stream on stdin, pushed as is
@@ -48,7 +48,7 @@ Exit status: 0 the input ended or the cast was stopped (Ctrl-C, SIGTERM); 2 bad 
 could not be read. Network failures never end a cast: each server is retried on its own.";
 
 #[derive(Args, Debug)]
-pub struct CastArgs {
+pub(crate) struct CastArgs {
     /// What to stream: test, -, FILE, v4l2:DEVICE, iec61883[:GUID], dvgrab.
     #[arg(long, short, default_value = "test")]
     input: String,
@@ -286,7 +286,7 @@ fn stop_on_signals(token: CancellationToken) {
     });
 }
 
-pub fn cast(args: CastArgs, offset: time::UtcOffset) -> ExitCode {
+pub(crate) fn cast(args: CastArgs, offset: time::UtcOffset) -> ExitCode {
     let started = time::OffsetDateTime::now_utc().to_offset(offset);
     let fail = |e: &CastError| {
         eprintln!("agora cast: {e}");
@@ -329,7 +329,7 @@ pub fn cast(args: CastArgs, offset: time::UtcOffset) -> ExitCode {
 }
 
 #[derive(Args, Debug)]
-pub struct MetaArgs {
+pub(crate) struct MetaArgs {
     /// The mount, http(s)://[user:pass@]host:port/mount.
     #[arg(long, value_name = "URL")]
     server: String,
@@ -344,7 +344,7 @@ pub struct MetaArgs {
     tls_ca: Option<PathBuf>,
 }
 
-pub fn meta(args: MetaArgs) -> Result<()> {
+pub(crate) fn meta(args: MetaArgs) -> Result<()> {
     let url: ServerUrl = args.server.parse()?;
     let tls = if url.tls {
         Some(tls_config(args.tls_ca.as_deref())?)
@@ -366,14 +366,14 @@ pub fn meta(args: MetaArgs) -> Result<()> {
 }
 
 #[derive(Args, Debug)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8000")]
     listen: SocketAddr,
 }
 
 /// A server on embedded defaults and a test cast to it.
-pub fn demo(args: DemoArgs, offset: time::UtcOffset) -> Result<()> {
+pub(crate) fn demo(args: DemoArgs, offset: time::UtcOffset) -> Result<()> {
     let mut config = agora_server::Config::default();
     config.server.listen = vec![args.listen];
     let credentials = agora_server::Credentials {

@@ -90,6 +90,7 @@ struct Place {
 /// The modules of one crate (one target: a library or a binary). Module 0 is the root.
 #[derive(Debug)]
 pub struct Tree {
+    /// Every module, the root first.
     pub modules: Vec<Module>,
     /// Files read, in order.
     pub files: Vec<PathBuf>,

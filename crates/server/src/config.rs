@@ -33,12 +33,17 @@ pub(crate) const DEFAULT_QUEUE_SIZE: usize = 512 * 1024;
 /// Icecast's default ICY metadata interval.
 pub(crate) const DEFAULT_ICY_METAINT: usize = 16000;
 
+/// The whole configuration file (`agora serve --config`); every field has a safe default.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Config {
+    /// `[server]`: sockets, limits, timeouts, logs.
     pub server: ServerSection,
+    /// `[auth]`: passwords (random when missing).
     pub auth: AuthSection,
+    /// `[mount-defaults]`: settings of every mount not configured otherwise.
     pub mount_defaults: MountSettings,
+    /// `[[mount]]`: per-mount overrides.
     #[serde(rename = "mount")]
     pub mounts: Vec<MountConfig>,
 }
@@ -206,6 +211,7 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Read and parse a TOML file (not validated: see [`Config::validate`]).
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
@@ -220,6 +226,7 @@ impl Config {
         })
     }
 
+    /// Parse TOML text.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: "<config>".into(),
@@ -305,7 +312,7 @@ impl Config {
         }
     }
 
-    pub fn mount(&self, path: &str) -> Option<&MountConfig> {
+    fn mount(&self, path: &str) -> Option<&MountConfig> {
         self.mounts.iter().find(|m| m.path == path)
     }
 }

@@ -1,4 +1,3 @@
-#![warn(unreachable_pub)]
 //! Agora's Icecast-compatible streaming server.
 //!
 //! The crate is laid out by the path a stream takes:

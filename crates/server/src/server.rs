@@ -80,6 +80,7 @@ impl Server {
         })
     }
 
+    /// The addresses actually bound (a `:0` port resolved).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners
             .iter()

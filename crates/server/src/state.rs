@@ -20,8 +20,11 @@ use crate::telemetry::metrics::Metrics;
 /// Credentials in force (configured or generated at start).
 #[derive(Debug, Clone)]
 pub struct Credentials {
+    /// The password of user `source` on every mount without its own.
     pub source_password: String,
+    /// The admin user name.
     pub admin_user: String,
+    /// The admin password.
     pub admin_password: String,
 }
 

@@ -10,11 +10,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-pub const SOURCE_PW: &str = "test-source-pw";
-pub const ADMIN_PW: &str = "test-admin-pw";
+pub(crate) const SOURCE_PW: &str = "test-source-pw";
+pub(crate) const ADMIN_PW: &str = "test-admin-pw";
 
 /// A running `agora serve`, killed on drop.
-pub struct Agora {
+pub(crate) struct Agora {
     pub child: Child,
     pub addr: SocketAddr,
     pub stderr_log: PathBuf,
@@ -22,17 +22,17 @@ pub struct Agora {
 }
 
 impl Agora {
-    pub fn start() -> Agora {
+    pub(crate) fn start() -> Agora {
         Self::start_with_config("")
     }
 
     /// Start with a TOML configuration (listen address and passwords are set by flags).
-    pub fn start_with_config(toml: &str) -> Agora {
+    pub(crate) fn start_with_config(toml: &str) -> Agora {
         Self::start_at("127.0.0.1:0", toml)
     }
 
     /// Start listening on `listen` (a fixed port, to restart a server where it was).
-    pub fn start_at(listen: &str, toml: &str) -> Agora {
+    pub(crate) fn start_at(listen: &str, toml: &str) -> Agora {
         let dir = TempDir::new("agora-serve");
         let cfg = dir.path().join("agora.toml");
         std::fs::write(&cfg, toml).expect("write config");
@@ -67,22 +67,22 @@ impl Agora {
         }
     }
 
-    pub fn url(&self, mount: &str) -> String {
+    pub(crate) fn url(&self, mount: &str) -> String {
         format!("http://{}{}", self.addr, mount)
     }
 
-    pub fn icecast_url(&self, mount: &str) -> String {
+    pub(crate) fn icecast_url(&self, mount: &str) -> String {
         format!("icecast://source:{SOURCE_PW}@{}{}", self.addr, mount)
     }
 
-    pub fn status(&self) -> serde_json::Value {
+    pub(crate) fn status(&self) -> serde_json::Value {
         let (code, _, body) = http_get(self.addr, "/status-json.xsl", &[]);
         assert_eq!(code, 200);
         serde_json::from_slice(&body).expect("status JSON parses")
     }
 
     /// The `source` entries of the status JSON as a list, whatever Icecast's shape.
-    pub fn sources(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn sources(&self) -> Vec<serde_json::Value> {
         match self.status()["icestats"].get("source") {
             None => Vec::new(),
             Some(serde_json::Value::Array(a)) => a.clone(),
@@ -90,7 +90,7 @@ impl Agora {
         }
     }
 
-    pub fn source(&self, mount: &str) -> Option<serde_json::Value> {
+    pub(crate) fn source(&self, mount: &str) -> Option<serde_json::Value> {
         let url = self
             .url(mount)
             .replace(&self.addr.ip().to_string(), "localhost");
@@ -100,27 +100,27 @@ impl Agora {
     }
 
     /// Wait until `check` holds on the status JSON (polling the server's own report).
-    pub fn wait_status(&self, what: &str, mut check: impl FnMut(&Agora) -> bool) {
+    pub(crate) fn wait_status(&self, what: &str, mut check: impl FnMut(&Agora) -> bool) {
         wait_until(what, Duration::from_secs(30), || check(self));
     }
 
-    pub fn wait_mount(&self, mount: &str) {
+    pub(crate) fn wait_mount(&self, mount: &str) {
         self.wait_status(&format!("mount {mount} to appear"), |a| {
             a.source(mount).is_some()
         });
     }
 
-    pub fn listeners(&self, mount: &str) -> u64 {
+    pub(crate) fn listeners(&self, mount: &str) -> u64 {
         self.source(mount)
             .and_then(|s| s["listeners"].as_u64())
             .unwrap_or(0)
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 }
@@ -143,7 +143,7 @@ impl Drop for Agora {
 }
 
 /// Poll `cond` until it holds, failing the test after `limit`.
-pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+pub(crate) fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -152,11 +152,15 @@ pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
 }
 
 /// A minimal blocking HTTP/1.0 GET: (status, head, body). For small responses.
-pub fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
+pub(crate) fn http_get(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, Vec<u8>) {
     raw_request(addr, &request("GET", path, headers))
 }
 
-pub fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> String {
+pub(crate) fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> String {
     let mut r = format!("{method} {path} HTTP/1.0\r\nHost: test\r\n");
     for (k, v) in headers {
         r.push_str(&format!("{k}: {v}\r\n"));
@@ -166,7 +170,7 @@ pub fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> String {
 }
 
 /// Send raw bytes, read the whole response until close.
-pub fn raw_request(addr: SocketAddr, req: &str) -> (u16, String, Vec<u8>) {
+pub(crate) fn raw_request(addr: SocketAddr, req: &str) -> (u16, String, Vec<u8>) {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
@@ -176,7 +180,7 @@ pub fn raw_request(addr: SocketAddr, req: &str) -> (u16, String, Vec<u8>) {
     split_response(&all)
 }
 
-pub fn split_response(all: &[u8]) -> (u16, String, Vec<u8>) {
+pub(crate) fn split_response(all: &[u8]) -> (u16, String, Vec<u8>) {
     let end = all
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -193,7 +197,7 @@ pub fn split_response(all: &[u8]) -> (u16, String, Vec<u8>) {
 
 /// Open a listener and read until `n` body bytes arrived: proof that the stream is flowing
 /// (more than the burst means live data). Returns the response head.
-pub fn read_stream_bytes(addr: SocketAddr, mount: &str, n: usize) -> String {
+pub(crate) fn read_stream_bytes(addr: SocketAddr, mount: &str, n: usize) -> String {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
@@ -215,7 +219,7 @@ pub fn read_stream_bytes(addr: SocketAddr, mount: &str, n: usize) -> String {
 
 /// The check every listener test ends with: ffmpeg decodes `seconds` of the URL and prints
 /// nothing at `-v error`.
-pub fn assert_decodes(url: &str, seconds: u32) {
+pub(crate) fn assert_decodes(url: &str, seconds: u32) {
     let out = Command::new("ffmpeg")
         .args([
             "-nostdin",
@@ -238,7 +242,7 @@ pub fn assert_decodes(url: &str, seconds: u32) {
 }
 
 /// Duration ffprobe reports for a URL or file, in seconds.
-pub fn probe_duration(target: &str) -> f64 {
+pub(crate) fn probe_duration(target: &str) -> f64 {
     let out = Command::new("ffprobe")
         .args([
             "-v",
@@ -258,7 +262,7 @@ pub fn probe_duration(target: &str) -> f64 {
 }
 
 /// A background process killed on drop (source clients).
-pub struct Proc(pub Child);
+pub(crate) struct Proc(pub Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -268,7 +272,7 @@ impl Drop for Proc {
 }
 
 impl Proc {
-    pub fn spawn(cmd: &mut Command) -> Proc {
+    pub(crate) fn spawn(cmd: &mut Command) -> Proc {
         Proc(
             cmd.stdin(Stdio::null())
                 .stdout(Stdio::null())
@@ -280,7 +284,13 @@ impl Proc {
 }
 
 /// Push `file` in real time with ffmpeg's icecast protocol (PUT, or SOURCE with `legacy`).
-pub fn ffmpeg_push(agora: &Agora, file: &Path, mount: &str, format: &str, legacy: bool) -> Proc {
+pub(crate) fn ffmpeg_push(
+    agora: &Agora,
+    file: &Path,
+    mount: &str,
+    format: &str,
+    legacy: bool,
+) -> Proc {
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-nostdin", "-v", "error", "-re", "-i"])
         .arg(file)
@@ -301,7 +311,7 @@ pub fn ffmpeg_push(agora: &Agora, file: &Path, mount: &str, format: &str, legacy
 }
 
 /// Fixtures generated once per test process by ffmpeg from lavfi sources.
-pub struct Fixture {
+pub(crate) struct Fixture {
     pub name: &'static str,
     pub file: &'static str,
     /// Muxer for `-f` when pushing.
@@ -309,9 +319,9 @@ pub struct Fixture {
     pub args: &'static [&'static str],
 }
 
-pub const SECONDS: u32 = 40;
+pub(crate) const SECONDS: u32 = 40;
 
-pub const FIXTURES: &[Fixture] = &[
+pub(crate) const FIXTURES: &[Fixture] = &[
     Fixture {
         name: "vorbis",
         file: "vorbis.ogg",
@@ -430,7 +440,7 @@ pub const FIXTURES: &[Fixture] = &[
     },
 ];
 
-pub fn fixture(name: &str) -> (&'static Fixture, PathBuf) {
+pub(crate) fn fixture(name: &str) -> (&'static Fixture, PathBuf) {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     static LOCK: Mutex<()> = Mutex::new(());
     let dir = DIR.get_or_init(|| {
@@ -464,10 +474,10 @@ pub fn fixture(name: &str) -> (&'static Fixture, PathBuf) {
 }
 
 /// A temporary directory removed on drop.
-pub struct TempDir(PathBuf);
+pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
-    pub fn new(prefix: &str) -> TempDir {
+    pub(crate) fn new(prefix: &str) -> TempDir {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let p = std::env::temp_dir().join(format!("{prefix}-{}-{n}", std::process::id()));
@@ -475,7 +485,7 @@ impl TempDir {
         std::fs::create_dir_all(&p).expect("temp dir");
         TempDir(p)
     }
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 }
@@ -487,7 +497,7 @@ impl Drop for TempDir {
 }
 
 /// A raw source connection driven by the test (for bad bytes and exact wire checks).
-pub fn raw_source(
+pub(crate) fn raw_source(
     addr: SocketAddr,
     mount: &str,
     method: &str,
@@ -520,7 +530,7 @@ pub fn raw_source(
 }
 
 /// Standard base64 (tests only; the server uses the base64 crate).
-pub fn b64(s: &str) -> String {
+pub(crate) fn b64(s: &str) -> String {
     const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let b = s.as_bytes();
     let mut out = String::new();
@@ -540,13 +550,13 @@ pub fn b64(s: &str) -> String {
 }
 
 /// The `Authorization` header value of the source user.
-pub fn source_auth() -> String {
+pub(crate) fn source_auth() -> String {
     format!("Basic {}", b64(&format!("source:{SOURCE_PW}")))
 }
 
 /// Read one response head (through the blank line) byte by byte, leaving what follows unread.
 /// Stops early at EOF or on a read error (the partial head is returned).
-pub fn read_head(s: &mut TcpStream) -> String {
+pub(crate) fn read_head(s: &mut TcpStream) -> String {
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -561,7 +571,7 @@ pub fn read_head(s: &mut TcpStream) -> String {
 /// Read until EOF, a read error or the socket's read timeout, keeping what arrived. For
 /// responses the server sends just before closing a socket that still holds unread input
 /// (the kernel may then end the connection with a reset after the response).
-pub fn read_lenient(s: &mut TcpStream) -> Vec<u8> {
+pub(crate) fn read_lenient(s: &mut TcpStream) -> Vec<u8> {
     let mut all = Vec::new();
     let mut buf = [0u8; 8192];
     loop {
@@ -573,7 +583,7 @@ pub fn read_lenient(s: &mut TcpStream) -> Vec<u8> {
 }
 
 /// Open a listener: send a GET, read the response head; the body is left to the caller.
-pub fn open_listener(addr: SocketAddr, mount: &str) -> (TcpStream, String) {
+pub(crate) fn open_listener(addr: SocketAddr, mount: &str) -> (TcpStream, String) {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(30)))
         .expect("timeout");
@@ -584,14 +594,14 @@ pub fn open_listener(addr: SocketAddr, mount: &str) -> (TcpStream, String) {
 }
 
 /// A stream drained by a background thread that counts bytes and notes how the stream ended.
-pub struct Drain {
+pub(crate) struct Drain {
     bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
     ended: std::sync::Arc<Mutex<Option<String>>>,
 }
 
 impl Drain {
     /// Keep reading `s` (read timeout 60 s) until EOF or an error.
-    pub fn spawn(mut s: TcpStream) -> Drain {
+    pub(crate) fn spawn(mut s: TcpStream) -> Drain {
         let bytes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let ended = std::sync::Arc::new(Mutex::new(None));
         let (b, e) = (bytes.clone(), ended.clone());
@@ -614,18 +624,18 @@ impl Drain {
     }
 
     /// Body bytes read so far.
-    pub fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         self.bytes.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// How the stream ended (`"EOF"` or the read error), `None` while it is open.
-    pub fn ended(&self) -> Option<String> {
+    pub(crate) fn ended(&self) -> Option<String> {
         self.ended.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
 /// Resident set size of a process, in KiB (from `/proc/<pid>/status`).
-pub fn rss_kib(pid: u32) -> u64 {
+pub(crate) fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
     status
         .lines()
@@ -635,7 +645,7 @@ pub fn rss_kib(pid: u32) -> u64 {
 }
 
 /// Deterministic pseudo-random bytes (xorshift64), for garbage that no format detector takes.
-pub fn xorshift_bytes(n: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn xorshift_bytes(n: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.max(1);
     let mut out = Vec::with_capacity(n + 8);
     while out.len() < n {
@@ -649,7 +659,7 @@ pub fn xorshift_bytes(n: usize, seed: u64) -> Vec<u8> {
 }
 
 /// Send a signal (`"TERM"`, `"INT"`, …) to a process with kill(1).
-pub fn send_signal(pid: u32, signal: &str) {
+pub(crate) fn send_signal(pid: u32, signal: &str) {
     let ok = Command::new("kill")
         .arg(format!("-{signal}"))
         .arg(pid.to_string())
@@ -661,7 +671,7 @@ pub fn send_signal(pid: u32, signal: &str) {
 
 impl Agora {
     /// Wait until the server's log has a line containing every one of `needles`.
-    pub fn wait_log(&self, needles: &[&str]) {
+    pub(crate) fn wait_log(&self, needles: &[&str]) {
         wait_until(
             &format!("a log line with {needles:?}"),
             Duration::from_secs(30),
@@ -670,7 +680,7 @@ impl Agora {
     }
 
     /// Whether one line of the log contains every one of `needles`.
-    pub fn log_has(&self, needles: &[&str]) -> bool {
+    pub(crate) fn log_has(&self, needles: &[&str]) -> bool {
         self.log()
             .lines()
             .any(|l| needles.iter().all(|n| l.contains(n)))
@@ -679,14 +689,14 @@ impl Agora {
 
 /// A raw source connection fed pseudo-random bytes at a steady rate by a thread (a live source
 /// that is not a media stream); stops and closes when dropped.
-pub struct PacedSource {
+pub(crate) struct PacedSource {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl PacedSource {
     /// Write `per_tick` bytes every 50 ms to `s` (an accepted source connection).
-    pub fn spawn(mut s: TcpStream, per_tick: usize) -> PacedSource {
+    pub(crate) fn spawn(mut s: TcpStream, per_tick: usize) -> PacedSource {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -716,7 +726,7 @@ impl Drop for PacedSource {
 }
 
 /// A port with nothing listening on it (bound once, then released).
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
@@ -725,7 +735,7 @@ pub fn free_port() -> u16 {
 }
 
 /// What `ffmpeg -v error` prints decoding a whole file (empty: clean).
-pub fn decode_errors(path: &Path) -> String {
+pub(crate) fn decode_errors(path: &Path) -> String {
     let out = Command::new("ffmpeg")
         .args(["-nostdin", "-v", "error", "-i"])
         .arg(path)

@@ -13,40 +13,40 @@ use agora_format::{Demuxer, Event, FormatError, Framer};
 
 /// The crate's directory (fixtures are in `tests/fixtures`, the fuzz corpora in
 /// `../../fuzz/corpus`).
-pub fn crate_dir() -> &'static Path {
+pub(crate) fn crate_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// A file of `tests/fixtures` (`tests/fixtures/README.md` says how each was made).
-pub fn fixture(name: &str) -> Vec<u8> {
+pub(crate) fn fixture(name: &str) -> Vec<u8> {
     let path = PathBuf::from(crate_dir()).join("tests/fixtures").join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// xorshift64: deterministic cuts and noise without a rand crate.
 #[derive(Debug, Clone)]
-pub struct XorShift(pub u64);
+pub(crate) struct XorShift(pub u64);
 
 impl XorShift {
-    pub fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
 
-    pub fn below(&mut self, n: usize) -> usize {
+    pub(crate) fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
 
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+    pub(crate) fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.next() as u8).collect()
     }
 }
 
 /// The ways a stream of `len` bytes is cut into pushes, as push sizes: whole, byte by byte,
 /// and random cuts of up to 7, 300, 5000 and 64 KiB bytes.
-pub fn splits(len: usize) -> Vec<(String, Vec<usize>)> {
+pub(crate) fn splits(len: usize) -> Vec<(String, Vec<usize>)> {
     let mut out = vec![
         ("whole".to_string(), vec![len]),
         ("byte by byte".to_string(), vec![1; len]),
@@ -72,7 +72,7 @@ pub fn splits(len: usize) -> Vec<(String, Vec<usize>)> {
 
 /// Push sizes cutting `len` bytes into pieces of `piece` bytes (the last one shorter), as
 /// `slice::chunks` does.
-pub fn even(len: usize, piece: usize) -> Vec<usize> {
+pub(crate) fn even(len: usize, piece: usize) -> Vec<usize> {
     (0..len)
         .step_by(piece)
         .map(|at| piece.min(len - at))
@@ -80,7 +80,7 @@ pub fn even(len: usize, piece: usize) -> Vec<usize> {
 }
 
 /// Something fed bytes and polled for events: a framer or the `Demuxer`.
-pub trait Feed {
+pub(crate) trait Feed {
     fn push(&mut self, data: &[u8]);
     fn poll(&mut self) -> Result<Option<Event>, FormatError>;
 }
@@ -112,7 +112,7 @@ impl Feed for Demuxer {
 /// each push until `Ok(None)` and handing every event and error to `take`. Stops at the first
 /// fatal error (it sticks: polling again would return it forever). The end of the stream
 /// (`flush`, `finish`) is the caller's.
-pub fn feed(
+pub(crate) fn feed(
     f: &mut impl Feed,
     data: &[u8],
     sizes: &[usize],
@@ -140,7 +140,7 @@ pub fn feed(
 
 /// Byte strings compared by length and first difference, not printed whole.
 #[track_caller]
-pub fn assert_bytes(got: &[u8], want: &[u8], what: &str) {
+pub(crate) fn assert_bytes(got: &[u8], want: &[u8], what: &str) {
     if got != want {
         let at = got.iter().zip(want).take_while(|(a, b)| a == b).count();
         panic!(

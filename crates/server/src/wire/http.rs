@@ -125,17 +125,14 @@ impl Request {
         self.target.split('?').next().unwrap_or("")
     }
 
-    /// Query parameters, percent-decoded.
+    /// Query parameters, decoded as a form (`+` is a space, `%XX` a byte; a malformed escape
+    /// stays as it is), as Icecast's admin URLs are written.
     pub(crate) fn query(&self) -> Vec<(String, String)> {
         let Some((_, q)) = self.target.split_once('?') else {
             return Vec::new();
         };
-        q.split('&')
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                let (k, v) = p.split_once('=').unwrap_or((p, ""));
-                (percent_decode(k), percent_decode(v))
-            })
+        form_urlencoded::parse(q.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect()
     }
 
@@ -168,33 +165,6 @@ impl Request {
         self.header("transfer-encoding")
             .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
     }
-}
-
-/// Decode `+` and `%XX` (form encoding, as Icecast's admin URLs use).
-pub(crate) fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Reason phrase of the status codes Agora sends.
@@ -498,8 +468,10 @@ mod tests {
         assert_eq!(r.path(), "/admin/metadata");
         assert_eq!(r.query_param("mount").as_deref(), Some("/live"));
         assert_eq!(r.query_param("song").as_deref(), Some("A b&c"));
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        let r = parse_head(b"GET /x?a=100%&b=%zz%4&c=%C3%A9 HTTP/1.0\r\n\r\n").expect("parses");
+        assert_eq!(r.query_param("a").as_deref(), Some("100%"));
+        assert_eq!(r.query_param("b").as_deref(), Some("%zz%4"));
+        assert_eq!(r.query_param("c").as_deref(), Some("é"));
     }
 
     #[test]
