@@ -397,3 +397,44 @@ fn cast_pushes_over_tls_and_verifies_the_certificate() {
     ice.wait_mount("/tls.opus");
     assert_decodes(&ice.url("/tls.opus"), 5);
 }
+
+/// An Agora edge relays a mount of an icecast2 origin (`[[relay]]`): an MP3 pushed to icecast2
+/// by ffmpeg reaches the edge's listener, which decodes it, and the title set on icecast2
+/// (which icecast2 interleaves as ICY metadata for the relay) becomes the edge's title.
+#[test]
+fn agora_relays_a_mount_of_icecast2_with_its_titles() {
+    let ice = Icecast::start();
+    let (_, mp3) = fixture("mp3");
+    let _src = Proc::spawn(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-re", "-i"])
+            .arg(&mp3)
+            .args(["-c", "copy", "-f", "mp3", "-ice_name", "From icecast2"])
+            .arg(format!(
+                "icecast://source:{ICE_SOURCE_PW}@{}/ice.mp3",
+                ice.addr
+            )),
+    );
+    ice.wait_mount("/ice.mp3");
+    let edge = Agora::start_with_config(&format!(
+        "[[relay]]\nupstream = \"{}\"\n",
+        ice.url("/ice.mp3")
+    ));
+    edge.wait_log(&["relay connected", "/ice.mp3"]);
+    edge.wait_mount("/ice.mp3");
+    assert_decodes(&edge.url("/ice.mp3"), 4);
+    let src = edge.source("/ice.mp3").expect("relayed");
+    assert_eq!(src["server_name"], "From icecast2", "{src}");
+    assert_eq!(src["server_type"], "audio/mpeg", "{src}");
+    let auth = format!("Basic {}", b64("admin:ice-admin-pw"));
+    let (code, _, body) = http_get(
+        ice.addr,
+        "/admin/metadata?mount=/ice.mp3&mode=updinfo&song=From+the+origin",
+        &[("Authorization", &auth)],
+    );
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    edge.wait_status("icecast2's title on the edge", |a| {
+        a.source("/ice.mp3")
+            .is_some_and(|s| s["title"] == "From the origin")
+    });
+}

@@ -17,7 +17,7 @@ use crate::{ClientError, Endpoint, IO_TIMEOUT, USER_AGENT};
 
 /// Longest a pulled stream may stay silent before it is taken for dead (Icecast's source
 /// timeout).
-pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How much one read asks for.
 const READ_SIZE: usize = 16 * 1024;

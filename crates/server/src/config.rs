@@ -18,6 +18,10 @@
 //! password = "…"
 //! max-listeners = 2000
 //! stream-name = "Conference live"
+//!
+//! [[relay]]                   # a mount pulled from another server (Agora or Icecast)
+//! upstream = "http://origin.example.org:8000/live.webm"
+//! mount = "/live.webm"        # the local mount; the upstream's path when left out
 //! ```
 
 use std::net::SocketAddr;
@@ -46,6 +50,43 @@ pub struct Config {
     /// `[[mount]]`: per-mount overrides.
     #[serde(rename = "mount")]
     pub mounts: Vec<MountConfig>,
+    /// `[[relay]]`: mounts pulled from other servers.
+    #[serde(rename = "relay")]
+    pub relays: Vec<RelayConfig>,
+}
+
+/// One `[[relay]]` table: a mount pulled from another server, as a listener of it, and served
+/// here as a mount like any other.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RelayConfig {
+    /// The upstream mount: `http(s)://[user:pass@]host:port/mount`.
+    pub upstream: String,
+    /// The local mount; the upstream's path when absent.
+    pub mount: Option<String>,
+}
+
+impl RelayConfig {
+    /// The upstream, parsed (checked by [`Config::validate`]).
+    pub(crate) fn upstream_url(&self) -> Result<agora_client::ServerUrl, ConfigError> {
+        self.upstream
+            .parse()
+            .map_err(|e: agora_client::UrlError| ConfigError::Invalid(format!("relay: {e}")))
+    }
+
+    /// The local mount path.
+    pub(crate) fn local_mount(&self) -> Result<String, ConfigError> {
+        match &self.mount {
+            Some(m) => Ok(m.clone()),
+            None => Ok(self
+                .upstream_url()?
+                .mount
+                .split('?')
+                .next()
+                .unwrap_or_default()
+                .to_string()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -272,6 +313,20 @@ impl Config {
                 return bad(format!("mount {}: empty password", m.path));
             }
             check_settings(&m.path, &self.settings_for(&m.path))?;
+        }
+        let mut relayed = std::collections::HashSet::new();
+        for r in &self.relays {
+            // Shown without its password.
+            let url = r.upstream_url()?;
+            let local = r.local_mount()?;
+            if !local.starts_with('/') || local.len() < 2 || local.contains("..") {
+                return bad(format!(
+                    "relay {url}: local mount {local:?} must start with / and name a mount"
+                ));
+            }
+            if !relayed.insert(local.clone()) {
+                return bad(format!("mount {local} is relayed twice"));
+            }
         }
         Ok(())
     }

@@ -21,6 +21,7 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::control::events;
+use crate::ingest::relay;
 use crate::routing::route;
 use crate::state::{Credentials, Shared};
 use crate::stream::mount::Registry;
@@ -71,6 +72,7 @@ impl Server {
                 connections: AtomicU64::new(0),
                 listener_connections: AtomicU64::new(0),
                 source_connections: AtomicU64::new(0),
+                relay_connections: AtomicU64::new(0),
                 sources: std::sync::atomic::AtomicUsize::new(0),
                 metrics,
                 events: EventFeed::default(),
@@ -120,6 +122,16 @@ impl Server {
             tracker.spawn(accept_loop(l, shared.clone(), tracker.clone()));
         }
         tracker.spawn(events::hub(shared.clone()));
+        for r in &shared.config.relays {
+            // Checked by `Config::validate`; a relay that does not parse is skipped, loudly.
+            match (r.upstream_url(), r.local_mount()) {
+                (Ok(upstream), Ok(mount)) => {
+                    tracing::info!(%upstream, %mount, "relay configured");
+                    tracker.spawn(relay::run(relay::Relay { upstream, mount }, shared.clone()));
+                }
+                (Err(e), _) | (_, Err(e)) => tracing::error!("relay not started: {e}"),
+            }
+        }
         shared.shutdown.cancelled().await;
         tracing::info!("shutting down: closing mounts");
         shared.registry.close_all();

@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     pub(crate) listener_connections: AtomicU64,
     /// Sources accepted.
     pub(crate) source_connections: AtomicU64,
+    /// Relay connections made to upstreams (each successful pull).
+    pub(crate) relay_connections: AtomicU64,
     pub(crate) sources: std::sync::atomic::AtomicUsize,
     pub(crate) metrics: Metrics,
     pub(crate) events: EventFeed,

@@ -396,10 +396,14 @@ fn stats(reply: &Reply, shared: &Shared) -> Response {
             "source_client_connections",
             shared.source_connections.load(Ordering::Relaxed),
         ),
-        ("source_relay_connections", 0),
+        (
+            "source_relay_connections",
+            shared.relay_connections.load(Ordering::Relaxed),
+        ),
         (
             "source_total_connections",
-            shared.source_connections.load(Ordering::Relaxed),
+            shared.source_connections.load(Ordering::Relaxed)
+                + shared.relay_connections.load(Ordering::Relaxed),
         ),
         ("stats_connections", 0),
     ];

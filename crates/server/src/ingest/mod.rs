@@ -1,8 +1,12 @@
 //! Ingest: where streams come in. A source client's connection (every Icecast dialect) is
 //! authenticated, claims a mount, and its bytes are framed and published to the mount.
-//! Relays (a client of another server feeding the same path) come here next.
+//! A relay is a client of another server (`agora-client`'s pull) feeding the same path.
 //!
 //! - [`source`]: SOURCE/PUT, `Expect: 100-continue`, chunked or close-delimited bodies, then
-//!   the read → demux → publish loop.
+//!   the read loop.
+//! - [`relay`]: a mount pulled from another server (`[[relay]]`), reconnecting on its own.
+//! - [`feed`]: [`feed::Ingest`], the path both take into the mount: count, demux, publish.
 
+pub(crate) mod feed;
+pub(crate) mod relay;
 pub(crate) mod source;

@@ -20,14 +20,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use agora_format::ogg_title::Retitler;
-use agora_format::{Demuxer, Event, Format};
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::ingest::feed::Ingest;
 use crate::state::Shared;
 use crate::stream::ending::SourceEnd;
-use crate::stream::mount::{ClaimError, StreamMeta};
+use crate::stream::mount::{ClaimError, Mount, StreamMeta};
 use crate::wire::auth;
 use crate::wire::conn::Connection;
 use crate::wire::http::{self, Dechunker, Request, Response};
@@ -217,7 +216,7 @@ async fn pump(
     stream: &mut Connection,
     req: &Request,
     rest: BytesMut,
-    mount: &crate::stream::mount::Mount,
+    mount: &Mount,
     shared: &Shared,
 ) -> SourceEnd {
     let timeout = Duration::from_secs(shared.config.server.source_timeout_secs);
@@ -228,13 +227,9 @@ async fn pump(
         .then(|| req.header("content-length").and_then(|v| v.parse().ok()))
         .flatten();
     let kill = mount.source_kill_token();
-    let mut demux = Demuxer::new();
-    let mut titles = mount.settings.ogg_title_in_stream.then(Retitler::new);
+    let mut ingest = Ingest::new(mount);
     let mut raw = rest;
     let mut body = BytesMut::new();
-    let mut reported_format = false;
-    // Ingest bitrate, measured over windows of a few seconds.
-    let mut window = (Instant::now(), 0u64);
     loop {
         // Decode what we have.
         let finished = if let Some(d) = dechunker.as_mut() {
@@ -251,25 +246,10 @@ async fn pump(
             remaining == Some(0)
         };
         if !body.is_empty() {
-            mount
-                .bytes_read
-                .fetch_add(body.len() as u64, Ordering::Relaxed);
-            window.1 += body.len() as u64;
-            let secs = window.0.elapsed().as_secs_f64();
-            if secs >= 3.0 {
-                let bps = (window.1 as f64 * 8.0 / secs) as u64;
-                mount.ingest_bps.store(bps, Ordering::Relaxed);
-                window = (Instant::now(), 0);
-            }
-            demux.push(&body);
-            body.clear();
-            if let Err(end) = drain(&mut demux, mount, &mut titles) {
+            if let Err(end) = ingest.feed(&body) {
                 return end;
             }
-            if !reported_format && let Some(f) = demux.format() {
-                reported_format = true;
-                tracing::info!(mount = %mount.path, format = ?f, "stream format detected");
-            }
+            body.clear();
         }
         if finished {
             break;
@@ -288,70 +268,6 @@ async fn pump(
             break;
         }
     }
-    if let Some(Event::Chunk(c)) = demux.finish() {
-        let bytes = match titles.as_mut() {
-            Some(t) => t.data(c.bytes),
-            None => c.bytes,
-        };
-        mount.publish(bytes, c.sync);
-    }
+    ingest.finish();
     SourceEnd::Finished
-}
-
-/// Move every event the demuxer has into the mount; log what it rejected. With
-/// `ogg-title-in-stream`, `titles` puts titles set by the admin into the Ogg stream.
-fn drain(
-    demux: &mut Demuxer,
-    mount: &crate::stream::mount::Mount,
-    titles: &mut Option<Retitler>,
-) -> Result<(), SourceEnd> {
-    loop {
-        match demux.poll() {
-            Ok(None) => return Ok(()),
-            Ok(Some(Event::Headers(h))) => {
-                tracing::info!(mount = %mount.path, bytes = h.len(), codecs = %demux.info().subtype(), "stream headers");
-                if let Some(t) = titles.as_mut() {
-                    let result = if demux.format() == Some(Format::Ogg) {
-                        t.headers(&h).map_err(|e| e.to_string())
-                    } else {
-                        Err("the stream is not Ogg".to_string())
-                    };
-                    if let Err(why) = result {
-                        tracing::warn!(mount = %mount.path, "ogg-title-in-stream is on, but titles stay out of this stream: {why}");
-                    }
-                }
-                mount.set_headers(h);
-                mount.set_stream(demux.format(), demux.info());
-            }
-            Ok(Some(Event::Chunk(c))) => {
-                if mount.format() != demux.format() {
-                    mount.set_stream(demux.format(), demux.info());
-                }
-                let bytes = match titles.as_mut().filter(|t| t.ready()) {
-                    None => c.bytes,
-                    Some(t) => {
-                        if let Some(title) = mount.take_inband_title() {
-                            match t.retitle(&title) {
-                                Some(Ok((eos, headers))) => {
-                                    // The end of the link goes out under the old headers,
-                                    // then listeners get the new ones before the next page.
-                                    mount.publish(eos, false);
-                                    mount.set_headers(headers);
-                                    tracing::info!(mount = %mount.path, title = %title, "title put into the Ogg stream (new chain link)");
-                                }
-                                Some(Err(e)) => {
-                                    tracing::warn!(mount = %mount.path, "title not put into the stream: {e}")
-                                }
-                                None => {}
-                            }
-                        }
-                        t.data(c.bytes)
-                    }
-                };
-                mount.publish(bytes, c.sync);
-            }
-            Err(e) if e.is_fatal() => return Err(SourceEnd::Rejected(e)),
-            Err(e) => tracing::warn!(mount = %mount.path, "source sent bad data: {e}"),
-        }
-    }
 }

@@ -1,0 +1,128 @@
+//! The one path every stream takes into a mount, whoever brings it (a source client's
+//! connection, a relay's pull): bytes in, counted, framed by the demuxer, published to the
+//! mount, with in-band Ogg titles put in when the mount asks for them.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use agora_format::{Demuxer, Event, Format, ogg_title::Retitler};
+
+use crate::stream::ending::SourceEnd;
+use crate::stream::mount::Mount;
+
+/// A stream being framed into one mount.
+#[derive(Debug)]
+pub(crate) struct Ingest<'a> {
+    mount: &'a Mount,
+    demux: Demuxer,
+    /// `ogg-title-in-stream`: titles set by the admin go into the Ogg stream.
+    titles: Option<Retitler>,
+    reported_format: bool,
+    /// Ingest bitrate, measured over windows of a few seconds: (window start, bytes).
+    window: (Instant, u64),
+}
+
+impl<'a> Ingest<'a> {
+    pub(crate) fn new(mount: &'a Mount) -> Self {
+        Ingest {
+            mount,
+            demux: Demuxer::new(),
+            titles: mount.settings.ogg_title_in_stream.then(Retitler::new),
+            reported_format: false,
+            window: (Instant::now(), 0),
+        }
+    }
+
+    /// Frame `body` into the mount; an error ends the stream.
+    pub(crate) fn feed(&mut self, body: &[u8]) -> Result<(), SourceEnd> {
+        let mount = self.mount;
+        mount
+            .bytes_read
+            .fetch_add(body.len() as u64, Ordering::Relaxed);
+        self.window.1 += body.len() as u64;
+        let secs = self.window.0.elapsed().as_secs_f64();
+        if secs >= 3.0 {
+            let bps = (self.window.1 as f64 * 8.0 / secs) as u64;
+            mount.ingest_bps.store(bps, Ordering::Relaxed);
+            self.window = (Instant::now(), 0);
+        }
+        self.demux.push(body);
+        drain(&mut self.demux, mount, &mut self.titles)?;
+        if !self.reported_format
+            && let Some(f) = self.demux.format()
+        {
+            self.reported_format = true;
+            tracing::info!(mount = %mount.path, format = ?f, "stream format detected");
+        }
+        Ok(())
+    }
+
+    /// The stream ended: publish what the demuxer still holds.
+    pub(crate) fn finish(mut self) {
+        if let Some(Event::Chunk(c)) = self.demux.finish() {
+            let bytes = match self.titles.as_mut() {
+                Some(t) => t.data(c.bytes),
+                None => c.bytes,
+            };
+            self.mount.publish(bytes, c.sync);
+        }
+    }
+}
+
+/// Move every event the demuxer has into the mount; log what it rejected. With
+/// `ogg-title-in-stream`, `titles` puts titles set by the admin into the Ogg stream.
+fn drain(
+    demux: &mut Demuxer,
+    mount: &Mount,
+    titles: &mut Option<Retitler>,
+) -> Result<(), SourceEnd> {
+    loop {
+        match demux.poll() {
+            Ok(None) => return Ok(()),
+            Ok(Some(Event::Headers(h))) => {
+                tracing::info!(mount = %mount.path, bytes = h.len(), codecs = %demux.info().subtype(), "stream headers");
+                if let Some(t) = titles.as_mut() {
+                    let result = if demux.format() == Some(Format::Ogg) {
+                        t.headers(&h).map_err(|e| e.to_string())
+                    } else {
+                        Err("the stream is not Ogg".to_string())
+                    };
+                    if let Err(why) = result {
+                        tracing::warn!(mount = %mount.path, "ogg-title-in-stream is on, but titles stay out of this stream: {why}");
+                    }
+                }
+                mount.set_headers(h);
+                mount.set_stream(demux.format(), demux.info());
+            }
+            Ok(Some(Event::Chunk(c))) => {
+                if mount.format() != demux.format() {
+                    mount.set_stream(demux.format(), demux.info());
+                }
+                let bytes = match titles.as_mut().filter(|t| t.ready()) {
+                    None => c.bytes,
+                    Some(t) => {
+                        if let Some(title) = mount.take_inband_title() {
+                            match t.retitle(&title) {
+                                Some(Ok((eos, headers))) => {
+                                    // The end of the link goes out under the old headers,
+                                    // then listeners get the new ones before the next page.
+                                    mount.publish(eos, false);
+                                    mount.set_headers(headers);
+                                    tracing::info!(mount = %mount.path, title = %title, "title put into the Ogg stream (new chain link)");
+                                }
+                                Some(Err(e)) => {
+                                    tracing::warn!(mount = %mount.path, "title not put into the stream: {e}")
+                                }
+                                None => {}
+                            }
+                        }
+                        t.data(c.bytes)
+                    }
+                };
+                mount.publish(bytes, c.sync);
+            }
+            Err(e) if e.is_fatal() => return Err(SourceEnd::Rejected(e)),
+            Err(e) => tracing::warn!(mount = %mount.path, "source sent bad data: {e}"),
+        }
+    }
+}

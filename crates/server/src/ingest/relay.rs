@@ -1,0 +1,216 @@
+//! Pull relays (`[[relay]]`): a mount of another server (Agora, icecast2, any Icecast) pulled
+//! as a listener and served here as a mount like any other.
+//!
+//! ```text
+//!   upstream ──GET + Icy-MetaData: 1──► agora_client::pull::Pull ──IcyEvent::Audio──► Ingest ─► mount
+//!                                                              └─IcyEvent::Metadata─► Mount::set_title
+//! ```
+//!
+//! A relay is the client half of one server feeding the ingest path a source uses
+//! ([`crate::ingest::feed::Ingest`]): it claims its mount like a source (stream information
+//! from the upstream's `icy-*` headers), so its listeners get the same burst from a sync point,
+//! headers, grace hold, stats, admin and pages. The upstream's ICY titles (asked for with
+//! `Icy-MetaData: 1`, so MP3 and AAC upstreams interleave them) become the mount's title, which
+//! reaches this server's own ICY listeners, pages and stats.
+//!
+//! **Upstream loss:** the claim is dropped, so the mount's listeners are held through the
+//! grace period as after any source loss; the relay reconnects with a capped backoff (1 s
+//! doubling to 8 s) and, when it is back within the grace period, the listeners carry on (new
+//! stream headers first when the stream changed). An upstream that refuses (401, 404, ...) is
+//! retried every 30 s. A state change is logged once, not every attempt.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use agora_client::icy::IcyEvent;
+use agora_client::pull::Pull;
+use agora_client::{ClientError, Endpoint, Origin, ServerUrl, TlsConfig};
+
+use crate::ingest::feed::Ingest;
+use crate::state::Shared;
+use crate::stream::ending::SourceEnd;
+use crate::stream::mount::{ClaimError, SourceClaim, StreamMeta};
+
+/// First wait after a lost connection; doubled per failure up to [`BACKOFF_MAX`].
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(8);
+/// Wait after the upstream refused (wrong credentials, no such mount): it will not change
+/// soon, and asking every second would flood its log.
+const REFUSED_RETRY: Duration = Duration::from_secs(30);
+
+/// One configured relay.
+#[derive(Debug)]
+pub(crate) struct Relay {
+    pub(crate) upstream: ServerUrl,
+    pub(crate) mount: String,
+}
+
+/// What the relay is doing, for the once-per-change log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    Starting,
+    Live,
+    /// The local mount has a source of its own.
+    MountBusy,
+    /// Failing, with the kind of failure (not the details, which vary per attempt).
+    Failing(String),
+}
+
+/// Run the relay until the server shuts down.
+pub(crate) async fn run(relay: Relay, shared: Arc<Shared>) {
+    let tls = if relay.upstream.tls {
+        match TlsConfig::new(None) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::error!(upstream = %relay.upstream, "relay cannot start: {e}");
+                return;
+            }
+        }
+    } else {
+        None
+    };
+    let endpoint = Endpoint {
+        url: relay.upstream.clone(),
+        password: None,
+        tls,
+    };
+    let mut state = State::Starting;
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let wait = match Pull::connect(&endpoint).await {
+            Err(e) => {
+                let refused = e.origin() == Origin::Server;
+                change(&mut state, State::Failing(kind(&e)), &relay, &e.to_string());
+                if refused {
+                    REFUSED_RETRY
+                } else {
+                    next(&mut backoff)
+                }
+            }
+            Ok(pull) => match claim(&relay, &pull, &shared) {
+                Err(ClaimError::InUse) => {
+                    change(
+                        &mut state,
+                        State::MountBusy,
+                        &relay,
+                        "a source is live on the local mount",
+                    );
+                    REFUSED_RETRY
+                }
+                Ok(claim) => {
+                    change(&mut state, State::Live, &relay, "");
+                    backoff = BACKOFF_MIN;
+                    shared.relay_connections.fetch_add(1, Ordering::Relaxed);
+                    let end = pull_into(pull, &claim, &shared).await;
+                    shared.metrics.source_ended(&end);
+                    drop(claim);
+                    if matches!(end, SourceEnd::Shutdown) {
+                        return;
+                    }
+                    let why = end.to_string();
+                    change(
+                        &mut state,
+                        State::Failing(format!("upstream lost ({})", end.reason())),
+                        &relay,
+                        &why,
+                    );
+                    next(&mut backoff)
+                }
+            },
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shared.shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// The kind of a failure: attempts that fail the same way log once.
+fn kind(e: &ClientError) -> String {
+    match e {
+        ClientError::Refused(code, _) => format!("refused ({code})"),
+        ClientError::Unauthorized => "refused (401)".into(),
+        e if e.origin() == Origin::Network => "unreachable".into(),
+        e => e.to_string(),
+    }
+}
+
+fn next(backoff: &mut Duration) -> Duration {
+    let now = *backoff;
+    *backoff = (*backoff * 2).min(BACKOFF_MAX);
+    now
+}
+
+fn change(state: &mut State, new: State, relay: &Relay, detail: &str) {
+    if *state == new {
+        return;
+    }
+    let (up, mount) = (&relay.upstream, &relay.mount);
+    match &new {
+        State::Live => tracing::info!(upstream = %up, %mount, "relay connected"),
+        State::MountBusy => tracing::warn!(upstream = %up, %mount, "relay waiting: {detail}"),
+        State::Failing(k) => tracing::warn!(upstream = %up, %mount, state = %k, "relay: {detail}"),
+        State::Starting => {}
+    }
+    *state = new;
+}
+
+/// Claim the local mount like a source, with the upstream's stream information.
+fn claim(relay: &Relay, pull: &Pull, shared: &Shared) -> Result<SourceClaim, ClaimError> {
+    let info = &pull.info;
+    let meta = StreamMeta {
+        name: info.name.clone(),
+        description: info.description.clone(),
+        url: info.url.clone(),
+        genre: info.genre.clone(),
+        public: info.public.map(|p| if p { "1" } else { "0" }.to_string()),
+        bitrate: info.bitrate.map(|b| b.to_string()),
+        audio_info: info.audio_info.clone(),
+        user_agent: Some(format!("relay of {}", relay.upstream)),
+    };
+    shared.registry.claim(
+        &relay.mount,
+        || shared.config.policy_for(&relay.mount),
+        meta,
+        relay.upstream.to_string(),
+    )
+}
+
+/// Feed the pulled stream into the mount until it ends.
+async fn pull_into(mut pull: Pull, claim: &SourceClaim, shared: &Shared) -> SourceEnd {
+    let mount = &claim.mount;
+    let kill = mount.source_kill_token();
+    let mut ingest = Ingest::new(mount);
+    loop {
+        let event = tokio::select! {
+            ev = pull.next() => ev,
+            _ = shared.shutdown.cancelled() => return SourceEnd::Shutdown,
+            _ = kill.cancelled() => return SourceEnd::Killed,
+        };
+        match event {
+            Ok(Some(IcyEvent::Audio(bytes))) => {
+                if let Err(end) = ingest.feed(&bytes) {
+                    return end;
+                }
+            }
+            Ok(Some(IcyEvent::Metadata(m))) => {
+                if let Some(title) = m.title
+                    && title != mount.title().text
+                {
+                    tracing::info!(mount = %mount.path, %title, "title from upstream");
+                    mount.set_title(title);
+                }
+            }
+            Ok(None) => {
+                ingest.finish();
+                return SourceEnd::Finished;
+            }
+            Err(ClientError::Silent) => {
+                return SourceEnd::Timeout(agora_client::pull::READ_TIMEOUT);
+            }
+            Err(ClientError::Lost(e)) => return SourceEnd::Io(e),
+            Err(e) => return SourceEnd::Io(std::io::Error::other(e.to_string())),
+        }
+    }
+}
