@@ -1,13 +1,16 @@
 //! The state every connection shares: configuration, credentials, the mount registry, what
 //! the server records about itself, and the shutdown signal.
 //!
-//! **Invariant:** this module is data; it calls no handler. Handlers get an `Arc<Shared>` (or
-//! a `&Shared`) from the accept loop; nothing below the routing layer imports a handler.
+//! **Invariant:** this module is data (and the one helper that turns a request away); it calls
+//! no handler. Handlers get an `Arc<Shared>` (or a `&Shared`) from the accept loop; nothing
+//! below the routing layer imports a handler.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::SystemTime;
 
+use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -16,6 +19,8 @@ use crate::stream::mount::Registry;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::events::EventFeed;
 use crate::telemetry::metrics::Metrics;
+use crate::wire::conn::Connection;
+use crate::wire::http::{Request, Response};
 
 /// Credentials in force (configured or generated at start).
 #[derive(Debug, Clone)]
@@ -52,4 +57,20 @@ pub(crate) struct Shared {
     pub(crate) events: EventFeed,
     /// Every connection and listener task, so shutdown can wait for them.
     pub(crate) tracker: TaskTracker,
+}
+
+impl Shared {
+    /// Refuse a request with `resp` (HTTP/1.0, as Icecast answers sources and listeners), close
+    /// the connection and log it: the one way a source or listener is turned away.
+    pub(crate) async fn refuse(
+        &self,
+        stream: &mut Connection,
+        peer: SocketAddr,
+        req: &Request,
+        resp: Response,
+    ) {
+        let _ = stream.write_all(&resp.encode("HTTP/1.0", false)).await;
+        let _ = stream.shutdown().await;
+        self.access_log.log(peer, req, resp.status, 0);
+    }
 }

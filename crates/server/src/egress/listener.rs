@@ -59,18 +59,6 @@ enum End {
     NewStream,
 }
 
-/// Refuse a listener: the answer (HTTP/1.0, as Icecast's), the access log told.
-async fn refuse(
-    stream: &mut Connection,
-    peer: SocketAddr,
-    req: &Request,
-    shared: &Shared,
-    resp: Response,
-) {
-    let _ = stream.write_all(&resp.encode("HTTP/1.0", false)).await;
-    shared.access_log.log(peer, req, resp.status, 0);
-}
-
 /// Answer one listener request on `mount`: limits, the response head, then the streaming
 /// session, spawned as its own task so that nothing of the request (its head, buffers, the
 /// connection task's state) stays in memory while the listener streams: a mount with 15,000
@@ -90,14 +78,14 @@ pub(crate) async fn handle(
     let total_guard = TotalGuard(shared.clone());
     if total >= shared.config.server.max_listeners {
         tracing::warn!(%peer, mount = %mount.path, "listener refused: server listener limit");
-        refuse(
-            &mut stream,
-            peer,
-            &req,
-            &shared,
-            Response::text(503, "Server listener limit reached"),
-        )
-        .await;
+        shared
+            .refuse(
+                &mut stream,
+                peer,
+                &req,
+                Response::text(503, "Server listener limit reached"),
+            )
+            .await;
         return;
     }
     let mut agent = req.header("user-agent").unwrap_or("");
@@ -111,14 +99,14 @@ pub(crate) async fn handle(
     let client = Client::new(peer, agent);
     let Some(listener_guard) = mount.add_listener(&client) else {
         tracing::warn!(%peer, mount = %mount.path, "listener refused: mount listener limit");
-        refuse(
-            &mut stream,
-            peer,
-            &req,
-            &shared,
-            Response::text(503, "Maximum listeners reached for this mount"),
-        )
-        .await;
+        shared
+            .refuse(
+                &mut stream,
+                peer,
+                &req,
+                Response::text(503, "Maximum listeners reached for this mount"),
+            )
+            .await;
         return;
     };
     let mut rx = mount.fanout.subscribe();
@@ -130,14 +118,14 @@ pub(crate) async fn handle(
                 .await
                 .is_ok_and(|r| r.is_ok_and(|t| !t.closed));
         if !ready {
-            refuse(
-                &mut stream,
-                peer,
-                &req,
-                &shared,
-                Response::text(503, "The stream has not started yet"),
-            )
-            .await;
+            shared
+                .refuse(
+                    &mut stream,
+                    peer,
+                    &req,
+                    Response::text(503, "The stream has not started yet"),
+                )
+                .await;
             return;
         }
     }

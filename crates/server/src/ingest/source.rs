@@ -62,20 +62,6 @@ fn stream_meta(req: &Request) -> StreamMeta {
     }
 }
 
-/// Refuse a source: the answer (HTTP/1.0, as Icecast's), the connection closed, the access
-/// log told.
-async fn refuse(
-    stream: &mut Connection,
-    peer: SocketAddr,
-    req: &Request,
-    shared: &Shared,
-    resp: Response,
-) {
-    let _ = stream.write_all(&resp.encode("HTTP/1.0", false)).await;
-    let _ = stream.shutdown().await;
-    shared.access_log.log(peer, req, resp.status, 0);
-}
-
 /// Serve one source connection to its end.
 pub(crate) async fn handle(
     mut stream: Connection,
@@ -87,14 +73,14 @@ pub(crate) async fn handle(
     let path = req.path().to_string();
     if !path.starts_with('/') || path.len() < 2 || path.contains("..") {
         tracing::warn!(%peer, %path, "source refused: bad mount path");
-        refuse(
-            &mut stream,
-            peer,
-            &req,
-            &shared,
-            Response::text(400, "Source mountpoint must start with / and name a mount"),
-        )
-        .await;
+        shared
+            .refuse(
+                &mut stream,
+                peer,
+                &req,
+                Response::text(400, "Source mountpoint must start with / and name a mount"),
+            )
+            .await;
         return;
     }
     let policy = shared.config.policy_for(&path);
@@ -113,44 +99,44 @@ pub(crate) async fn handle(
             // libshout's first, unauthenticated probe lands here on every connect.
             tracing::info!(%peer, mount = %path, "source asked without credentials: 401");
         }
-        refuse(
-            &mut stream,
-            peer,
-            &req,
-            &shared,
-            Response::text(401, "You need to authenticate")
-                .with_header("WWW-Authenticate", "Basic realm=\"Agora\"")
-                .with_header("Allow", ALLOW),
-        )
-        .await;
+        shared
+            .refuse(
+                &mut stream,
+                peer,
+                &req,
+                Response::text(401, "You need to authenticate")
+                    .with_header("WWW-Authenticate", "Basic realm=\"Agora\"")
+                    .with_header("Allow", ALLOW),
+            )
+            .await;
         return;
     }
     if req.header("transfer-encoding").is_some_and(|te| {
         let te = te.to_ascii_lowercase();
         !te.contains("chunked") && te != "identity"
     }) {
-        refuse(
-            &mut stream,
-            peer,
-            &req,
-            &shared,
-            Response::text(501, "Transfer-Encoding not supported"),
-        )
-        .await;
+        shared
+            .refuse(
+                &mut stream,
+                peer,
+                &req,
+                Response::text(501, "Transfer-Encoding not supported"),
+            )
+            .await;
         return;
     }
     let sources = shared.sources.fetch_add(1, Ordering::AcqRel);
     let _count = SourceCount(&shared);
     if sources >= shared.config.server.max_sources {
         tracing::warn!(%peer, mount = %path, "source refused: too many sources");
-        refuse(
-            &mut stream,
-            peer,
-            &req,
-            &shared,
-            Response::text(503, "Too many sources connected"),
-        )
-        .await;
+        shared
+            .refuse(
+                &mut stream,
+                peer,
+                &req,
+                Response::text(503, "Too many sources connected"),
+            )
+            .await;
         return;
     }
     let claim =
@@ -161,14 +147,14 @@ pub(crate) async fn handle(
             Ok(c) => c,
             Err(ClaimError::InUse) => {
                 tracing::warn!(%peer, mount = %path, "source refused: mountpoint in use");
-                refuse(
-                    &mut stream,
-                    peer,
-                    &req,
-                    &shared,
-                    Response::text(409, "Mountpoint in use"),
-                )
-                .await;
+                shared
+                    .refuse(
+                        &mut stream,
+                        peer,
+                        &req,
+                        Response::text(409, "Mountpoint in use"),
+                    )
+                    .await;
                 return;
             }
         };
