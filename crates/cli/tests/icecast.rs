@@ -31,6 +31,11 @@ impl Icecast {
     /// With `tls`, a second listen socket speaks TLS with a certificate for 127.0.0.1 signed by
     /// a CA made here (openssl).
     fn start_with(tls: bool) -> Icecast {
+        Self::start_full(tls, "", "")
+    }
+
+    /// With extra XML in `<authentication>` (`auth`) and at the top level (`top`).
+    fn start_full(tls: bool, auth: &str, top: &str) -> Icecast {
         let free = || {
             TcpListener::bind("127.0.0.1:0")
                 .and_then(|l| l.local_addr())
@@ -79,7 +84,8 @@ impl Icecast {
   <limits><clients>100</clients><sources>4</sources><burst-size>65536</burst-size>
     <queue-size>524288</queue-size><source-timeout>10</source-timeout></limits>
   <authentication><source-password>{ICE_SOURCE_PW}</source-password>
-    <admin-user>admin</admin-user><admin-password>ice-admin-pw</admin-password></authentication>
+    <admin-user>admin</admin-user><admin-password>ice-admin-pw</admin-password>{auth}</authentication>
+  {top}
   <listen-socket><port>{port}</port><bind-address>127.0.0.1</bind-address></listen-socket>
   {tls_socket}
   <paths><basedir>/usr/share/icecast2</basedir><logdir>{log}</logdir>{tls_paths}
@@ -437,4 +443,54 @@ fn agora_relays_a_mount_of_icecast2_with_its_titles() {
         a.source("/ice.mp3")
             .is_some_and(|s| s["title"] == "From the origin")
     });
+}
+
+/// icecast2 as a slave of an Agora master, with icecast2's default relay user (`relay`): it
+/// lists Agora's mounts through `/admin/streamlist.txt`, relays them, and its listener decodes.
+#[test]
+fn icecast2_follows_agora_as_its_master_with_the_default_relay_user() {
+    let origin = Agora::start_with_config("[auth]\nrelay-password = \"relay-pw\"\n");
+    let (f, mp3) = fixture("mp3");
+    let _src = ffmpeg_push(&origin, &mp3, "/m.mp3", f.muxer, false);
+    origin.wait_mount("/m.mp3");
+    let ice = Icecast::start_full(
+        false,
+        "",
+        &format!(
+            "<master-server>127.0.0.1</master-server><master-server-port>{}</master-server-port>\
+             <master-update-interval>1</master-update-interval><master-password>relay-pw</master-password>",
+            origin.addr.port()
+        ),
+    );
+    ice.wait_mount("/m.mp3");
+    assert_decodes(&ice.url("/m.mp3"), 4);
+}
+
+/// Agora as a slave of an icecast2 master (`[master]` with icecast2's relay user): it picks up
+/// icecast2's mount and its listener decodes.
+#[test]
+fn agora_follows_icecast2_as_its_master() {
+    let ice = Icecast::start_full(
+        false,
+        "<relay-user>relay</relay-user><relay-password>ice-relay-pw</relay-password>",
+        "",
+    );
+    let (_, mp3) = fixture("mp3");
+    let _src = Proc::spawn(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-re", "-i"])
+            .arg(&mp3)
+            .args(["-c", "copy", "-f", "mp3"])
+            .arg(format!(
+                "icecast://source:{ICE_SOURCE_PW}@{}/from-ice.mp3",
+                ice.addr
+            )),
+    );
+    ice.wait_mount("/from-ice.mp3");
+    let edge = Agora::start_with_config(&format!(
+        "[master]\nurl = \"http://relay:ice-relay-pw@{}/\"\ninterval-secs = 1\n",
+        ice.addr
+    ));
+    edge.wait_mount("/from-ice.mp3");
+    assert_decodes(&edge.url("/from-ice.mp3"), 4);
 }

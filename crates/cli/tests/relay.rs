@@ -244,3 +244,143 @@ fn a_failing_or_refusing_upstream_is_retried_and_logged_once_per_state() {
     // No mount is made for a relay that never got a stream.
     assert!(edge.source("/flaky.ogg").is_none() && edge.source("/missing.ogg").is_none());
 }
+
+/// `[master]`: an edge follows an origin's mount list (with the origin's relay user), relays
+/// each mount, picks up a new one and drops an ended one. The relay user lists mounts and can
+/// do nothing else.
+#[test]
+fn a_master_is_followed_new_mounts_picked_up_ended_ones_dropped() {
+    let origin = Agora::start_with_config(
+        "[auth]\nrelay-password = \"relay-pw\"\n[mount-defaults]\ngrace-period-secs = 1\n",
+    );
+    let relay_auth = format!("Basic {}", b64("relay:relay-pw"));
+    let (code, _, _) = http_get(origin.addr, "/admin/streamlist.txt", &[]);
+    assert_eq!(code, 401);
+    let (code, _, _) = http_get(
+        origin.addr,
+        "/admin/stats",
+        &[("Authorization", &relay_auth)],
+    );
+    assert_eq!(code, 401, "the relay user may list mounts, nothing more");
+
+    let (mp3, mp3_path) = fixture("mp3");
+    let (vorbis, vorbis_path) = fixture("vorbis");
+    let _a = ffmpeg_push(&origin, &mp3_path, "/a.mp3", mp3.muxer, false);
+    let b = ffmpeg_push(&origin, &vorbis_path, "/b.ogg", vorbis.muxer, false);
+    origin.wait_mount("/a.mp3");
+    origin.wait_mount("/b.ogg");
+    let (code, _, body) = http_get(
+        origin.addr,
+        "/admin/streamlist.txt",
+        &[("Authorization", &relay_auth)],
+    );
+    assert_eq!(code, 200);
+    assert_eq!(String::from_utf8_lossy(&body), "/a.mp3\n/b.ogg\n");
+
+    let edge = Agora::start_with_config(&format!(
+        "[master]\nurl = \"http://relay:relay-pw@{}/\"\ninterval-secs = 1\n\
+         [mount-defaults]\ngrace-period-secs = 1\n",
+        origin.addr
+    ));
+    edge.wait_mount("/a.mp3");
+    edge.wait_mount("/b.ogg");
+    assert_decodes(&edge.url("/a.mp3"), 3);
+
+    // A new mount on the origin appears on the edge.
+    let (opus, opus_path) = fixture("opus");
+    let _c = ffmpeg_push(&origin, &opus_path, "/c.opus", opus.muxer, false);
+    edge.wait_mount("/c.opus");
+    assert_decodes(&edge.url("/c.opus"), 3);
+
+    // A mount that ends on the origin ends on the edge.
+    drop(b);
+    edge.wait_status("/b.ogg to end on the edge", |a| {
+        a.source("/b.ogg").is_none()
+    });
+    edge.wait_log(&["master no longer lists the mount", "/b.ogg"]);
+    assert!(edge.source("/a.mp3").is_some() && edge.source("/c.opus").is_some());
+
+    // Wrong relay credentials: refused, said once.
+    let wrong = Agora::start_with_config(&format!(
+        "[master]\nurl = \"http://relay:nope@{}/\"\ninterval-secs = 1\n",
+        origin.addr
+    ));
+    wrong.wait_log(&["master: cannot list the mounts", "401"]);
+}
+
+/// Titles that a source client writes inside an Ogg stream (the Vorbis comments of each new
+/// chain, as ezstream sends a playlist's files) become the mount's title, on the origin and,
+/// through a relay, on an edge.
+#[test]
+fn ogg_titles_from_ezstream_reach_the_origin_and_an_edge() {
+    let origin = Agora::start();
+    let dir = TempDir::new("ezstream-titles");
+    let tagged = |name: &str, secs: u32, tags: &[(&str, &str)]| {
+        let path = dir.path().join(name);
+        let mut cmd = std::process::Command::new("ffmpeg");
+        cmd.args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
+            .arg(format!("sine=f=330:d={secs}"))
+            .args(["-c:a", "libvorbis", "-q:a", "1"]);
+        for (k, v) in tags {
+            cmd.args(["-metadata", &format!("{k}={v}")]);
+        }
+        let out = cmd.arg(&path).output().expect("ffmpeg");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        path
+    };
+    let first = tagged(
+        "first.ogg",
+        3,
+        &[("artist", "Jane Doe"), ("title", "First talk")],
+    );
+    let second = tagged("second.ogg", 40, &[("title", "Second talk")]);
+    let list = dir.path().join("playlist.txt");
+    std::fs::write(
+        &list,
+        format!("{}\n{}\n", first.display(), second.display()),
+    )
+    .expect("playlist");
+    let cfg = dir.path().join("ezstream.xml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<ezstream>
+  <servers><server><protocol>HTTP</protocol><hostname>127.0.0.1</hostname>
+    <port>{port}</port><password>{SOURCE_PW}</password><reconnect_attempts>1</reconnect_attempts></server></servers>
+  <streams><stream><mountpoint>/titled.ogg</mountpoint><format>Ogg</format></stream></streams>
+  <intakes><intake><type>playlist</type><filename>{list}</filename></intake></intakes>
+</ezstream>
+"#,
+            port = origin.addr.port(),
+            list = list.display()
+        ),
+    )
+    .expect("write ezstream config");
+    // ezstream refuses configs readable by others (they hold a password).
+    std::process::Command::new("chmod")
+        .arg("600")
+        .arg(&cfg)
+        .status()
+        .expect("chmod");
+    let _src = Proc::spawn(std::process::Command::new("ezstream").arg("-c").arg(&cfg));
+    origin.wait_mount("/titled.ogg");
+    origin.wait_status("the first file's tags as the title", |a| {
+        a.source("/titled.ogg")
+            .is_some_and(|s| s["title"] == "Jane Doe - First talk")
+    });
+    let edge = Agora::start_with_config(&relays(&origin, &["/titled.ogg"], ""));
+    origin.wait_status("the second file's title", |a| {
+        a.source("/titled.ogg")
+            .is_some_and(|s| s["title"] == "Second talk")
+    });
+    edge.wait_status("the title on the edge", |a| {
+        a.source("/titled.ogg")
+            .is_some_and(|s| s["title"] == "Second talk")
+    });
+    assert_decodes(&edge.url("/titled.ogg"), 3);
+}

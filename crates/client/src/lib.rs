@@ -40,6 +40,8 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod conn;
+#[doc(hidden)]
+pub mod fuzz_checks;
 mod http;
 pub mod icy;
 pub mod meta;

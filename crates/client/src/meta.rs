@@ -1,6 +1,7 @@
-//! The now-playing title, set through the server's Icecast admin endpoint
-//! (`GET /admin/metadata?mount=&mode=updinfo&song=`), with the source's credentials (or an
-//! admin's, named in the URL).
+//! The server's Icecast admin endpoint, from the client side: the now-playing title
+//! (`GET /admin/metadata?mount=&mode=updinfo&song=`, with the source's credentials or an
+//! admin's, named in the URL) and the list of mounts a master serves its relays
+//! (`GET /admin/streamlist.txt`).
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -14,7 +15,37 @@ const MAX_ANSWER: u64 = 64 * 1024;
 
 /// Sets the title of the endpoint's mount. The whole exchange is bounded by [`IO_TIMEOUT`].
 pub async fn set_title(endpoint: &Endpoint, title: &str) -> Result<(), ClientError> {
-    let req = request(endpoint, title);
+    admin_get(endpoint, &request(endpoint, title))
+        .await
+        .map(drop)
+}
+
+/// The mounts a server lists in `/admin/streamlist.txt` (Icecast's master/slave protocol: the
+/// endpoint's credentials are the master's relay user or an admin). At most `max` mounts are
+/// returned; lines that are not mount paths are skipped.
+pub async fn stream_list(endpoint: &Endpoint, max: usize) -> Result<Vec<String>, ClientError> {
+    let url = &endpoint.url;
+    let mut req = format!(
+        "GET /admin/streamlist.txt HTTP/1.0\r\nHost: {}\r\nUser-Agent: {USER_AGENT}\r\n",
+        url.authority(),
+    );
+    if let Some(auth) = endpoint.basic_auth() {
+        req.push_str(&format!("Authorization: {auth}\r\n"));
+    }
+    req.push_str("\r\n");
+    let body = admin_get(endpoint, &req).await?;
+    Ok(String::from_utf8_lossy(&body)
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with('/') && l.len() > 1 && !l.chars().any(char::is_control))
+        .take(max)
+        .map(str::to_string)
+        .collect())
+}
+
+/// One admin request, its answer's body (at most [`MAX_ANSWER`] bytes), bounded by
+/// [`IO_TIMEOUT`].
+async fn admin_get(endpoint: &Endpoint, req: &str) -> Result<Vec<u8>, ClientError> {
     let exchange = async {
         let mut conn = connect(endpoint).await?;
         conn.write_all(req.as_bytes())
@@ -28,12 +59,12 @@ pub async fn set_title(endpoint: &Endpoint, title: &str) -> Result<(), ClientErr
             .map_err(ClientError::Lost)?;
         Ok::<_, ClientError>(resp)
     };
-    let resp = tokio::time::timeout(IO_TIMEOUT, exchange)
+    let mut resp = tokio::time::timeout(IO_TIMEOUT, exchange)
         .await
         .map_err(|_| ClientError::Timeout)??;
     let n = head_len(&resp).ok_or(ClientError::BadResponse)?;
     match ResponseHead::parse(&resp[..n])?.code {
-        200..=299 => Ok(()),
+        200..=299 => Ok(resp.split_off(n)),
         401 => Err(ClientError::Unauthorized),
         code => Err(ClientError::refused(code, &resp[n..])),
     }

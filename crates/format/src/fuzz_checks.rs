@@ -305,3 +305,21 @@ pub fn ogg_title(data: &[u8]) {
         }
     }
 }
+
+/// The comment-title reader on arbitrary bytes, whole and in every prefix the fuzzer's first
+/// byte picks: no panic, and a title is text found in the input (or `ARTIST - TITLE` built from
+/// two such pieces), never longer than the input.
+pub fn ogg_comments(data: &[u8]) {
+    for input in [
+        data,
+        &data[..data.first().map_or(0, |&b| usize::from(b)).min(data.len())],
+    ] {
+        if let Some(title) = crate::ogg::comment_title(input) {
+            assert!(!title.is_empty());
+            assert!(
+                title.len() <= input.len() + 3,
+                "a title longer than its input"
+            );
+        }
+    }
+}

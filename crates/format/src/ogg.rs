@@ -109,6 +109,97 @@ pub fn page_len(buf: &[u8]) -> PageLen {
     }
 }
 
+/// The title a chain's comment header carries, as source clients write it (ezstream, ices2,
+/// liquidsoap and GStreamer put each track's tags in the Vorbis comments of a new chain):
+/// `ARTIST - TITLE`, or `TITLE` alone; `None` without a title. `headers` is a chain's header
+/// capture (its BOS and header pages, as [`crate::Event::Headers`] hands it); the comment
+/// header of Vorbis (`\x03vorbis`), Opus (`OpusTags`) and Theora (`\x81theora`) is read,
+/// whichever stream has one first. Bounded by the input; never panics on any bytes.
+pub fn comment_title(headers: &[u8]) -> Option<String> {
+    // Per logical stream: packets completed so far, and the second packet's bytes.
+    let mut streams: Vec<(u32, usize, Vec<u8>)> = Vec::new();
+    let mut buf = headers;
+    while let PageLen::Page(n) = page_len(buf) {
+        let page = &buf[..n];
+        buf = &buf[n..];
+        let head = PageHead::read(page);
+        let idx = match streams.iter().position(|s| s.0 == head.serial) {
+            Some(i) => i,
+            None if streams.len() < MAX_STREAMS => {
+                streams.push((head.serial, 0, Vec::new()));
+                streams.len() - 1
+            }
+            None => continue,
+        };
+        for (bytes, _, ends) in packets(page, &head) {
+            let stream = &mut streams[idx];
+            if stream.1 == 1 {
+                stream.2.extend_from_slice(bytes);
+                if ends && let Some(title) = parse_comment_title(&stream.2) {
+                    return Some(title);
+                }
+            }
+            if ends {
+                stream.1 += 1;
+            }
+        }
+    }
+    None
+}
+
+/// Little-endian fields of a comment header, bounds-checked.
+struct Reader<'a> {
+    body: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let piece = self.body.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(piece)
+    }
+
+    fn word(&mut self) -> Option<usize> {
+        let b = self.take(4)?;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    }
+}
+
+/// `ARTIST - TITLE` (or `TITLE`) out of a comment header packet.
+fn parse_comment_title(packet: &[u8]) -> Option<String> {
+    let body = [&b"\x03vorbis"[..], b"OpusTags", b"\x81theora"]
+        .iter()
+        .find_map(|magic| packet.strip_prefix(*magic))?;
+    let mut r = Reader { body, at: 0 };
+    let vendor = r.word()?;
+    r.take(vendor)?;
+    let count = r.word()?;
+    let (mut artist, mut title) = (None, None);
+    for _ in 0..count {
+        let Some(len) = r.word() else { break };
+        let Some(comment) = r.take(len) else { break };
+        let text = String::from_utf8_lossy(comment);
+        let Some((key, value)) = text.split_once('=') else {
+            continue;
+        };
+        let value = value.trim();
+        if value.is_empty() {
+            continue;
+        }
+        if key.eq_ignore_ascii_case("TITLE") && title.is_none() {
+            title = Some(value.to_string());
+        } else if key.eq_ignore_ascii_case("ARTIST") && artist.is_none() {
+            artist = Some(value.to_string());
+        }
+    }
+    match (artist, title) {
+        (Some(a), Some(t)) => Some(format!("{a} - {t}")),
+        (None, Some(t)) => Some(t),
+        _ => None,
+    }
+}
+
 /// The parsed fixed part of a page header.
 #[derive(Debug, Clone, Copy)]
 struct PageHead {
@@ -491,6 +582,64 @@ mod tests {
         let crc = crc::ogg_page_crc(&out);
         out[22..26].copy_from_slice(&crc.to_le_bytes());
         out
+    }
+
+    /// A comment header: magic, vendor, then the comments.
+    fn comment_packet(magic: &[u8], tags: &[&str]) -> Vec<u8> {
+        let mut p = magic.to_vec();
+        let vendor = b"Lavf";
+        p.extend_from_slice(&(vendor.len() as u32).to_le_bytes());
+        p.extend_from_slice(vendor);
+        p.extend_from_slice(&(tags.len() as u32).to_le_bytes());
+        for t in tags {
+            p.extend_from_slice(&(t.len() as u32).to_le_bytes());
+            p.extend_from_slice(t.as_bytes());
+        }
+        p
+    }
+
+    #[test]
+    fn titles_come_from_comment_headers_even_split_across_pages() {
+        let filler = format!("COMMENT={}", "x".repeat(300));
+        let mut c = comment_packet(
+            b"\x03vorbis",
+            &["title=Opening keynote", &filler, "ARTIST=Jane Doe"],
+        );
+        // The packet spans two pages: 255 bytes on one (open), the rest continued.
+        c.resize(c.len().max(256), 0);
+        let mut all = page(FLAG_BOS, 7, 0, &[b"\x01vorbis-identification"], false);
+        all.extend(page(0, 7, 1, &[&c[..255]], true));
+        all.extend(page(
+            FLAG_CONTINUED,
+            7,
+            2,
+            &[&c[255..], b"\x05vorbis-setup"],
+            false,
+        ));
+        assert_eq!(
+            comment_title(&all).as_deref(),
+            Some("Jane Doe - Opening keynote")
+        );
+        // Any prefix: no panic, and a title only once the whole comment packet is in.
+        for cut in 0..all.len() {
+            let t = comment_title(&all[..cut]);
+            assert!(t.is_none() || t.as_deref() == Some("Jane Doe - Opening keynote"));
+        }
+        // Opus, a title alone.
+        let o = comment_packet(b"OpusTags", &["TITLE=Only a title"]);
+        let mut opus = page(FLAG_BOS, 9, 0, &[b"OpusHead-identification"], false);
+        opus.extend(page(0, 9, 1, &[&o], false));
+        assert_eq!(comment_title(&opus).as_deref(), Some("Only a title"));
+        // No title, an artist alone, and lengths that lie.
+        let none = comment_packet(b"OpusTags", &["ARTIST=Someone", "ENCODER=x"]);
+        let mut p = page(FLAG_BOS, 9, 0, &[b"OpusHead"], false);
+        p.extend(page(0, 9, 1, &[&none], false));
+        assert_eq!(comment_title(&p), None);
+        let mut lying = b"OpusTags".to_vec();
+        lying.extend_from_slice(&u32::MAX.to_le_bytes());
+        let mut p = page(FLAG_BOS, 9, 0, &[b"OpusHead"], false);
+        p.extend(page(0, 9, 1, &[&lying], false));
+        assert_eq!(comment_title(&p), None);
     }
 
     #[test]

@@ -61,3 +61,8 @@ fn demuxer_corpus() {
 fn ogg_title_corpus() {
     replay("ogg_title", fuzz_checks::ogg_title);
 }
+
+#[test]
+fn ogg_comments_corpus() {
+    replay("ogg_comments", fuzz_checks::ogg_comments);
+}

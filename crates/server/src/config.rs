@@ -53,6 +53,44 @@ pub struct Config {
     /// `[[relay]]`: mounts pulled from other servers.
     #[serde(rename = "relay")]
     pub relays: Vec<RelayConfig>,
+    /// `[master]`: every mount of another server, relayed (Icecast's master/slave relaying).
+    pub master: Option<MasterConfig>,
+}
+
+/// `[master]`: follow another server, relaying each mount it lists in `/admin/streamlist.txt`
+/// under the same name, picking up new mounts and dropping ended ones at every poll.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MasterConfig {
+    /// The master: `http(s)://relay:PASSWORD@host:port/`, with its relay user (or an admin).
+    pub url: String,
+    /// Seconds between two polls of the master's mount list.
+    pub interval_secs: u64,
+}
+
+impl Default for MasterConfig {
+    fn default() -> Self {
+        MasterConfig {
+            url: String::new(),
+            interval_secs: 10,
+        }
+    }
+}
+
+impl MasterConfig {
+    /// The master's URL, parsed (checked by [`Config::validate`]).
+    /// The path of the URL is not used: it is the mount list's, whatever is written.
+    pub(crate) fn master_url(&self) -> Result<agora_client::ServerUrl, ConfigError> {
+        let list = match self.url.find("://") {
+            Some(i) => match self.url[i + 3..].find('/') {
+                Some(j) => format!("{}/admin/streamlist.txt", &self.url[..i + 3 + j]),
+                None => format!("{}/admin/streamlist.txt", self.url),
+            },
+            None => self.url.clone(),
+        };
+        list.parse()
+            .map_err(|e: agora_client::UrlError| ConfigError::Invalid(format!("master: {e}")))
+    }
 }
 
 /// One `[[relay]]` table: a mount pulled from another server, as a listener of it, and served
@@ -140,8 +178,15 @@ impl Default for ServerSection {
 pub struct AuthSection {
     /// Password of user `source` on every mount without its own.
     pub source_password: Option<String>,
+    /// The admin user (`admin` when absent).
     pub admin_user: Option<String>,
+    /// The admin password (random when absent).
     pub admin_password: Option<String>,
+    /// The user relays log in as to list the mounts (`/admin/streamlist.txt`), as Icecast's
+    /// `<relay-user>`; `relay` when absent.
+    pub relay_user: Option<String>,
+    /// Its password; without one, only the admin may list the mounts.
+    pub relay_password: Option<String>,
 }
 
 /// What a listener that falls more than `queue-size` bytes behind gets.
@@ -290,6 +335,7 @@ impl Config {
         for (what, p) in [
             ("auth.source-password", &self.auth.source_password),
             ("auth.admin-password", &self.auth.admin_password),
+            ("auth.relay-password", &self.auth.relay_password),
         ] {
             if let Some(p) = p
                 && p.is_empty()
@@ -313,6 +359,12 @@ impl Config {
                 return bad(format!("mount {}: empty password", m.path));
             }
             check_settings(&m.path, &self.settings_for(&m.path))?;
+        }
+        if let Some(m) = &self.master {
+            m.master_url()?;
+            if m.interval_secs == 0 {
+                return bad("master.interval-secs must be at least 1".into());
+            }
         }
         let mut relayed = std::collections::HashSet::new();
         for r in &self.relays {

@@ -21,7 +21,7 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::control::events;
-use crate::ingest::relay;
+use crate::ingest::{master, relay};
 use crate::routing::route;
 use crate::state::{Credentials, Shared};
 use crate::stream::mount::Registry;
@@ -127,9 +127,22 @@ impl Server {
             match (r.upstream_url(), r.local_mount()) {
                 (Ok(upstream), Ok(mount)) => {
                     tracing::info!(%upstream, %mount, "relay configured");
-                    tracker.spawn(relay::run(relay::Relay { upstream, mount }, shared.clone()));
+                    tracker.spawn(relay::run(
+                        relay::Relay { upstream, mount },
+                        shared.clone(),
+                        shared.shutdown.child_token(),
+                    ));
                 }
                 (Err(e), _) | (_, Err(e)) => tracing::error!("relay not started: {e}"),
+            }
+        }
+        if let Some(m) = &shared.config.master {
+            match m.master_url() {
+                Ok(url) => {
+                    let interval = Duration::from_secs(m.interval_secs);
+                    tracker.spawn(master::run(url, interval, shared.clone()));
+                }
+                Err(e) => tracing::error!("master not followed: {e}"),
             }
         }
         shared.shutdown.cancelled().await;

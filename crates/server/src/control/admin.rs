@@ -67,6 +67,18 @@ pub(crate) fn is_admin(req: &Request, shared: &Shared) -> bool {
         })
 }
 
+/// Whether the request carries the relay user's credentials (`[auth] relay-password`), which
+/// list the mounts and nothing else, as Icecast's `<relay-user>`.
+fn is_relay(req: &Request, shared: &Shared) -> bool {
+    let Some(pass) = shared.config.auth.relay_password.as_deref() else {
+        return false;
+    };
+    let user = shared.config.auth.relay_user.as_deref().unwrap_or("relay");
+    req.header("authorization")
+        .and_then(auth::parse_basic)
+        .is_some_and(|g| auth::credentials_match(&g, user, pass))
+}
+
 /// Whether the request carries the source credentials of `mount` (Icecast accepts them for
 /// the commands about that mount).
 fn is_mount_source(req: &Request, mount: &str, shared: &Shared) -> bool {
@@ -181,6 +193,7 @@ pub(crate) fn handle(req: &Request, shared: &Shared) -> Response {
     };
     let mount_param = req.query_param("mount");
     let allowed = is_admin(req, shared)
+        || (cmd == Command::StreamList && is_relay(req, shared))
         || (cmd.about_a_mount()
             && mount_param
                 .as_deref()

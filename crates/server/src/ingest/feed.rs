@@ -91,6 +91,12 @@ fn drain(
                         tracing::warn!(mount = %mount.path, "ogg-title-in-stream is on, but titles stay out of this stream: {why}");
                     }
                 }
+                if demux.format() == Some(Format::Ogg)
+                    && let Some(title) = agora_format::ogg::comment_title(&h)
+                {
+                    tracing::info!(mount = %mount.path, %title, "title from the stream's comments");
+                    mount.set_title_from_stream(title);
+                }
                 mount.set_headers(h);
                 mount.set_stream(demux.format(), demux.info());
             }

@@ -5,8 +5,10 @@
 //! - [`source`]: SOURCE/PUT, `Expect: 100-continue`, chunked or close-delimited bodies, then
 //!   the read loop.
 //! - [`relay`]: a mount pulled from another server (`[[relay]]`), reconnecting on its own.
+//! - [`master`]: `[master]`: every mount another server lists, relayed, followed as it changes.
 //! - [`feed`]: [`feed::Ingest`], the path both take into the mount: count, demux, publish.
 
 pub(crate) mod feed;
+pub(crate) mod master;
 pub(crate) mod relay;
 pub(crate) mod source;

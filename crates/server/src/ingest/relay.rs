@@ -26,6 +26,7 @@ use std::time::Duration;
 use agora_client::icy::IcyEvent;
 use agora_client::pull::Pull;
 use agora_client::{ClientError, Endpoint, Origin, ServerUrl, TlsConfig};
+use tokio_util::sync::CancellationToken;
 
 use crate::ingest::feed::Ingest;
 use crate::state::Shared;
@@ -57,8 +58,9 @@ enum State {
     Failing(String),
 }
 
-/// Run the relay until the server shuts down.
-pub(crate) async fn run(relay: Relay, shared: Arc<Shared>) {
+/// Run the relay until `stop` is cancelled (the server shuts down, or a master no longer lists
+/// the mount).
+pub(crate) async fn run(relay: Relay, shared: Arc<Shared>, stop: CancellationToken) {
     let tls = if relay.upstream.tls {
         match TlsConfig::new(None) {
             Ok(t) => Some(t),
@@ -102,10 +104,11 @@ pub(crate) async fn run(relay: Relay, shared: Arc<Shared>) {
                     change(&mut state, State::Live, &relay, "");
                     backoff = BACKOFF_MIN;
                     shared.relay_connections.fetch_add(1, Ordering::Relaxed);
-                    let end = pull_into(pull, &claim, &shared).await;
+                    let end = pull_into(pull, &claim, &shared, &stop).await;
                     shared.metrics.source_ended(&end);
                     drop(claim);
-                    if matches!(end, SourceEnd::Shutdown) {
+                    if stop.is_cancelled() {
+                        tracing::info!(upstream = %relay.upstream, mount = %relay.mount, "relay stopped");
                         return;
                     }
                     let why = end.to_string();
@@ -121,7 +124,7 @@ pub(crate) async fn run(relay: Relay, shared: Arc<Shared>) {
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = shared.shutdown.cancelled() => return,
+            _ = stop.cancelled() => return,
         }
     }
 }
@@ -178,14 +181,24 @@ fn claim(relay: &Relay, pull: &Pull, shared: &Shared) -> Result<SourceClaim, Cla
 }
 
 /// Feed the pulled stream into the mount until it ends.
-async fn pull_into(mut pull: Pull, claim: &SourceClaim, shared: &Shared) -> SourceEnd {
+async fn pull_into(
+    mut pull: Pull,
+    claim: &SourceClaim,
+    shared: &Shared,
+    stop: &CancellationToken,
+) -> SourceEnd {
     let mount = &claim.mount;
     let kill = mount.source_kill_token();
     let mut ingest = Ingest::new(mount);
     loop {
         let event = tokio::select! {
             ev = pull.next() => ev,
-            _ = shared.shutdown.cancelled() => return SourceEnd::Shutdown,
+            // A master that stopped listing the mount ends it like its source would.
+            _ = stop.cancelled() => return if shared.shutdown.is_cancelled() {
+                SourceEnd::Shutdown
+            } else {
+                SourceEnd::Finished
+            },
             _ = kill.cancelled() => return SourceEnd::Killed,
         };
         match event {
@@ -199,7 +212,7 @@ async fn pull_into(mut pull: Pull, claim: &SourceClaim, shared: &Shared) -> Sour
                     && title != mount.title().text
                 {
                     tracing::info!(mount = %mount.path, %title, "title from upstream");
-                    mount.set_title(title);
+                    mount.set_title_from_stream(title);
                 }
             }
             Ok(None) => {

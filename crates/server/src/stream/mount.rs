@@ -402,6 +402,15 @@ impl Mount {
         self.title.load_full()
     }
 
+    /// A title from the stream itself (an Ogg chain's comments, an upstream's ICY metadata):
+    /// the mount's title, unless it is already that; never put back into the stream.
+    pub(crate) fn set_title_from_stream(&self, text: String) {
+        if self.title.load().text != text {
+            self.title.rcu(|t| Title::new(text.clone(), t.version + 1));
+            self.poke();
+        }
+    }
+
     pub(crate) fn set_title(&self, text: String) {
         self.title.rcu(|t| Title::new(text.clone(), t.version + 1));
         if self.settings.ogg_title_in_stream {

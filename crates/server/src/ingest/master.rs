@@ -1,0 +1,102 @@
+//! `[master]`: follow another server (Agora or Icecast) the way an Icecast slave follows its
+//! master: poll its `/admin/streamlist.txt` with its relay user, relay every mount it lists under
+//! the same name, start a relay for each new mount and stop the relay of each mount no longer
+//! listed (its listeners are then held through the grace period, as after any source loss).
+//!
+//! **Bounds:** a master may list at most `server.max-sources` mounts here; more are ignored
+//! (and logged once). A poll that fails leaves the running relays alone (each reconnects on
+//! its own); a state change of the poll is logged once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use agora_client::{Endpoint, ServerUrl, TlsConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::ingest::relay::{self, Relay};
+use crate::state::Shared;
+
+/// Follow the master until the server shuts down.
+pub(crate) async fn run(url: ServerUrl, interval: Duration, shared: Arc<Shared>) {
+    let tls = if url.tls {
+        match TlsConfig::new(None) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::error!(master = %url, "master not followed: {e}");
+                return;
+            }
+        }
+    } else {
+        None
+    };
+    let endpoint = Endpoint {
+        url: url.clone(),
+        password: None,
+        tls,
+    };
+    // Mounts relayed by `[[relay]]` tables are theirs, not the master's.
+    let configured: BTreeSet<String> = shared
+        .config
+        .relays
+        .iter()
+        .filter_map(|r| r.local_mount().ok())
+        .collect();
+    let max = shared.config.server.max_sources;
+    let mut relays: BTreeMap<String, CancellationToken> = BTreeMap::new();
+    let mut last: Option<String> = None;
+    loop {
+        let state = match agora_client::meta::stream_list(&endpoint, max + 1).await {
+            Ok(mut list) => {
+                let over = list.len() > max;
+                list.truncate(max);
+                let listed: BTreeSet<String> = list.into_iter().collect();
+                for mount in listed.iter().filter(|m| !configured.contains(*m)) {
+                    if relays.contains_key(mount) {
+                        continue;
+                    }
+                    let mut upstream = url.clone();
+                    upstream.mount = mount.clone();
+                    tracing::info!(master = %url, %mount, "master lists a new mount: relaying it");
+                    let stop = shared.shutdown.child_token();
+                    relays.insert(mount.clone(), stop.clone());
+                    let relay = Relay {
+                        upstream,
+                        mount: mount.clone(),
+                    };
+                    shared
+                        .tracker
+                        .spawn(relay::run(relay, shared.clone(), stop));
+                }
+                relays.retain(|mount, stop| {
+                    let keep = listed.contains(mount);
+                    if !keep {
+                        tracing::info!(master = %url, %mount, "master no longer lists the mount: relay stopped");
+                        stop.cancel();
+                    }
+                    keep
+                });
+                if over {
+                    format!(
+                        "lists more than {max} mounts (server.max-sources): the rest are ignored"
+                    )
+                } else {
+                    format!("{} mounts relayed", relays.len())
+                }
+            }
+            Err(e) => format!("cannot list the mounts: {e}"),
+        };
+        if last.as_ref() != Some(&state) {
+            if state.starts_with("cannot") || state.starts_with("lists more") {
+                tracing::warn!(master = %url, "master: {state}");
+            } else {
+                tracing::info!(master = %url, "master: {state}");
+            }
+            last = Some(state);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shared.shutdown.cancelled() => return,
+        }
+    }
+}
