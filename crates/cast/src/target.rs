@@ -19,6 +19,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use agora_client::backoff::Backoff;
 use agora_client::push::{Dialect, Push, StreamMeta};
 use agora_client::{ClientError, Endpoint, ServerUrl};
 use agora_format::Event;
@@ -112,7 +113,7 @@ async fn run(cfg: TargetConfig, hub: Arc<Hub>, stats: Arc<TargetStats>, stop: Ca
     };
     let url = &cfg.endpoint.url;
     let mut dialect = Dialect::Put;
-    let mut backoff = FIRST_BACKOFF;
+    let mut backoff = Backoff::new(FIRST_BACKOFF, BACKOFF_MAX);
     let mut connections = 0u64;
     loop {
         stats.set(TargetState::Connecting);
@@ -134,7 +135,7 @@ async fn run(cfg: TargetConfig, hub: Arc<Hub>, stats: Arc<TargetStats>, stop: Ca
                     stats.reconnects.fetch_add(1, Ordering::Relaxed);
                 }
                 connections += 1;
-                backoff = FIRST_BACKOFF;
+                backoff.reset();
                 tracing::info!(target = %url, ?dialect, "target connected");
                 if let Some(title) = cfg.title.clone() {
                     let endpoint = cfg.endpoint.clone();
@@ -154,14 +155,14 @@ async fn run(cfg: TargetConfig, hub: Arc<Hub>, stats: Arc<TargetStats>, stop: Ca
         if hub.is_closed() && matches!(why, ClientError::Closed | ClientError::Lost(_)) {
             break;
         }
-        tracing::warn!(target = %url, "target down: {why}; retrying in {:.1} s", backoff.as_secs_f32());
+        let wait = backoff.next_wait();
+        tracing::warn!(target = %url, "target down: {why}; retrying in {:.1} s", wait.as_secs_f32());
         stats.set(TargetState::Retrying(why.to_string()));
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = stop.cancelled() => break,
             _ = hub.closed() => break,
         }
-        backoff = (backoff * 2).min(BACKOFF_MAX);
     }
     stats.set(TargetState::Done);
 }

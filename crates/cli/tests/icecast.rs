@@ -494,3 +494,36 @@ fn agora_follows_icecast2_as_its_master() {
     edge.wait_mount("/from-ice.mp3");
     assert_decodes(&edge.url("/from-ice.mp3"), 4);
 }
+
+/// `[[push]]`: Agora forwards its mounts to icecast2 as their source (PUT): icecast2's listener
+/// decodes the Ogg Opus one, and a title set on Agora reaches icecast2's MP3 mount.
+#[test]
+fn agora_pushes_mounts_into_icecast2() {
+    let ice = Icecast::start();
+    let agora = Agora::start_with_config(&format!(
+        "[[push]]\nmount = \"/p.opus\"\ntarget = \"{}\"\n\n[[push]]\nmount = \"/p.mp3\"\ntarget = \"{}\"\n",
+        ice.target("/p.opus"),
+        ice.target("/p.mp3")
+    ));
+    let (opus, opus_path) = fixture("opus");
+    let (mp3, mp3_path) = fixture("mp3");
+    let _a = ffmpeg_push(&agora, &opus_path, "/p.opus", opus.muxer, false);
+    let _b = ffmpeg_push(&agora, &mp3_path, "/p.mp3", mp3.muxer, false);
+    ice.wait_mount("/p.opus");
+    ice.wait_mount("/p.mp3");
+    assert_decodes(&ice.url("/p.opus"), 4);
+    assert_decodes(&ice.url("/p.mp3"), 4);
+    let src = ice.source("/p.mp3").expect("listed");
+    assert_eq!(src["server_name"], "Agora test", "{src}");
+    let auth = format!("Basic {}", b64(&format!("admin:{ADMIN_PW}")));
+    let (code, _, _) = http_get(
+        agora.addr,
+        "/admin/metadata?mount=/p.mp3&mode=updinfo&song=Pushed+title",
+        &[("Authorization", &auth)],
+    );
+    assert_eq!(code, 200);
+    wait_until("the title on icecast2", Duration::from_secs(20), || {
+        ice.source("/p.mp3")
+            .is_some_and(|s| s["title"] == "Pushed title")
+    });
+}

@@ -94,6 +94,39 @@ fn an_edge_serves_the_origins_mounts_and_titles() {
     );
     let stats: serde_json::Value = serde_json::from_slice(&body).expect("stats JSON");
     assert_eq!(stats["icestats"]["source_relay_connections"], 3, "{stats}");
+    // Operators see each relay: its upstream (no credentials), state, connections, bytes.
+    let (code, _, body) = http_get(
+        edge.addr,
+        "/admin/relays.json",
+        &[("Authorization", &admin_auth())],
+    );
+    assert_eq!(code, 200);
+    let board: serde_json::Value = serde_json::from_slice(&body).expect("relays JSON");
+    let rows = board["relays"].as_array().expect("a list");
+    assert_eq!(rows.len(), 3, "{board}");
+    for r in rows {
+        assert_eq!(r["kind"], "pull", "{r}");
+        assert_eq!(r["state"], "connected", "{r}");
+        assert_eq!(r["connections"], 1, "{r}");
+        assert!(r["bytes"].as_u64().is_some_and(|b| b > 0), "{r}");
+        assert!(
+            r["peer"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("http://127.0.0.1:"))
+        );
+    }
+    let (code, _, _) = http_get(edge.addr, "/admin/relays", &[]);
+    assert_eq!(code, 401, "the relay board is the admin's");
+    let (_, _, body) = http_get(edge.addr, "/metrics", &[]);
+    let metrics = String::from_utf8_lossy(&body);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("agora_relay_connected{")
+                && l.contains("mount=\"/r.mp3\"")
+                && l.ends_with(" 1")),
+        "{metrics}"
+    );
     drop(sources);
 }
 
@@ -383,4 +416,65 @@ fn ogg_titles_from_ezstream_reach_the_origin_and_an_edge() {
             .is_some_and(|s| s["title"] == "Second talk")
     });
     assert_decodes(&edge.url("/titled.ogg"), 3);
+}
+
+/// `[[push]]`: a mount forwarded to another Agora as its source; when that server goes away
+/// and comes back, the push reconnects by itself and the target's listeners decode again.
+#[test]
+fn a_push_reconnects_to_a_target_that_comes_back() {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let target = Agora::start_at(&listen, "");
+    let origin = Agora::start_with_config(&format!(
+        "[[push]]\nmount = \"/up.ogg\"\ntarget = \"http://source:{SOURCE_PW}@{listen}/up.ogg\"\n"
+    ));
+    let (f, path) = fixture("vorbis");
+    let _src = ffmpeg_push(&origin, &path, "/up.ogg", f.muxer, false);
+    origin.wait_mount("/up.ogg");
+    target.wait_mount("/up.ogg");
+    assert_decodes(&target.url("/up.ogg"), 3);
+    origin.wait_log(&["push: pushing", "/up.ogg"]);
+
+    drop(target);
+    origin.wait_log(&["push: target lost", "/up.ogg"]);
+    let target = Agora::start_at(&listen, "");
+    target.wait_mount("/up.ogg");
+    assert_decodes(&target.url("/up.ogg"), 3);
+    let pushing = origin
+        .log()
+        .lines()
+        .filter(|l| l.contains("push: pushing"))
+        .count();
+    assert_eq!(
+        pushing,
+        2,
+        "connected, lost, connected again:\n{}",
+        origin.log()
+    );
+    // The board says so too, in Icecast's XML as well as JSON.
+    let auth = format!("Basic {}", b64(&format!("admin:{ADMIN_PW}")));
+    let (_, _, body) = http_get(
+        origin.addr,
+        "/admin/relays.json",
+        &[("Authorization", &auth)],
+    );
+    let board: serde_json::Value = serde_json::from_slice(&body).expect("relays JSON");
+    let push = &board["relays"][0];
+    assert_eq!(push["kind"], "push", "{board}");
+    assert_eq!(push["connections"], 2, "{board}");
+    assert_eq!(push["state"], "connected", "{board}");
+    assert!(
+        push["last_error"].is_string(),
+        "the loss is remembered: {board}"
+    );
+    assert!(
+        !push["peer"].as_str().unwrap_or("").contains(SOURCE_PW),
+        "{board}"
+    );
+    let (_, _, body) = http_get(origin.addr, "/admin/relays", &[("Authorization", &auth)]);
+    let xml = String::from_utf8_lossy(&body);
+    assert!(
+        xml.contains("<relay><bytes>") && xml.contains("<kind>push</kind>"),
+        "{xml}"
+    );
 }

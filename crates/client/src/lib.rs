@@ -39,6 +39,7 @@
 //! bytes).
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod backoff;
 pub mod conn;
 #[doc(hidden)]
 pub mod fuzz_checks;
@@ -86,6 +87,21 @@ impl Endpoint {
             password: None,
             tls: None,
         }
+    }
+
+    /// An endpoint for `url`, checked against the system's trust store when it is `https://`
+    /// (what a server's relays and pushes use; `agora cast` adds `--tls-ca`).
+    pub fn with_system_roots(url: ServerUrl) -> Result<Self, ClientError> {
+        let tls = if url.tls {
+            Some(TlsConfig::new(None)?)
+        } else {
+            None
+        };
+        Ok(Endpoint {
+            url,
+            password: None,
+            tls,
+        })
     }
 
     /// The `Authorization` header value, when there is a password (user `source` unless the

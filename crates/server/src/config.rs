@@ -55,6 +55,28 @@ pub struct Config {
     pub relays: Vec<RelayConfig>,
     /// `[master]`: every mount of another server, relayed (Icecast's master/slave relaying).
     pub master: Option<MasterConfig>,
+    /// `[[push]]`: local mounts forwarded to other servers as their source.
+    #[serde(rename = "push")]
+    pub pushes: Vec<PushConfig>,
+}
+
+/// One `[[push]]` table: a local mount forwarded to another server as its source client.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PushConfig {
+    /// The local mount.
+    pub mount: String,
+    /// Where it goes: `http(s)://source:PASSWORD@host:port/mount`.
+    pub target: String,
+}
+
+impl PushConfig {
+    /// The target, parsed (checked by [`Config::validate`]).
+    pub(crate) fn target_url(&self) -> Result<agora_client::ServerUrl, ConfigError> {
+        self.target
+            .parse()
+            .map_err(|e: agora_client::UrlError| ConfigError::Invalid(format!("push: {e}")))
+    }
 }
 
 /// `[master]`: follow another server, relaying each mount it lists in `/admin/streamlist.txt`
@@ -364,6 +386,15 @@ impl Config {
             m.master_url()?;
             if m.interval_secs == 0 {
                 return bad("master.interval-secs must be at least 1".into());
+            }
+        }
+        for p in &self.pushes {
+            let url = p.target_url()?;
+            if !p.mount.starts_with('/') || p.mount.len() < 2 || p.mount.contains("..") {
+                return bad(format!(
+                    "push to {url}: mount {:?} must start with / and name a mount",
+                    p.mount
+                ));
             }
         }
         let mut relayed = std::collections::HashSet::new();

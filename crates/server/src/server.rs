@@ -21,6 +21,7 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::control::events;
+use crate::egress::push;
 use crate::ingest::{master, relay};
 use crate::routing::route;
 use crate::state::{Credentials, Shared};
@@ -28,6 +29,7 @@ use crate::stream::mount::Registry;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::events::EventFeed;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::relays::RelayBoard;
 use crate::watchdog;
 use crate::wire::http::{self, HeadError, Request, Response};
 
@@ -53,7 +55,8 @@ impl Server {
             .unwrap_or(8000);
         let registry = Arc::new(Registry::default());
         let started = SystemTime::now();
-        let metrics = Metrics::new(registry.clone(), started);
+        let relays = Arc::new(RelayBoard::default());
+        let metrics = Metrics::new(registry.clone(), relays.clone(), started);
         let access_log = AccessLog::open(
             config.server.access_log.as_deref(),
             metrics.requests.clone(),
@@ -75,6 +78,7 @@ impl Server {
                 relay_connections: AtomicU64::new(0),
                 sources: std::sync::atomic::AtomicUsize::new(0),
                 metrics,
+                relays,
                 events: EventFeed::default(),
                 tracker: tracker.clone(),
             }),
@@ -134,6 +138,19 @@ impl Server {
                     ));
                 }
                 (Err(e), _) | (_, Err(e)) => tracing::error!("relay not started: {e}"),
+            }
+        }
+        for p in &shared.config.pushes {
+            match p.target_url() {
+                Ok(target) => {
+                    tracing::info!(mount = %p.mount, %target, "push configured");
+                    let p = push::PushRelay {
+                        mount: p.mount.clone(),
+                        target,
+                    };
+                    tracker.spawn(push::run(p, shared.clone()));
+                }
+                Err(e) => tracing::error!("push not started: {e}"),
             }
         }
         if let Some(m) = &shared.config.master {

@@ -19,6 +19,7 @@ use crate::stream::mount::Registry;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::events::EventFeed;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::relays::RelayBoard;
 use crate::wire::conn::Connection;
 use crate::wire::http::{Request, Response};
 
@@ -54,6 +55,8 @@ pub(crate) struct Shared {
     pub(crate) relay_connections: AtomicU64,
     pub(crate) sources: std::sync::atomic::AtomicUsize,
     pub(crate) metrics: Metrics,
+    /// What every relay and push is doing.
+    pub(crate) relays: Arc<RelayBoard>,
     pub(crate) events: EventFeed,
     /// Every connection and listener task, so shutdown can wait for them.
     pub(crate) tracker: TaskTracker,

@@ -97,6 +97,7 @@ enum Command {
     Stats,
     ListMounts,
     StreamList,
+    Relays,
     ListClients,
     Metadata,
     KillSource,
@@ -110,6 +111,7 @@ impl Command {
             "stats" => Command::Stats,
             "listmounts" => Command::ListMounts,
             "streamlist" => Command::StreamList,
+            "relays" => Command::Relays,
             "listclients" => Command::ListClients,
             "metadata" => Command::Metadata,
             "killsource" => Command::KillSource,
@@ -123,7 +125,7 @@ impl Command {
     fn about_a_mount(self) -> bool {
         !matches!(
             self,
-            Command::Stats | Command::ListMounts | Command::StreamList
+            Command::Stats | Command::ListMounts | Command::StreamList | Command::Relays
         )
     }
 }
@@ -208,6 +210,7 @@ pub(crate) fn handle(req: &Request, shared: &Shared) -> Response {
     }
     match cmd {
         Command::Stats => stats(&reply, shared),
+        Command::Relays => relays(&reply, shared),
         Command::ListMounts => listmounts(&reply, shared),
         Command::StreamList => {
             let mut body = String::new();
@@ -314,7 +317,7 @@ fn mount_command(
                 &format!("Clients moved from {} to {}", mount.path, dest.path),
             )
         }
-        Command::Stats | Command::ListMounts | Command::StreamList => {
+        Command::Stats | Command::ListMounts | Command::StreamList | Command::Relays => {
             reply.message(404, "Unknown admin command")
         }
     }
@@ -462,6 +465,31 @@ struct ListMount {
     source_connected: bool,
     #[serde(rename = "content-type")]
     content_type: String,
+}
+
+/// `/admin/relays`: every relay and push, with its state, connections, bytes and last error.
+fn relays(reply: &Reply, shared: &Shared) -> Response {
+    let rows: Vec<Value> = shared
+        .relays
+        .all()
+        .iter()
+        .map(|r| json!(r.view()))
+        .collect();
+    match reply.style {
+        Style::Json => Response::new(200, JSON, json!({ "relays": rows }).to_string()),
+        Style::Xml => {
+            let mut out = String::from("<?xml version=\"1.0\"?>\n<icestats>");
+            for row in &rows {
+                out.push_str("<relay>");
+                if let Value::Object(fields) = row {
+                    xml_fields(&mut out, fields);
+                }
+                out.push_str("</relay>");
+            }
+            out.push_str("</icestats>\n");
+            Response::new(200, XML, out)
+        }
+    }
 }
 
 fn listmounts(reply: &Reply, shared: &Shared) -> Response {

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use agora_client::{Endpoint, ServerUrl, TlsConfig};
+use agora_client::{Endpoint, ServerUrl};
 use tokio_util::sync::CancellationToken;
 
 use crate::ingest::relay::{self, Relay};
@@ -19,21 +19,12 @@ use crate::state::Shared;
 
 /// Follow the master until the server shuts down.
 pub(crate) async fn run(url: ServerUrl, interval: Duration, shared: Arc<Shared>) {
-    let tls = if url.tls {
-        match TlsConfig::new(None) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                tracing::error!(master = %url, "master not followed: {e}");
-                return;
-            }
+    let endpoint = match Endpoint::with_system_roots(url.clone()) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!(master = %url, "master not followed: {e}");
+            return;
         }
-    } else {
-        None
-    };
-    let endpoint = Endpoint {
-        url: url.clone(),
-        password: None,
-        tls,
     };
     // Mounts relayed by `[[relay]]` tables are theirs, not the master's.
     let configured: BTreeSet<String> = shared

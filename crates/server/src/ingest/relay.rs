@@ -23,15 +23,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use agora_client::backoff::Backoff;
 use agora_client::icy::IcyEvent;
 use agora_client::pull::Pull;
-use agora_client::{ClientError, Endpoint, Origin, ServerUrl, TlsConfig};
+use agora_client::{ClientError, Endpoint, Origin, ServerUrl};
 use tokio_util::sync::CancellationToken;
 
 use crate::ingest::feed::Ingest;
 use crate::state::Shared;
 use crate::stream::ending::SourceEnd;
 use crate::stream::mount::{ClaimError, SourceClaim, StreamMeta};
+use crate::telemetry::relays::{Kind, RelayStatus};
 
 /// First wait after a lost connection; doubled per failure up to [`BACKOFF_MAX`].
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
@@ -61,33 +63,33 @@ enum State {
 /// Run the relay until `stop` is cancelled (the server shuts down, or a master no longer lists
 /// the mount).
 pub(crate) async fn run(relay: Relay, shared: Arc<Shared>, stop: CancellationToken) {
-    let tls = if relay.upstream.tls {
-        match TlsConfig::new(None) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                tracing::error!(upstream = %relay.upstream, "relay cannot start: {e}");
-                return;
-            }
+    let endpoint = match Endpoint::with_system_roots(relay.upstream.clone()) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!(peer = %relay.upstream, "relay cannot start: {e}");
+            return;
         }
-    } else {
-        None
     };
-    let endpoint = Endpoint {
-        url: relay.upstream.clone(),
-        password: None,
-        tls,
-    };
+    let entry = shared
+        .relays
+        .add(Kind::Pull, &relay.mount, relay.upstream.to_string());
     let mut state = State::Starting;
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     loop {
         let wait = match Pull::connect(&endpoint).await {
             Err(e) => {
                 let refused = e.origin() == Origin::Server;
-                change(&mut state, State::Failing(kind(&e)), &relay, &e.to_string());
+                change(
+                    &mut state,
+                    State::Failing(kind(&e)),
+                    &relay,
+                    &entry.status,
+                    &e.to_string(),
+                );
                 if refused {
                     REFUSED_RETRY
                 } else {
-                    next(&mut backoff)
+                    backoff.next_wait()
                 }
             }
             Ok(pull) => match claim(&relay, &pull, &shared) {
@@ -96,15 +98,16 @@ pub(crate) async fn run(relay: Relay, shared: Arc<Shared>, stop: CancellationTok
                         &mut state,
                         State::MountBusy,
                         &relay,
+                        &entry.status,
                         "a source is live on the local mount",
                     );
                     REFUSED_RETRY
                 }
                 Ok(claim) => {
-                    change(&mut state, State::Live, &relay, "");
-                    backoff = BACKOFF_MIN;
+                    change(&mut state, State::Live, &relay, &entry.status, "");
+                    backoff.reset();
                     shared.relay_connections.fetch_add(1, Ordering::Relaxed);
-                    let end = pull_into(pull, &claim, &shared, &stop).await;
+                    let end = pull_into(pull, &claim, &shared, &stop, &entry.status).await;
                     shared.metrics.source_ended(&end);
                     drop(claim);
                     if stop.is_cancelled() {
@@ -116,9 +119,10 @@ pub(crate) async fn run(relay: Relay, shared: Arc<Shared>, stop: CancellationTok
                         &mut state,
                         State::Failing(format!("upstream lost ({})", end.reason())),
                         &relay,
+                        &entry.status,
                         &why,
                     );
-                    next(&mut backoff)
+                    backoff.next_wait()
                 }
             },
         };
@@ -139,13 +143,15 @@ fn kind(e: &ClientError) -> String {
     }
 }
 
-fn next(backoff: &mut Duration) -> Duration {
-    let now = *backoff;
-    *backoff = (*backoff * 2).min(BACKOFF_MAX);
-    now
-}
-
-fn change(state: &mut State, new: State, relay: &Relay, detail: &str) {
+/// Record a state on the board (every time: the last error counts) and log it when it
+/// changed.
+fn change(state: &mut State, new: State, relay: &Relay, board: &RelayStatus, detail: &str) {
+    match &new {
+        State::Live => board.connected(),
+        State::MountBusy => board.set("waiting: a source is live on the local mount", None),
+        State::Failing(_) => board.set("retrying", Some(detail.to_string())),
+        State::Starting => {}
+    }
     if *state == new {
         return;
     }
@@ -186,6 +192,7 @@ async fn pull_into(
     claim: &SourceClaim,
     shared: &Shared,
     stop: &CancellationToken,
+    board: &RelayStatus,
 ) -> SourceEnd {
     let mount = &claim.mount;
     let kill = mount.source_kill_token();
@@ -203,6 +210,7 @@ async fn pull_into(
         };
         match event {
             Ok(Some(IcyEvent::Audio(bytes))) => {
+                board.bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
                 if let Err(end) = ingest.feed(&bytes) {
                     return end;
                 }

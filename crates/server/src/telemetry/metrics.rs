@@ -19,6 +19,7 @@ use prometheus_client::registry::Registry;
 
 use crate::stream::ending::{ListenerEnd, SourceEnd};
 use crate::stream::mount;
+use crate::telemetry::relays::{RelayBoard, RelayStatus};
 
 /// Labels of a request counter: the response status.
 pub(crate) type StatusLabels = Vec<(&'static str, String)>;
@@ -44,7 +45,11 @@ pub(crate) struct Metrics {
 pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 impl Metrics {
-    pub(crate) fn new(mounts: Arc<mount::Registry>, started: SystemTime) -> Metrics {
+    pub(crate) fn new(
+        mounts: Arc<mount::Registry>,
+        relays: Arc<RelayBoard>,
+        started: SystemTime,
+    ) -> Metrics {
         let mut registry = Registry::with_prefix("agora");
         let requests = Family::<StatusLabels, Counter>::default();
         registry.register(
@@ -77,6 +82,7 @@ impl Metrics {
             listener_ends.clone(),
         );
         registry.register_collector(Box::new(MountCollector { mounts, started }));
+        registry.register_collector(Box::new(RelayCollector { relays }));
         Metrics {
             registry,
             requests,
@@ -111,6 +117,58 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// Reads the relay board at scrape time: per relay or push (`kind`, `mount`, `peer`), whether
+/// it is connected, its connections and its stream bytes.
+#[derive(Debug)]
+struct RelayCollector {
+    relays: Arc<RelayBoard>,
+}
+
+impl Collector for RelayCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let all = self.relays.all();
+        type Get = fn(&RelayStatus) -> i64;
+        let series: [(&str, &str, prometheus_client::metrics::MetricType, Get); 3] = [
+            (
+                "relay_connected",
+                "1 while the relay or push is connected to the other server",
+                prometheus_client::metrics::MetricType::Gauge,
+                |r| i64::from(r.is_connected()),
+            ),
+            (
+                "relay_connections",
+                "Connections the relay or push made to the other server (reconnects included)",
+                prometheus_client::metrics::MetricType::Counter,
+                |r| r.connections.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "relay_bytes",
+                "Stream bytes pulled (kind=pull) or pushed (kind=push)",
+                prometheus_client::metrics::MetricType::Counter,
+                |r| r.bytes.load(Ordering::Relaxed) as i64,
+            ),
+        ];
+        for (name, help, kind, get) in series {
+            let mut me = encoder.encode_descriptor(name, help, None, kind)?;
+            for r in &all {
+                let labels = [
+                    ("kind", r.kind.label()),
+                    ("mount", r.mount.as_str()),
+                    ("peer", r.peer.as_str()),
+                ];
+                let v = get(r);
+                match kind {
+                    prometheus_client::metrics::MetricType::Counter => {
+                        ConstCounter::new(v as u64).encode(me.encode_family(&labels)?)?
+                    }
+                    _ => ConstGauge::new(v).encode(me.encode_family(&labels)?)?,
+                }
+            }
+        }
+        Ok(())
     }
 }
 

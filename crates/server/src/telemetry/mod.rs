@@ -5,7 +5,9 @@
 //! - [`access_log`]: Combined Log Format, written by a thread of its own; counts requests.
 //! - [`metrics`]: the Prometheus registry, mounts read at scrape time.
 //! - [`events`]: the broadcast of ready-made Server-Sent Events frames.
+//! - [`relays`]: the relay board: each relay's and push's state, for `/admin/relays`.
 
 pub(crate) mod access_log;
 pub(crate) mod events;
 pub(crate) mod metrics;
+pub(crate) mod relays;
