@@ -464,6 +464,19 @@ fn icecast2_follows_agora_as_its_master_with_the_default_relay_user() {
     );
     ice.wait_mount("/m.mp3");
     assert_decodes(&ice.url("/m.mp3"), 4);
+    // icecast2 logged in as the relay user: a relay on Agora's page and stats, not a viewer.
+    let view = |a: &Agora| {
+        let (_, _, body) = http_get(a.addr, "/api/v1/mounts/m.mp3", &[]);
+        serde_json::from_slice::<serde_json::Value>(&body).expect("view")
+    };
+    wait_until(
+        "icecast2 counted as a relay",
+        Duration::from_secs(20),
+        || {
+            let v = view(&origin);
+            v["relays"] == 1 && v["listeners"] == 0
+        },
+    );
 }
 
 /// Agora as a slave of an icecast2 master (`[master]` with icecast2's relay user): it picks up

@@ -318,6 +318,28 @@ fn a_master_is_followed_new_mounts_picked_up_ended_ones_dropped() {
     edge.wait_mount("/a.mp3");
     edge.wait_mount("/b.ogg");
     assert_decodes(&edge.url("/a.mp3"), 3);
+    // On the origin the edge is a relay, not a viewer.
+    let relays_of = |mount: &str| -> (u64, u64) {
+        let (_, _, body) = http_get(
+            origin.addr,
+            "/admin/stats.json",
+            &[("Authorization", &admin_auth())],
+        );
+        let stats: serde_json::Value = serde_json::from_slice(&body).expect("stats");
+        let src = stats["icestats"]["source"]
+            .as_array()
+            .and_then(|a| a.iter().find(|s| s["mount"] == mount).cloned())
+            .unwrap_or_default();
+        (
+            src["relays"].as_u64().unwrap_or(0),
+            src["listeners"].as_u64().unwrap_or(99),
+        )
+    };
+    wait_until(
+        "the edge counted as a relay",
+        Duration::from_secs(20),
+        || relays_of("/a.mp3") == (1, 0),
+    );
 
     // A new mount on the origin appears on the edge.
     let (opus, opus_path) = fixture("opus");

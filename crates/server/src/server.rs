@@ -79,6 +79,7 @@ impl Server {
                 sources: std::sync::atomic::AtomicUsize::new(0),
                 metrics,
                 relays,
+                relay_hosts: Default::default(),
                 events: EventFeed::default(),
                 tracker: tracker.clone(),
             }),

@@ -1,14 +1,15 @@
 //! The state every connection shares: configuration, credentials, the mount registry, what
 //! the server records about itself, and the shutdown signal.
 //!
-//! **Invariant:** this module is data (and the one helper that turns a request away); it calls
-//! no handler. Handlers get an `Arc<Shared>` (or a `&Shared`) from the accept loop; nothing
+//! **Invariant:** this module is data (and the helpers every handler shares: credential checks
+//! and turning a request away); it calls no handler. Handlers get an `Arc<Shared>` (or a `&Shared`) from the accept loop; nothing
 //! below the routing layer imports a handler.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
@@ -16,12 +17,19 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::stream::mount::Registry;
+use crate::sync::Mutex;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::events::EventFeed;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::relays::RelayBoard;
+use crate::wire::auth;
 use crate::wire::conn::Connection;
 use crate::wire::http::{Request, Response};
+
+/// How long a host that listed the mounts as the relay user is taken for a relay.
+const RELAY_HOST_TTL: Duration = Duration::from_secs(600);
+/// Most relay hosts remembered.
+pub(crate) const RELAY_HOSTS_MAX: usize = 1024;
 
 /// Credentials in force (configured or generated at start).
 #[derive(Debug, Clone)]
@@ -57,12 +65,70 @@ pub(crate) struct Shared {
     pub(crate) metrics: Metrics,
     /// What every relay and push is doing.
     pub(crate) relays: Arc<RelayBoard>,
+    /// Hosts that listed the mounts as the relay user lately, and when (see
+    /// [`Shared::relay_host`]).
+    pub(crate) relay_hosts: Mutex<HashMap<IpAddr, Instant>>,
     pub(crate) events: EventFeed,
     /// Every connection and listener task, so shutdown can wait for them.
     pub(crate) tracker: TaskTracker,
 }
 
 impl Shared {
+    /// Whether the request carries the admin credentials.
+    pub(crate) fn is_admin(&self, req: &Request) -> bool {
+        req.header("authorization")
+            .and_then(auth::parse_basic)
+            .is_some_and(|g| {
+                auth::credentials_match(
+                    &g,
+                    &self.credentials.admin_user,
+                    &self.credentials.admin_password,
+                )
+            })
+    }
+
+    /// A host listed the mounts as the relay user: for a while, its server-like requests for a
+    /// mount count as relays (icecast2's slaves send no credentials with those). Bounded:
+    /// [`RELAY_HOSTS_MAX`] hosts, the oldest forgotten first.
+    pub(crate) fn relay_host(&self, ip: IpAddr) {
+        let mut hosts = self.relay_hosts.lock();
+        hosts.retain(|_, seen| seen.elapsed() < RELAY_HOST_TTL);
+        if hosts.len() >= RELAY_HOSTS_MAX
+            && let Some(oldest) = hosts.iter().min_by_key(|(_, t)| **t).map(|(ip, _)| *ip)
+        {
+            hosts.remove(&oldest);
+        }
+        hosts.insert(ip, Instant::now());
+    }
+
+    /// Whether a listener request comes from another server relaying the mount: the relay
+    /// user's (or an admin's) credentials, or a server's user agent (icecast2, Agora) from a
+    /// host that listed the mounts as the relay user lately.
+    pub(crate) fn is_relay_listener(&self, req: &Request, peer: IpAddr) -> bool {
+        if self.is_relay(req) || self.is_admin(req) {
+            return true;
+        }
+        let agent = req.header("user-agent").unwrap_or("");
+        (agent.starts_with("Icecast") || agent.starts_with("agora/"))
+            && self
+                .relay_hosts
+                .lock()
+                .get(&peer)
+                .is_some_and(|seen| seen.elapsed() < RELAY_HOST_TTL)
+    }
+
+    /// Whether the request carries the relay user's credentials (`[auth] relay-password`),
+    /// which list the mounts and mark a listener as a relay, as Icecast's `<relay-user>`.
+    pub(crate) fn is_relay(&self, req: &Request) -> bool {
+        let Some(pass) = self.config.auth.relay_password.as_deref() else {
+            return false;
+        };
+        let user = self.config.auth.relay_user.as_deref().unwrap_or("relay");
+        req.header("authorization")
+            .and_then(auth::parse_basic)
+            .is_some_and(|g| auth::credentials_match(&g, user, pass))
+    }
+
     /// Refuse a request with `resp` (HTTP/1.0, as Icecast answers sources and listeners), close
     /// the connection and log it: the one way a source or listener is turned away.
     pub(crate) async fn refuse(

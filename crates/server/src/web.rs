@@ -87,7 +87,7 @@ pub(crate) fn handle(req: &Request, shared: &Shared) -> Option<Response> {
             ));
         }
         p if is_page(p) => {
-            if !admin::is_admin(req, shared) {
+            if !shared.is_admin(req) {
                 return Some(
                     page(
                         401,

@@ -25,6 +25,8 @@
 
 use std::sync::atomic::Ordering;
 
+use std::net::SocketAddr;
+
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -52,31 +54,6 @@ pub(crate) fn esc(s: &str) -> String {
         }
     }
     out
-}
-
-/// Whether the request carries the admin credentials.
-pub(crate) fn is_admin(req: &Request, shared: &Shared) -> bool {
-    req.header("authorization")
-        .and_then(auth::parse_basic)
-        .is_some_and(|g| {
-            auth::credentials_match(
-                &g,
-                &shared.credentials.admin_user,
-                &shared.credentials.admin_password,
-            )
-        })
-}
-
-/// Whether the request carries the relay user's credentials (`[auth] relay-password`), which
-/// list the mounts and nothing else, as Icecast's `<relay-user>`.
-fn is_relay(req: &Request, shared: &Shared) -> bool {
-    let Some(pass) = shared.config.auth.relay_password.as_deref() else {
-        return false;
-    };
-    let user = shared.config.auth.relay_user.as_deref().unwrap_or("relay");
-    req.header("authorization")
-        .and_then(auth::parse_basic)
-        .is_some_and(|g| auth::credentials_match(&g, user, pass))
 }
 
 /// Whether the request carries the source credentials of `mount` (Icecast accepts them for
@@ -170,7 +147,7 @@ impl Reply {
 }
 
 /// Answer an `/admin/...` request.
-pub(crate) fn handle(req: &Request, shared: &Shared) -> Response {
+pub(crate) fn handle(req: &Request, peer: SocketAddr, shared: &Shared) -> Response {
     let path = req.path();
     let name = path.strip_prefix("/admin/").unwrap_or(path);
     let (name, suffix) = match name.rsplit_once('.') {
@@ -187,15 +164,19 @@ pub(crate) fn handle(req: &Request, shared: &Shared) -> Response {
     };
     let Some(cmd) = Command::parse(name) else {
         // Say nothing about what exists to someone without credentials.
-        return if is_admin(req, shared) {
+        return if shared.is_admin(req) {
             reply.message(404, "Unknown admin command")
         } else {
             reply.message(401, "You need to authenticate")
         };
     };
     let mount_param = req.query_param("mount");
-    let allowed = is_admin(req, shared)
-        || (cmd == Command::StreamList && is_relay(req, shared))
+    let relay = cmd == Command::StreamList && shared.is_relay(req);
+    if relay {
+        shared.relay_host(peer.ip());
+    }
+    let allowed = shared.is_admin(req)
+        || relay
         || (cmd.about_a_mount()
             && mount_param
                 .as_deref()
@@ -340,6 +321,8 @@ struct StatsSource {
     /// A number, or `"unlimited"` as Icecast says.
     max_listeners: Value,
     slow_listeners: u64,
+    /// Other servers relaying the mount (not counted in `listeners`).
+    relays: usize,
     source_ip: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     user_agent: Option<String>,
@@ -360,6 +343,7 @@ fn stats_source(m: &Mount, shared: &Shared) -> Map<String, Value> {
             None => json!("unlimited"),
         },
         slow_listeners: m.slow_listeners.load(Ordering::Relaxed),
+        relays: m.relays.load(Ordering::Relaxed),
         source_ip: st.source_ip.clone(),
         user_agent: st.meta.user_agent.clone(),
         public: st.meta.public.clone(),

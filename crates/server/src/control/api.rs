@@ -73,6 +73,8 @@ pub(crate) struct MountView {
     title: String,
     listeners: usize,
     listener_peak: usize,
+    /// Other servers relaying the mount (not counted in `listeners`).
+    relays: usize,
     connected: bool,
     stream_start_iso8601: String,
     playable: Option<&'static str>,
@@ -105,6 +107,7 @@ pub(crate) fn mount_view(m: &Mount, shared: &Shared) -> MountView {
         title: s.title,
         listeners: s.listeners,
         listener_peak: s.listener_peak,
+        relays: m.relays.load(std::sync::atomic::Ordering::Relaxed),
         connected: m.has_source(),
         stream_start_iso8601: s.stream_start_iso8601,
         playable,

@@ -96,7 +96,10 @@ pub(crate) async fn handle(
         }
         agent = &agent[..cut];
     }
-    let client = Client::new(peer, agent);
+    // Another server relaying the mount logs in as the relay user (or an admin): it is
+    // counted as a relay, not a viewer.
+    let relay = shared.is_relay_listener(&req, peer.ip());
+    let client = Client::new(peer, agent, relay);
     let Some(listener_guard) = mount.add_listener(&client) else {
         tracing::warn!(%peer, mount = %mount.path, "listener refused: mount listener limit");
         shared
@@ -302,7 +305,7 @@ struct Session {
 impl Session {
     async fn run(mut self, mut rx: watch::Receiver<Tail>, shared: Arc<Shared>) {
         let id = self.client.id;
-        tracing::debug!(peer = %self.peer, mount = %self.mount.path, id, "listener joined");
+        tracing::debug!(peer = %self.peer, mount = %self.mount.path, id, relay = self.client.relay, agent = %self.client.user_agent, "listener joined");
         let started = Instant::now();
         let end = loop {
             match self.stream_until_end(&mut rx).await {

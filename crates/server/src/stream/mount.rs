@@ -164,6 +164,8 @@ const ORDER_MOVE: u8 = 2;
 pub(crate) struct Client {
     pub(crate) id: u64,
     pub(crate) peer: SocketAddr,
+    /// Another server relaying the mount (it logged in as the relay user or an admin).
+    pub(crate) relay: bool,
     pub(crate) user_agent: Box<str>,
     pub(crate) connected: Instant,
     /// `ORDER_*`; set by the admin, taken by the listener task.
@@ -172,10 +174,11 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    pub(crate) fn new(peer: SocketAddr, user_agent: &str) -> Arc<Client> {
+    pub(crate) fn new(peer: SocketAddr, user_agent: &str, relay: bool) -> Arc<Client> {
         Arc::new(Client {
             id: NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed),
             peer,
+            relay,
             user_agent: user_agent.into(),
             connected: Instant::now(),
             order: AtomicU8::new(ORDER_NONE),
@@ -233,7 +236,10 @@ pub(crate) struct Mount {
     /// unchanged when the timer fires.
     source_epoch: AtomicU64,
     closed: AtomicBool,
+    /// Viewers: listeners that are not relays.
     pub(crate) listeners: AtomicUsize,
+    /// Other servers relaying this mount (logged in as the relay user or an admin).
+    pub(crate) relays: AtomicUsize,
     pub(crate) listener_peak: AtomicUsize,
     pub(crate) slow_listeners: AtomicU64,
     pub(crate) bytes_read: AtomicU64,
@@ -278,6 +284,7 @@ impl Mount {
             source_epoch: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             listeners: AtomicUsize::new(0),
+            relays: AtomicUsize::new(0),
             listener_peak: AtomicUsize::new(0),
             slow_listeners: AtomicU64::new(0),
             bytes_read: AtomicU64::new(0),
@@ -429,7 +436,15 @@ impl Mount {
 
     /// Count a listener in if the mount's limit allows; the guard counts it out and removes
     /// it from the mount's clients.
+    ///
+    /// A relay (another server, logged in as the relay user) is counted as a relay, not a
+    /// viewer, and is not held to the mount's listener limit (as Icecast-KH does for
+    /// authenticated relays): the edges behind it serve the viewers.
     pub(crate) fn add_listener(self: &Arc<Self>, client: &Arc<Client>) -> Option<ListenerGuard> {
+        if client.relay {
+            self.relays.fetch_add(1, Ordering::AcqRel);
+            return Some(self.register(client));
+        }
         let max = self.settings.max_listeners.unwrap_or(usize::MAX);
         let mut cur = self.listeners.load(Ordering::Relaxed);
         loop {
@@ -452,6 +467,10 @@ impl Mount {
 
     /// A listener moved here by the admin: counted in whatever the limit (the admin asked).
     pub(crate) fn adopt_listener(self: &Arc<Self>, client: &Arc<Client>) -> ListenerGuard {
+        if client.relay {
+            self.relays.fetch_add(1, Ordering::AcqRel);
+            return self.register(client);
+        }
         let now = self.listeners.fetch_add(1, Ordering::AcqRel) + 1;
         self.listener_peak.fetch_max(now, Ordering::Relaxed);
         self.register(client)
@@ -462,6 +481,7 @@ impl Mount {
         ListenerGuard {
             mount: self.clone(),
             id: client.id,
+            relay: client.relay,
         }
     }
 }
@@ -471,12 +491,17 @@ impl Mount {
 pub(crate) struct ListenerGuard {
     mount: Arc<Mount>,
     id: u64,
+    relay: bool,
 }
 
 impl Drop for ListenerGuard {
     fn drop(&mut self) {
         self.mount.clients.lock().remove(&self.id);
-        self.mount.listeners.fetch_sub(1, Ordering::AcqRel);
+        if self.relay {
+            self.mount.relays.fetch_sub(1, Ordering::AcqRel);
+        } else {
+            self.mount.listeners.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 

@@ -219,7 +219,12 @@ impl Collector for MountCollector {
         )?)?;
 
         type Get = fn(&mount::Mount, SystemTime) -> f64;
-        let gauges: [(&str, &str, Get); 6] = [
+        let gauges: [(&str, &str, Get); 7] = [
+            (
+                "mount_relays",
+                "Other servers relaying the mount (logged in as the relay user; not listeners)",
+                |m, _| m.relays.load(Ordering::Relaxed) as f64,
+            ),
             ("mount_listeners", "Listeners of the mount", |m, _| {
                 m.listeners.load(Ordering::Relaxed) as f64
             }),
