@@ -500,3 +500,46 @@ fn a_push_reconnects_to_a_target_that_comes_back() {
         "{xml}"
     );
 }
+
+/// `on-demand = true`: the edge pulls from the origin only while someone listens (and
+/// `linger-secs` after), and a new listener wakes it again.
+#[test]
+fn an_on_demand_relay_connects_only_for_its_listeners() {
+    let origin = Agora::start();
+    let (f, path) = fixture("mp3");
+    let _src = ffmpeg_push(&origin, &path, "/od.mp3", f.muxer, false);
+    origin.wait_mount("/od.mp3");
+    let edge = Agora::start_with_config(&format!(
+        "[mount-defaults]\ngrace-period-secs = 1\n\n[[relay]]\nupstream = \"{}\"\non-demand = true\nlinger-secs = 1\n",
+        origin.url("/od.mp3")
+    ));
+    let board = |a: &Agora| -> serde_json::Value {
+        let (_, _, body) = http_get(
+            a.addr,
+            "/admin/relays.json",
+            &[("Authorization", &admin_auth())],
+        );
+        let b: serde_json::Value = serde_json::from_slice(&body).expect("relays JSON");
+        b["relays"][0].clone()
+    };
+    // Nobody listens: the relay is idle, the origin has no listener, the edge no mount.
+    wait_until("the relay to be idle", Duration::from_secs(20), || {
+        board(&edge)["state"] == "idle (on demand)"
+    });
+    assert_eq!(origin.listeners("/od.mp3"), 0);
+    assert!(edge.source("/od.mp3").is_none());
+
+    // A listener asks: the edge connects upstream and the listener decodes.
+    assert_decodes(&edge.url("/od.mp3"), 3);
+    assert_eq!(board(&edge)["connections"], 1);
+    // It left: after the linger the edge lets go of the origin.
+    edge.wait_log(&["on-demand relay: no listener for 1 s; disconnected"]);
+    wait_until(
+        "the origin to lose its listener",
+        Duration::from_secs(20),
+        || origin.listeners("/od.mp3") == 0,
+    );
+    // The next listener wakes it again.
+    assert_decodes(&edge.url("/od.mp3"), 3);
+    assert_eq!(board(&edge)["connections"], 2);
+}

@@ -117,13 +117,29 @@ impl MasterConfig {
 
 /// One `[[relay]]` table: a mount pulled from another server, as a listener of it, and served
 /// here as a mount like any other.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RelayConfig {
     /// The upstream mount: `http(s)://[user:pass@]host:port/mount`.
     pub upstream: String,
     /// The local mount; the upstream's path when absent.
     pub mount: Option<String>,
+    /// Connect upstream only while the mount has a listener (and `linger-secs` after the
+    /// last one left), as Icecast's `<on-demand>`.
+    pub on_demand: bool,
+    /// Seconds an on-demand relay stays connected without a listener.
+    pub linger_secs: u64,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            upstream: String::new(),
+            mount: None,
+            on_demand: false,
+            linger_secs: 10,
+        }
+    }
 }
 
 impl RelayConfig {

@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
@@ -18,6 +19,9 @@ use crate::telemetry::metrics;
 use crate::web;
 use crate::wire::conn::Connection;
 use crate::wire::http::{self, Request, Response};
+
+/// How long a listener of an on-demand relay's mount waits for the relay to connect.
+const ON_DEMAND_WAIT: Duration = Duration::from_secs(10);
 
 /// Dispatch a request. Returns the stream (and unread bytes) when the connection may carry
 /// another request (keep-alive), `None` when it is done.
@@ -57,6 +61,15 @@ pub(crate) async fn route(
             return None;
         }
         "GET" | "HEAD" => {
+            if let Some(wake) = shared.on_demand.get(&path) {
+                // An on-demand relay: wake it, and give it a moment to bring the stream.
+                wake.notify_one();
+                let deadline = tokio::time::Instant::now() + ON_DEMAND_WAIT;
+                while shared.registry.get(&path).is_none() && tokio::time::Instant::now() < deadline
+                {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
             if let Some(mount) = shared.registry.get(&path) {
                 drop(rest);
                 listener::handle(stream, peer, req, mount, shared.clone()).await;

@@ -56,6 +56,13 @@ impl Server {
         let registry = Arc::new(Registry::default());
         let started = SystemTime::now();
         let relays = Arc::new(RelayBoard::default());
+        let on_demand = config
+            .relays
+            .iter()
+            .filter(|r| r.on_demand)
+            .filter_map(|r| r.local_mount().ok())
+            .map(|m| (m, Arc::new(tokio::sync::Notify::new())))
+            .collect();
         let metrics = Metrics::new(registry.clone(), relays.clone(), started);
         let access_log = AccessLog::open(
             config.server.access_log.as_deref(),
@@ -80,6 +87,7 @@ impl Server {
                 metrics,
                 relays,
                 relay_hosts: Default::default(),
+                on_demand,
                 events: EventFeed::default(),
                 tracker: tracker.clone(),
             }),
@@ -132,8 +140,16 @@ impl Server {
             match (r.upstream_url(), r.local_mount()) {
                 (Ok(upstream), Ok(mount)) => {
                     tracing::info!(%upstream, %mount, "relay configured");
+                    let on_demand = shared
+                        .on_demand
+                        .get(&mount)
+                        .map(|wake| (wake.clone(), Duration::from_secs(r.linger_secs)));
                     tracker.spawn(relay::run(
-                        relay::Relay { upstream, mount },
+                        relay::Relay {
+                            upstream,
+                            mount,
+                            on_demand,
+                        },
                         shared.clone(),
                         shared.shutdown.child_token(),
                     ));

@@ -68,6 +68,8 @@ pub(crate) struct Shared {
     /// Hosts that listed the mounts as the relay user lately, and when (see
     /// [`Shared::relay_host`]).
     pub(crate) relay_hosts: Mutex<HashMap<IpAddr, Instant>>,
+    /// On-demand relays by local mount: a listener's request wakes the relay (fixed at start).
+    pub(crate) on_demand: HashMap<String, Arc<tokio::sync::Notify>>,
     pub(crate) events: EventFeed,
     /// Every connection and listener task, so shutdown can wait for them.
     pub(crate) tracker: TaskTracker,

@@ -54,6 +54,7 @@ pub(crate) async fn run(url: ServerUrl, interval: Duration, shared: Arc<Shared>)
                     let relay = Relay {
                         upstream,
                         mount: mount.clone(),
+                        on_demand: None,
                     };
                     shared
                         .tracker

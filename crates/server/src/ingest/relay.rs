@@ -27,6 +27,7 @@ use agora_client::backoff::Backoff;
 use agora_client::icy::IcyEvent;
 use agora_client::pull::Pull;
 use agora_client::{ClientError, Endpoint, Origin, ServerUrl};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::ingest::feed::Ingest;
@@ -47,6 +48,8 @@ const REFUSED_RETRY: Duration = Duration::from_secs(30);
 pub(crate) struct Relay {
     pub(crate) upstream: ServerUrl,
     pub(crate) mount: String,
+    /// On demand: woken by a listener's request, idle after this long without listeners.
+    pub(crate) on_demand: Option<(Arc<Notify>, Duration)>,
 }
 
 /// What the relay is doing, for the once-per-change log.
@@ -76,6 +79,21 @@ pub(crate) async fn run(relay: Relay, shared: Arc<Shared>, stop: CancellationTok
     let mut state = State::Starting;
     let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     loop {
+        // On demand: wait for a listener (one held through a grace period counts).
+        if let Some((wake, _)) = &relay.on_demand {
+            let held = shared
+                .registry
+                .get(&relay.mount)
+                .is_some_and(|m| m.listeners.load(Ordering::Acquire) > 0);
+            if !held {
+                entry.status.set("idle (on demand)", None);
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = stop.cancelled() => return,
+                }
+                tracing::info!(upstream = %relay.upstream, mount = %relay.mount, "on-demand relay: a listener asked");
+            }
+        }
         let wait = match Pull::connect(&endpoint).await {
             Err(e) => {
                 let refused = e.origin() == Origin::Server;
@@ -107,12 +125,18 @@ pub(crate) async fn run(relay: Relay, shared: Arc<Shared>, stop: CancellationTok
                     change(&mut state, State::Live, &relay, &entry.status, "");
                     backoff.reset();
                     shared.relay_connections.fetch_add(1, Ordering::Relaxed);
-                    let end = pull_into(pull, &claim, &shared, &stop, &entry.status).await;
+                    let linger = relay.on_demand.as_ref().map(|(_, l)| *l);
+                    let end = pull_into(pull, &claim, &shared, &stop, &entry.status, linger).await;
                     shared.metrics.source_ended(&end);
                     drop(claim);
                     if stop.is_cancelled() {
                         tracing::info!(upstream = %relay.upstream, mount = %relay.mount, "relay stopped");
                         return;
+                    }
+                    if matches!(end, SourceEnd::Idle(_)) {
+                        tracing::info!(upstream = %relay.upstream, mount = %relay.mount, "on-demand relay: {end}; disconnected");
+                        state = State::Starting;
+                        continue;
                     }
                     let why = end.to_string();
                     change(
@@ -193,13 +217,31 @@ async fn pull_into(
     shared: &Shared,
     stop: &CancellationToken,
     board: &RelayStatus,
+    linger: Option<Duration>,
 ) -> SourceEnd {
     let mount = &claim.mount;
     let kill = mount.source_kill_token();
     let mut ingest = Ingest::new(mount);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut idle_since: Option<tokio::time::Instant> = None;
     loop {
         let event = tokio::select! {
             ev = pull.next() => ev,
+            // On demand: nobody listening (relays of this mount count as listeners) for
+            // `linger` ends the pull.
+            _ = tick.tick(), if linger.is_some() => {
+                let listening = mount.listeners.load(Ordering::Acquire)
+                    + mount.relays.load(Ordering::Acquire);
+                match (listening, idle_since, linger) {
+                    (0, None, _) => idle_since = Some(tokio::time::Instant::now()),
+                    (0, Some(since), Some(l)) if since.elapsed() >= l => {
+                        return SourceEnd::Idle(l);
+                    }
+                    (0, _, _) => {}
+                    _ => idle_since = None,
+                }
+                continue;
+            }
             // A master that stopped listing the mount ends it like its source would.
             _ = stop.cancelled() => return if shared.shutdown.is_cancelled() {
                 SourceEnd::Shutdown

@@ -53,6 +53,8 @@ pub(crate) enum SourceEnd {
     Killed,
     /// The server is shutting down.
     Shutdown,
+    /// An on-demand relay had no listener for this long.
+    Idle(Duration),
 }
 
 impl SourceEnd {
@@ -63,6 +65,7 @@ impl SourceEnd {
             SourceEnd::Timeout(_) => Origin::Timeout,
             SourceEnd::Killed => Origin::Admin,
             SourceEnd::Shutdown => Origin::Shutdown,
+            SourceEnd::Idle(_) => Origin::Timeout,
         }
     }
 
@@ -76,12 +79,16 @@ impl SourceEnd {
             SourceEnd::Timeout(_) => "timeout",
             SourceEnd::Killed => "killed",
             SourceEnd::Shutdown => "shutdown",
+            SourceEnd::Idle(_) => "idle",
         }
     }
 
     /// An ending nobody needs to look at (the source or the server meant it).
     pub(crate) fn is_orderly(&self) -> bool {
-        matches!(self, SourceEnd::Finished | SourceEnd::Shutdown)
+        matches!(
+            self,
+            SourceEnd::Finished | SourceEnd::Shutdown | SourceEnd::Idle(_)
+        )
     }
 }
 
@@ -95,6 +102,7 @@ impl fmt::Display for SourceEnd {
             SourceEnd::Timeout(d) => write!(f, "no data for {} s", d.as_secs()),
             SourceEnd::Killed => f.write_str("removed by the admin (killsource)"),
             SourceEnd::Shutdown => f.write_str("the server is shutting down"),
+            SourceEnd::Idle(d) => write!(f, "no listener for {} s", d.as_secs()),
         }
     }
 }
