@@ -190,6 +190,9 @@ pub struct ServerSection {
     pub access_log: Option<String>,
     /// Seconds SIGTERM waits for connections to finish before exiting.
     pub shutdown_grace_secs: u64,
+    /// Reverse proxies (nginx, a load balancer) whose `X-Forwarded-For` / `Forwarded` header
+    /// names the client: only requests from these addresses are believed.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for ServerSection {
@@ -207,6 +210,7 @@ impl Default for ServerSection {
             backlog: 16_384,
             access_log: None,
             shutdown_grace_secs: 5,
+            trusted_proxies: Vec::new(),
         }
     }
 }

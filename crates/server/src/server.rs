@@ -304,8 +304,11 @@ async fn handle_connection(mut stream: Connection, peer: SocketAddr, shared: Arc
                 return;
             }
         };
-        let span = tracing::info_span!("conn", %peer, method = %req.method, path = %req.path());
-        match route(stream, peer, req, rest, &shared)
+        // Behind a trusted reverse proxy, the client is the one it names.
+        let client = http::forwarded_client(&req, peer, &shared.config.server.trusted_proxies);
+        let span =
+            tracing::info_span!("conn", peer = %client, method = %req.method, path = %req.path());
+        match route(stream, client, req, rest, &shared)
             .instrument(span)
             .await
         {

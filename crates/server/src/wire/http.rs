@@ -7,6 +7,8 @@
 //!
 //! **Architecture invariant:** only this crate speaks HTTP; the format crate never sees it.
 
+use std::net::{IpAddr, SocketAddr};
+
 use bytes::{Buf, Bytes, BytesMut};
 
 /// A parsed request head. Header names are kept as sent; lookups ignore case.
@@ -190,6 +192,46 @@ pub(crate) fn reason(code: u16) -> &'static str {
 }
 
 pub(crate) const SERVER: &str = concat!("Agora/", env!("CARGO_PKG_VERSION"));
+
+/// The client of a request: `peer`, unless `peer` is one of the `trusted` reverse proxies and
+/// the request names the client in `X-Forwarded-For` (or RFC 7239's `Forwarded: for=`). The
+/// list is read from the right, past the trusted proxies that appended to it, so a client
+/// cannot pose as another by sending the header itself. The port is the proxy's.
+pub(crate) fn forwarded_client(req: &Request, peer: SocketAddr, trusted: &[IpAddr]) -> SocketAddr {
+    if !trusted.contains(&peer.ip()) {
+        return peer;
+    }
+    let mut hops: Vec<IpAddr> = Vec::new();
+    for (name, value) in &req.headers {
+        if name.eq_ignore_ascii_case("x-forwarded-for") {
+            hops.extend(value.split(',').filter_map(|h| parse_hop(h.trim())));
+        } else if name.eq_ignore_ascii_case("forwarded") {
+            hops.extend(value.split(',').filter_map(|element| {
+                element.split(';').find_map(|pair| {
+                    let (k, v) = pair.trim().split_once('=')?;
+                    k.eq_ignore_ascii_case("for")
+                        .then(|| parse_hop(v.trim().trim_matches('"')))?
+                })
+            }));
+        }
+    }
+    hops.iter()
+        .rev()
+        .find(|ip| !trusted.contains(ip))
+        .or(hops.first())
+        .map_or(peer, |ip| SocketAddr::new(*ip, peer.port()))
+}
+
+/// An address in a forwarding header: `1.2.3.4`, `1.2.3.4:5678`, `[::1]`, `[::1]:5678`.
+fn parse_hop(h: &str) -> Option<IpAddr> {
+    if let Ok(ip) = h.parse() {
+        return Some(ip);
+    }
+    if let Ok(sa) = h.parse::<SocketAddr>() {
+        return Some(sa.ip());
+    }
+    h.strip_prefix('[')?.split(']').next()?.parse().ok()
+}
 
 /// Content types the server answers with.
 pub(crate) const TEXT: &str = "text/plain; charset=utf-8";
@@ -404,6 +446,42 @@ mod tests {
         assert_eq!(body, "Mount /x is not available\n");
         let keep = r.head("HTTP/1.1", true);
         assert!(keep.ends_with("Allow: GET\r\n\r\n") && keep.contains("Connection: Keep-Alive"));
+    }
+
+    #[test]
+    fn the_client_behind_a_trusted_proxy_is_the_one_it_names() {
+        let proxy: SocketAddr = "127.0.0.1:4000".parse().expect("addr");
+        let trusted = [
+            "127.0.0.1".parse().expect("ip"),
+            "10.0.0.2".parse().expect("ip"),
+        ];
+        let req = |h: &str| {
+            parse_head(format!("GET /m HTTP/1.0\r\n{h}\r\n\r\n").as_bytes()).expect("head")
+        };
+        let client = |h: &str, peer: SocketAddr| forwarded_client(&req(h), peer, &trusted).ip();
+        let ip = |s: &str| -> IpAddr { s.parse().expect("ip") };
+        assert_eq!(
+            client("X-Forwarded-For: 198.51.100.7", proxy),
+            ip("198.51.100.7")
+        );
+        // A client's own header is to the left of what the proxies appended.
+        assert_eq!(
+            client("X-Forwarded-For: 6.6.6.6, 198.51.100.7, 10.0.0.2", proxy),
+            ip("198.51.100.7")
+        );
+        assert_eq!(
+            client("Forwarded: for=\"[2001:db8::1]:4711\";proto=https", proxy),
+            ip("2001:db8::1")
+        );
+        assert_eq!(client("Forwarded: For=192.0.2.60", proxy), ip("192.0.2.60"));
+        // An untrusted peer's header is ignored; a header naming nothing usable too.
+        let stranger: SocketAddr = "203.0.113.9:5000".parse().expect("addr");
+        assert_eq!(
+            client("X-Forwarded-For: 198.51.100.7", stranger),
+            stranger.ip()
+        );
+        assert_eq!(client("X-Forwarded-For: unknown", proxy), proxy.ip());
+        assert_eq!(client("User-Agent: x", proxy), proxy.ip());
     }
 
     /// The `request_head` fuzz target's committed corpus, replayed as an ordinary test.
