@@ -68,7 +68,9 @@ impl Graph {
             references: 0,
         };
         for (from, m) in tree.modules.iter().enumerate() {
-            for r in refs::collect(&m.items) {
+            let mut paths = refs::collect(&m.items);
+            refs::doc_paths(&m.docs, &mut paths);
+            for r in paths {
                 let Some(to) = resolve(tree, from, &r.segments, 0) else {
                     continue;
                 };

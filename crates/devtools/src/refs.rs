@@ -1,7 +1,8 @@
 //! The paths a module's own code writes: in `use` trees (nested groups included), in
 //! expressions, types, patterns, trait bounds and visibilities, and inside macro calls (read
-//! from their tokens: `format!("{}", crate::a::f())` names `crate::a`). Nested `mod` items are
-//! left out: they are modules of their own.
+//! from their tokens: `format!("{}", crate::a::f())` names `crate::a`), and in doc comments
+//! (`[`crate::a::B`]` is a link rustdoc resolves, and a path named in prose is a dependency a
+//! reader follows). Nested `mod` items are left out: they are modules of their own.
 
 use proc_macro2::{Spacing, TokenStream, TokenTree};
 use syn::visit::{self, Visit};
@@ -66,9 +67,58 @@ impl<'ast> Visit<'ast> for Collector {
         visit::visit_path(self, p);
     }
 
+    fn visit_attribute(&mut self, a: &'ast syn::Attribute) {
+        doc_paths(std::slice::from_ref(a), &mut self.out);
+        visit::visit_attribute(self, a);
+    }
+
     fn visit_macro(&mut self, m: &'ast syn::Macro) {
         macro_paths(m.tokens.clone(), &mut self.out);
         visit::visit_macro(self, m);
+    }
+}
+
+/// `crate::`, `super::` and `self::` paths written in the text of `doc` attributes (`///`,
+/// `//!`).
+pub fn doc_paths(attrs: &[syn::Attribute], out: &mut Vec<PathRef>) {
+    for a in attrs {
+        if !a.path().is_ident("doc") {
+            continue;
+        }
+        let syn::Meta::NameValue(nv) = &a.meta else {
+            continue;
+        };
+        let syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(text),
+            ..
+        }) = &nv.value
+        else {
+            continue;
+        };
+        let line = text.span().start().line;
+        let text = text.value();
+        let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        let mut rest = text.as_str();
+        while let Some(at) = ["crate::", "super::", "self::"]
+            .iter()
+            .filter_map(|k| rest.find(k))
+            .min()
+        {
+            let before = rest[..at].chars().next_back();
+            let tail = &rest[at..];
+            let end = tail
+                .find(|c: char| !(word(c) || c == ':'))
+                .unwrap_or(tail.len());
+            let segments: Vec<String> = tail[..end]
+                .split("::")
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            if !before.is_some_and(word) && segments.len() >= 2 {
+                out.push(PathRef { segments, line });
+            }
+            rest = &tail[end.max(1)..];
+        }
     }
 }
 

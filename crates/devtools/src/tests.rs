@@ -225,3 +225,22 @@ fn files_are_found_the_way_rustc_finds_them() {
         missing.errors
     );
 }
+
+#[test]
+fn paths_in_doc_comments_are_references_too() {
+    // A file's `//!`, an item's `///` and a link each make an edge; a word that merely ends in
+    // `crate` (`subcrate::x`) does not.
+    let r = run(&[
+        ("src/lib.rs", "mod a;\nmod b;\nmod c;\n"),
+        ("src/a.rs", "//! Fed by `crate::b`.\npub struct A;\n"),
+        (
+            "src/b.rs",
+            "/// Makes a [`crate::a::A`].\npub fn make() {}\n",
+        ),
+        ("src/c.rs", "//! Not `subcrate::a`.\npub struct C;\n"),
+    ]);
+    assert_eq!(cycles(&r), vec![("crate".into(), names(&["a", "b"]))]);
+    let text = r.render(Path::new(""));
+    assert!(text.contains("src/a.rs:1: crate::b"), "{text}");
+    assert!(text.contains("src/b.rs:1: crate::a::A"), "{text}");
+}

@@ -48,6 +48,8 @@ pub struct Module {
     pub file: PathBuf,
     /// The module's items, parsed.
     pub items: Vec<syn::Item>,
+    /// The module's own doc attributes (`//!` and those on its `mod` item).
+    pub docs: Vec<syn::Attribute>,
     /// Child modules by name.
     pub children: BTreeMap<String, usize>,
     /// Names bound by this module's own `use` items.
@@ -107,25 +109,29 @@ impl Tree {
             errors: Vec::new(),
         };
         let dir = root.parent().unwrap_or(Path::new("")).to_path_buf();
-        if let Some(items) = tree.parse(root, src) {
+        if let Some((docs, items)) = tree.parse(root, src) {
             let place = Place {
                 file: root.to_path_buf(),
                 dir: dir.clone(),
                 path_dir: dir,
             };
-            tree.add(Vec::new(), None, place, items, src);
+            tree.add(Vec::new(), None, place, docs, items, src);
         }
         tree
     }
 
-    fn parse(&mut self, path: &Path, src: &dyn Source) -> Option<Vec<syn::Item>> {
+    fn parse(
+        &mut self,
+        path: &Path,
+        src: &dyn Source,
+    ) -> Option<(Vec<syn::Attribute>, Vec<syn::Item>)> {
         let Some(text) = src.read(path) else {
             self.errors.push(format!("{}: cannot read", path.display()));
             return None;
         };
         self.files.push(path.to_path_buf());
         match syn::parse_file(&text) {
-            Ok(file) => Some(file.items),
+            Ok(file) => Some((file.attrs, file.items)),
             Err(e) => {
                 let at = e.span().start();
                 self.errors.push(format!(
@@ -145,6 +151,7 @@ impl Tree {
         path: Vec<String>,
         parent: Option<usize>,
         place: Place,
+        docs: Vec<syn::Attribute>,
         items: Vec<syn::Item>,
         src: &dyn Source,
     ) -> usize {
@@ -166,6 +173,7 @@ impl Tree {
             parent,
             file: place.file.clone(),
             items: Vec::new(),
+            docs,
             children: BTreeMap::new(),
             bindings,
             globs,
@@ -176,6 +184,9 @@ impl Tree {
             let mut child_path = path.clone();
             child_path.push(name.clone());
             let child_dir = place.dir.join(&name);
+            // The module's docs: those on its `mod` item (outer, and inner ones of an inline
+            // module), then its file's `//!`.
+            let mut docs = m.attrs.clone();
             let (child_place, inner) = match &m.content {
                 Some((_, inner)) => (
                     Place {
@@ -189,9 +200,10 @@ impl Tree {
                     let Some((file, mod_rs)) = self.find(m, &name, &place, src) else {
                         continue;
                     };
-                    let Some(inner) = self.parse(&file, src) else {
+                    let Some((file_docs, inner)) = self.parse(&file, src) else {
                         continue;
                     };
+                    docs.extend(file_docs);
                     let beside = file.parent().unwrap_or(Path::new("")).to_path_buf();
                     // A mod.rs (or #[path]) file's children sit beside it; a.rs's in a/.
                     let dir = if mod_rs { beside.clone() } else { child_dir };
@@ -203,7 +215,7 @@ impl Tree {
                     (place, inner)
                 }
             };
-            let child = self.add(child_path, Some(id), child_place, inner, src);
+            let child = self.add(child_path, Some(id), child_place, docs, inner, src);
             self.modules[id].children.insert(name, child);
         }
         self.modules[id].items = items;

@@ -17,7 +17,7 @@
 //!
 //! **Page length.** [`page_len`] is the one parser of a page's length (27-byte header plus
 //! segment table) in Agora, a sans-IO check with an explicit `Incomplete`: this framer, the
-//! in-band title rewriter ([`crate::ogg_title`]) and the benchmark's source and listeners
+//! in-band title rewriter (`ogg_title.rs`) and the benchmark's source and listeners
 //! measure pages with it.
 //!
 //! **Codecs** are identified from the first packet of each BOS page, which also says how many

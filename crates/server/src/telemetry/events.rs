@@ -1,6 +1,6 @@
 //! The event feed: ready-made Server-Sent Events frames broadcast to every `/events`
 //! connection. The hub that writes into it and the handler that reads from it are in
-//! `crate::control::events`.
+//! the control layer (`control/events.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;

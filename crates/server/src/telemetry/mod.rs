@@ -1,6 +1,6 @@
 //! What the server records about itself, for operators and tools: the access log, the
 //! Prometheus registry and the feed of mount events. Owned by the shared state and written by
-//! every handler; the pages that show them are in `crate::control`.
+//! every handler; the pages that show them are the control layer's (`control/`).
 //!
 //! - [`access_log`]: Combined Log Format, written by a thread of its own; counts requests.
 //! - [`metrics`]: the Prometheus registry, mounts read at scrape time.
