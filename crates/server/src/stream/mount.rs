@@ -145,6 +145,9 @@ pub(crate) fn icy_block(title: &str) -> Bytes {
     out.freeze()
 }
 
+/// Longest title taken from a stream (an Ogg chain's comments, an upstream's ICY metadata).
+pub(crate) const MAX_STREAM_TITLE: usize = 1024;
+
 /// Listener ids, unique in the process (a listener keeps its id when moved to another mount).
 static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -411,7 +414,16 @@ impl Mount {
 
     /// A title from the stream itself (an Ogg chain's comments, an upstream's ICY metadata):
     /// the mount's title, unless it is already that; never put back into the stream.
-    pub(crate) fn set_title_from_stream(&self, text: String) {
+    /// The stream's bytes choose the text, so it is cut to [`MAX_STREAM_TITLE`] bytes (an Ogg
+    /// comment header may hold a megabyte).
+    pub(crate) fn set_title_from_stream(&self, mut text: String) {
+        if text.len() > MAX_STREAM_TITLE {
+            let mut cut = MAX_STREAM_TITLE;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+        }
         if self.title.load().text != text {
             self.title.rcu(|t| Title::new(text.clone(), t.version + 1));
             self.poke();
@@ -660,6 +672,27 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_title_from_the_stream_is_bounded_and_set_once() {
+        let reg = Arc::new(Registry::default());
+        let claim = reg
+            .claim(
+                "/t",
+                MountPolicy::default,
+                StreamMeta::default(),
+                "ip".into(),
+            )
+            .expect("free");
+        let m = &claim.mount;
+        m.set_title_from_stream("é".repeat(10_000));
+        let t = m.title();
+        assert!(t.text.len() <= MAX_STREAM_TITLE && t.text.starts_with('é'));
+        let v = t.version;
+        // The same title again changes nothing (no new version for ICY listeners).
+        m.set_title_from_stream("é".repeat(10_000));
+        assert_eq!(m.title().version, v);
+    }
 
     #[test]
     fn icy_block_is_padded_and_quoted_safely() {
