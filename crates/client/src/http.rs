@@ -9,7 +9,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 
 use crate::conn::Conn;
-use crate::{ClientError, MAX_HEAD};
+use crate::{ClientError, Endpoint, MAX_HEAD, USER_AGENT};
 
 /// Most headers a response may have.
 const MAX_HEADERS: usize = 64;
@@ -88,6 +88,21 @@ pub(crate) fn latin1_or_utf8(v: &[u8]) -> String {
 }
 
 /// Reads one response head; returns it and the bytes that came after it (the start of the
+/// A `GET target HTTP/1.0` request to the endpoint's server: `Host`, `User-Agent`, the
+/// `extra` header lines (each ending in CRLF), and Basic credentials when the endpoint has a
+/// password. The one request builder of the crate's GETs (pull, metadata, mount list).
+pub(crate) fn get_request(endpoint: &Endpoint, target: &str, extra: &str) -> String {
+    let mut req = format!(
+        "GET {target} HTTP/1.0\r\nHost: {}\r\nUser-Agent: {USER_AGENT}\r\n{extra}",
+        endpoint.url.authority()
+    );
+    if let Some(auth) = endpoint.basic_auth() {
+        req.push_str(&format!("Authorization: {auth}\r\n"));
+    }
+    req.push_str("\r\n");
+    req
+}
+
 /// body). Reads at most [`MAX_HEAD`] bytes before giving up.
 pub(crate) async fn read_head(conn: &mut Conn) -> Result<(ResponseHead, BytesMut), ClientError> {
     let mut buf = BytesMut::with_capacity(1024);

@@ -6,9 +6,9 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::conn::connect;
-use crate::http::{ResponseHead, head_len};
+use crate::http::{ResponseHead, get_request, head_len};
 use crate::server_url::query_value;
-use crate::{ClientError, Endpoint, IO_TIMEOUT, USER_AGENT};
+use crate::{ClientError, Endpoint, IO_TIMEOUT};
 
 /// The answer is small; a server that sends more than this is not worth reading.
 const MAX_ANSWER: u64 = 64 * 1024;
@@ -24,15 +24,7 @@ pub async fn set_title(endpoint: &Endpoint, title: &str) -> Result<(), ClientErr
 /// endpoint's credentials are the master's relay user or an admin). At most `max` mounts are
 /// returned; lines that are not mount paths are skipped.
 pub async fn stream_list(endpoint: &Endpoint, max: usize) -> Result<Vec<String>, ClientError> {
-    let url = &endpoint.url;
-    let mut req = format!(
-        "GET /admin/streamlist.txt HTTP/1.0\r\nHost: {}\r\nUser-Agent: {USER_AGENT}\r\n",
-        url.authority(),
-    );
-    if let Some(auth) = endpoint.basic_auth() {
-        req.push_str(&format!("Authorization: {auth}\r\n"));
-    }
-    req.push_str("\r\n");
+    let req = get_request(endpoint, "/admin/streamlist.txt", "");
     let body = admin_get(endpoint, &req).await?;
     Ok(String::from_utf8_lossy(&body)
         .lines()
@@ -72,23 +64,18 @@ async fn admin_get(endpoint: &Endpoint, req: &str) -> Result<Vec<u8>, ClientErro
 
 /// The request (pure: the wire bytes, pinned by a test).
 fn request(endpoint: &Endpoint, title: &str) -> String {
-    let url = &endpoint.url;
-    let mut req = format!(
-        "GET /admin/metadata?mount={}&mode=updinfo&song={} HTTP/1.0\r\nHost: {}\r\nUser-Agent: {USER_AGENT}\r\n",
-        query_value(&url.mount),
-        query_value(title),
-        url.authority(),
+    let target = format!(
+        "/admin/metadata?mount={}&mode=updinfo&song={}",
+        query_value(&endpoint.url.mount),
+        query_value(title)
     );
-    if let Some(auth) = endpoint.basic_auth() {
-        req.push_str(&format!("Authorization: {auth}\r\n"));
-    }
-    req.push_str("\r\n");
-    req
+    get_request(endpoint, &target, "")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::USER_AGENT;
 
     #[test]
     fn the_request_is_pinned() {

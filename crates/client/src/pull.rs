@@ -11,9 +11,9 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::conn::{self, Conn};
-use crate::http::{ResponseHead, read_head};
+use crate::http::{ResponseHead, get_request, read_head};
 use crate::icy::{Deinterleaver, IcyEvent};
-use crate::{ClientError, Endpoint, IO_TIMEOUT, USER_AGENT};
+use crate::{ClientError, Endpoint, IO_TIMEOUT};
 
 /// Longest a pulled stream may stay silent before it is taken for dead (Icecast's source
 /// timeout).
@@ -157,22 +157,13 @@ impl Pull {
 
 /// The request (pure: the wire bytes, pinned by a test).
 fn request(endpoint: &Endpoint) -> String {
-    let url = &endpoint.url;
-    let mut req = format!(
-        "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: {USER_AGENT}\r\nIcy-MetaData: 1\r\n",
-        url.mount,
-        url.authority()
-    );
-    if let Some(auth) = endpoint.basic_auth() {
-        req.push_str(&format!("Authorization: {auth}\r\n"));
-    }
-    req.push_str("\r\n");
-    req
+    get_request(endpoint, &endpoint.url.mount, "Icy-MetaData: 1\r\n")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::USER_AGENT;
     use crate::http::head_len;
 
     #[test]
