@@ -3,7 +3,10 @@
 //! and the metadata blocks the server interleaves every `icy-metaint` bytes).
 //!
 //! The request is `HTTP/1.0`, as Icecast's own relays send it, so the body is the raw,
-//! close-delimited stream. Redirects are not followed (a `302` is a refusal).
+//! close-delimited stream. Redirects (`301`, `302`, `303`, `307`, `308` with a `Location`) are
+//! followed, at most [`MAX_REDIRECTS`] of them, as ffmpeg and players do: an origin that
+//! spreads its listeners over edges answers `302` to an edge. The credentials go along only
+//! to the same host and port.
 
 use std::time::Duration;
 
@@ -13,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::conn::{self, Conn};
 use crate::http::{ResponseHead, get_request, read_head};
 use crate::icy::{Deinterleaver, IcyEvent};
-use crate::{ClientError, Endpoint, IO_TIMEOUT};
+use crate::{ClientError, Endpoint, IO_TIMEOUT, ServerUrl, TlsConfig, UrlError};
 
 /// Longest a pulled stream may stay silent before it is taken for dead (Icecast's source
 /// timeout).
@@ -21,6 +24,9 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How much one read asks for.
 const READ_SIZE: usize = 16 * 1024;
+
+/// Most redirects followed by one [`Pull::connect`].
+pub const MAX_REDIRECTS: usize = 5;
 
 /// What the server says about the stream in its response head (Icecast's `icy-*` spellings,
 /// with or without a space after the colon).
@@ -73,6 +79,9 @@ pub struct Pull {
     pub info: StreamInfo,
     /// `icy-metaint`: audio bytes between two metadata blocks; `None`, no metadata.
     pub metaint: Option<usize>,
+    /// Where the stream came from after redirects (without credentials); `None` when the
+    /// endpoint answered itself.
+    pub redirected_to: Option<String>,
     conn: Conn,
     icy: Deinterleaver,
     buf: BytesMut,
@@ -81,26 +90,40 @@ pub struct Pull {
 
 impl Pull {
     /// Connects, asks for the endpoint's mount with ICY metadata, and reads the response
-    /// head, all bounded by [`IO_TIMEOUT`]. Sends Basic credentials only when the endpoint
-    /// has a password.
+    /// head, each hop bounded by [`IO_TIMEOUT`], following redirects. Sends Basic
+    /// credentials only when the endpoint has a password.
     pub async fn connect(endpoint: &Endpoint) -> Result<Pull, ClientError> {
-        let req = request(endpoint);
-        let exchange = async {
-            let mut conn = conn::connect(endpoint).await?;
-            conn.write_all(req.as_bytes())
+        let mut hop = endpoint.clone();
+        let mut redirected_to = None;
+        let mut hops = 0;
+        let (conn, head, rest) = loop {
+            let req = request(&hop);
+            let exchange = async {
+                let mut conn = conn::connect(&hop).await?;
+                conn.write_all(req.as_bytes())
+                    .await
+                    .map_err(ClientError::Lost)?;
+                let (head, rest) = read_head(&mut conn).await?;
+                Ok::<_, ClientError>((conn, head, rest))
+            };
+            let (conn, head, rest) = tokio::time::timeout(IO_TIMEOUT, exchange)
                 .await
-                .map_err(ClientError::Lost)?;
-            let (head, rest) = read_head(&mut conn).await?;
-            Ok::<_, ClientError>((conn, head, rest))
+                .map_err(|_| ClientError::Timeout)??;
+            match head.code {
+                200..=299 => break (conn, head, rest),
+                401 => return Err(ClientError::Unauthorized),
+                301 | 302 | 303 | 307 | 308 => {
+                    hops += 1;
+                    let location = head.text("location").unwrap_or_default();
+                    if hops > MAX_REDIRECTS || location.is_empty() {
+                        return Err(ClientError::refused(head.code, &rest));
+                    }
+                    hop = redirect(&hop, &location)?;
+                    redirected_to = Some(hop.url.to_string());
+                }
+                code => return Err(ClientError::refused(code, &rest)),
+            }
         };
-        let (conn, head, rest) = tokio::time::timeout(IO_TIMEOUT, exchange)
-            .await
-            .map_err(|_| ClientError::Timeout)??;
-        match head.code {
-            200..=299 => {}
-            401 => return Err(ClientError::Unauthorized),
-            code => return Err(ClientError::refused(code, &rest)),
-        }
         let bad = |name: &'static str, value: &str| ClientError::BadHeader {
             name,
             value: value.chars().take(100).collect(),
@@ -121,6 +144,7 @@ impl Pull {
             content_type: head.text("content-type"),
             info: StreamInfo::from_head(&head),
             metaint,
+            redirected_to,
             conn,
             icy: Deinterleaver::new(metaint),
             buf: rest,
@@ -153,6 +177,38 @@ impl Pull {
             }
         }
     }
+}
+
+/// The endpoint a redirect points to: `location` is a URL or a path on the same server.
+/// The credentials (the URL's and the fallback password) carry over only to the same host and
+/// port, unless `location` names its own; the TLS settings carry over (the system's roots for
+/// an `https://` location reached from plain HTTP).
+fn redirect(from: &Endpoint, location: &str) -> Result<Endpoint, ClientError> {
+    let url: ServerUrl = if location.starts_with('/') && !location.starts_with("//") {
+        let mut url = from.url.clone();
+        url.mount = location.to_string();
+        url
+    } else {
+        location
+            .parse()
+            .map_err(|e: UrlError| ClientError::BadHeader {
+                name: "location",
+                value: e.to_string().chars().take(100).collect(),
+            })?
+    };
+    let same_server = url.host == from.url.host && url.port == from.url.port;
+    let mut to = Endpoint::new(url);
+    if same_server && to.url.user.is_none() && to.url.password.is_none() {
+        to.url.user = from.url.user.clone();
+        to.url.password = from.url.password.clone();
+        to.password = from.password.clone();
+    }
+    to.tls = match (&from.tls, to.url.tls) {
+        (Some(tls), _) => Some(tls.clone()),
+        (None, true) => Some(TlsConfig::new(None)?),
+        (None, false) => None,
+    };
+    Ok(to)
 }
 
 /// The request (pure: the wire bytes, pinned by a test).
@@ -279,5 +335,99 @@ mod tests {
             assert_eq!(e.to_string(), want);
             assert_eq!(e.origin(), crate::Origin::Server);
         }
+    }
+
+    #[test]
+    fn credentials_follow_a_redirect_to_the_same_server_only() {
+        let mut from = Endpoint::new("http://relay:pw@o:8000/live.ogg".parse().expect("url"));
+        from.password = Some("fallback".into());
+        let same = redirect(&from, "/other.ogg?x=1").expect("a path");
+        assert_eq!(same.url.to_string(), "http://o:8000/other.ogg?x=1");
+        assert!(request(&same).contains("Authorization: Basic cmVsYXk6cHc="));
+        let other = redirect(&from, "http://edge:8001/live.ogg").expect("a URL");
+        assert_eq!(other.url.to_string(), "http://edge:8001/live.ogg");
+        assert!(
+            !request(&other).contains("Authorization"),
+            "{}",
+            request(&other)
+        );
+        assert_eq!(other.password, None);
+        let own = redirect(&from, "http://u:p@edge:8001/live.ogg").expect("a URL");
+        assert!(request(&own).contains("Authorization: Basic dTpw"));
+        assert!(matches!(
+            redirect(&from, "gopher://x/"),
+            Err(ClientError::BadHeader {
+                name: "location",
+                ..
+            })
+        ));
+    }
+
+    /// Two servers on real sockets: the first answers `302` to the second, which streams;
+    /// a server that redirects to itself forever is given up after [`MAX_REDIRECTS`].
+    #[tokio::test]
+    async fn a_pull_follows_redirects_and_stops_at_a_loop() {
+        let edge = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let origin = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let (edge_addr, origin_addr) = (
+            edge.local_addr().expect("addr"),
+            origin.local_addr().expect("addr"),
+        );
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = origin.accept().await.expect("accept");
+                let mut req = vec![0u8; 1024];
+                let n = s.read(&mut req).await.expect("request");
+                let req = String::from_utf8_lossy(&req[..n]).to_string();
+                let to = if req.starts_with("GET /loop") {
+                    format!("http://{origin_addr}/loop")
+                } else {
+                    format!("http://{edge_addr}/live.mp3?from=origin")
+                };
+                let head = format!("HTTP/1.0 302 Found\r\nLocation: {to}\r\n\r\n");
+                s.write_all(head.as_bytes()).await.expect("head");
+            }
+        });
+        tokio::spawn(async move {
+            let (mut s, _) = edge.accept().await.expect("accept");
+            let mut req = vec![0u8; 1024];
+            let n = s.read(&mut req).await.expect("request");
+            let req = String::from_utf8_lossy(&req[..n]).to_string();
+            assert!(
+                req.starts_with("GET /live.mp3?from=origin HTTP/1.0"),
+                "{req}"
+            );
+            assert!(!req.contains("Authorization"), "{req}");
+            s.write_all(b"HTTP/1.0 200 OK\r\nContent-Type: audio/mpeg\r\n\r\nabc")
+                .await
+                .expect("head");
+        });
+        let url = format!("http://relay:pw@{origin_addr}/live.mp3");
+        let mut pull = Pull::connect(&Endpoint::new(url.parse().expect("url")))
+            .await
+            .expect("follows the redirect");
+        assert_eq!(
+            pull.redirected_to,
+            Some(format!("http://{edge_addr}/live.mp3?from=origin"))
+        );
+        let mut audio = Vec::new();
+        while let Some(ev) = pull.next().await.expect("reads") {
+            if let IcyEvent::Audio(a) = ev {
+                audio.extend_from_slice(&a);
+            }
+        }
+        assert_eq!(audio, b"abc");
+        let looped = Pull::connect(&Endpoint::new(
+            format!("http://{origin_addr}/loop").parse().expect("url"),
+        ))
+        .await;
+        assert!(
+            matches!(looped, Err(ClientError::Refused(302, _))),
+            "{looped:?}"
+        );
     }
 }

@@ -88,6 +88,10 @@ pub struct MasterConfig {
     pub url: String,
     /// Seconds between two polls of the master's mount list.
     pub interval_secs: u64,
+    /// This server's own address as listeners reach it, `http://host:port`: announced to the
+    /// master with each poll (Icecast-KH's `rserver`/`rport`), which then sends listeners
+    /// here by redirect. Not announced when absent.
+    pub announce: Option<String>,
 }
 
 impl Default for MasterConfig {
@@ -95,6 +99,7 @@ impl Default for MasterConfig {
         MasterConfig {
             url: String::new(),
             interval_secs: 10,
+            announce: None,
         }
     }
 }
@@ -112,6 +117,34 @@ impl MasterConfig {
         };
         list.parse()
             .map_err(|e: agora_client::UrlError| ConfigError::Invalid(format!("master: {e}")))
+    }
+}
+
+impl MasterConfig {
+    /// The announced host and port (checked by [`Config::validate`]).
+    pub(crate) fn announce_addr(&self) -> Result<Option<(String, u16)>, ConfigError> {
+        let Some(a) = &self.announce else {
+            return Ok(None);
+        };
+        let bad = |why: &str| {
+            ConfigError::Invalid(format!(
+                "master.announce = {a:?}: {why} (expected http://host:port, how listeners reach this server)"
+            ))
+        };
+        let url = url::Url::parse(a).map_err(|e| bad(&e.to_string()))?;
+        if url.scheme() != "http" {
+            return Err(bad("only http:// can be announced"));
+        }
+        if !matches!(url.path(), "" | "/") || url.query().is_some() || !url.username().is_empty() {
+            return Err(bad("no path, query or user may follow the port"));
+        }
+        let host = match url.host() {
+            Some(url::Host::Domain(d)) if !d.is_empty() => d.to_string(),
+            Some(url::Host::Ipv4(ip)) => ip.to_string(),
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            _ => return Err(bad("no host")),
+        };
+        Ok(Some((host, url.port_or_known_default().unwrap_or(80))))
     }
 }
 
@@ -242,6 +275,22 @@ pub enum LagPolicy {
     Skip,
 }
 
+/// When a listener asking for a mount is sent to an edge (a server that follows this one and
+/// announces itself, see `[master] announce`) with `302 Found`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RedirectMode {
+    /// When this server or the mount is at its listener limit, as Icecast-KH does: the
+    /// listener goes to an edge instead of being refused.
+    #[default]
+    WhenFull,
+    /// Every listener goes to an edge while a healthy one carries the mount; this server
+    /// keeps its own listeners for when none does.
+    Always,
+    /// Never: listeners are served here or refused.
+    Never,
+}
+
 /// Settings a mount may override; `[mount-defaults]` supplies the rest.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
@@ -257,6 +306,8 @@ pub struct MountSettings {
     /// Vorbis or Opus mount, as a new link of the chain (players such as VLC and mpv show
     /// them). Off by default: browsers stop playing at a chain.
     pub ogg_title_in_stream: bool,
+    /// When listeners are sent to edges.
+    pub redirect: RedirectMode,
 }
 
 impl Default for MountSettings {
@@ -269,6 +320,7 @@ impl Default for MountSettings {
             lag_policy: LagPolicy::Disconnect,
             icy_metaint: DEFAULT_ICY_METAINT,
             ogg_title_in_stream: false,
+            redirect: RedirectMode::WhenFull,
         }
     }
 }
@@ -313,6 +365,7 @@ pub struct MountConfig {
     pub lag_policy: Option<LagPolicy>,
     pub icy_metaint: Option<usize>,
     pub ogg_title_in_stream: Option<bool>,
+    pub redirect: Option<RedirectMode>,
     /// Overrides the source's `ice-name`.
     pub stream_name: Option<String>,
     pub stream_description: Option<String>,
@@ -404,6 +457,7 @@ impl Config {
         }
         if let Some(m) = &self.master {
             m.master_url()?;
+            m.announce_addr()?;
             if m.interval_secs == 0 {
                 return bad("master.interval-secs must be at least 1".into());
             }
@@ -466,6 +520,7 @@ impl Config {
                 lag_policy: m.lag_policy.unwrap_or(d.lag_policy),
                 icy_metaint: m.icy_metaint.unwrap_or(d.icy_metaint),
                 ogg_title_in_stream: m.ogg_title_in_stream.unwrap_or(d.ogg_title_in_stream),
+                redirect: m.redirect.unwrap_or(d.redirect),
             },
         }
     }

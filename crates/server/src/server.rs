@@ -20,13 +20,14 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::config::Config;
-use crate::control::events;
+use crate::control::{edges, events};
 use crate::egress::push;
 use crate::ingest::{master, relay};
 use crate::routing::route;
 use crate::state::{Credentials, Shared};
 use crate::stream::mount::Registry;
 use crate::telemetry::access_log::AccessLog;
+use crate::telemetry::edges::EdgeBoard;
 use crate::telemetry::events::EventFeed;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::relays::RelayBoard;
@@ -56,6 +57,7 @@ impl Server {
         let registry = Arc::new(Registry::default());
         let started = SystemTime::now();
         let relays = Arc::new(RelayBoard::default());
+        let edges = Arc::new(EdgeBoard::default());
         let on_demand = config
             .relays
             .iter()
@@ -63,7 +65,7 @@ impl Server {
             .filter_map(|r| r.local_mount().ok())
             .map(|m| (m, Arc::new(tokio::sync::Notify::new())))
             .collect();
-        let metrics = Metrics::new(registry.clone(), relays.clone(), started);
+        let metrics = Metrics::new(registry.clone(), relays.clone(), edges.clone(), started);
         let access_log = AccessLog::open(
             config.server.access_log.as_deref(),
             metrics.requests.clone(),
@@ -86,6 +88,7 @@ impl Server {
                 sources: std::sync::atomic::AtomicUsize::new(0),
                 metrics,
                 relays,
+                edges,
                 relay_hosts: Default::default(),
                 on_demand,
                 events: EventFeed::default(),
@@ -135,6 +138,7 @@ impl Server {
             tracker.spawn(accept_loop(l, shared.clone(), tracker.clone()));
         }
         tracker.spawn(events::hub(shared.clone()));
+        tracker.spawn(edges::probe(shared.clone()));
         for r in &shared.config.relays {
             // Checked by `Config::validate`; a relay that does not parse is skipped, loudly.
             match (r.upstream_url(), r.local_mount()) {
@@ -174,7 +178,15 @@ impl Server {
             match m.master_url() {
                 Ok(url) => {
                     let interval = Duration::from_secs(m.interval_secs);
-                    tracker.spawn(master::run(url, interval, shared.clone()));
+                    let announce = m.announce_addr().ok().flatten().map(|(host, port)| {
+                        agora_client::meta::Announce {
+                            host,
+                            port,
+                            interval_secs: m.interval_secs,
+                            max_listeners: Some(shared.config.server.max_listeners),
+                        }
+                    });
+                    tracker.spawn(master::run(url, interval, announce, shared.clone()));
                 }
                 Err(e) => tracing::error!("master not followed: {e}"),
             }

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::stream::mount::Registry;
 use crate::sync::Mutex;
 use crate::telemetry::access_log::AccessLog;
+use crate::telemetry::edges::EdgeBoard;
 use crate::telemetry::events::EventFeed;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::relays::RelayBoard;
@@ -65,6 +66,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Metrics,
     /// What every relay and push is doing.
     pub(crate) relays: Arc<RelayBoard>,
+    /// The edges that announced themselves, for redirects.
+    pub(crate) edges: Arc<EdgeBoard>,
     /// Hosts that listed the mounts as the relay user lately, and when (see
     /// [`Shared::relay_host`]).
     pub(crate) relay_hosts: Mutex<HashMap<IpAddr, Instant>>,

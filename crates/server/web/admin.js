@@ -6,6 +6,7 @@
   const box = document.getElementById("mounts");
   const result = document.getElementById("result");
   const none = document.getElementById("none");
+  const tree = document.getElementById("tree");
   let busy = false;
 
   async function json(path) {
@@ -95,6 +96,37 @@
     );
   }
 
+  // Relays and pushes of this server, and the edges that announced themselves to it: one
+  // table each, shown when there is something in it.
+  function treeSections(body) {
+    const out = [];
+    const table = (caption, heads, rows) => el("table", {},
+      el("caption", {}, caption),
+      el("thead", {}, el("tr", {}, ...heads.map((h) => el("th", {}, h)))),
+      el("tbody", {}, ...rows.map((cells) => el("tr", {}, ...cells.map((c) => el("td", {}, c))))));
+    const mb = (b) => `${(b / 1e6).toFixed(1)} MB`;
+    if (body.relays && body.relays.length) {
+      out.push(el("section", { class: "card", "aria-labelledby": "relays-h" },
+        el("h2", { id: "relays-h" }, "Relays"),
+        table("Relays and pushes of this server",
+          ["Kind", "Mount", "Other server", "State", "Connections", "Bytes", "Last error"],
+          body.relays.map((r) => [r.kind, r.mount, r.peer, `${r.state} (${r.seconds_in_state} s)`,
+            String(r.connections), mb(r.bytes), r.last_error || "—"]))));
+    }
+    if (body.edges && body.edges.length) {
+      out.push(el("section", { class: "card", "aria-labelledby": "edges-h" },
+        el("h2", { id: "edges-h" }, "Edges"),
+        el("p", { class: "tech" }, `${body.redirects} listeners sent to an edge`),
+        table("Edges that announced themselves to this server",
+          ["Edge", "Health", "Listeners", "Limit", "Mounts", "Sent there", "Last error"],
+          body.edges.map((e) => [e.url, e.healthy ? "answering" : "not answering",
+            e.listeners === null ? "—" : String(e.listeners),
+            e.max_listeners === null ? "—" : String(e.max_listeners),
+            e.mounts.join(" ") || "—", String(e.redirects), e.last_error || "—"]))));
+    }
+    return out;
+  }
+
   async function refresh() {
     if (busy) return;
     // Don't rebuild under someone typing a title.
@@ -126,6 +158,8 @@
       const again = focused && [...box.querySelectorAll("[data-key]")].find((e) => e.dataset.key === focused);
       if (again) again.focus();
       none.hidden = mounts.length > 0;
+      const t = await json("/admin/relays.json");
+      if (t.ok) tree.replaceChildren(...treeSections(t.body));
     } catch (e) {
       result.textContent = `Could not reach the server: ${e.message}`;
     } finally {

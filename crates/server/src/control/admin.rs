@@ -6,7 +6,8 @@
 //! |---|---|---|
 //! | `/admin/stats` (`stats.xml`) | | admin |
 //! | `/admin/listmounts` | | admin |
-//! | `/admin/streamlist.txt` | | admin |
+//! | `/admin/streamlist.txt` | `rserver`, `rport`, `interval`, `maxlisteners` (an edge announcing itself) | admin or relay |
+//! | `/admin/relays` (`relays.json`) | | admin |
 //! | `/admin/listclients` | `mount` | admin or the mount's source |
 //! | `/admin/metadata` | `mount`, `mode=updinfo`, `song` (or `artist`/`title`) | admin or the mount's source |
 //! | `/admin/killsource` | `mount` | admin or the mount's source |
@@ -194,6 +195,9 @@ pub(crate) fn handle(req: &Request, peer: SocketAddr, shared: &Shared) -> Respon
         Command::Relays => relays(&reply, shared),
         Command::ListMounts => listmounts(&reply, shared),
         Command::StreamList => {
+            if let Some(host) = req.query_param("rserver") {
+                announce(req, &host, peer, shared);
+            }
             let mut body = String::new();
             for m in shared.registry.all() {
                 body.push_str(&m.path);
@@ -207,6 +211,30 @@ pub(crate) fn handle(req: &Request, peer: SocketAddr, shared: &Shared) -> Respon
             };
             mount_command(cmd, &reply, req, &mount_path, shared)
         }
+    }
+}
+
+/// An edge's poll of the mount list announced it (Icecast-KH's `rserver`, `rport`,
+/// `interval`; Agora's `maxlisteners`): the origin probes it and may send it listeners. A bad
+/// announcement is logged and ignored; the mount list is answered anyway.
+fn announce(req: &Request, host: &str, peer: SocketAddr, shared: &Shared) {
+    let port = req.query_param("rport").unwrap_or_else(|| "8000".into());
+    let interval = req.query_param("interval");
+    let limit = req.query_param("maxlisteners");
+    match shared.edges.announce(
+        host,
+        &port,
+        interval.as_deref(),
+        limit.as_deref(),
+        peer.ip(),
+    ) {
+        Ok(true) => tracing::info!(
+            edge = %crate::telemetry::edges::authority(host, port.parse().unwrap_or(0)),
+            from = %peer.ip(),
+            "edge announced itself: probing it"
+        ),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(from = %peer.ip(), "edge announcement ignored: {e}"),
     }
 }
 
@@ -366,9 +394,20 @@ fn text(v: &Value) -> String {
     }
 }
 
+/// Each field as an element; a list as one element per item inside it (`<mounts><mount>`).
 fn xml_fields(out: &mut String, fields: &Map<String, Value>) {
     for (k, v) in fields {
-        out.push_str(&format!("<{k}>{}</{k}>", text(v)));
+        match v {
+            Value::Array(items) => {
+                let one = k.strip_suffix('s').unwrap_or("item");
+                out.push_str(&format!("<{k}>"));
+                for item in items {
+                    out.push_str(&format!("<{one}>{}</{one}>", text(item)));
+                }
+                out.push_str(&format!("</{k}>"));
+            }
+            _ => out.push_str(&format!("<{k}>{}</{k}>", text(v))),
+        }
     }
 }
 
@@ -451,7 +490,9 @@ struct ListMount {
     content_type: String,
 }
 
-/// `/admin/relays`: every relay and push, with its state, connections, bytes and last error.
+/// `/admin/relays`: every relay and push, with its state, connections, bytes and last error;
+/// and the edges that announced themselves, with their health, load and the listeners sent
+/// to each.
 fn relays(reply: &Reply, shared: &Shared) -> Response {
     let rows: Vec<Value> = shared
         .relays
@@ -459,18 +500,29 @@ fn relays(reply: &Reply, shared: &Shared) -> Response {
         .iter()
         .map(|r| json!(r.view()))
         .collect();
+    let edges: Vec<Value> = shared.edges.views().iter().map(|e| json!(e)).collect();
     match reply.style {
-        Style::Json => Response::new(200, JSON, json!({ "relays": rows }).to_string()),
+        Style::Json => Response::new(
+            200,
+            JSON,
+            json!({ "relays": rows, "edges": edges, "redirects": shared.edges.redirects() })
+                .to_string(),
+        ),
         Style::Xml => {
             let mut out = String::from("<?xml version=\"1.0\"?>\n<icestats>");
-            for row in &rows {
-                out.push_str("<relay>");
-                if let Value::Object(fields) = row {
-                    xml_fields(&mut out, fields);
+            for (tag, list) in [("relay", &rows), ("edge", &edges)] {
+                for row in list {
+                    out.push_str(&format!("<{tag}>"));
+                    if let Value::Object(fields) = row {
+                        xml_fields(&mut out, fields);
+                    }
+                    out.push_str(&format!("</{tag}>"));
                 }
-                out.push_str("</relay>");
             }
-            out.push_str("</icestats>\n");
+            out.push_str(&format!(
+                "<redirects>{}</redirects></icestats>\n",
+                shared.edges.redirects()
+            ));
             Response::new(200, XML, out)
         }
     }

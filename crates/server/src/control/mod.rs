@@ -4,9 +4,11 @@
 //! - [`status`]: `/status-json.xsl` in Icecast's shape.
 //! - [`admin`]: Icecast's admin API (XML and JSON).
 //! - [`api`]: the stable JSON API (`/api/v1/...`) and the mount view pages use.
+//! - [`edges`]: the prober of the edges that announced themselves (their health and load).
 //! - [`events`]: the hub that turns mount changes into `/events` frames, and the handler.
 
 pub(crate) mod admin;
 pub(crate) mod api;
+pub(crate) mod edges;
 pub(crate) mod events;
 pub(crate) mod status;

@@ -22,7 +22,7 @@ use bytes::{Buf, Bytes};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::config::LagPolicy;
+use crate::config::{LagPolicy, RedirectMode};
 use crate::state::Shared;
 use crate::stream::ending::ListenerEnd;
 use crate::stream::fanout::{Read, Start, StreamHeaders, Tail};
@@ -59,6 +59,24 @@ enum End {
     NewStream,
 }
 
+/// The edge (`host:port`) a new listener of `mount` is sent to, if any: per the mount's
+/// `redirect` mode, when this server or the mount is full, or always; the edge is the board's
+/// pick (healthy, carries the mount, least loaded).
+fn edge_for(mount: &Mount, shared: &Shared, server_full: bool) -> Option<String> {
+    let wanted = match mount.settings.redirect {
+        RedirectMode::Never => false,
+        RedirectMode::Always => true,
+        RedirectMode::WhenFull => {
+            server_full
+                || mount
+                    .settings
+                    .max_listeners
+                    .is_some_and(|max| mount.listeners.load(Ordering::Relaxed) >= max)
+        }
+    };
+    wanted.then(|| shared.edges.pick(&mount.path)).flatten()
+}
+
 /// Answer one listener request on `mount`: limits, the response head, then the streaming
 /// session, spawned as its own task so that nothing of the request (its head, buffers, the
 /// connection task's state) stays in memory while the listener streams: a mount with 15,000
@@ -76,7 +94,29 @@ pub(crate) async fn handle(
         .total_listeners
         .fetch_add(1, Ordering::AcqRel);
     let total_guard = TotalGuard(shared.clone());
-    if total >= shared.config.server.max_listeners {
+    // Another server relaying the mount logs in as the relay user (or an admin): it is
+    // counted as a relay, not a viewer, and never sent elsewhere.
+    let relay = shared.is_relay_listener(&req, peer.ip());
+    let server_full = total >= shared.config.server.max_listeners;
+    if !relay && let Some(edge) = edge_for(&mount, &shared, server_full) {
+        // `target` is the path and query as sent (httparse admits no CR, LF or space in it).
+        let location = match req.target.starts_with('/') {
+            true => format!("http://{edge}{}", req.target),
+            false => format!("http://{edge}{}", mount.path),
+        };
+        tracing::debug!(%peer, mount = %mount.path, %location, "listener sent to an edge");
+        shared
+            .refuse(
+                &mut stream,
+                peer,
+                &req,
+                Response::text(302, "Served by another server of this stream")
+                    .with_header("Location", location),
+            )
+            .await;
+        return;
+    }
+    if server_full {
         tracing::warn!(%peer, mount = %mount.path, "listener refused: server listener limit");
         shared
             .refuse(
@@ -96,9 +136,6 @@ pub(crate) async fn handle(
         }
         agent = &agent[..cut];
     }
-    // Another server relaying the mount logs in as the relay user (or an admin): it is
-    // counted as a relay, not a viewer.
-    let relay = shared.is_relay_listener(&req, peer.ip());
     let client = Client::new(peer, agent, relay);
     let Some(listener_guard) = mount.add_listener(&client) else {
         tracing::warn!(%peer, mount = %mount.path, "listener refused: mount listener limit");

@@ -3,6 +3,10 @@
 //! the same name, start a relay for each new mount and stop the relay of each mount no longer
 //! listed (its listeners are then held through the grace period, as after any source loss).
 //!
+//! With `announce`, each poll also tells the master where listeners reach this server
+//! (Icecast-KH's `rserver`/`rport`/`interval`, and this server's listener limit), so that an
+//! origin can send listeners here by redirect (see `control/edges.rs`).
+//!
 //! **Bounds:** a master may list at most `server.max-sources` mounts here; more are ignored
 //! (and logged once). A poll that fails leaves the running relays alone (each reconnects on
 //! its own); a state change of the poll is logged once.
@@ -11,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use agora_client::meta::Announce;
 use agora_client::{Endpoint, ServerUrl};
 use tokio_util::sync::CancellationToken;
 
@@ -18,7 +23,12 @@ use crate::ingest::relay::{self, Relay};
 use crate::state::Shared;
 
 /// Follow the master until the server shuts down.
-pub(crate) async fn run(url: ServerUrl, interval: Duration, shared: Arc<Shared>) {
+pub(crate) async fn run(
+    url: ServerUrl,
+    interval: Duration,
+    announce: Option<Announce>,
+    shared: Arc<Shared>,
+) {
     let endpoint = match Endpoint::with_system_roots(url.clone()) {
         Ok(e) => e,
         Err(e) => {
@@ -37,7 +47,9 @@ pub(crate) async fn run(url: ServerUrl, interval: Duration, shared: Arc<Shared>)
     let mut relays: BTreeMap<String, CancellationToken> = BTreeMap::new();
     let mut last: Option<String> = None;
     loop {
-        let state = match agora_client::meta::stream_list(&endpoint, max + 1).await {
+        let state = match agora_client::meta::stream_list(&endpoint, max + 1, announce.as_ref())
+            .await
+        {
             Ok(mut list) => {
                 let over = list.len() > max;
                 list.truncate(max);

@@ -19,6 +19,7 @@ use prometheus_client::registry::Registry;
 
 use crate::stream::ending::{ListenerEnd, SourceEnd};
 use crate::stream::mount;
+use crate::telemetry::edges::{EdgeBoard, EdgeView};
 use crate::telemetry::relays::{RelayBoard, RelayStatus};
 
 /// Labels of a request counter: the response status.
@@ -48,6 +49,7 @@ impl Metrics {
     pub(crate) fn new(
         mounts: Arc<mount::Registry>,
         relays: Arc<RelayBoard>,
+        edges: Arc<EdgeBoard>,
         started: SystemTime,
     ) -> Metrics {
         let mut registry = Registry::with_prefix("agora");
@@ -83,6 +85,7 @@ impl Metrics {
         );
         registry.register_collector(Box::new(MountCollector { mounts, started }));
         registry.register_collector(Box::new(RelayCollector { relays }));
+        registry.register_collector(Box::new(EdgeCollector { edges }));
         Metrics {
             registry,
             requests,
@@ -165,6 +168,61 @@ impl Collector for RelayCollector {
                         ConstCounter::new(v as u64).encode(me.encode_family(&labels)?)?
                     }
                     _ => ConstGauge::new(v).encode(me.encode_family(&labels)?)?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads the edge board at scrape time: per edge (`edge`, its URL) whether it gets
+/// listeners, its listeners at the last probe, and the listeners sent there.
+#[derive(Debug)]
+struct EdgeCollector {
+    edges: Arc<EdgeBoard>,
+}
+
+impl Collector for EdgeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use prometheus_client::metrics::MetricType;
+        let all = self.edges.views();
+        let me = encoder.encode_descriptor(
+            "redirects",
+            "Listeners sent to an edge by redirect",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(self.edges.redirects()).encode(me)?;
+        type Get = fn(&EdgeView) -> u64;
+        let series: [(&str, &str, MetricType, Get); 3] = [
+            (
+                "edge_healthy",
+                "1 while the edge answers probes and gets listeners",
+                MetricType::Gauge,
+                |e| u64::from(e.healthy),
+            ),
+            (
+                "edge_listeners",
+                "The edge's listeners at its last probe",
+                MetricType::Gauge,
+                |e| e.listeners.unwrap_or(0) as u64,
+            ),
+            (
+                "edge_redirects",
+                "Listeners sent to the edge since it announced itself",
+                MetricType::Counter,
+                |e| e.redirects,
+            ),
+        ];
+        for (name, help, kind, get) in series {
+            let mut me = encoder.encode_descriptor(name, help, None, kind)?;
+            for e in &all {
+                let labels = [("edge", e.url.as_str())];
+                match kind {
+                    MetricType::Counter => {
+                        ConstCounter::new(get(e)).encode(me.encode_family(&labels)?)?
+                    }
+                    _ => ConstGauge::new(get(e) as i64).encode(me.encode_family(&labels)?)?,
                 }
             }
         }

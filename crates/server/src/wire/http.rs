@@ -175,6 +175,7 @@ pub(crate) fn reason(code: u16) -> &'static str {
         100 => "Continue",
         200 => "OK",
         206 => "Partial Content",
+        302 => "Found",
         400 => "Bad Request",
         401 => "Authentication Required",
         403 => "Forbidden",
