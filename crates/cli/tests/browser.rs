@@ -383,3 +383,76 @@ fn watch_page_plays_shows_the_title_and_resumes_after_the_source_restarts() {
     assert!(screenshot.starts_with(b"\x89PNG"), "a PNG screenshot");
     eprintln!("screenshot: {}", path.display());
 }
+
+/// An origin that sends its viewers to an edge (#11, `redirect = "always"`): the watch page
+/// opened on the origin plays from the edge (its `<video>` follows the `302`), and counts the
+/// viewer although the origin itself has none.
+#[test]
+fn the_watch_page_plays_from_an_edge_when_the_origin_redirects() {
+    let dir = TempDir::new("browser-edge");
+    let profile = dir.path().join("profile");
+    std::fs::create_dir_all(&profile).expect("profile dir");
+    let (_driver, driver_url) = chromedriver(dir.path());
+    let origin = Agora::start_with_config(
+        "[auth]\nrelay-password = \"relay-pw\"\n[mount-defaults]\nredirect = \"always\"\n",
+    );
+    let _cast = cast(&origin, dir.path(), "agora cast");
+    origin.wait_mount("/live.webm");
+    let port = free_port();
+    let edge = Agora::start_at(
+        &format!("127.0.0.1:{port}"),
+        &format!(
+            "[master]\nurl = \"http://relay:relay-pw@{}/\"\ninterval-secs = 1\n\
+             announce = \"http://127.0.0.1:{port}\"\n",
+            origin.addr
+        ),
+    );
+    edge.wait_mount("/live.webm");
+    let admin = format!("Basic {}", b64(&format!("admin:{ADMIN_PW}")));
+    wait_until(
+        "the origin to probe the edge",
+        Duration::from_secs(30),
+        || {
+            let (_, _, body) = http_get(
+                origin.addr,
+                "/admin/relays.json",
+                &[("Authorization", &admin)],
+            );
+            let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+            v["edges"][0]["healthy"] == true && v["edges"][0]["mounts"][0] == "/live.webm"
+        },
+    );
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let c = browser(&driver_url, &profile).await;
+        c.goto(&format!("http://{}/watch/live.webm", origin.addr))
+            .await
+            .expect("open the watch page");
+        let t0 = wait_js(&c, "the video to start", CURRENT_TIME, Duration::from_secs(40), |v| {
+            v.as_f64().is_some_and(|t| t > 0.2)
+        })
+        .await
+        .as_f64()
+        .unwrap_or_default();
+        wait_js(&c, "3 s of playback", CURRENT_TIME, Duration::from_secs(30), |v| {
+            v.as_f64().is_some_and(|t| t >= t0 + 3.0)
+        })
+        .await;
+        // The viewer is the edge's, and the origin's page counts it.
+        assert!(edge.listeners("/live.webm") >= 1, "the edge serves the page's player");
+        assert_eq!(origin.listeners("/live.webm"), 0, "the origin serves no viewer");
+        wait_js(
+            &c,
+            "the page to count the viewer on the edge",
+            "return document.getElementById('listeners').textContent;",
+            Duration::from_secs(20),
+            |v| v.as_str().and_then(|s| s.parse::<u64>().ok()).is_some_and(|n| n >= 1),
+        )
+        .await;
+        c.close().await.expect("close the browser");
+    });
+}

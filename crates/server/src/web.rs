@@ -52,8 +52,10 @@ const WATCH_HTML: &str = include_str!("../web/watch.html");
 const ADMIN_HTML: &str = include_str!("../web/admin.html");
 
 const HTML: &str = "text/html; charset=utf-8";
-/// Scripts and styles from this server only; media from this server (the mounts).
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'";
+/// Scripts and styles from this server only. Media from this server (the mounts) or from
+/// any http(s) server: a mount's request may be redirected to an edge on another host (see
+/// `redirect` in the mount settings), and media cannot run code.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self' http: https:; connect-src 'self'; object-src 'none'; base-uri 'none'";
 
 /// Paths under `/admin/` that are the admin page rather than an admin command.
 pub(crate) fn is_page(path: &str) -> bool {

@@ -67,7 +67,7 @@
     p.description.textContent = v.description || "";
     p.tech.textContent = Agora.describe(v);
     p.title.textContent = v.title || "—";
-    p.listeners.textContent = Agora.listeners(v.listeners);
+    p.listeners.textContent = Agora.listeners(v.listeners + (v.edge_listeners || 0));
     player(card, v);
     card.view = v;
   }

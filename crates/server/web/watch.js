@@ -120,7 +120,8 @@
     document.title = `${v.name || v.mount} · Agora`;
     $("description").textContent = v.description || "";
     $("title").textContent = v.title || "—";
-    $("listeners").textContent = String(v.listeners);
+    // Viewers sent to edges of this server count too.
+    $("listeners").textContent = String(v.listeners + (v.edge_listeners || 0));
     $("tech").textContent = Agora.describe(v);
     if (!v.connected) {
       say("Waiting for the stream…", false);

@@ -75,6 +75,9 @@ pub(crate) struct MountView {
     listener_peak: usize,
     /// Other servers relaying the mount (not counted in `listeners`).
     relays: usize,
+    /// The mount's listeners on the edges that announced themselves here, at their last probe
+    /// (not counted in `listeners`): `listeners + edge_listeners` is the whole audience.
+    edge_listeners: usize,
     connected: bool,
     stream_start_iso8601: String,
     playable: Option<&'static str>,
@@ -108,6 +111,7 @@ pub(crate) fn mount_view(m: &Mount, shared: &Shared) -> MountView {
         listeners: s.listeners,
         listener_peak: s.listener_peak,
         relays: m.relays.load(std::sync::atomic::Ordering::Relaxed),
+        edge_listeners: shared.edges.listeners_of(&m.path),
         connected: m.has_source(),
         stream_start_iso8601: s.stream_start_iso8601,
         playable,

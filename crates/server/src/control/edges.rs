@@ -75,7 +75,7 @@ async fn load_of(t: &ProbeTarget) -> Result<EdgeLoad, String> {
 }
 
 /// Icecast's status JSON (`icestats.source`: absent, one object, or an array) read into the
-/// listeners and the mounts (the path of each `listenurl`).
+/// listeners and the mounts (the path of each `listenurl`, with its listeners).
 fn parse_status(body: &[u8]) -> Option<EdgeLoad> {
     let v: Value = serde_json::from_slice(body).ok()?;
     let stats = v.get("icestats")?;
@@ -104,7 +104,7 @@ fn parse_status(body: &[u8]) -> Option<EdgeLoad> {
         if let Some(m) = mount
             && load.mounts.len() < MAX_EDGE_MOUNTS
         {
-            load.mounts.push(m.to_string());
+            load.mounts.push((m.to_string(), listeners as usize));
         }
     }
     Some(load)
@@ -130,7 +130,7 @@ mod tests {
             parse_status(one),
             Some(EdgeLoad {
                 listeners: 7,
-                mounts: vec!["/live.ogg".into()]
+                mounts: vec![("/live.ogg".into(), 7)]
             })
         );
         let many = br#"{"icestats":{"source":[
@@ -141,7 +141,7 @@ mod tests {
             parse_status(many),
             Some(EdgeLoad {
                 listeners: 7,
-                mounts: vec!["/a.mp3".into(), "/b.ogg".into()]
+                mounts: vec![("/a.mp3".into(), 3), ("/b.ogg".into(), 4)]
             })
         );
         assert_eq!(parse_status(b"<html>"), None);

@@ -71,8 +71,8 @@ pub(crate) enum AnnounceError {
 pub(crate) struct EdgeLoad {
     /// Its listeners, all mounts together.
     pub(crate) listeners: usize,
-    /// The mounts it serves.
-    pub(crate) mounts: Vec<String>,
+    /// The mounts it serves, each with its listeners.
+    pub(crate) mounts: Vec<(String, usize)>,
 }
 
 #[derive(Debug)]
@@ -240,7 +240,7 @@ impl EdgeBoard {
             .iter_mut()
             .filter_map(|e| {
                 let load = e.load()?;
-                if !load.mounts.iter().any(|m| m == mount) {
+                if !load.mounts.iter().any(|(m, _)| m == mount) {
                     return None;
                 }
                 let limit = e.limit.unwrap_or(DEFAULT_LIMIT);
@@ -260,6 +260,17 @@ impl EdgeBoard {
         Some(to)
     }
 
+    /// The listeners of `mount` on the healthy edges, at their last probes.
+    pub(crate) fn listeners_of(&self, mount: &str) -> usize {
+        let list = self.list.lock();
+        list.iter()
+            .filter_map(Edge::load)
+            .flat_map(|l| l.mounts.iter())
+            .filter(|(m, _)| m == mount)
+            .map(|(_, n)| *n)
+            .sum()
+    }
+
     /// Listeners sent to an edge since start.
     pub(crate) fn redirects(&self) -> u64 {
         self.redirects.load(Ordering::Relaxed)
@@ -276,7 +287,9 @@ impl EdgeBoard {
                     healthy: load.is_some(),
                     listeners: load.map(|l| l.listeners),
                     max_listeners: e.limit,
-                    mounts: load.map(|l| l.mounts.clone()).unwrap_or_default(),
+                    mounts: load
+                        .map(|l| l.mounts.iter().map(|(m, _)| m.clone()).collect())
+                        .unwrap_or_default(),
                     redirects: e.redirects,
                     announced_from: e.from.to_string(),
                     interval_secs: e.interval.as_secs(),
@@ -326,7 +339,7 @@ mod tests {
     fn load(listeners: usize, mounts: &[&str]) -> EdgeLoad {
         EdgeLoad {
             listeners,
-            mounts: mounts.iter().map(|m| m.to_string()).collect(),
+            mounts: mounts.iter().map(|m| (m.to_string(), 1)).collect(),
         }
     }
 
@@ -411,6 +424,7 @@ mod tests {
         );
         assert_eq!(b.pick("/b"), Some("e3:8000".into()));
         assert_eq!(b.pick("/c"), None, "no edge carries it");
+        assert_eq!(b.listeners_of("/a"), 2, "one listener of /a on e1 and e2 each");
         // A probe resets the count of listeners sent since: the edge's own count has them.
         probe_all(
             &b,
