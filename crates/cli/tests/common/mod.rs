@@ -33,11 +33,26 @@ impl Agora {
 
     /// Start listening on `listen` (a fixed port, to restart a server where it was).
     pub(crate) fn start_at(listen: &str, toml: &str) -> Agora {
+        Self::start_under(&[], listen, toml)
+    }
+
+    /// Start under a command `prefix` (such as `["ip", "netns", "exec", NS]`: the server then
+    /// runs inside that network namespace), listening on `listen`.
+    pub(crate) fn start_under(prefix: &[&str], listen: &str, toml: &str) -> Agora {
         let dir = TempDir::new("agora-serve");
         let cfg = dir.path().join("agora.toml");
         std::fs::write(&cfg, toml).expect("write config");
         let stderr_log = dir.path().join("stderr.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_agora"))
+        let bin = env!("CARGO_BIN_EXE_agora");
+        let mut cmd = match prefix.split_first() {
+            None => Command::new(bin),
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(bin);
+                c
+            }
+        };
+        let mut child = cmd
             .args(["serve", "--listen", listen, "--config"])
             .arg(&cfg)
             .args(["--source-password", SOURCE_PW, "--admin-password", ADMIN_PW])
@@ -49,10 +64,14 @@ impl Agora {
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let addr = loop {
-            let line = lines
-                .next()
-                .expect("agora exited before printing its address")
-                .expect("read stdout");
+            let Some(line) = lines.next() else {
+                let _ = child.wait();
+                panic!(
+                    "agora exited before printing its address; its log:\n{}",
+                    std::fs::read_to_string(&stderr_log).unwrap_or_default()
+                );
+            };
+            let line = line.expect("read stdout");
             if let Some(rest) = line.trim().strip_prefix("listening on http://") {
                 break rest.trim_end_matches('/').parse().expect("address");
             }
@@ -220,7 +239,12 @@ pub(crate) fn read_stream_bytes(addr: SocketAddr, mount: &str, n: usize) -> Stri
 /// The check every listener test ends with: ffmpeg decodes `seconds` of the URL and prints
 /// nothing at `-v error`.
 pub(crate) fn assert_decodes(url: &str, seconds: u32) {
-    let out = Command::new("ffmpeg")
+    assert_decodes_with(Command::new("ffmpeg"), url, seconds);
+}
+
+/// [`assert_decodes`] with the ffmpeg command given (e.g. one run inside a network namespace).
+pub(crate) fn assert_decodes_with(mut ffmpeg: Command, url: &str, seconds: u32) {
+    let out = ffmpeg
         .args([
             "-nostdin",
             "-v",
@@ -291,7 +315,18 @@ pub(crate) fn ffmpeg_push(
     format: &str,
     legacy: bool,
 ) -> Proc {
-    let mut cmd = Command::new("ffmpeg");
+    ffmpeg_push_with(Command::new("ffmpeg"), agora, file, mount, format, legacy)
+}
+
+/// [`ffmpeg_push`] with the ffmpeg command given (e.g. one run inside a network namespace).
+pub(crate) fn ffmpeg_push_with(
+    mut cmd: Command,
+    agora: &Agora,
+    file: &Path,
+    mount: &str,
+    format: &str,
+    legacy: bool,
+) -> Proc {
     cmd.args(["-nostdin", "-v", "error", "-re", "-i"])
         .arg(file)
         .args(["-c", "copy", "-f", format]);
