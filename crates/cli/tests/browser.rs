@@ -432,25 +432,44 @@ fn the_watch_page_plays_from_an_edge_when_the_origin_redirects() {
         c.goto(&format!("http://{}/watch/live.webm", origin.addr))
             .await
             .expect("open the watch page");
-        let t0 = wait_js(&c, "the video to start", CURRENT_TIME, Duration::from_secs(40), |v| {
-            v.as_f64().is_some_and(|t| t > 0.2)
-        })
+        let t0 = wait_js(
+            &c,
+            "the video to start",
+            CURRENT_TIME,
+            Duration::from_secs(40),
+            |v| v.as_f64().is_some_and(|t| t > 0.2),
+        )
         .await
         .as_f64()
         .unwrap_or_default();
-        wait_js(&c, "3 s of playback", CURRENT_TIME, Duration::from_secs(30), |v| {
-            v.as_f64().is_some_and(|t| t >= t0 + 3.0)
-        })
+        wait_js(
+            &c,
+            "3 s of playback",
+            CURRENT_TIME,
+            Duration::from_secs(30),
+            |v| v.as_f64().is_some_and(|t| t >= t0 + 3.0),
+        )
         .await;
         // The viewer is the edge's, and the origin's page counts it.
-        assert!(edge.listeners("/live.webm") >= 1, "the edge serves the page's player");
-        assert_eq!(origin.listeners("/live.webm"), 0, "the origin serves no viewer");
+        assert!(
+            edge.listeners("/live.webm") >= 1,
+            "the edge serves the page's player"
+        );
+        assert_eq!(
+            origin.listeners("/live.webm"),
+            0,
+            "the origin serves no viewer"
+        );
         wait_js(
             &c,
             "the page to count the viewer on the edge",
             "return document.getElementById('listeners').textContent;",
             Duration::from_secs(20),
-            |v| v.as_str().and_then(|s| s.parse::<u64>().ok()).is_some_and(|n| n >= 1),
+            |v| {
+                v.as_str()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .is_some_and(|n| n >= 1)
+            },
         )
         .await;
         c.close().await.expect("close the browser");

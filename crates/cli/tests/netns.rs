@@ -437,3 +437,148 @@ fn two_edges_on_their_own_hosts_serve_a_client_and_one_comes_back_after_a_cut() 
         || edge2.listeners("/live.ogg") == 1,
     );
 }
+
+/// The origin's view of one edge (from `/admin/relays.json`), by the edge's server.
+fn edge_view(origin: &Server, edge: &Server) -> Option<serde_json::Value> {
+    let url = format!("{}/", edge.url(""));
+    as_list(&origin.json("/admin/relays.json")["edges"])
+        .into_iter()
+        .find(|e| e["url"] == url.as_str())
+}
+
+/// Listeners the origin has sent to `edge` so far.
+fn sent_to(origin: &Server, edge: &Server) -> u64 {
+    edge_view(origin, edge)
+        .and_then(|e| e["redirects"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Spreading viewers (#11): edges on hosts of their own announce themselves to the origin;
+/// listeners asking the origin land on both edges by redirect, least-loaded first; one edge's
+/// link is cut and new listeners go only to the other within seconds; the link is back and
+/// the edge gets listeners again.
+#[test]
+fn listeners_asking_the_origin_are_spread_over_the_edges_that_answer() {
+    let net = Net::new(&["origin", "edge1", "edge2", "client"]);
+    let origin = net.serve(
+        "origin",
+        "[auth]\nrelay-password = \"relay-pw\"\n[mount-defaults]\nredirect = \"always\"\n",
+    );
+    let (f, path) = fixture("theora");
+    // Looped: the test outlasts the 40 s fixture.
+    let mut ffmpeg = net.command("origin", "ffmpeg");
+    ffmpeg.args(["-stream_loop", "-1"]);
+    let _source = ffmpeg_push_with(ffmpeg, &origin.agora, &path, "/live.ogg", f.muxer, false);
+    origin.wait_stream("/live.ogg");
+    let edge = |host: &str| {
+        let addr = net.addr(host);
+        net.serve(
+            host,
+            &format!(
+                "[master]\nurl = \"http://relay:relay-pw@{}/\"\ninterval-secs = 1\n\
+                 announce = \"http://{addr}:{PORT}\"\n",
+                origin.agora.addr
+            ),
+        )
+    };
+    let (edge1, edge2) = (edge("edge1"), edge("edge2"));
+    for e in [&edge1, &edge2] {
+        wait_until(
+            "the origin to probe the edge and see its mount",
+            Duration::from_secs(30),
+            || {
+                edge_view(&origin, e)
+                    .is_some_and(|v| v["healthy"] == true && v["mounts"][0] == "/live.ogg")
+            },
+        );
+    }
+    // A player asking the origin follows the redirect and decodes from an edge.
+    net.assert_decodes("client", &origin.url("/live.ogg"), 3);
+    wait_until(
+        "the decoder gone from the edges",
+        Duration::from_secs(30),
+        || edge1.listeners("/live.ogg") + edge2.listeners("/live.ogg") == 0,
+    );
+
+    // Least-loaded first: edge1 has a viewer of its own; once the origin knows it, the next
+    // listener goes to edge2, then they alternate.
+    let mut held = vec![net.listen("client", &edge1.url("/live.ogg"))];
+    wait_until(
+        "the origin to see edge1's viewer",
+        Duration::from_secs(30),
+        || edge_view(&origin, &edge1).is_some_and(|v| v["listeners"] == 1),
+    );
+    let (before1, before2) = (sent_to(&origin, &edge1), sent_to(&origin, &edge2));
+    held.push(net.listen("client", &origin.url("/live.ogg")));
+    wait_until(
+        "the first listener on edge2",
+        Duration::from_secs(30),
+        || edge2.listeners("/live.ogg") == 1,
+    );
+    assert_eq!(sent_to(&origin, &edge2), before2 + 1);
+    assert_eq!(sent_to(&origin, &edge1), before1, "edge1 was the busier");
+    for _ in 0..2 {
+        held.push(net.listen("client", &origin.url("/live.ogg")));
+    }
+    wait_until(
+        "two listeners on each edge",
+        Duration::from_secs(30),
+        || edge1.listeners("/live.ogg") == 2 && edge2.listeners("/live.ogg") == 2,
+    );
+    assert_eq!(
+        origin.listeners("/live.ogg"),
+        0,
+        "the origin serves no viewer"
+    );
+
+    // edge1's link is cut: within seconds the origin sends nobody there.
+    net.cut("edge1");
+    let cut_at = Instant::now();
+    wait_until(
+        "the origin to give up on edge1",
+        Duration::from_secs(15),
+        || edge_view(&origin, &edge1).is_some_and(|v| v["healthy"] == false),
+    );
+    let noticed = cut_at.elapsed();
+    assert!(
+        noticed < Duration::from_secs(6),
+        "noticed after {noticed:?}"
+    );
+    let before1 = sent_to(&origin, &edge1);
+    for _ in 0..3 {
+        held.push(net.listen("client", &origin.url("/live.ogg")));
+    }
+    wait_until(
+        "edge2 to get the three new listeners",
+        Duration::from_secs(30),
+        || edge2.listeners("/live.ogg") == 5,
+    );
+    assert_eq!(
+        sent_to(&origin, &edge1),
+        before1,
+        "nobody sent to a cut edge"
+    );
+
+    // The link is back: the origin trusts edge1 again and, as the less loaded, it gets the
+    // next listeners.
+    net.restore("edge1");
+    wait_until(
+        "the origin to trust edge1 again",
+        Duration::from_secs(30),
+        || edge_view(&origin, &edge1).is_some_and(|v| v["healthy"] == true),
+    );
+    for _ in 0..2 {
+        held.push(net.listen("client", &origin.url("/live.ogg")));
+    }
+    wait_until(
+        "edge1 to get the two new listeners",
+        Duration::from_secs(30),
+        || sent_to(&origin, &edge1) == before1 + 2 && edge1.listeners("/live.ogg") >= 3,
+    );
+    for (i, l) in held.iter_mut().enumerate() {
+        assert!(
+            l.0.try_wait().expect("listener status").is_none(),
+            "listener {i} was cut off"
+        );
+    }
+}

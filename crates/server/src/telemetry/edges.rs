@@ -424,7 +424,11 @@ mod tests {
         );
         assert_eq!(b.pick("/b"), Some("e3:8000".into()));
         assert_eq!(b.pick("/c"), None, "no edge carries it");
-        assert_eq!(b.listeners_of("/a"), 2, "one listener of /a on e1 and e2 each");
+        assert_eq!(
+            b.listeners_of("/a"),
+            2,
+            "one listener of /a on e1 and e2 each"
+        );
         // A probe resets the count of listeners sent since: the edge's own count has them.
         probe_all(
             &b,
