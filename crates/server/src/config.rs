@@ -36,6 +36,11 @@ pub(crate) const DEFAULT_BURST_SIZE: usize = 64 * 1024;
 pub(crate) const DEFAULT_QUEUE_SIZE: usize = 512 * 1024;
 /// Icecast's default ICY metadata interval.
 pub(crate) const DEFAULT_ICY_METAINT: usize = 16000;
+/// How long small source writes are gathered before listeners are woken (see
+/// `stream/fanout.rs`, `Wake`; BENCHMARKS.md has the measurements behind the value).
+pub(crate) const DEFAULT_COALESCE_MS: u64 = 50;
+/// How many bytes wake listeners at once: Icecast's "near MTU" chunk.
+pub(crate) const DEFAULT_COALESCE_BYTES: usize = 1400;
 
 /// The whole configuration file (`agora serve --config`); every field has a safe default.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -308,6 +313,11 @@ pub struct MountSettings {
     pub ogg_title_in_stream: bool,
     /// When listeners are sent to edges.
     pub redirect: RedirectMode,
+    /// Small source writes are gathered for at most this many milliseconds before listeners
+    /// are woken for them (0: every write wakes them).
+    pub coalesce_ms: u64,
+    /// Listeners are woken as soon as this many bytes are gathered.
+    pub coalesce_bytes: usize,
 }
 
 impl Default for MountSettings {
@@ -321,6 +331,8 @@ impl Default for MountSettings {
             icy_metaint: DEFAULT_ICY_METAINT,
             ogg_title_in_stream: false,
             redirect: RedirectMode::WhenFull,
+            coalesce_ms: DEFAULT_COALESCE_MS,
+            coalesce_bytes: DEFAULT_COALESCE_BYTES,
         }
     }
 }
@@ -328,6 +340,13 @@ impl Default for MountSettings {
 impl MountSettings {
     pub fn grace_period(&self) -> Duration {
         Duration::from_secs(self.grace_period_secs)
+    }
+
+    pub(crate) fn wake(&self) -> crate::stream::fanout::Wake {
+        crate::stream::fanout::Wake {
+            delay: Duration::from_millis(self.coalesce_ms),
+            bytes: self.coalesce_bytes,
+        }
     }
 }
 
@@ -366,6 +385,8 @@ pub struct MountConfig {
     pub icy_metaint: Option<usize>,
     pub ogg_title_in_stream: Option<bool>,
     pub redirect: Option<RedirectMode>,
+    pub coalesce_ms: Option<u64>,
+    pub coalesce_bytes: Option<usize>,
     /// Overrides the source's `ice-name`.
     pub stream_name: Option<String>,
     pub stream_description: Option<String>,
@@ -521,6 +542,8 @@ impl Config {
                 icy_metaint: m.icy_metaint.unwrap_or(d.icy_metaint),
                 ogg_title_in_stream: m.ogg_title_in_stream.unwrap_or(d.ogg_title_in_stream),
                 redirect: m.redirect.unwrap_or(d.redirect),
+                coalesce_ms: m.coalesce_ms.unwrap_or(d.coalesce_ms),
+                coalesce_bytes: m.coalesce_bytes.unwrap_or(d.coalesce_bytes),
             },
         }
     }
@@ -546,6 +569,12 @@ fn check_settings(what: &str, s: &MountSettings) -> Result<(), ConfigError> {
     if s.icy_metaint == 0 || s.icy_metaint > 1 << 20 {
         return Err(ConfigError::Invalid(format!(
             "{what}: icy-metaint must be between 1 and 1048576"
+        )));
+    }
+    if s.coalesce_ms > 1000 {
+        return Err(ConfigError::Invalid(format!(
+            "{what}: coalesce-ms {} is above 1000 (listeners would hear the stream late)",
+            s.coalesce_ms
         )));
     }
     Ok(())

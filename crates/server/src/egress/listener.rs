@@ -35,6 +35,11 @@ use crate::wire::http::{self, Request, Response};
 const MAX_BATCH: usize = 64 * 1024;
 /// Most buffers in one vectored write.
 const MAX_IOV: usize = 64;
+/// Most fan-out chunks taken per read: a burst of a radio stream is a hundred small frames,
+/// and `pending` keeps the capacity it grew to for the listener's whole life.
+const MAX_CHUNKS: usize = 32;
+/// `pending`'s capacity beyond which it is given back once empty (after a burst).
+const PENDING_KEEP: usize = 16;
 /// How long a new listener waits for a just-connected source to send its first bytes.
 const FIRST_DATA_WAIT: Duration = Duration::from_secs(10);
 
@@ -256,7 +261,7 @@ fn first_bytes(mount: &Mount, n: usize) -> Vec<u8> {
         let cursor = match mount.fanout.start(mount.settings.burst_size) {
             Start::At(c) | Start::NextSync(c) => c,
         };
-        let _ = mount.fanout.read_each(cursor, n, |b, _| {
+        let _ = mount.fanout.read_each(cursor, n, usize::MAX, |b, _| {
             let take = (n - out.len()).min(b.len());
             out.extend_from_slice(&b[..take]);
         });
@@ -427,19 +432,21 @@ impl Session {
             rx.borrow_and_update();
             let mount = self.mount.clone();
             let mut new_stream = false;
-            let read = mount.fanout.read_each(cursor, MAX_BATCH, |bytes, headers| {
-                if self.page_epoch.is_some()
-                    && self
-                        .sent_headers
-                        .as_ref()
-                        .is_some_and(|h| !Arc::ptr_eq(h, headers))
-                {
-                    new_stream = true;
-                }
-                if !new_stream {
-                    self.queue_item(bytes, headers)
-                }
-            });
+            let read = mount
+                .fanout
+                .read_each(cursor, MAX_BATCH, MAX_CHUNKS, |bytes, headers| {
+                    if self.page_epoch.is_some()
+                        && self
+                            .sent_headers
+                            .as_ref()
+                            .is_some_and(|h| !Arc::ptr_eq(h, headers))
+                    {
+                        new_stream = true;
+                    }
+                    if !new_stream {
+                        self.queue_item(bytes, headers)
+                    }
+                });
             if new_stream {
                 // What was queued before the new stream still goes out.
                 return match self.flush(rx, cursor).await {
@@ -532,6 +539,9 @@ impl Session {
             self.sent += n as u64;
             self.mount.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
             consume(&mut self.pending, n);
+        }
+        if self.pending.capacity() > PENDING_KEEP {
+            self.pending.shrink_to(PENDING_KEEP / 2);
         }
         Ok(())
     }

@@ -204,9 +204,11 @@ async fn forward(
         }
         rx.borrow_and_update();
         batch.clear();
-        let read = mount.fanout.read_each(cursor, MAX_BATCH, |bytes, headers| {
-            batch.push((bytes.clone(), headers.clone()));
-        });
+        let read = mount
+            .fanout
+            .read_each(cursor, MAX_BATCH, 64, |bytes, headers| {
+                batch.push((bytes.clone(), headers.clone()));
+            });
         match read {
             Read::Data(next) => {
                 cursor = next;

@@ -11,16 +11,24 @@
 //! - *Lag is explicit.* A reader whose cursor fell off the front of the queue (more than
 //!   `queue_size` behind) gets [`Read::Lagged`], never a silent skip: the listener task applies
 //!   the mount's [`LagPolicy`](crate::config::LagPolicy).
+//! - *Wake-ups are coalesced, data is not.* A published chunk is in the queue at once (a
+//!   joining listener, a relay, a push read it at once), but readers are woken for it only
+//!   when `wake-bytes` bytes are waiting or `wake-delay-ms` after the first of them: a radio
+//!   source writes a frame of a few hundred bytes tens of times a second, and waking 15,000
+//!   listeners for each costs a task wake-up and a write per listener per frame (see
+//!   [`Wake`]). The first chunk, a close and admin wake-ups are never delayed.
 //! - *Every chunk knows its headers.* Each entry carries the [`StreamHeaders`] it belongs to, so
 //!   a listener crossing into a new chain or a reconnected source's stream sends the new headers
 //!   first (Icecast's `associated` refbuf).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use crate::sync::RwLock;
 use bytes::Bytes;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 /// The header bytes a listener must receive before chunks that belong to them (Ogg BOS and
 /// header pages, WebM EBML..Tracks). Empty for formats without headers (MP3, AAC).
@@ -77,11 +85,71 @@ struct Queue {
     closed: bool,
 }
 
+/// When readers are woken for published chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Wake {
+    /// Longest a published byte waits before readers are woken for it; zero: at once.
+    pub(crate) delay: Duration,
+    /// Readers are woken as soon as this many bytes wait.
+    pub(crate) bytes: usize,
+}
+
+impl Wake {
+    /// Every publish wakes readers.
+    #[cfg(test)]
+    pub(crate) const IMMEDIATE: Wake = Wake {
+        delay: Duration::ZERO,
+        bytes: 0,
+    };
+}
+
 /// The fan-out buffer of one mount.
 #[derive(Debug)]
 pub(crate) struct Fanout {
     queue: RwLock<Queue>,
+    waker: Arc<Waker>,
+}
+
+/// Wakes readers, at once or after the coalescing delay (see [`Wake`]). Shared with the timer
+/// task that ends a delay; every field is an atomic or the watch channel, no lock.
+#[derive(Debug)]
+struct Waker {
     tail: watch::Sender<Tail>,
+    wake: Wake,
+    /// The next sequence number once everything published so far is counted.
+    published: AtomicU64,
+    /// Bytes published since readers were last woken.
+    unannounced: AtomicUsize,
+    /// A delay is running (the timer task will wake readers at its end).
+    armed: AtomicBool,
+    /// The timer task was started (lazily, by the first delayed publish).
+    timer: AtomicBool,
+    /// Starts a delay in the timer task.
+    kick: Notify,
+}
+
+impl Waker {
+    /// Wake readers for everything published, if anything is waiting.
+    fn announce(&self) {
+        if self.unannounced.swap(0, Ordering::AcqRel) > 0 {
+            let seq = self.published.load(Ordering::Acquire);
+            self.tail.send_modify(|t| t.next_seq = t.next_seq.max(seq));
+        }
+    }
+
+    /// The timer task: each kick starts a delay at whose end readers are woken. Ends when
+    /// the mount closes.
+    async fn run(self: Arc<Self>) {
+        loop {
+            self.kick.notified().await;
+            if self.tail.borrow().closed {
+                return;
+            }
+            tokio::time::sleep(self.wake.delay).await;
+            self.armed.store(false, Ordering::Release);
+            self.announce();
+        }
+    }
 }
 
 /// Where a new listener starts.
@@ -94,7 +162,12 @@ pub(crate) enum Start {
 }
 
 impl Fanout {
+    #[cfg(test)]
     pub(crate) fn new(queue_size: usize) -> Self {
+        Self::with_wake(queue_size, Wake::IMMEDIATE)
+    }
+
+    pub(crate) fn with_wake(queue_size: usize, wake: Wake) -> Self {
         Fanout {
             queue: RwLock::new(Queue {
                 entries: VecDeque::new(),
@@ -104,21 +177,31 @@ impl Fanout {
                 queue_size,
                 closed: false,
             }),
-            tail: watch::Sender::new(Tail::default()),
+            waker: Arc::new(Waker {
+                tail: watch::Sender::new(Tail::default()),
+                wake,
+                published: AtomicU64::new(0),
+                unannounced: AtomicUsize::new(0),
+                armed: AtomicBool::new(false),
+                timer: AtomicBool::new(false),
+                kick: Notify::new(),
+            }),
         }
     }
 
-    /// A receiver that changes whenever a chunk is published or the mount closes.
+    /// A receiver that changes when readers are woken: for published chunks (see [`Wake`]),
+    /// an admin order, or the mount closing.
     pub(crate) fn subscribe(&self) -> watch::Receiver<Tail> {
-        self.tail.subscribe()
+        self.waker.tail.subscribe()
     }
 
-    /// Append a chunk; evicts the oldest chunks beyond `queue_size` and wakes readers.
+    /// Append a chunk; evicts the oldest chunks beyond `queue_size`; wakes readers at once or
+    /// once the coalescing delay or size is reached (see [`Wake`]).
     pub(crate) fn publish(&self, bytes: Bytes, sync: bool, headers: Arc<StreamHeaders>) {
         if bytes.is_empty() {
             return;
         }
-        let next_seq = {
+        let (next_seq, len) = {
             let mut q = self.queue.write();
             let len = bytes.len();
             let offset = q.end_offset;
@@ -136,20 +219,54 @@ impl Fanout {
                     q.first_seq += 1;
                 }
             }
-            q.first_seq + q.entries.len() as u64
+            (q.first_seq + q.entries.len() as u64, len)
         };
-        self.tail.send_modify(|t| t.next_seq = next_seq);
+        let w = &self.waker;
+        w.published.fetch_max(next_seq, Ordering::AcqRel);
+        let waiting = w.unannounced.fetch_add(len, Ordering::AcqRel) + len;
+        let at_once = w.wake.delay.is_zero() || waiting >= w.wake.bytes || next_seq == 1;
+        if at_once || !self.start_timer() {
+            w.announce();
+        } else if !w.armed.swap(true, Ordering::AcqRel) {
+            w.kick.notify_one();
+        }
     }
 
-    /// Wake every reader without publishing (an admin order is waiting for them).
+    /// Start the timer task if it is not running: false where there is no runtime to run it
+    /// (readers are then woken at once).
+    fn start_timer(&self) -> bool {
+        if self.waker.timer.load(Ordering::Acquire) {
+            return true;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        if !self.waker.timer.swap(true, Ordering::AcqRel) {
+            rt.spawn(self.waker.clone().run());
+        }
+        true
+    }
+
+    /// Wake every reader without publishing (an admin order is waiting for them), and for
+    /// whatever was published meanwhile.
     pub(crate) fn wake(&self) {
-        self.tail.send_modify(|_| {});
+        self.waker.unannounced.store(0, Ordering::Release);
+        let seq = self.waker.published.load(Ordering::Acquire);
+        self.waker
+            .tail
+            .send_modify(|t| t.next_seq = t.next_seq.max(seq));
     }
 
     /// Close the mount: readers drain what they have, then get [`Read::Closed`].
     pub(crate) fn close(&self) {
         self.queue.write().closed = true;
-        self.tail.send_modify(|t| t.closed = true);
+        let seq = self.waker.published.load(Ordering::Acquire);
+        self.waker.tail.send_modify(|t| {
+            t.next_seq = t.next_seq.max(seq);
+            t.closed = true;
+        });
+        // The timer task sees the close at its next kick and ends.
+        self.waker.kick.notify_one();
     }
 
     /// Bytes currently held.
@@ -207,12 +324,14 @@ impl Fanout {
     }
 
     /// Hand `f` each chunk from `cursor` on (and the headers it belongs to), stopping after
-    /// `max_bytes` (at least one chunk when one is available). `f` runs under the queue's read
-    /// lock: it must only take what it needs (reference counts) and return.
+    /// `max_bytes` or `max_chunks` chunks (at least one chunk when one is available). `f` runs
+    /// under the queue's read lock: it must only take what it needs (reference counts) and
+    /// return.
     pub(crate) fn read_each(
         &self,
         cursor: u64,
         max_bytes: usize,
+        max_chunks: usize,
         mut f: impl FnMut(&Bytes, &Arc<StreamHeaders>),
     ) -> Read {
         let q = self.queue.read();
@@ -226,7 +345,8 @@ impl Fanout {
         let mut taken = 0usize;
         let mut seq = cursor;
         for e in q.entries.range((cursor - q.first_seq) as usize..) {
-            if taken > 0 && taken + e.bytes.len() > max_bytes {
+            if taken > 0 && (taken + e.bytes.len() > max_bytes || seq - cursor >= max_chunks as u64)
+            {
                 break;
             }
             taken += e.bytes.len();
@@ -253,7 +373,9 @@ mod tests {
     /// `read_each` collecting the chunks (what a listener does, without its socket).
     impl Fanout {
         fn read(&self, cursor: u64, out: &mut Vec<Bytes>, max_bytes: usize) -> Read {
-            self.read_each(cursor, max_bytes, |bytes, _| out.push(bytes.clone()))
+            self.read_each(cursor, max_bytes, usize::MAX, |bytes, _| {
+                out.push(bytes.clone())
+            })
         }
     }
 
@@ -319,6 +441,9 @@ mod tests {
         out.clear();
         assert_eq!(f.read(1, &mut out, 6000), Read::Data(3));
         assert_eq!(out.len(), 2);
+        let mut n = 0;
+        assert_eq!(f.read_each(0, 1 << 20, 3, |_, _| n += 1), Read::Data(3));
+        assert_eq!(n, 3, "at most 3 chunks");
     }
 
     #[test]
@@ -334,5 +459,73 @@ mod tests {
         f.read(0, &mut c, 1 << 20);
         assert_eq!(a[0].as_ptr(), ptr);
         assert_eq!(c[0].as_ptr(), ptr);
+    }
+
+    fn small_wake() -> Wake {
+        Wake {
+            delay: Duration::from_millis(50),
+            bytes: 1000,
+        }
+    }
+
+    /// Small publishes are in the queue at once but wake readers only after the delay, or
+    /// as soon as enough bytes wait; the first chunk and a close wake them at once.
+    #[tokio::test(start_paused = true)]
+    async fn small_publishes_wake_readers_after_the_delay_or_the_size() {
+        let f = Fanout::with_wake(100_000, small_wake());
+        let h = StreamHeaders::new(Bytes::new());
+        let mut rx = f.subscribe();
+        f.publish(b(100, 0), true, h.clone());
+        assert!(
+            rx.has_changed().expect("open"),
+            "the first chunk wakes at once"
+        );
+        assert_eq!(rx.borrow_and_update().next_seq, 1);
+        f.publish(b(100, 0), true, h.clone());
+        f.publish(b(100, 0), true, h.clone());
+        assert!(!rx.has_changed().expect("open"), "small chunks wait");
+        let mut out = Vec::new();
+        assert_eq!(
+            f.read(1, &mut out, 1 << 20),
+            Read::Data(3),
+            "but are readable"
+        );
+        tokio::time::sleep(Duration::from_millis(49)).await;
+        assert!(!rx.has_changed().expect("open"));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        assert_eq!(
+            rx.borrow_and_update().next_seq,
+            3,
+            "woken at the end of the delay"
+        );
+        // Nothing waiting: the timer wakes no one.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!rx.has_changed().expect("open"));
+        // Enough bytes wake at once.
+        f.publish(b(600, 0), true, h.clone());
+        assert!(!rx.has_changed().expect("open"));
+        f.publish(b(600, 0), true, h.clone());
+        assert_eq!(rx.borrow_and_update().next_seq, 5, "1,200 bytes: at once");
+        // The delay started by the first of them ends with nothing to announce.
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert!(!rx.has_changed().expect("open"));
+        // A close does not wait, and carries what was waiting.
+        f.publish(b(10, 0), true, h);
+        f.close();
+        let t = *rx.borrow_and_update();
+        assert_eq!((t.next_seq, t.closed), (6, true));
+    }
+
+    /// An admin wake-up also announces what was waiting.
+    #[tokio::test(start_paused = true)]
+    async fn an_admin_wake_carries_waiting_chunks() {
+        let f = Fanout::with_wake(100_000, small_wake());
+        let h = StreamHeaders::new(Bytes::new());
+        let mut rx = f.subscribe();
+        f.publish(b(100, 0), true, h.clone());
+        rx.borrow_and_update();
+        f.publish(b(100, 0), true, h);
+        f.wake();
+        assert_eq!(rx.borrow_and_update().next_seq, 2);
     }
 }
