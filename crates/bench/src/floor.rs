@@ -16,7 +16,8 @@
 //! header fields of a source (`Content-Type`, `Expect`); mounts (every path is the one stream);
 //! authentication (any source credentials); logging per connection; metadata; sync points (a
 //! listener starts at the next chunk the source thread read, whatever it holds). One source at
-//! a time; a second is refused with 403. A `GET` before any source gets 404.
+//! a time; a second is refused with 403. A `GET` while no source is on gets 404; listeners stay
+//! when the source leaves, and a new source's chunks (its header first) follow.
 //!
 //! **Stream header.** So that players and the swarm's keyframe timer can start, a listener
 //! gets the stream's header before live chunks: the header pages as `agora_format::Demuxer`
