@@ -8,9 +8,13 @@
 //! from /proc (CPU-seconds per GB, RSS per listener). With `--source FILE.ogg` the bench pushes
 //! the stream itself and stamps its pages, and a sample of listeners reports forwarding latency.
 //!
+//! `agora-bench floor --listen ADDR` is the floor those servers are measured against: a minimal
+//! fan-out server (`floor.rs`).
+//!
 //! Processes share one clock (Unix epoch milliseconds): the parent fixes the window's start and
 //! end, workers count the bytes that arrive inside it.
 
+mod floor;
 mod source;
 mod swarm;
 
@@ -42,6 +46,8 @@ enum Command {
     /// One process's share of a swarm (started by `swarm`); prints its samples as JSON.
     #[command(hide = true)]
     Worker(WorkerArgs),
+    /// A minimal fan-out server, the floor Agora and icecast2 are measured against.
+    Floor(floor::FloorArgs),
 }
 
 #[derive(Args, Debug)]
@@ -115,10 +121,14 @@ struct WorkerArgs {
 fn main() -> Result<()> {
     raise_fd_limit();
     let cli = Cli::parse();
+    let command = match cli.command {
+        Command::Floor(a) => return floor::run(a),
+        other => other,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    match cli.command {
+    match command {
         Command::Worker(w) => rt.block_on(async {
             let plan = Plan {
                 addr: w.addr,
@@ -135,6 +145,7 @@ fn main() -> Result<()> {
             Ok(())
         }),
         Command::Swarm(a) => rt.block_on(run_swarm(a)),
+        Command::Floor(_) => unreachable!("served above, without a runtime"),
     }
 }
 
