@@ -11,6 +11,11 @@
 //! `agora-bench floor --listen ADDR` is the floor those servers are measured against: a minimal
 //! fan-out server (`floor.rs`).
 //!
+//! A tree of servers (an origin and its edges, `scripts/bench-tree`): `--url` may be given once
+//! per edge (the N listeners are split evenly over them), `--source-url` sends the source to the
+//! origin, and `--latency-url` adds a few latency listeners on the origin itself, so the report's
+//! `groups` give each URL's latency: source to origin, and source to origin to edge.
+//!
 //! Processes share one clock (Unix epoch milliseconds): the parent fixes the window's start and
 //! end, workers count the bytes that arrive inside it.
 
@@ -52,10 +57,11 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct SwarmArgs {
-    /// The stream, http://host:port/mount.
-    #[arg(long)]
-    url: String,
-    /// Listeners.
+    /// The stream, http://host:port/mount. Repeat it to split the listeners evenly over several
+    /// servers (the edges of a tree).
+    #[arg(long, required = true)]
+    url: Vec<String>,
+    /// Listeners, in all (split over the `--url`s).
     #[arg(short, long, default_value_t = 100)]
     n: usize,
     /// Connections per second; 0 opens them all at once (a storm).
@@ -79,12 +85,21 @@ struct SwarmArgs {
     /// Push this Ogg file to the mount first (PUT, paced at --kbps) and measure latency.
     #[arg(long, value_name = "FILE.ogg")]
     source: Option<std::path::PathBuf>,
+    /// Where --source pushes the stream (an origin whose edges are the `--url`s); default: the
+    /// first `--url`.
+    #[arg(long)]
+    source_url: Option<String>,
     /// Source password for --source.
     #[arg(long, env = "AGORA_SOURCE_PASSWORD", hide_env_values = true)]
     source_password: Option<String>,
-    /// Listeners in the main process that measure latency (with --source).
+    /// Listeners in the main process that measure latency (with --source), per URL.
     #[arg(long, default_value_t = 50)]
     latency_listeners: usize,
+    /// Also measure latency here (with --source): `--latency-listeners` listeners that are
+    /// not part of the N, reported only in the report's `groups` (e.g. the origin of a tree,
+    /// to tell the latency the origin adds from the latency an edge adds).
+    #[arg(long, value_name = "URL")]
+    latency_url: Vec<String>,
     /// Seconds to let the source run before the baseline RSS is taken, so the mount's queue
     /// is full and "RSS per listener" is what listeners add beyond the mount buffers.
     #[arg(long, default_value_t = 0)]
@@ -263,13 +278,108 @@ struct Report {
     server_rss_window_growth: Option<f64>,
     /// Connections made (listeners replaced under churn included).
     joins: usize,
+    /// The window on the Unix-epoch clock (milliseconds), for samplers outside the bench.
+    window_start_ms: u64,
+    window_end_ms: u64,
+    /// Each URL's part: the `--url`s (whose sums are the totals above) and the
+    /// `--latency-url`s.
+    groups: Vec<Group>,
+}
+
+/// One URL of a run and its listeners: a share of the swarm's N, or (`--latency-url`) only
+/// latency listeners beside the swarm.
+struct Target {
+    url: String,
+    addr: SocketAddr,
+    host: String,
+    path: String,
+    listeners: usize,
+    latency_only: bool,
+}
+
+impl Target {
+    fn new(url: &str, listeners: usize, latency_only: bool) -> Result<Target> {
+        let (addr, host, path) = parse_url(url)?;
+        Ok(Target {
+            url: url.to_string(),
+            addr,
+            host,
+            path,
+            listeners,
+            latency_only,
+        })
+    }
+
+    fn plan(&self, listeners: usize, rate: f64, window: (u64, u64), churn_ms: u64) -> Plan {
+        Plan {
+            addr: self.addr,
+            host: self.host.clone(),
+            path: self.path.clone(),
+            listeners,
+            rate,
+            window_start_ms: window.0,
+            window_end_ms: window.1,
+            churn_ms,
+        }
+    }
+}
+
+/// Listeners that received at least 95% of `want` bytes in the window.
+fn realtime(s: &Samples, want: f64) -> usize {
+    s.window_bytes
+        .iter()
+        .filter(|&&b| b as f64 >= 0.95 * want)
+        .count()
+}
+
+/// One URL's part of a report.
+#[derive(Debug, Serialize)]
+struct Group {
+    url: String,
+    /// Only latency listeners (`--latency-url`), not counted in the report's totals.
+    latency_only: bool,
+    listeners: usize,
+    connected: usize,
+    errors: std::collections::BTreeMap<String, usize>,
+    realtime_listeners: usize,
+    realtime_share: f64,
+    delivered_bytes: u64,
+    latency_ms: Dist,
+}
+
+impl Group {
+    fn new(t: &Target, s: &Samples, want: f64) -> Group {
+        let rt = realtime(s, want);
+        Group {
+            url: t.url.clone(),
+            latency_only: t.latency_only,
+            listeners: s.opened,
+            connected: s.first_byte_ms.len(),
+            errors: s.errors.clone(),
+            realtime_listeners: rt,
+            realtime_share: rt as f64 / s.opened.max(1) as f64,
+            delivered_bytes: s.window_bytes.iter().sum(),
+            latency_ms: dist(&s.latency_ms),
+        }
+    }
 }
 
 async fn run_swarm(a: SwarmArgs) -> Result<()> {
-    let (addr, host, path) = parse_url(&a.url)?;
+    if a.source.is_none() && !a.latency_url.is_empty() {
+        bail!("--latency-url needs --source: latency is timed on the bench source's pages");
+    }
+    let k = a.url.len();
+    let mut targets = Vec::new();
+    for (i, url) in a.url.iter().enumerate() {
+        targets.push(Target::new(url, a.n / k + usize::from(i < a.n % k), false)?);
+    }
+    for url in &a.latency_url {
+        targets.push(Target::new(url, a.latency_listeners, true)?);
+    }
     let stamps = Arc::new(source::Stamps::default());
     let mut source_task = None;
     if let Some(file) = &a.source {
+        let (addr, _, path) = parse_url(a.source_url.as_ref().unwrap_or(&a.url[0]))?;
         let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
         let pages: Vec<Vec<u8>> = source::ogg_pages(&data)?
             .into_iter()
@@ -279,38 +389,30 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
             .source_password
             .clone()
             .context("--source needs --source-password (or AGORA_SOURCE_PASSWORD)")?;
-        let (st, p, kbps) = (stamps.clone(), path.clone(), a.kbps);
+        let (st, kbps) = (stamps.clone(), a.kbps);
         source_task = Some(tokio::spawn(async move {
-            source::push(addr, &p, &pw, pages, kbps, &st).await
+            source::push(addr, &path, &pw, pages, kbps, &st).await
         }));
     }
-    // The stream is up when one listener gets a body byte.
+    // A stream is up when one listener gets a body byte (an edge's: once it relays the origin).
     let probe_until = epoch_ms() + 20_000;
-    loop {
-        let probe = Plan {
-            addr,
-            host: host.clone(),
-            path: path.clone(),
-            listeners: 1,
-            rate: 0.0,
-            window_start_ms: 0,
-            window_end_ms: epoch_ms() + 2_000,
-            churn_ms: 0,
-        };
-        let s = swarm::run(probe, None).await;
-        if !s.first_byte_ms.is_empty() {
-            break;
-        }
-        if let Some(t) = &source_task
-            && t.is_finished()
-        {
-            bail!(
-                "the bench source stopped: {:?}",
-                source_task.map(|t| t.is_finished())
-            );
-        }
-        if epoch_ms() > probe_until {
-            bail!("{}: no stream within 20 s ({:?})", a.url, s.errors);
+    for t in &targets {
+        loop {
+            let s = swarm::run(t.plan(1, 0.0, (0, epoch_ms() + 2_000), 0), None).await;
+            if !s.first_byte_ms.is_empty() {
+                break;
+            }
+            if let Some(task) = &source_task
+                && task.is_finished()
+            {
+                bail!(
+                    "the bench source stopped: {:?}",
+                    source_task.map(|t| t.is_finished())
+                );
+            }
+            if epoch_ms() > probe_until {
+                bail!("{}: no stream within 20 s ({:?})", t.url, s.errors);
+            }
         }
     }
 
@@ -324,57 +426,52 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
     };
     let window_start_ms = epoch_ms() + ramp_ms + a.settle * 1000;
     let window_end_ms = window_start_ms + a.window * 1000;
-    let local = if a.source.is_some() {
-        a.latency_listeners.min(a.n)
-    } else {
-        0
+    let window = (window_start_ms, window_end_ms);
+    // Each URL's connections per second are its share of --rate; latency-only URLs' few
+    // listeners connect at once.
+    let rate_of = |t: &Target, n: usize| {
+        if a.rate > 0.0 && !t.latency_only {
+            a.rate * n as f64 / a.n.max(1) as f64
+        } else {
+            0.0
+        }
     };
-    let remote = a.n - local;
-    let procs = remote.div_ceil(a.per_process.max(1));
     let mut workers = Vec::new();
+    let mut locals = Vec::new();
     let exe = std::env::current_exe()?;
-    for i in 0..procs {
-        let n = remote / procs + usize::from(i < remote % procs);
-        let rate = if a.rate > 0.0 {
-            a.rate * n as f64 / a.n as f64
+    for (ti, t) in targets.iter().enumerate() {
+        let local = if a.source.is_some() {
+            a.latency_listeners.min(t.listeners)
         } else {
-            0.0
+            0
         };
-        let child = tokio::process::Command::new(&exe)
-            .args([
-                "worker",
-                "--addr",
-                &addr.to_string(),
-                "--host",
-                &host,
-                "--path",
-                &path,
-            ])
-            .args(["-n", &n.to_string(), "--rate", &rate.to_string()])
-            .args(["--window-start-ms", &window_start_ms.to_string()])
-            .args(["--window-end-ms", &window_end_ms.to_string()])
-            .args(["--churn-ms", &churn_ms.to_string()])
-            .stdout(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting a worker process")?;
-        workers.push(child.wait_with_output());
+        let remote = t.listeners - local;
+        let procs = remote.div_ceil(a.per_process.max(1));
+        for i in 0..procs {
+            let n = remote / procs + usize::from(i < remote % procs);
+            let child = tokio::process::Command::new(&exe)
+                .args([
+                    "worker",
+                    "--addr",
+                    &t.addr.to_string(),
+                    "--host",
+                    &t.host,
+                    "--path",
+                    &t.path,
+                ])
+                .args(["-n", &n.to_string(), "--rate", &rate_of(t, n).to_string()])
+                .args(["--window-start-ms", &window_start_ms.to_string()])
+                .args(["--window-end-ms", &window_end_ms.to_string()])
+                .args(["--churn-ms", &churn_ms.to_string()])
+                .stdout(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .context("starting a worker process")?;
+            workers.push((ti, child.wait_with_output()));
+        }
+        let plan = t.plan(local, rate_of(t, local), window, churn_ms);
+        locals.push(tokio::spawn(swarm::run(plan, Some(stamps.clone()))));
     }
-    let local_plan = Plan {
-        addr,
-        host: host.clone(),
-        path: path.clone(),
-        listeners: local,
-        rate: if a.rate > 0.0 {
-            a.rate * local as f64 / a.n.max(1) as f64
-        } else {
-            0.0
-        },
-        window_start_ms,
-        window_end_ms,
-        churn_ms,
-    };
-    let local_run = tokio::spawn(swarm::run(local_plan, Some(stamps.clone())));
 
     let until = |t: u64| tokio::time::sleep(Duration::from_millis(t.saturating_sub(epoch_ms())));
     until(window_start_ms).await;
@@ -392,29 +489,36 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
     let cpu1 = a.server_pid.and_then(|p| cpu_secs(p).ok());
     let rss_after = a.server_pid.and_then(|p| rss_kib(p).ok());
 
-    let mut all = local_run.await.unwrap_or_default();
-    for w in workers {
+    let mut per_target = Vec::new();
+    for l in locals {
+        per_target.push(l.await.unwrap_or_default());
+    }
+    for (ti, w) in workers {
         let out = w.await.context("waiting for a worker")?;
         let s: Samples = serde_json::from_slice(&out.stdout)
             .with_context(|| format!("a worker's report ({})", out.status))?;
-        all.merge(s);
+        per_target[ti].merge(s);
     }
     if let Some(t) = source_task {
         t.abort();
     }
 
     let want = a.kbps * 1000.0 / 8.0 * a.window as f64;
-    let realtime = all
-        .window_bytes
-        .iter()
-        .filter(|&&b| b as f64 >= 0.95 * want)
-        .count();
+    let mut all = Samples::default();
+    let mut groups = Vec::new();
+    for (t, s) in targets.iter().zip(per_target) {
+        groups.push(Group::new(t, &s, want));
+        if !t.latency_only {
+            all.merge(s);
+        }
+    }
+    let realtime = realtime(&all, want);
     let delivered: u64 = all.window_bytes.iter().sum();
     let cpu_split = cpu0.zip(cpu1).map(|(a, b)| (b.0 - a.0, b.1 - a.1));
     let cpu = cpu_split.map(|(u, s)| u + s);
     let connected = all.first_byte_ms.len();
     let report = Report {
-        url: a.url.clone(),
+        url: a.url.join(" "),
         listeners: all.opened,
         connected,
         errors: all.errors.clone(),
@@ -442,6 +546,9 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
             .map(|(f, l)| (l.1 as f64 - f.1 as f64) / f.1.max(1) as f64),
         server_rss_window_kib: rss_window,
         joins: all.joins,
+        window_start_ms,
+        window_end_ms,
+        groups,
     };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -459,6 +566,25 @@ fn print_report(r: &Report) {
         )
     };
     println!("stream:             {}", r.url);
+    if r.groups.len() > 1 {
+        for g in &r.groups {
+            println!(
+                "  {}{}: {} of {} connected, {:.2}% at real time, latency p50 {:.1} ms, p99 {:.1} ms ({} samples)",
+                g.url,
+                if g.latency_only {
+                    " (latency only)"
+                } else {
+                    ""
+                },
+                g.connected,
+                g.listeners,
+                g.realtime_share * 100.0,
+                g.latency_ms.p50,
+                g.latency_ms.p99,
+                g.latency_ms.count
+            );
+        }
+    }
     println!(
         "listeners:          {} opened, {} connected, errors: {}",
         r.listeners,

@@ -1,7 +1,8 @@
 //! The benchmark at small scale, in the test suite: 200 listeners for 5 s against the real
-//! server, and 50 against the floor (`agora-bench floor`), fed by the bench's own source.
-//! Correctness only (everyone connected and reached a keyframe, a real player decodes the same
-//! stream, every number is there); never speed.
+//! server with 5 latency listeners beside them (`--latency-url`, as `scripts/bench-tree` uses it
+//! for the origin), and 50 against the floor (`agora-bench floor`), fed by the bench's own
+//! source. Correctness only (everyone connected and reached a keyframe, a real player decodes the
+//! same stream, every number is there); never speed.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -127,6 +128,8 @@ fn a_small_swarm_connects_everyone_and_reports_every_number() {
         .arg("--source")
         .arg(&stream)
         .args(["--source-password", "bench-pw", "--json"])
+        // The tree's option, on one server: a few latency listeners beside the swarm.
+        .args(["--latency-url", &url, "--latency-listeners", "5"])
         .output()
         .expect("agora-bench");
     assert!(
@@ -145,6 +148,23 @@ fn a_small_swarm_connects_everyone_and_reports_every_number() {
     );
     assert!(
         r["latency_ms"]["count"].as_u64().is_some_and(|c| c > 0),
+        "{r:#}"
+    );
+    // One group per URL: the swarm's (its totals) and the latency-only one, not in the totals.
+    let groups = r["groups"].as_array().expect("groups");
+    assert_eq!(groups.len(), 2, "{r:#}");
+    assert_eq!(groups[0]["connected"], 200, "{r:#}");
+    assert_eq!(groups[0]["latency_only"], false, "{r:#}");
+    assert_eq!(groups[1]["latency_only"], true, "{r:#}");
+    assert_eq!(groups[1]["connected"], 5, "{r:#}");
+    for g in groups {
+        assert!(
+            g["latency_ms"]["count"].as_u64().is_some_and(|c| c > 0),
+            "{r:#}"
+        );
+    }
+    assert!(
+        r["window_end_ms"].as_u64() > r["window_start_ms"].as_u64(),
         "{r:#}"
     );
     for key in [
