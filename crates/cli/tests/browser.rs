@@ -10,6 +10,7 @@ mod common;
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,9 @@ use serde_json::{Value, json};
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-/// A child process killed on drop, its output in a file shown when a test fails.
+/// A child process killed on drop with everything it started (it leads a process group of
+/// its own: chromedriver's Chromium outlived a failed test otherwise), its output in a file
+/// shown when a test fails.
 struct Logged {
     child: Child,
     log: PathBuf,
@@ -32,6 +35,7 @@ impl Logged {
         let log = dir.join(format!("{name}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let child = cmd
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log file"))
             .stderr(file)
@@ -43,6 +47,11 @@ impl Logged {
 
 impl Drop for Logged {
     fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
