@@ -19,6 +19,7 @@
 //! Processes share one clock (Unix epoch milliseconds): the parent fixes the window's start and
 //! end, workers count the bytes that arrive inside it.
 
+mod counters;
 mod floor;
 mod source;
 mod swarm;
@@ -278,6 +279,12 @@ struct Report {
     server_rss_window_growth: Option<f64>,
     /// Connections made (listeners replaced under churn included).
     joins: usize,
+    /// Per connected listener per second of the window: the server's context switches (thread
+    /// wake-ups), write calls (write, writev, sendto, sendmsg) and all system calls; the last
+    /// two need perf (see `counters.rs`).
+    server_context_switches_per_listener_s: Option<f64>,
+    server_writes_per_listener_s: Option<f64>,
+    server_syscalls_per_listener_s: Option<f64>,
     /// The window on the Unix-epoch clock (milliseconds), for samplers outside the bench.
     window_start_ms: u64,
     window_end_ms: u64,
@@ -476,6 +483,7 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
     let until = |t: u64| tokio::time::sleep(Duration::from_millis(t.saturating_sub(epoch_ms())));
     until(window_start_ms).await;
     let cpu0 = a.server_pid.and_then(|p| cpu_secs(p).ok());
+    let counting = a.server_pid.map(|p| counters::start(p, a.window));
     // RSS through the window, ten samples, for memory flatness.
     let mut rss_window = Vec::new();
     let step = (window_end_ms - window_start_ms) / 10;
@@ -488,6 +496,10 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
     until(window_end_ms).await;
     let cpu1 = a.server_pid.and_then(|p| cpu_secs(p).ok());
     let rss_after = a.server_pid.and_then(|p| rss_kib(p).ok());
+    let counts = match counting {
+        Some(c) => c.finish().await,
+        None => counters::Counts::default(),
+    };
 
     let mut per_target = Vec::new();
     for l in locals {
@@ -517,6 +529,8 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
     let cpu_split = cpu0.zip(cpu1).map(|(a, b)| (b.0 - a.0, b.1 - a.1));
     let cpu = cpu_split.map(|(u, s)| u + s);
     let connected = all.first_byte_ms.len();
+    let per_listener_s =
+        |n: Option<u64>| n.map(|n| n as f64 / connected.max(1) as f64 / a.window.max(1) as f64);
     let report = Report {
         url: a.url.join(" "),
         listeners: all.opened,
@@ -546,6 +560,9 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
             .map(|(f, l)| (l.1 as f64 - f.1 as f64) / f.1.max(1) as f64),
         server_rss_window_kib: rss_window,
         joins: all.joins,
+        server_context_switches_per_listener_s: per_listener_s(counts.context_switches),
+        server_writes_per_listener_s: per_listener_s(counts.writes),
+        server_syscalls_per_listener_s: per_listener_s(counts.syscalls),
         window_start_ms,
         window_end_ms,
         groups,
@@ -618,6 +635,14 @@ fn print_report(r: &Report) {
             c / r.window_secs as f64 * 100.0,
             r.server_cpu_secs_per_gb.unwrap_or(f64::NAN),
             r.server_cpu_kernel_share.unwrap_or(f64::NAN) * 100.0
+        );
+    }
+    if let Some(cs) = r.server_context_switches_per_listener_s {
+        let opt = |v: Option<f64>| v.map_or("- (no perf)".to_string(), |v| format!("{v:.2}"));
+        println!(
+            "server per listener per second: {cs:.3} context switches, {} writes, {} system calls",
+            opt(r.server_writes_per_listener_s),
+            opt(r.server_syscalls_per_listener_s)
         );
     }
     if let (Some(b), Some(a)) = (r.server_rss_before_kib, r.server_rss_kib) {
