@@ -372,6 +372,10 @@ impl Padding {
     }
 }
 
+/// Stream bytes an MP3 listener gets before zeros between frames: Chromium's format probe
+/// wants consecutive frames (zeros after the first two or three fail it: "open context failed").
+const MP3_PROBE: u64 = 4096;
+
 /// Zero bytes that padding is sliced from (never copied per listener).
 static ZEROS: [u8; BROWSER_BLOCK as usize] = [0; BROWSER_BLOCK as usize];
 
@@ -407,6 +411,8 @@ struct Fill {
     later_wait: Duration,
     /// When its first stream byte was queued.
     first: Option<Instant>,
+    /// Stream bytes queued.
+    streamed: u64,
     /// Bytes of padding sent (logged at the end).
     padded: u64,
 }
@@ -422,6 +428,7 @@ impl Fill {
             wait: Duration::ZERO,
             later_wait: FILL_MIN_WAIT,
             first: None,
+            streamed: 0,
             padded: 0,
         }
     }
@@ -430,15 +437,16 @@ impl Fill {
     fn queued(&mut self, n: usize, stream: bool) {
         let before = self.body;
         self.body += n as u64;
-        if stream && self.first.is_none() {
-            self.first = Some(Instant::now());
+        if stream {
+            self.streamed += n as u64;
+            self.first.get_or_insert_with(Instant::now);
         }
         if self.body / BROWSER_BLOCK > before / BROWSER_BLOCK {
             // A block completed by itself; the new one holds stream bytes if any spill over.
             if self.since.is_some() || stream {
                 self.wait = self.later_wait;
             }
-            self.since = (stream && self.body % BROWSER_BLOCK != 0).then(Instant::now);
+            self.since = (stream && !self.body.is_multiple_of(BROWSER_BLOCK)).then(Instant::now);
         } else if stream && self.since.is_none() {
             self.since = Some(Instant::now());
         }
@@ -446,6 +454,9 @@ impl Fill {
 
     /// When the current block must be completed (`None`: it holds no stream byte).
     fn deadline(&self) -> Option<Instant> {
+        if self.padding == Padding::Mp3 && self.streamed < MP3_PROBE {
+            return None;
+        }
         let starting = self.first.is_some_and(|t| t.elapsed() < FILL_START);
         match (self.active, starting) {
             (true, true) => self.since.map(|t| t + FILL_START_WAIT),
