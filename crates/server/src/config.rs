@@ -318,6 +318,10 @@ pub struct MountSettings {
     pub coalesce_ms: u64,
     /// Listeners are woken as soon as this many bytes are gathered.
     pub coalesce_bytes: usize,
+    /// Chromium-based browsers that join an Ogg, MP3 or AAC mount while it holds less than
+    /// what their player needs to start (32 KiB blocks) get padding that completes each block
+    /// in time: first sound at once, at the cost of extra bytes to those listeners.
+    pub browser_fill: bool,
 }
 
 impl Default for MountSettings {
@@ -333,6 +337,7 @@ impl Default for MountSettings {
             redirect: RedirectMode::WhenFull,
             coalesce_ms: DEFAULT_COALESCE_MS,
             coalesce_bytes: DEFAULT_COALESCE_BYTES,
+            browser_fill: true,
         }
     }
 }
@@ -387,6 +392,7 @@ pub struct MountConfig {
     pub redirect: Option<RedirectMode>,
     pub coalesce_ms: Option<u64>,
     pub coalesce_bytes: Option<usize>,
+    pub browser_fill: Option<bool>,
     /// Overrides the source's `ice-name`.
     pub stream_name: Option<String>,
     pub stream_description: Option<String>,
@@ -544,6 +550,7 @@ impl Config {
                 redirect: m.redirect.unwrap_or(d.redirect),
                 coalesce_ms: m.coalesce_ms.unwrap_or(d.coalesce_ms),
                 coalesce_bytes: m.coalesce_bytes.unwrap_or(d.coalesce_bytes),
+                browser_fill: m.browser_fill.unwrap_or(d.browser_fill),
             },
         }
     }

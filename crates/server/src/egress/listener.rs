@@ -216,7 +216,12 @@ pub(crate) async fn handle(
         return;
     }
     shared.listener_connections.fetch_add(1, Ordering::Relaxed);
+    let fill = (mount.settings.browser_fill && !relay && !icy)
+        .then(|| Padding::for_browser(format, &req))
+        .flatten()
+        .map(Fill::new);
     let session = Session {
+        fill,
         stream,
         peer,
         client,
@@ -313,6 +318,167 @@ fn response_head(mount: &Mount, content_type: &str, metaint: Option<usize>) -> S
     h
 }
 
+/// Chromium hands a progressive response to its media pipeline in whole blocks of this size
+/// (its media cache's block; a partial block only at the end of the response). A live stream
+/// is therefore not demuxed, nor played on, until 32 KiB more of it have arrived: a listener
+/// that joins with less than that held (a source that just started, a low bitrate) waits
+/// 32 KiB / bitrate before first sound (19 s for a mono Vorbis stream at 14 kbit/s), and one
+/// whose burst holds less than a block of audio stalls when it has played it.
+const BROWSER_BLOCK: u64 = 32 * 1024;
+/// A burst of at least this much stream plays without a stall in Chromium (a block, and
+/// audio beyond it to play while the next block arrives): no fill.
+const FILL_UNLESS_BURST: u64 = BROWSER_BLOCK * 3 / 2;
+/// A filled listener's stream bytes wait at most its own latency less this before padding
+/// completes their block ...
+const FILL_MARGIN: Duration = Duration::from_millis(400);
+/// ... and never less than this (the padding a listener costs is at most a block per wait).
+const FILL_MIN_WAIT: Duration = Duration::from_millis(300);
+/// For this long after its first stream byte, a listener's blocks are completed as soon as
+/// stream bytes wait in them: Chromium starts playing once it has decoded some audio, and a
+/// listener that joined as the source started has only a few frames.
+const FILL_START: Duration = Duration::from_secs(1);
+/// How long stream bytes may wait in a block during [`FILL_START`].
+const FILL_START_WAIT: Duration = Duration::from_millis(100);
+
+/// Padding a browser's demuxer skips, per format (see [`Fill`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Padding {
+    /// Zero bytes between Ogg pages or ADTS frames: FFmpeg's (Chromium's) demuxers look for
+    /// the next capture pattern or sync word and skip them without a word.
+    Zeros,
+    /// MP3: zero bytes between frames, except before the first frame, where they would fail
+    /// Chromium's format probe: there, an ID3v2 tag of padding in front of the burst.
+    Mp3,
+}
+
+impl Padding {
+    /// Padding for a listener that is a Chromium-based browser (its user agent says
+    /// `Chrome/`), for the formats whose demuxer skips it; `None` for anyone else (players,
+    /// relays, other browsers keep the stream byte for byte). WebM needs none: its bitrate
+    /// fills a block in a fraction of a second.
+    fn for_browser(format: agora_format::Format, req: &Request) -> Option<Padding> {
+        use agora_format::Format;
+        if !req
+            .header("user-agent")
+            .is_some_and(|ua| ua.contains("Chrome/"))
+        {
+            return None;
+        }
+        match format {
+            Format::Ogg | Format::Aac => Some(Padding::Zeros),
+            Format::Mp3 => Some(Padding::Mp3),
+            Format::WebM | Format::Opaque => None,
+        }
+    }
+}
+
+/// Stream bytes an MP3 listener gets before zeros between frames: Chromium's format probe
+/// wants consecutive frames (zeros after the first two or three fail it: "open context failed").
+const MP3_PROBE: u64 = 4096;
+
+/// Zero bytes that padding is sliced from (never copied per listener).
+static ZEROS: [u8; BROWSER_BLOCK as usize] = [0; BROWSER_BLOCK as usize];
+
+/// An ID3v2.4 tag of `len` (at least 10) bytes: a header and padding.
+fn id3_padding(len: usize) -> Vec<u8> {
+    let size = len - 10;
+    let mut tag = vec![0u8; len];
+    tag[..6].copy_from_slice(b"ID3\x04\x00\x00");
+    for (i, b) in tag[6..10].iter_mut().enumerate() {
+        *b = ((size >> (7 * (3 - i))) & 0x7f) as u8;
+    }
+    tag
+}
+
+/// A Chromium listener's fill: when it joined with less than [`FILL_UNLESS_BURST`] of stream,
+/// padding completes each [`BROWSER_BLOCK`] of its response in time for the player to decode
+/// it. The first block is completed at once (first sound without waiting for 32 KiB of
+/// stream); after it, a block is completed when its first stream byte has waited the
+/// listener's own latency (what its burst spanned) less [`FILL_MARGIN`]. A listener whose
+/// burst was large enough is never padded (it plays as any listener: `active` false).
+struct Fill {
+    padding: Padding,
+    /// Decided at the first join (a moved listener keeps it).
+    decided: bool,
+    active: bool,
+    /// Body bytes queued so far (headers, stream, padding): where the blocks end.
+    body: u64,
+    /// When the first stream byte of the current, incomplete block was queued.
+    since: Option<Instant>,
+    /// How long stream bytes may wait in an incomplete block; zero until the first block
+    /// holding stream bytes is complete.
+    wait: Duration,
+    later_wait: Duration,
+    /// When its first stream byte was queued.
+    first: Option<Instant>,
+    /// Stream bytes queued.
+    streamed: u64,
+    /// Bytes of padding sent (logged at the end).
+    padded: u64,
+}
+
+impl Fill {
+    fn new(padding: Padding) -> Fill {
+        Fill {
+            padding,
+            decided: false,
+            active: false,
+            body: 0,
+            since: None,
+            wait: Duration::ZERO,
+            later_wait: FILL_MIN_WAIT,
+            first: None,
+            streamed: 0,
+            padded: 0,
+        }
+    }
+
+    /// Count `n` body bytes queued; `stream` when they are stream bytes (not headers).
+    fn queued(&mut self, n: usize, stream: bool) {
+        let before = self.body;
+        self.body += n as u64;
+        if stream {
+            self.streamed += n as u64;
+            self.first.get_or_insert_with(Instant::now);
+        }
+        if self.body / BROWSER_BLOCK > before / BROWSER_BLOCK {
+            // A block completed by itself; the new one holds stream bytes if any spill over.
+            if self.since.is_some() || stream {
+                self.wait = self.later_wait;
+            }
+            self.since = (stream && !self.body.is_multiple_of(BROWSER_BLOCK)).then(Instant::now);
+        } else if stream && self.since.is_none() {
+            self.since = Some(Instant::now());
+        }
+    }
+
+    /// When the current block must be completed (`None`: it holds no stream byte).
+    fn deadline(&self) -> Option<Instant> {
+        if self.padding == Padding::Mp3 && self.streamed < MP3_PROBE {
+            return None;
+        }
+        let starting = self.first.is_some_and(|t| t.elapsed() < FILL_START);
+        match (self.active, starting) {
+            (true, true) => self.since.map(|t| t + FILL_START_WAIT),
+            (true, false) => self.since.map(|t| t + self.wait),
+            (false, _) => None,
+        }
+    }
+
+    /// The padding that completes the current block.
+    fn padding(&mut self) -> Bytes {
+        let mut n = (BROWSER_BLOCK - self.body % BROWSER_BLOCK) as usize;
+        if n == BROWSER_BLOCK as usize {
+            n = 0;
+        }
+        self.padded += n as u64;
+        self.queued(n, false);
+        self.since = None;
+        self.wait = self.later_wait;
+        Bytes::from_static(&ZEROS[..n])
+    }
+}
+
 struct Icy {
     interval: usize,
     /// Stream bytes left before the next metadata block.
@@ -323,6 +489,8 @@ struct Icy {
 
 /// One streaming listener: everything it holds while it streams (the task's whole state).
 struct Session {
+    /// Padding for a Chromium listener that joined with a short burst (see [`Fill`]).
+    fill: Option<Fill>,
     stream: Connection,
     peer: SocketAddr,
     client: Arc<Client>,
@@ -381,6 +549,9 @@ impl Session {
             ListenerEnd::Killed => tracing::info!(%peer, mount = %mount.path, id, "{end}"),
             _ => tracing::debug!(%peer, mount = %mount.path, id, "{end}"),
         }
+        if let Some(f) = self.fill.as_ref().filter(|f| f.padded > 0) {
+            tracing::debug!(%peer, mount = %mount.path, id, padded = f.padded, "browser padding sent");
+        }
         shared.metrics.listener_ended(end);
         shared
             .access_log
@@ -395,6 +566,7 @@ impl Session {
                 Start::At(s) => (s, false),
                 Start::NextSync(s) => (s, true),
             };
+        self.decide_fill(cursor);
         loop {
             match self.client.take_order() {
                 Some(Order::Kill) => return End::Killed,
@@ -463,8 +635,28 @@ impl Session {
                     }
                 }
                 Read::Empty => {
-                    if rx.changed().await.is_err() {
-                        return End::Closed;
+                    // Caught up: a browser's incomplete block is padded when its time comes.
+                    match self.fill.as_ref().and_then(Fill::deadline) {
+                        Some(at) => {
+                            tokio::select! {
+                                r = rx.changed() => if r.is_err() {
+                                    return End::Closed;
+                                },
+                                () = tokio::time::sleep_until(at.into()) => {
+                                    if let Some(f) = self.fill.as_mut() {
+                                        self.pending.push_back(f.padding());
+                                    }
+                                    if let Err(end) = self.flush(rx, cursor).await {
+                                        return end;
+                                    }
+                                }
+                            }
+                        }
+                        None => {
+                            if rx.changed().await.is_err() {
+                                return End::Closed;
+                            }
+                        }
                     }
                 }
                 Read::Closed => return End::Closed,
@@ -482,6 +674,33 @@ impl Session {
         }
     }
 
+    /// At the first join: whether this browser listener is padded (its burst from `cursor` is
+    /// short), how long its stream bytes may wait later (the time its burst spans, less a
+    /// margin), and for MP3 the ID3v2 tag that completes the first block with the burst.
+    fn decide_fill(&mut self, cursor: u64) {
+        let Some(fill) = self.fill.as_mut().filter(|f| !f.decided) else {
+            return;
+        };
+        fill.decided = true;
+        let (burst, since) = self.mount.fanout.held_from(cursor);
+        if burst >= FILL_UNLESS_BURST {
+            return;
+        }
+        fill.active = true;
+        let spans = since.map_or(Duration::ZERO, |t| t.elapsed());
+        fill.later_wait = spans.saturating_sub(FILL_MARGIN).max(FILL_MIN_WAIT);
+        if fill.padding == Padding::Mp3 {
+            let mut n = (BROWSER_BLOCK - burst % BROWSER_BLOCK) as usize;
+            if n < 10 {
+                n += BROWSER_BLOCK as usize;
+            }
+            fill.queued(n, false);
+            fill.padded += n as u64;
+            self.pending.push_back(Bytes::from(id3_padding(n)));
+        }
+        tracing::debug!(peer = %self.peer, mount = %self.mount.path, burst, wait_ms = fill.later_wait.as_millis() as u64, "browser listener padded");
+    }
+
     /// Queue one fan-out chunk: its headers first if they changed, ICY blocks where due.
     fn queue_item(&mut self, bytes: &Bytes, headers: &Arc<StreamHeaders>) {
         let changed = !self
@@ -491,8 +710,14 @@ impl Session {
         if changed {
             if !headers.bytes.is_empty() {
                 self.pending.push_back(headers.bytes.clone());
+                if let Some(f) = self.fill.as_mut() {
+                    f.queued(headers.bytes.len(), false);
+                }
             }
             self.sent_headers = Some(headers.clone());
+        }
+        if let Some(f) = self.fill.as_mut() {
+            f.queued(bytes.len(), true);
         }
         match self.icy.as_mut() {
             None => self.pending.push_back(bytes.clone()),
@@ -691,5 +916,34 @@ mod tests {
         let ptr = p[2].as_ptr();
         consume(&mut p, 4);
         assert_eq!(p.front().map(|b| b.as_ptr()), Some(ptr.wrapping_add(1)));
+    }
+
+    #[test]
+    fn padding_completes_the_browser_block_and_id3_tags_say_their_size() {
+        let mut f = Fill::new(Padding::Zeros);
+        f.active = true;
+        f.queued(3352, false);
+        assert_eq!(f.deadline(), None, "headers alone are not padded");
+        f.queued(1764, true);
+        assert!(
+            f.deadline().is_some(),
+            "stream bytes wait in an incomplete block"
+        );
+        let pad = f.padding();
+        assert_eq!(pad.len() as u64, BROWSER_BLOCK - 3352 - 1764);
+        assert_eq!(f.body % BROWSER_BLOCK, 0);
+        assert_eq!(f.deadline(), None);
+        // A block completed by the stream itself needs nothing.
+        f.queued(BROWSER_BLOCK as usize, true);
+        assert_eq!(f.deadline(), None);
+        assert_eq!(f.wait, f.later_wait);
+
+        let tag = id3_padding(1000);
+        assert_eq!(tag.len(), 1000);
+        assert_eq!(&tag[..5], b"ID3\x04\x00");
+        let size = tag[6..10]
+            .iter()
+            .fold(0usize, |a, &b| (a << 7) | b as usize);
+        assert_eq!(size + 10, 1000, "synchsafe size of the tag's body");
     }
 }

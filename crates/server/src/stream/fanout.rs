@@ -24,7 +24,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::sync::RwLock;
 use bytes::Bytes;
@@ -50,6 +50,8 @@ struct Entry {
     bytes: Bytes,
     sync: bool,
     headers: Arc<StreamHeaders>,
+    /// When it was published (how much time a burst from here spans, for a browser's fill).
+    at: Instant,
 }
 
 /// What a reader gets.
@@ -210,6 +212,7 @@ impl Fanout {
                 bytes,
                 sync,
                 headers,
+                at: Instant::now(),
             });
             q.held += len;
             q.end_offset += len as u64;
@@ -298,6 +301,16 @@ impl Fanout {
         match in_window.or(latest_before) {
             Some(i) => Start::At(q.first_seq + i as u64),
             None => Start::NextSync(next),
+        }
+    }
+
+    /// What a listener starting at `seq` would be sent at once: the bytes held from there on,
+    /// and when the chunk at `seq` was published (`None` when nothing is held from there).
+    pub(crate) fn held_from(&self, seq: u64) -> (u64, Option<Instant>) {
+        let q = self.queue.read();
+        match q.entries.get(seq.saturating_sub(q.first_seq) as usize) {
+            Some(e) if seq >= q.first_seq => (q.end_offset - e.offset, Some(e.at)),
+            _ => (0, None),
         }
     }
 
