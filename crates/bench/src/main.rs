@@ -5,14 +5,18 @@
 //! window, and reports: listeners connected, time to first byte and to the first decodable
 //! keyframe (p50/p95/p99), the share of listeners receiving at least 95% of the stream's
 //! real-time rate, bytes delivered, and with `--server-pid` the server's CPU seconds and RSS
-//! from /proc (CPU-seconds per GB, RSS per listener). With `--source FILE.ogg` the bench pushes
-//! the stream itself and stamps its pages, and a sample of listeners reports forwarding latency.
+//! from /proc (CPU-seconds per GB, RSS per listener). With `--source FILE` (MP3, AAC-ADTS, Ogg or
+//! WebM) the bench pushes the stream itself, write by write on the stream's own timeline
+//! ([`workload`]), stamping each unit ([`keys`]); a sample of listeners in this process then
+//! reports forwarding latency and how long a joining listener takes to reach the live edge.
 //!
 //! Processes share one clock (Unix epoch milliseconds): the parent fixes the window's start and
 //! end, workers count the bytes that arrive inside it.
 
+mod keys;
 mod source;
 mod swarm;
+mod workload;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -22,7 +26,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
-use crate::swarm::{Plan, Samples, epoch_ms};
+use crate::swarm::{LIVE_EDGE, Plan, Samples, epoch_ms};
+use crate::workload::{Stream, StreamFormat};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -61,18 +66,23 @@ struct SwarmArgs {
     /// Seconds between the end of the ramp and the window.
     #[arg(long, default_value_t = 3)]
     settle: u64,
-    /// The stream's bitrate in kbit/s (what "real-time rate" means).
+    /// The stream's bitrate in kbit/s (what "real-time rate" means); with --source, the file's
+    /// average over its timeline by default.
     #[arg(long)]
-    kbps: f64,
+    kbps: Option<f64>,
     /// The server's process id, for its CPU time and RSS.
     #[arg(long)]
     server_pid: Option<u32>,
     /// Most listeners per process (each needs a file descriptor).
     #[arg(long, default_value_t = 9000)]
     per_process: usize,
-    /// Push this Ogg file to the mount first (PUT, paced at --kbps) and measure latency.
-    #[arg(long, value_name = "FILE.ogg")]
+    /// Push this file (MP3, AAC-ADTS, Ogg or WebM) to the mount first (PUT, each frame, page
+    /// or Cluster at its moment on the stream's timeline) and measure latency.
+    #[arg(long, value_name = "FILE")]
     source: Option<std::path::PathBuf>,
+    /// The --source file's format; detected from its first bytes by default.
+    #[arg(long, value_enum)]
+    format: Option<StreamFormat>,
     /// Source password for --source.
     #[arg(long, env = "AGORA_SOURCE_PASSWORD", hide_env_values = true)]
     source_password: Option<String>,
@@ -228,6 +238,10 @@ fn dist(v: &[f64]) -> Dist {
 #[derive(Debug, Serialize)]
 struct Report {
     url: String,
+    /// The pushed stream's format (with --source).
+    format: Option<StreamFormat>,
+    /// The real-time rate, kbit/s.
+    kbps: f64,
     listeners: usize,
     connected: usize,
     errors: std::collections::BTreeMap<String, usize>,
@@ -239,6 +253,10 @@ struct Report {
     delivered_bytes: u64,
     delivered_mbps: f64,
     latency_ms: Dist,
+    /// Latency listeners: milliseconds from connecting to the first unit received less than
+    /// `live_edge_threshold_ms` after the source wrote it.
+    live_edge_ms: Dist,
+    live_edge_threshold_ms: f64,
     server_cpu_secs: Option<f64>,
     server_cpu_secs_per_gb: Option<f64>,
     /// Share of the server's CPU time spent in the kernel (stime / (utime + stime)).
@@ -256,23 +274,30 @@ struct Report {
 
 async fn run_swarm(a: SwarmArgs) -> Result<()> {
     let (addr, host, path) = parse_url(&a.url)?;
-    let stamps = Arc::new(source::Stamps::default());
+    let mut stamps = None;
     let mut source_task = None;
+    let mut kbps = a.kbps;
     if let Some(file) = &a.source {
         let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-        let pages: Vec<Vec<u8>> = source::ogg_pages(&data)?
-            .into_iter()
-            .map(<[u8]>::to_vec)
-            .collect();
+        let format = match a.format {
+            Some(f) => f,
+            None => StreamFormat::detect(&data).with_context(|| file.display().to_string())?,
+        };
+        let stream =
+            Stream::new(&data, format, a.kbps).with_context(|| file.display().to_string())?;
+        kbps = kbps.or(Some(stream.kbps()));
         let pw = a
             .source_password
             .clone()
             .context("--source needs --source-password (or AGORA_SOURCE_PASSWORD)")?;
-        let (st, p, kbps) = (stamps.clone(), path.clone(), a.kbps);
+        let st = Arc::new(source::Stamps::new(format));
+        stamps = Some(st.clone());
+        let p = path.clone();
         source_task = Some(tokio::spawn(async move {
-            source::push(addr, &p, &pw, pages, kbps, &st).await
+            source::push(addr, &p, &pw, &stream, &st).await
         }));
     }
+    let kbps = kbps.context("--kbps is needed without --source")?;
     // The stream is up when one listener gets a body byte.
     let probe_until = epoch_ms() + 20_000;
     loop {
@@ -363,7 +388,8 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
         window_end_ms,
         churn_ms,
     };
-    let local_run = tokio::spawn(swarm::run(local_plan, Some(stamps.clone())));
+    let format = stamps.as_ref().map(|st| st.format());
+    let local_run = tokio::spawn(swarm::run(local_plan, stamps));
 
     let until = |t: u64| tokio::time::sleep(Duration::from_millis(t.saturating_sub(epoch_ms())));
     until(window_start_ms).await;
@@ -392,7 +418,7 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
         t.abort();
     }
 
-    let want = a.kbps * 1000.0 / 8.0 * a.window as f64;
+    let want = kbps * 1000.0 / 8.0 * a.window as f64;
     let realtime = all
         .window_bytes
         .iter()
@@ -404,6 +430,8 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
     let connected = all.first_byte_ms.len();
     let report = Report {
         url: a.url.clone(),
+        format,
+        kbps,
         listeners: all.opened,
         connected,
         errors: all.errors.clone(),
@@ -415,6 +443,8 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
         delivered_bytes: delivered,
         delivered_mbps: delivered as f64 * 8.0 / a.window as f64 / 1e6,
         latency_ms: dist(&all.latency_ms),
+        live_edge_ms: dist(&all.live_edge_ms),
+        live_edge_threshold_ms: LIVE_EDGE.as_secs_f64() * 1e3,
         server_cpu_secs: cpu,
         server_cpu_secs_per_gb: cpu.map(|c| c / (delivered as f64 / 1e9)),
         server_cpu_kernel_share: cpu_split
@@ -447,7 +477,13 @@ fn print_report(r: &Report) {
             d.p50, d.p95, d.p99, d.max, d.count
         )
     };
-    println!("stream:             {}", r.url);
+    match r.format {
+        Some(f) => println!(
+            "stream:             {} ({f:?}, {:.1} kbit/s)",
+            r.url, r.kbps
+        ),
+        None => println!("stream:             {} ({:.1} kbit/s)", r.url, r.kbps),
+    }
     println!(
         "listeners:          {} opened, {} connected, errors: {}",
         r.listeners,
@@ -474,6 +510,13 @@ fn print_report(r: &Report) {
     );
     if r.latency_ms.count > 0 {
         println!("forwarding latency: {}", d(&r.latency_ms));
+    }
+    if r.live_edge_ms.count > 0 {
+        println!(
+            "live edge:          {} (connect to the first unit under {:.0} ms old)",
+            d(&r.live_edge_ms),
+            r.live_edge_threshold_ms
+        );
     }
     if let Some(c) = r.server_cpu_secs {
         println!(
