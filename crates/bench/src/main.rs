@@ -336,7 +336,14 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
     } else {
         0
     };
-    let window_start_ms = epoch_ms() + ramp_ms + a.settle * 1000;
+    let mut window_start_ms = epoch_ms() + ramp_ms + a.settle * 1000;
+    // Half a second off the source's whole seconds: a stream that writes a unit every whole
+    // second (ffmpeg's Ogg Opus pages) would otherwise put one at each edge of the window, a
+    // few milliseconds from it, and latency jitter would decide whether a listener counts it.
+    if let Some(t0) = stamps.as_ref().and_then(|st| st.started_ms()) {
+        let phase = window_start_ms.saturating_sub(t0) % 1000;
+        window_start_ms += (1500 - phase) % 1000;
+    }
     let window_end_ms = window_start_ms + a.window * 1000;
     let local = if a.source.is_some() {
         a.latency_listeners.min(a.n)

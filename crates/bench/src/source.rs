@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -20,6 +20,8 @@ use crate::workload::{Stream, StreamFormat};
 #[derive(Debug)]
 pub(crate) struct Stamps {
     format: StreamFormat,
+    /// When the source's timeline started (Unix epoch milliseconds).
+    started_ms: OnceLock<u64>,
     inner: Mutex<(HashMap<u64, Instant>, VecDeque<u64>)>,
 }
 
@@ -30,6 +32,7 @@ impl Stamps {
     pub(crate) fn new(format: StreamFormat) -> Stamps {
         Stamps {
             format,
+            started_ms: OnceLock::new(),
             inner: Mutex::default(),
         }
     }
@@ -37,6 +40,11 @@ impl Stamps {
     /// The format of the stamped stream, for the listeners' finders.
     pub(crate) fn format(&self) -> StreamFormat {
         self.format
+    }
+
+    /// When the source's timeline started, once it has.
+    pub(crate) fn started_ms(&self) -> Option<u64> {
+        self.started_ms.get().copied()
     }
 
     fn stamp(&self, key: u64) {
@@ -93,6 +101,7 @@ pub(crate) async fn push(
         );
     }
     let t0 = Instant::now();
+    let _ = stamps.started_ms.set(crate::swarm::epoch_ms());
     for pass in 0u32.. {
         let offset = f64::from(pass) * stream.period;
         for w in &stream.writes {
