@@ -21,7 +21,10 @@
 use agora_format::mpeg::{self, Probe, confirmed_frame, frame_header};
 use agora_format::ogg::{PageLen, page_len};
 
-use crate::workload::{CLUSTER, StreamFormat};
+use crate::stream_format::StreamFormat;
+
+/// The Matroska Cluster ID, as it appears in the stream.
+pub(crate) const CLUSTER: u32 = 0x1F43_B675;
 
 /// Bytes of a frame or Cluster that make its key.
 pub(crate) const KEY_LEN: usize = 64;
@@ -203,9 +206,26 @@ impl ClusterFinder {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::workload::tests::{mp3_frame, page};
+
+    /// A page with one packet (under 255 bytes) and `crc` in its checksum field.
+    pub(crate) fn page(crc: u32, body: &[u8]) -> Vec<u8> {
+        let mut p = b"OggS\0\0".to_vec();
+        p.extend_from_slice(&[0; 16]);
+        p.extend_from_slice(&crc.to_le_bytes());
+        p.push(1);
+        p.push(u8::try_from(body.len()).expect("a short packet"));
+        p.extend_from_slice(body);
+        p
+    }
+
+    /// An MPEG-1 layer III frame, 128 kbit/s, 44.1 kHz (417 bytes), its body filled with `fill`.
+    pub(crate) fn mp3_frame(fill: u8) -> Vec<u8> {
+        let mut f = vec![fill; 417];
+        f[..4].copy_from_slice(&[0xFF, 0xFB, 0x90, 0x00]);
+        f
+    }
 
     /// Every way of cutting `stream` gives the same keys.
     fn keys_in_every_split(format: StreamFormat, stream: &[u8]) -> Vec<u64> {

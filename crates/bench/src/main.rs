@@ -15,6 +15,7 @@
 
 mod keys;
 mod source;
+mod stream_format;
 mod swarm;
 mod workload;
 
@@ -26,8 +27,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
+use crate::stream_format::StreamFormat;
 use crate::swarm::{LIVE_EDGE, Plan, Samples, epoch_ms};
-use crate::workload::{Stream, StreamFormat};
+use crate::workload::Stream;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -340,8 +342,9 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
     // Half a second off the source's whole seconds: a stream that writes a unit every whole
     // second (ffmpeg's Ogg Opus pages) would otherwise put one at each edge of the window, a
     // few milliseconds from it, and latency jitter would decide whether a listener counts it.
-    if let Some(t0) = stamps.as_ref().and_then(|st| st.started_ms()) {
-        let phase = window_start_ms.saturating_sub(t0) % 1000;
+    if let Some(t0) = stamps.as_ref().and_then(|st| st.started()) {
+        let t0_ms = epoch_ms().saturating_sub(t0.elapsed().as_millis() as u64);
+        let phase = window_start_ms.saturating_sub(t0_ms) % 1000;
         window_start_ms += (1500 - phase) % 1000;
     }
     let window_end_ms = window_start_ms + a.window * 1000;

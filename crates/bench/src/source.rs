@@ -13,15 +13,16 @@ use base64::Engine;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::workload::{Stream, StreamFormat};
+use crate::stream_format::StreamFormat;
+use crate::workload::Stream;
 
 /// Units written recently, by [`keys`](crate::keys) key. Bounded: the oldest stamps are
 /// forgotten.
 #[derive(Debug)]
 pub(crate) struct Stamps {
     format: StreamFormat,
-    /// When the source's timeline started (Unix epoch milliseconds).
-    started_ms: OnceLock<u64>,
+    /// When the source's timeline started.
+    started: OnceLock<Instant>,
     inner: Mutex<(HashMap<u64, Instant>, VecDeque<u64>)>,
 }
 
@@ -32,7 +33,7 @@ impl Stamps {
     pub(crate) fn new(format: StreamFormat) -> Stamps {
         Stamps {
             format,
-            started_ms: OnceLock::new(),
+            started: OnceLock::new(),
             inner: Mutex::default(),
         }
     }
@@ -43,8 +44,8 @@ impl Stamps {
     }
 
     /// When the source's timeline started, once it has.
-    pub(crate) fn started_ms(&self) -> Option<u64> {
-        self.started_ms.get().copied()
+    pub(crate) fn started(&self) -> Option<Instant> {
+        self.started.get().copied()
     }
 
     fn stamp(&self, key: u64) {
@@ -101,7 +102,7 @@ pub(crate) async fn push(
         );
     }
     let t0 = Instant::now();
-    let _ = stamps.started_ms.set(crate::swarm::epoch_ms());
+    let _ = stamps.started.set(t0);
     for pass in 0u32.. {
         let offset = f64::from(pass) * stream.period;
         for w in &stream.writes {

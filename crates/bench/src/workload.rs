@@ -16,47 +16,13 @@
 //! Each write that begins a unit also carries its [`keys`](crate::keys) key, so that listeners
 //! can tell when it reaches them.
 
-use agora_format::detect::{Sniff, sniff};
 use agora_format::mpeg::{self, MpegFramer};
 use agora_format::ogg::{PageLen, page_len};
 use agora_format::{Event, Framer};
 use anyhow::{Context, Result, bail};
 
-use crate::keys;
-
-/// The stream formats the bench source can push.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum StreamFormat {
-    Mp3,
-    Aac,
-    Ogg,
-    Webm,
-}
-
-impl StreamFormat {
-    /// What the source declares; icecast2 picks its format handler from it.
-    pub(crate) fn content_type(self) -> &'static str {
-        match self {
-            StreamFormat::Mp3 => "audio/mpeg",
-            StreamFormat::Aac => "audio/aac",
-            StreamFormat::Ogg => "application/ogg",
-            StreamFormat::Webm => "video/webm",
-        }
-    }
-
-    /// The format of a file, from its first bytes (as the server decides it).
-    pub(crate) fn detect(data: &[u8]) -> Result<StreamFormat> {
-        let head = &data[..data.len().min(agora_format::SNIFF_LIMIT)];
-        match sniff(head) {
-            Sniff::Found(agora_format::Format::Mp3) => Ok(StreamFormat::Mp3),
-            Sniff::Found(agora_format::Format::Aac) => Ok(StreamFormat::Aac),
-            Sniff::Found(agora_format::Format::Ogg) => Ok(StreamFormat::Ogg),
-            Sniff::Found(agora_format::Format::WebM) => Ok(StreamFormat::Webm),
-            _ => bail!("not MP3, AAC-ADTS, Ogg or WebM (give --format)"),
-        }
-    }
-}
+use crate::keys::{self, CLUSTER};
+use crate::stream_format::StreamFormat;
 
 /// One write of the source.
 #[derive(Debug, Clone, PartialEq)]
@@ -248,7 +214,6 @@ const EBML: u32 = 0x1A45_DFA3;
 const SEGMENT: u32 = 0x1853_8067;
 const INFO: u32 = 0x1549_A966;
 const TIMECODE_SCALE: u32 = 0x2A_D7B1;
-pub(crate) const CLUSTER: u32 = 0x1F43_B675;
 const TIMECODE: u32 = 0xE7;
 const SIMPLE_BLOCK: u32 = 0xA3;
 const BLOCK_GROUP: u32 = 0xA0;
@@ -396,26 +361,9 @@ fn webm_clusters(data: &[u8]) -> Result<(Vec<Write>, f64)> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// A page with one packet (under 255 bytes) and `crc` in its checksum field.
-    pub(crate) fn page(crc: u32, body: &[u8]) -> Vec<u8> {
-        let mut p = b"OggS\0\0".to_vec();
-        p.extend_from_slice(&[0; 16]);
-        p.extend_from_slice(&crc.to_le_bytes());
-        p.push(1);
-        p.push(u8::try_from(body.len()).expect("a short packet"));
-        p.extend_from_slice(body);
-        p
-    }
-
-    /// An MPEG-1 layer III frame, 128 kbit/s, 44.1 kHz (417 bytes), its body filled with `fill`.
-    pub(crate) fn mp3_frame(fill: u8) -> Vec<u8> {
-        let mut f = vec![fill; 417];
-        f[..4].copy_from_slice(&[0xFF, 0xFB, 0x90, 0x00]);
-        f
-    }
+    use crate::keys::tests::{mp3_frame, page};
 
     #[test]
     fn mp3_frames_are_timed_by_their_samples() {
