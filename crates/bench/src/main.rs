@@ -4,9 +4,11 @@
 //! in several processes when N needs more file descriptors than one may hold, reads for a
 //! window, and reports: listeners connected, time to first byte and to the first decodable
 //! keyframe (p50/p95/p99), the share of listeners receiving at least 95% of the stream's
-//! real-time rate, bytes delivered, and with `--server-pid` the server's CPU seconds and RSS
-//! from /proc (CPU-seconds per GB, RSS per listener). With `--source FILE.ogg` the bench pushes
-//! the stream itself and stamps its pages, and a sample of listeners reports forwarding latency.
+//! real-time rate (with `--source`, of what the source wrote in the window), bytes delivered, and with `--server-pid` the server's CPU seconds and RSS
+//! from /proc (CPU-seconds per GB, RSS per listener). With `--source FILE` (MP3, AAC-ADTS, Ogg or
+//! WebM) the bench pushes the stream itself, write by write on the stream's own timeline
+//! ([`workload`]), stamping each unit ([`keys`]); a sample of listeners in this process then
+//! reports forwarding latency and how long a joining listener takes to reach the live edge.
 //!
 //! `agora-bench floor --listen ADDR` is the floor those servers are measured against: a minimal
 //! fan-out server (`floor.rs`).
@@ -21,8 +23,11 @@
 
 mod counters;
 mod floor;
+mod keys;
 mod source;
+mod stream_format;
 mod swarm;
+mod workload;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -32,7 +37,9 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
-use crate::swarm::{Plan, Samples, epoch_ms};
+use crate::stream_format::StreamFormat;
+use crate::swarm::{LIVE_EDGE, Plan, Samples, epoch_ms};
+use crate::workload::Stream;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -74,22 +81,27 @@ struct SwarmArgs {
     /// Seconds between the end of the ramp and the window.
     #[arg(long, default_value_t = 3)]
     settle: u64,
-    /// The stream's bitrate in kbit/s (what "real-time rate" means).
+    /// The stream's bitrate in kbit/s (what "real-time rate" means); with --source, the file's
+    /// average over its timeline by default.
     #[arg(long)]
-    kbps: f64,
+    kbps: Option<f64>,
     /// The server's process id, for its CPU time and RSS.
     #[arg(long)]
     server_pid: Option<u32>,
     /// Most listeners per process (each needs a file descriptor).
     #[arg(long, default_value_t = 9000)]
     per_process: usize,
-    /// Push this Ogg file to the mount first (PUT, paced at --kbps) and measure latency.
-    #[arg(long, value_name = "FILE.ogg")]
+    /// Push this file (MP3, AAC-ADTS, Ogg or WebM) to the mount first (PUT, each frame, page
+    /// or Cluster at its moment on the stream's timeline) and measure latency.
+    #[arg(long, value_name = "FILE")]
     source: Option<std::path::PathBuf>,
     /// Where --source pushes the stream (an origin whose edges are the `--url`s); default: the
     /// first `--url`.
     #[arg(long)]
     source_url: Option<String>,
+    /// The --source file's format; detected from its first bytes by default.
+    #[arg(long, value_enum)]
+    format: Option<StreamFormat>,
     /// Source password for --source.
     #[arg(long, env = "AGORA_SOURCE_PASSWORD", hide_env_values = true)]
     source_password: Option<String>,
@@ -255,6 +267,10 @@ fn dist(v: &[f64]) -> Dist {
 #[derive(Debug, Serialize)]
 struct Report {
     url: String,
+    /// The pushed stream's format (with --source).
+    format: Option<StreamFormat>,
+    /// The real-time rate, kbit/s.
+    kbps: f64,
     listeners: usize,
     connected: usize,
     errors: std::collections::BTreeMap<String, usize>,
@@ -266,6 +282,10 @@ struct Report {
     delivered_bytes: u64,
     delivered_mbps: f64,
     latency_ms: Dist,
+    /// Latency listeners: milliseconds from connecting to the first unit received less than
+    /// `live_edge_threshold_ms` after the source wrote it.
+    live_edge_ms: Dist,
+    live_edge_threshold_ms: f64,
     server_cpu_secs: Option<f64>,
     server_cpu_secs_per_gb: Option<f64>,
     /// Share of the server's CPU time spent in the kernel (stime / (utime + stime)).
@@ -383,24 +403,30 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
     for url in &a.latency_url {
         targets.push(Target::new(url, a.latency_listeners, true)?);
     }
-    let stamps = Arc::new(source::Stamps::default());
+    let mut stamps: Option<Arc<source::Stamps>> = None;
     let mut source_task = None;
+    let mut kbps = a.kbps;
     if let Some(file) = &a.source {
         let (addr, _, path) = parse_url(a.source_url.as_ref().unwrap_or(&a.url[0]))?;
         let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-        let pages: Vec<Vec<u8>> = source::ogg_pages(&data)?
-            .into_iter()
-            .map(<[u8]>::to_vec)
-            .collect();
+        let format = match a.format {
+            Some(f) => f,
+            None => StreamFormat::detect(&data).with_context(|| file.display().to_string())?,
+        };
+        let stream =
+            Stream::new(&data, format, a.kbps).with_context(|| file.display().to_string())?;
+        kbps = kbps.or(Some(stream.kbps()));
         let pw = a
             .source_password
             .clone()
             .context("--source needs --source-password (or AGORA_SOURCE_PASSWORD)")?;
-        let (st, kbps) = (stamps.clone(), a.kbps);
+        let st = Arc::new(source::Stamps::new(format));
+        stamps = Some(st.clone());
         source_task = Some(tokio::spawn(async move {
-            source::push(addr, &path, &pw, pages, kbps, &st).await
+            source::push(addr, &path, &pw, &stream, &st).await
         }));
     }
+    let kbps = kbps.context("--kbps is needed without --source")?;
     // A stream is up when one listener gets a body byte (an edge's: once it relays the origin).
     let probe_until = epoch_ms() + 20_000;
     for t in &targets {
@@ -431,7 +457,15 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
     } else {
         0
     };
-    let window_start_ms = epoch_ms() + ramp_ms + a.settle * 1000;
+    let mut window_start_ms = epoch_ms() + ramp_ms + a.settle * 1000;
+    // Half a second off the source's whole seconds: a stream that writes a unit every whole
+    // second (ffmpeg's Ogg Opus pages) would otherwise put one at each edge of the window, a
+    // few milliseconds from it, and latency jitter would decide whether a listener counts it.
+    if let Some(t0) = stamps.as_ref().and_then(|st| st.started()) {
+        let t0_ms = epoch_ms().saturating_sub(t0.elapsed().as_millis() as u64);
+        let phase = window_start_ms.saturating_sub(t0_ms) % 1000;
+        window_start_ms += (1500 - phase) % 1000;
+    }
     let window_end_ms = window_start_ms + a.window * 1000;
     let window = (window_start_ms, window_end_ms);
     // Each URL's connections per second are its share of --rate; latency-only URLs' few
@@ -477,12 +511,14 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
             workers.push((ti, child.wait_with_output()));
         }
         let plan = t.plan(local, rate_of(t, local), window, churn_ms);
-        locals.push(tokio::spawn(swarm::run(plan, Some(stamps.clone()))));
+        locals.push(tokio::spawn(swarm::run(plan, stamps.clone())));
     }
+    let format = stamps.as_ref().map(|st| st.format());
 
     let until = |t: u64| tokio::time::sleep(Duration::from_millis(t.saturating_sub(epoch_ms())));
     until(window_start_ms).await;
     let cpu0 = a.server_pid.and_then(|p| cpu_secs(p).ok());
+    let written0 = stamps.as_ref().map(|st| st.written());
     let counting = a.server_pid.map(|p| counters::start(p, a.window));
     // RSS through the window, ten samples, for memory flatness.
     let mut rss_window = Vec::new();
@@ -495,6 +531,7 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
     }
     until(window_end_ms).await;
     let cpu1 = a.server_pid.and_then(|p| cpu_secs(p).ok());
+    let written1 = stamps.as_ref().map(|st| st.written());
     let rss_after = a.server_pid.and_then(|p| rss_kib(p).ok());
     let counts = match counting {
         Some(c) => c.finish().await,
@@ -515,7 +552,12 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
         t.abort();
     }
 
-    let want = a.kbps * 1000.0 / 8.0 * a.window as f64;
+    // Real time: what the bench's own source wrote in the window (a variable-bitrate stream
+    // sends more in some windows than in others), else the stated bitrate's worth.
+    let want = match written0.zip(written1) {
+        Some((w0, w1)) if w1 > w0 => (w1 - w0) as f64,
+        _ => kbps * 1000.0 / 8.0 * a.window as f64,
+    };
     let mut all = Samples::default();
     let mut groups = Vec::new();
     for (t, s) in targets.iter().zip(per_target) {
@@ -533,6 +575,8 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
         |n: Option<u64>| n.map(|n| n as f64 / connected.max(1) as f64 / a.window.max(1) as f64);
     let report = Report {
         url: a.url.join(" "),
+        format,
+        kbps,
         listeners: all.opened,
         connected,
         errors: all.errors.clone(),
@@ -544,6 +588,8 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
         delivered_bytes: delivered,
         delivered_mbps: delivered as f64 * 8.0 / a.window as f64 / 1e6,
         latency_ms: dist(&all.latency_ms),
+        live_edge_ms: dist(&all.live_edge_ms),
+        live_edge_threshold_ms: LIVE_EDGE.as_secs_f64() * 1e3,
         server_cpu_secs: cpu,
         server_cpu_secs_per_gb: cpu.map(|c| c / (delivered as f64 / 1e9)),
         server_cpu_kernel_share: cpu_split
@@ -582,7 +628,13 @@ fn print_report(r: &Report) {
             d.p50, d.p95, d.p99, d.max, d.count
         )
     };
-    println!("stream:             {}", r.url);
+    match r.format {
+        Some(f) => println!(
+            "stream:             {} ({f:?}, {:.1} kbit/s)",
+            r.url, r.kbps
+        ),
+        None => println!("stream:             {} ({:.1} kbit/s)", r.url, r.kbps),
+    }
     if r.groups.len() > 1 {
         for g in &r.groups {
             println!(
@@ -628,6 +680,13 @@ fn print_report(r: &Report) {
     );
     if r.latency_ms.count > 0 {
         println!("forwarding latency: {}", d(&r.latency_ms));
+    }
+    if r.live_edge_ms.count > 0 {
+        println!(
+            "live edge:          {} (connect to the first unit under {:.0} ms old)",
+            d(&r.live_edge_ms),
+            r.live_edge_threshold_ms
+        );
     }
     if let Some(c) = r.server_cpu_secs {
         println!(

@@ -1,32 +1,67 @@
-//! The bench source: pushes an Ogg file to a mount with PUT at real-time pace, and stamps each
-//! page with the instant it was written, so listeners in the same process can measure
-//! forwarding latency (source write to listener read).
+//! The bench source: pushes a stream file to a mount with PUT, write by write at the moments
+//! of the stream's own timeline (see [`workload`](crate::workload)), and stamps each unit with
+//! the instant it was written, so listeners in the same process can measure forwarding latency
+//! (source write to listener read) and the time a joining listener takes to reach the live edge.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use agora_format::ogg::{PageLen, page_len};
 use anyhow::{Context, Result, bail};
 use base64::Engine;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Pages written recently, by CRC field. Bounded: the oldest stamps are forgotten.
-#[derive(Debug, Default)]
+use crate::stream_format::StreamFormat;
+use crate::workload::Stream;
+
+/// Units written recently, by [`keys`](crate::keys) key. Bounded: the oldest stamps are
+/// forgotten.
+#[derive(Debug)]
 pub(crate) struct Stamps {
-    inner: Mutex<(HashMap<u32, Instant>, VecDeque<u32>)>,
+    format: StreamFormat,
+    /// When the source's timeline started.
+    started: OnceLock<Instant>,
+    inner: Mutex<(HashMap<u64, Instant>, VecDeque<u64>)>,
+    /// Stream bytes written so far (what "real time" is measured against: a variable-bitrate
+    /// stream sends more in some windows than others).
+    written: std::sync::atomic::AtomicU64,
 }
 
-const KEEP: usize = 4096;
+/// Stamps kept: minutes of frames at ~40 a second.
+const KEEP: usize = 8192;
 
 impl Stamps {
-    fn stamp(&self, crc: u32) {
+    pub(crate) fn new(format: StreamFormat) -> Stamps {
+        Stamps {
+            format,
+            started: OnceLock::new(),
+            inner: Mutex::default(),
+            written: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Stream bytes the source has written so far.
+    pub(crate) fn written(&self) -> u64 {
+        self.written.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The format of the stamped stream, for the listeners' finders.
+    pub(crate) fn format(&self) -> StreamFormat {
+        self.format
+    }
+
+    /// When the source's timeline started, once it has.
+    pub(crate) fn started(&self) -> Option<Instant> {
+        self.started.get().copied()
+    }
+
+    fn stamp(&self, key: u64) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let (map, order) = &mut *g;
-        map.insert(crc, Instant::now());
-        order.push_back(crc);
+        map.insert(key, Instant::now());
+        order.push_back(key);
         if order.len() > KEEP
             && let Some(old) = order.pop_front()
         {
@@ -34,41 +69,19 @@ impl Stamps {
         }
     }
 
-    pub(crate) fn sent_at(&self, crc: u32) -> Option<Instant> {
+    pub(crate) fn sent_at(&self, key: u64) -> Option<Instant> {
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        g.0.get(&crc).copied()
+        g.0.get(&key).copied()
     }
 }
 
-/// Splits a whole Ogg file into pages.
-pub(crate) fn ogg_pages(data: &[u8]) -> Result<Vec<&[u8]>> {
-    let mut out = Vec::new();
-    let mut b = data;
-    while !b.is_empty() {
-        let len = match page_len(b) {
-            PageLen::Page(len) => len,
-            PageLen::Incomplete { len: Some(_) } => {
-                bail!("truncated Ogg page at byte {}", data.len() - b.len())
-            }
-            PageLen::Incomplete { len: None } | PageLen::NotAPage => bail!(
-                "not an Ogg file (or truncated) at byte {}",
-                data.len() - b.len()
-            ),
-        };
-        out.push(&b[..len]);
-        b = &b[len..];
-    }
-    Ok(out)
-}
-
-/// Pushes `pages` to `path` on `addr` as user `source`, paced at `kbps`, looping the file, until
-/// the connection fails or the task is dropped.
+/// Pushes `stream` to `path` on `addr` as user `source`, each write at its moment, looping the
+/// file, until the connection fails or the task is dropped.
 pub(crate) async fn push(
     addr: SocketAddr,
     path: &str,
     password: &str,
-    pages: Vec<Vec<u8>>,
-    kbps: f64,
+    stream: &Stream,
     stamps: &Stamps,
 ) -> Result<()> {
     let mut s = TcpStream::connect(addr)
@@ -77,7 +90,8 @@ pub(crate) async fn push(
     s.set_nodelay(true)?;
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("source:{password}"));
     let head = format!(
-        "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {auth}\r\nContent-Type: application/ogg\r\nExpect: 100-continue\r\nice-name: agora-bench\r\n\r\n"
+        "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic {auth}\r\nContent-Type: {}\r\nExpect: 100-continue\r\nice-name: agora-bench\r\n\r\n",
+        stream.format.content_type()
     );
     s.write_all(head.as_bytes()).await?;
     let mut resp = Vec::new();
@@ -96,58 +110,23 @@ pub(crate) async fn push(
             status.lines().next().unwrap_or("")
         );
     }
-    let bytes_per_sec = kbps * 1000.0 / 8.0;
     let t0 = Instant::now();
-    let mut sent = 0u64;
-    loop {
-        for page in &pages {
-            let due = t0 + Duration::from_secs_f64(sent as f64 / bytes_per_sec);
+    let _ = stamps.started.set(t0);
+    for pass in 0u32.. {
+        let offset = f64::from(pass) * stream.period;
+        for w in &stream.writes {
+            let due = t0 + Duration::from_secs_f64(offset + w.at);
             tokio::time::sleep_until(due.into()).await;
-            stamps.stamp(u32::from_le_bytes([page[22], page[23], page[24], page[25]]));
-            s.write_all(page).await.context("bench source: writing")?;
-            sent += page.len() as u64;
+            if let Some(key) = w.key {
+                stamps.stamp(key);
+            }
+            s.write_all(&w.bytes)
+                .await
+                .context("bench source: writing")?;
+            stamps
+                .written
+                .fetch_add(w.bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
         }
     }
-}
-
-#[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-
-    /// A page with one packet (under 255 bytes) and `crc` in its checksum field.
-    pub(crate) fn page(crc: u32, body: &[u8]) -> Vec<u8> {
-        let mut p = b"OggS\0\0".to_vec();
-        p.extend_from_slice(&[0; 16]);
-        p.extend_from_slice(&crc.to_le_bytes());
-        p.push(1);
-        p.push(u8::try_from(body.len()).expect("a short packet"));
-        p.extend_from_slice(body);
-        p
-    }
-
-    #[test]
-    fn ogg_pages_splits_a_file_and_says_where_it_is_not_ogg() {
-        let (a, b) = (page(1, b"first"), page(2, b"second page"));
-        let file = [&a[..], &b[..]].concat();
-        let pages = ogg_pages(&file).expect("two pages");
-        assert_eq!(pages, vec![&a[..], &b[..]]);
-        assert!(ogg_pages(b"").expect("empty").is_empty());
-
-        let err = |data: &[u8]| ogg_pages(data).expect_err("not whole pages").to_string();
-        let at = a.len();
-        assert_eq!(
-            err(&file[..file.len() - 1]),
-            format!("truncated Ogg page at byte {at}")
-        );
-        for cut in [at + 3, at + 27] {
-            assert_eq!(
-                err(&file[..cut]),
-                format!("not an Ogg file (or truncated) at byte {at}")
-            );
-        }
-        assert_eq!(
-            err(&[&a[..], b"ID3 and more bytes than a page header"].concat()),
-            format!("not an Ogg file (or truncated) at byte {at}")
-        );
-    }
+    Ok(())
 }

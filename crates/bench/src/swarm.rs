@@ -5,12 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use agora_format::ogg::{PageLen, page_len};
-use agora_format::{Demuxer, Event};
+use agora_format::{Demuxer, Event, Format};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::keys::Finder;
 use crate::source::Stamps;
 
 /// What one process's listeners did: raw samples, so percentiles can be taken over all
@@ -27,6 +27,10 @@ pub(crate) struct Samples {
     pub window_bytes: Vec<u64>,
     /// Forwarding latency samples, milliseconds (source write to listener read).
     pub latency_ms: Vec<f64>,
+    /// Milliseconds from the start of connecting to the first unit received less than
+    /// [`LIVE_EDGE`] after the source wrote it (latency listeners, first connection only).
+    #[serde(default)]
+    pub live_edge_ms: Vec<f64>,
     /// Listeners that failed, by reason.
     pub errors: std::collections::BTreeMap<String, usize>,
     /// Connections made (more than `opened` with churn: leaving listeners are replaced).
@@ -41,6 +45,7 @@ impl Samples {
         self.first_keyframe_ms.extend(o.first_keyframe_ms);
         self.window_bytes.extend(o.window_bytes);
         self.latency_ms.extend(o.latency_ms);
+        self.live_edge_ms.extend(o.live_edge_ms);
         self.joins += o.joins;
         for (k, v) in o.errors {
             *self.errors.entry(k).or_default() += v;
@@ -78,10 +83,16 @@ struct One {
     window_bytes: u64,
     error: Option<String>,
     latency: Vec<f64>,
+    live_edge: Option<f64>,
 }
 
+/// A listener is at the live edge once a unit reaches it this soon after the source wrote it:
+/// older units are the join's burst (or a backlog), newer ones are live.
+pub(crate) const LIVE_EDGE: Duration = Duration::from_secs(1);
+
 /// Runs `plan.listeners` listeners until the window ends. With `stamps`, each listener also
-/// measures forwarding latency on Ogg pages.
+/// finds the source's units in what it receives and measures forwarding latency and the time
+/// to the live edge.
 pub(crate) async fn run(plan: Plan, stamps: Option<Arc<Stamps>>) -> Samples {
     let plan = Arc::new(plan);
     let mut tasks = Vec::with_capacity(plan.listeners);
@@ -106,6 +117,7 @@ pub(crate) async fn run(plan: Plan, stamps: Option<Arc<Stamps>>) -> Samples {
         s.first_keyframe_ms.extend(one.first_keyframe);
         s.window_bytes.push(one.window_bytes);
         s.latency_ms.extend(one.latency);
+        s.live_edge_ms.extend(one.live_edge);
         s.joins += one.joins;
         if let Some(e) = one.error {
             *s.errors.entry(e).or_default() += 1;
@@ -185,7 +197,7 @@ async fn read(plan: &Plan, stamps: Option<&Stamps>, one: &mut One) -> Result<(),
         }
     };
     let mut demux = Some(Demuxer::new());
-    let mut pages = stamps.map(|_| PageSplitter::default());
+    let mut finder = stamps.map(|st| Finder::new(st.format()));
     let mut got_headers = false;
     let mut take = |bytes: &[u8], one: &mut One| {
         if bytes.is_empty() {
@@ -203,7 +215,15 @@ async fn read(plan: &Plan, stamps: Option<&Stamps>, one: &mut One) -> Result<(),
             while let Ok(Some(ev)) = d.poll() {
                 match ev {
                     Event::Headers(_) => got_headers = true,
-                    Event::Chunk(c) if c.sync && (got_headers || d.info().codecs.is_empty()) => {
+                    // MP3 and AAC have no stream headers: any sync chunk will do.
+                    Event::Chunk(c)
+                        if c.sync
+                            && (got_headers
+                                || matches!(
+                                    d.format(),
+                                    Some(Format::Mp3 | Format::Aac | Format::Opaque)
+                                )) =>
+                    {
                         one.first_keyframe = Some(start.elapsed().as_secs_f64() * 1e3);
                         break;
                     }
@@ -215,13 +235,19 @@ async fn read(plan: &Plan, stamps: Option<&Stamps>, one: &mut One) -> Result<(),
                 demux = None;
             }
         }
-        // Latency of live pages only: a join's burst is old on purpose.
-        if let (Some(p), Some(st)) = (pages.as_mut(), stamps) {
-            // Under churn only first connections count: a rejoin's burst is old on purpose.
+        if let (Some(f), Some(st)) = (finder.as_mut(), stamps) {
+            // Latency inside the window only: a join's burst is old on purpose. Under churn
+            // only first connections count, for the same reason.
             let live = now_ms >= plan.window_start_ms && one.joins == 1;
-            for crc in p.push(bytes) {
-                if let Some(sent) = st.sent_at(crc).filter(|_| live) {
-                    one.latency.push(sent.elapsed().as_secs_f64() * 1e3);
+            for key in f.push(bytes) {
+                let Some(age) = st.sent_at(key).map(|sent| sent.elapsed()) else {
+                    continue;
+                };
+                if one.live_edge.is_none() && one.joins == 1 && age < LIVE_EDGE {
+                    one.live_edge = Some(start.elapsed().as_secs_f64() * 1e3);
+                }
+                if live {
+                    one.latency.push(age.as_secs_f64() * 1e3);
                 }
             }
         }
@@ -236,65 +262,5 @@ async fn read(plan: &Plan, stamps: Option<&Stamps>, one: &mut One) -> Result<(),
             return Ok(());
         }
         take(&buf[..n], one);
-    }
-}
-
-/// Finds Ogg page boundaries in a byte stream and yields each complete page's CRC field, the
-/// key under which the bench source stamped it. Pages only, no checks: the server relays the
-/// source's pages unchanged.
-#[derive(Default)]
-pub(crate) struct PageSplitter {
-    buf: Vec<u8>,
-}
-
-impl PageSplitter {
-    pub(crate) fn push(&mut self, data: &[u8]) -> Vec<u32> {
-        self.buf.extend_from_slice(data);
-        let mut out = Vec::new();
-        let mut at = 0;
-        loop {
-            let b = &self.buf[at..];
-            let Some(p) = b.windows(4).position(|w| w == b"OggS") else {
-                at = self.buf.len().saturating_sub(3);
-                break;
-            };
-            let b = &b[p..];
-            match page_len(b) {
-                PageLen::Page(len) => {
-                    out.push(u32::from_le_bytes([b[22], b[23], b[24], b[25]]));
-                    at += p + len;
-                }
-                PageLen::Incomplete { .. } => {
-                    at += p;
-                    break;
-                }
-                // `OggS` with a version the server never relays: look further.
-                PageLen::NotAPage => at += p + 1,
-            }
-        }
-        self.buf.drain(..at.min(self.buf.len()));
-        out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::source::tests::page;
-
-    #[test]
-    fn page_splitter_finds_every_page_in_every_split() {
-        let stream = [
-            &b"HTTP junk before the first page"[..],
-            &page(7, b"one"),
-            &page(8, &[0xAB; 200]),
-            &page(9, b""),
-        ]
-        .concat();
-        for piece in 1..=stream.len() {
-            let mut s = PageSplitter::default();
-            let crcs: Vec<u32> = stream.chunks(piece).flat_map(|c| s.push(c)).collect();
-            assert_eq!(crcs, vec![7, 8, 9], "pieces of {piece}");
-        }
     }
 }
