@@ -347,12 +347,6 @@ impl MountSettings {
         Duration::from_secs(self.grace_period_secs)
     }
 
-    pub(crate) fn wake(&self) -> crate::stream::fanout::Wake {
-        crate::stream::fanout::Wake {
-            delay: Duration::from_millis(self.coalesce_ms),
-            bytes: self.coalesce_bytes,
-        }
-    }
 }
 
 /// A mount's policy: its settings, who may push to it, and the stream information the

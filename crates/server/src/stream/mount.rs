@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use agora_format::{Format, StreamInfo};
 use arc_swap::ArcSwap;
@@ -40,7 +40,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{MountPolicy, MountSettings, StreamOverrides};
-use crate::stream::fanout::{Fanout, StreamHeaders};
+use crate::stream::fanout::{Fanout, StreamHeaders, Wake};
 use crate::sync::Mutex;
 
 /// Stream descriptions sent by the source (`ice-*`, `icy-*` or `x-audiocast-*` headers),
@@ -272,7 +272,13 @@ impl Mount {
             ..
         } = policy;
         Mount {
-            fanout: Fanout::with_wake(settings.queue_size, settings.wake()),
+            fanout: Fanout::with_wake(
+                settings.queue_size,
+                Wake {
+                    delay: Duration::from_millis(settings.coalesce_ms),
+                    bytes: settings.coalesce_bytes,
+                },
+            ),
             path,
             settings,
             overrides,
