@@ -38,9 +38,9 @@ pub(crate) const DEFAULT_QUEUE_SIZE: usize = 512 * 1024;
 pub(crate) const DEFAULT_ICY_METAINT: usize = 16000;
 /// How long small source writes are gathered before listeners are woken (see
 /// `stream/fanout.rs`, `Wake`; BENCHMARKS.md has the measurements behind the value).
-pub(crate) const DEFAULT_COALESCE_MS: u64 = 50;
-/// How many bytes wake listeners at once: Icecast's "near MTU" chunk.
-pub(crate) const DEFAULT_COALESCE_BYTES: usize = 1400;
+pub(crate) const DEFAULT_COALESCE_MS: u64 = 150;
+/// How many waiting bytes wake listeners at once (a video page or cluster, a burst of audio).
+pub(crate) const DEFAULT_COALESCE_BYTES: usize = 4096;
 
 /// The whole configuration file (`agora serve --config`); every field has a safe default.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -313,8 +313,8 @@ pub struct MountSettings {
     pub ogg_title_in_stream: bool,
     /// When listeners are sent to edges.
     pub redirect: RedirectMode,
-    /// Small source writes are gathered for at most this many milliseconds before listeners
-    /// are woken for them (0: every write wakes them).
+    /// Small source writes are gathered before listeners are woken for them, 30 µs per
+    /// listener and at most this many milliseconds (0: every write wakes them).
     pub coalesce_ms: u64,
     /// Listeners are woken as soon as this many bytes are gathered.
     pub coalesce_bytes: usize,

@@ -13,9 +13,10 @@
 //!   the mount's [`LagPolicy`](crate::config::LagPolicy).
 //! - *Wake-ups are coalesced, data is not.* A published chunk is in the queue at once (a
 //!   joining listener, a relay, a push read it at once), but readers are woken for it only
-//!   when `wake-bytes` bytes are waiting or `wake-delay-ms` after the first of them: a radio
-//!   source writes a frame of a few hundred bytes tens of times a second, and waking 15,000
-//!   listeners for each costs a task wake-up and a write per listener per frame (see
+//!   when `coalesce-bytes` bytes are waiting or after a delay that grows with the number of
+//!   readers, up to `coalesce-ms`: a radio source writes a frame of a few hundred bytes tens
+//!   of times a second, and waking 15,000 listeners for each costs a task wake-up and a write
+//!   per listener per frame, while a few hundred listeners cost nothing worth a delay (see
 //!   [`Wake`]). The first chunk, a close and admin wake-ups are never delayed.
 //! - *Every chunk knows its headers.* Each entry carries the [`StreamHeaders`] it belongs to, so
 //!   a listener crossing into a new chain or a reconnected source's stream sends the new headers
@@ -87,11 +88,16 @@ struct Queue {
     closed: bool,
 }
 
-/// When readers are woken for published chunks.
+/// When readers are woken for published chunks: `per_reader` of delay for each reader, at
+/// most `max_delay`, or as soon as `bytes` wait. The delay bounds the wake-ups (and writes) a
+/// mount costs per second whatever its audience: `1 / per_reader` a second once the cap is
+/// not reached (33,000 with 30 µs), while a small audience hears every write at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Wake {
     /// Longest a published byte waits before readers are woken for it; zero: at once.
-    pub(crate) delay: Duration,
+    pub(crate) max_delay: Duration,
+    /// Delay per reader.
+    pub(crate) per_reader: Duration,
     /// Readers are woken as soon as this many bytes wait.
     pub(crate) bytes: usize,
 }
@@ -100,9 +106,17 @@ impl Wake {
     /// Every publish wakes readers.
     #[cfg(test)]
     pub(crate) const IMMEDIATE: Wake = Wake {
-        delay: Duration::ZERO,
+        max_delay: Duration::ZERO,
+        per_reader: Duration::ZERO,
         bytes: 0,
     };
+
+    /// The delay for `readers` readers.
+    fn delay(&self, readers: usize) -> Duration {
+        self.per_reader
+            .saturating_mul(u32::try_from(readers).unwrap_or(u32::MAX))
+            .min(self.max_delay)
+    }
 }
 
 /// The fan-out buffer of one mount.
@@ -124,6 +138,8 @@ struct Waker {
     unannounced: AtomicUsize,
     /// A delay is running (the timer task will wake readers at its end).
     armed: AtomicBool,
+    /// The running delay's length, in microseconds (set with `armed`).
+    delay_us: AtomicU64,
     /// The timer task was started (lazily, by the first delayed publish).
     timer: AtomicBool,
     /// Starts a delay in the timer task.
@@ -147,7 +163,8 @@ impl Waker {
             if self.tail.borrow().closed {
                 return;
             }
-            tokio::time::sleep(self.wake.delay).await;
+            let delay = Duration::from_micros(self.delay_us.load(Ordering::Acquire));
+            tokio::time::sleep(delay).await;
             self.armed.store(false, Ordering::Release);
             self.announce();
         }
@@ -185,6 +202,7 @@ impl Fanout {
                 published: AtomicU64::new(0),
                 unannounced: AtomicUsize::new(0),
                 armed: AtomicBool::new(false),
+                delay_us: AtomicU64::new(0),
                 timer: AtomicBool::new(false),
                 kick: Notify::new(),
             }),
@@ -227,11 +245,16 @@ impl Fanout {
         let w = &self.waker;
         w.published.fetch_max(next_seq, Ordering::AcqRel);
         let waiting = w.unannounced.fetch_add(len, Ordering::AcqRel) + len;
-        let at_once = w.wake.delay.is_zero() || waiting >= w.wake.bytes || next_seq == 1;
+        let delay = w.wake.delay(w.tail.receiver_count());
+        let at_once = delay.is_zero() || waiting >= w.wake.bytes || next_seq == 1;
         if at_once || !self.start_timer() {
             w.announce();
-        } else if !w.armed.swap(true, Ordering::AcqRel) {
-            w.kick.notify_one();
+        } else if !w.armed.load(Ordering::Acquire) {
+            w.delay_us
+                .store(delay.as_micros() as u64, Ordering::Release);
+            if !w.armed.swap(true, Ordering::AcqRel) {
+                w.kick.notify_one();
+            }
         }
     }
 
@@ -474,11 +497,27 @@ mod tests {
         assert_eq!(c[0].as_ptr(), ptr);
     }
 
+    /// 50 ms with one reader (the tests' receiver), and 10 ms per reader at most 50.
     fn small_wake() -> Wake {
         Wake {
-            delay: Duration::from_millis(50),
+            max_delay: Duration::from_millis(50),
+            per_reader: Duration::from_millis(50),
             bytes: 1000,
         }
+    }
+
+    #[test]
+    fn the_delay_grows_with_the_readers_up_to_its_cap() {
+        let w = Wake {
+            max_delay: Duration::from_millis(150),
+            per_reader: Duration::from_micros(30),
+            bytes: 4096,
+        };
+        assert_eq!(w.delay(0), Duration::ZERO);
+        assert_eq!(w.delay(100), Duration::from_millis(3));
+        assert_eq!(w.delay(1000), Duration::from_millis(30));
+        assert_eq!(w.delay(5000), Duration::from_millis(150));
+        assert_eq!(w.delay(usize::MAX), Duration::from_millis(150));
     }
 
     /// Small publishes are in the queue at once but wake readers only after the delay, or

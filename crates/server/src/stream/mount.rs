@@ -41,6 +41,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{MountPolicy, MountSettings, StreamOverrides};
 use crate::stream::fanout::{Fanout, StreamHeaders, Wake};
+
+/// The wake-up delay each listener adds to its mount's small writes, up to `coalesce-ms`: the
+/// mount then costs at most ~33,000 listener wake-ups a second once the cap is not reached
+/// (BENCHMARKS.md, issue #12, has the measurements behind the value).
+const COALESCE_PER_LISTENER: Duration = Duration::from_micros(30);
 use crate::sync::Mutex;
 
 /// Stream descriptions sent by the source (`ice-*`, `icy-*` or `x-audiocast-*` headers),
@@ -275,7 +280,8 @@ impl Mount {
             fanout: Fanout::with_wake(
                 settings.queue_size,
                 Wake {
-                    delay: Duration::from_millis(settings.coalesce_ms),
+                    max_delay: Duration::from_millis(settings.coalesce_ms),
+                    per_reader: COALESCE_PER_LISTENER,
                     bytes: settings.coalesce_bytes,
                 },
             ),
