@@ -346,7 +346,6 @@ impl MountSettings {
     pub fn grace_period(&self) -> Duration {
         Duration::from_secs(self.grace_period_secs)
     }
-
 }
 
 /// A mount's policy: its settings, who may push to it, and the stream information the
