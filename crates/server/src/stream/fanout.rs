@@ -11,26 +11,24 @@
 //! - *Lag is explicit.* A reader whose cursor fell off the front of the queue (more than
 //!   `queue_size` behind) gets [`Read::Lagged`], never a silent skip: the listener task applies
 //!   the mount's [`LagPolicy`](crate::config::LagPolicy).
-//! - *Small writes are gathered.* A chunk smaller than `coalesce-bytes` is gathered with the
-//!   next ones into one chunk (a copy, at the source's rate) that enters the queue, and wakes
-//!   readers, after a delay that grows with the number of readers, up to `coalesce-ms`, or
-//!   once `coalesce-bytes` are gathered: a radio source writes a frame of a few hundred bytes
-//!   tens of times a second, and waking 15,000 listeners for each costs a task wake-up and a
-//!   write per listener per frame (and a reference count per frame per listener), while a
-//!   few hundred listeners cost nothing worth a delay (see [`Wake`]). A larger chunk, the
-//!   first one, a change of headers, a sync chunk after non-sync ones, a close and admin
-//!   wake-ups end the gathering at once. Chunks in the queue are announced at once.
+//! - *Wake-ups are coalesced, data is not.* A published chunk is in the queue at once (a
+//!   joining listener, a relay, a push read it at once), but readers are woken for it only
+//!   when `coalesce-bytes` bytes are waiting or after a delay that grows with the number of
+//!   readers, up to `coalesce-ms`: a radio source writes a frame of a few hundred bytes tens
+//!   of times a second, and waking 15,000 listeners for each costs a task wake-up and a write
+//!   per listener per frame, while a few hundred listeners cost nothing worth a delay (see
+//!   [`Wake`]). The first chunk, a close and admin wake-ups are never delayed.
 //! - *Every chunk knows its headers.* Each entry carries the [`StreamHeaders`] it belongs to, so
 //!   a listener crossing into a new chain or a reconnected source's stream sends the new headers
 //!   first (Icecast's `associated` refbuf).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::sync::RwLock;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::{Notify, watch};
 
 /// The header bytes a listener must receive before chunks that belong to them (Ogg BOS and
@@ -88,8 +86,6 @@ struct Queue {
     end_offset: u64,
     queue_size: usize,
     closed: bool,
-    /// Small chunks being gathered (see [`Wake`]).
-    gathered: Option<Gathered>,
 }
 
 /// When readers are woken for published chunks: `per_reader` of delay for each reader, at
@@ -126,62 +122,41 @@ impl Wake {
 /// The fan-out buffer of one mount.
 #[derive(Debug)]
 pub(crate) struct Fanout {
-    core: Arc<Core>,
+    queue: RwLock<Queue>,
+    waker: Arc<Waker>,
 }
 
-/// The queue and what wakes its readers; shared with the timer task that ends a gathering.
+/// Wakes readers, at once or after the coalescing delay (see [`Wake`]). Shared with the timer
+/// task that ends a delay; every field is an atomic or the watch channel, no lock.
 #[derive(Debug)]
-struct Core {
-    queue: RwLock<Queue>,
+struct Waker {
     tail: watch::Sender<Tail>,
     wake: Wake,
-    /// A gathering's delay is running (the timer task ends it).
+    /// The next sequence number once everything published so far is counted.
+    published: AtomicU64,
+    /// Bytes published since readers were last woken.
+    unannounced: AtomicUsize,
+    /// A delay is running (the timer task will wake readers at its end).
     armed: AtomicBool,
     /// The running delay's length, in microseconds (set with `armed`).
     delay_us: AtomicU64,
-    /// The timer task was started (lazily, by the first gathered chunk).
+    /// The timer task was started (lazily, by the first delayed publish).
     timer: AtomicBool,
     /// Starts a delay in the timer task.
     kick: Notify,
 }
 
-/// Small chunks gathered into one, not yet in the queue.
-#[derive(Debug)]
-struct Gathered {
-    bytes: BytesMut,
-    sync: bool,
-    headers: Arc<StreamHeaders>,
-    at: Instant,
-}
-
-impl Core {
-    /// Wake readers for everything in the queue they were not woken for.
+impl Waker {
+    /// Wake readers for everything published, if anything is waiting.
     fn announce(&self) {
-        let seq = {
-            let q = self.queue.read();
-            q.first_seq + q.entries.len() as u64
-        };
-        self.tail.send_if_modified(|t| {
-            let newer = seq > t.next_seq;
-            t.next_seq = t.next_seq.max(seq);
-            newer
-        });
-    }
-
-    /// End the gathering: its chunk enters the queue. Returns whether there was one.
-    fn flush(&self) -> bool {
-        let mut q = self.queue.write();
-        match q.gathered.take() {
-            Some(g) => {
-                q.push(g.bytes.freeze(), g.sync, g.headers, g.at);
-                true
-            }
-            None => false,
+        if self.unannounced.swap(0, Ordering::AcqRel) > 0 {
+            let seq = self.published.load(Ordering::Acquire);
+            self.tail.send_modify(|t| t.next_seq = t.next_seq.max(seq));
         }
     }
 
-    /// The timer task: each kick starts a delay at whose end the gathered chunk enters the
-    /// queue and readers are woken. Ends when the mount closes.
+    /// The timer task: each kick starts a delay at whose end readers are woken. Ends when
+    /// the mount closes.
     async fn run(self: Arc<Self>) {
         loop {
             self.kick.notified().await;
@@ -191,32 +166,7 @@ impl Core {
             let delay = Duration::from_micros(self.delay_us.load(Ordering::Acquire));
             tokio::time::sleep(delay).await;
             self.armed.store(false, Ordering::Release);
-            if self.flush() {
-                self.announce();
-            }
-        }
-    }
-}
-
-impl Queue {
-    /// Append an entry; evict the oldest beyond `queue_size`.
-    fn push(&mut self, bytes: Bytes, sync: bool, headers: Arc<StreamHeaders>, at: Instant) {
-        let len = bytes.len();
-        let offset = self.end_offset;
-        self.entries.push_back(Entry {
-            offset,
-            bytes,
-            sync,
-            headers,
-            at,
-        });
-        self.held += len;
-        self.end_offset += len as u64;
-        while self.held > self.queue_size && self.entries.len() > 1 {
-            if let Some(old) = self.entries.pop_front() {
-                self.held -= old.bytes.len();
-                self.first_seq += 1;
-            }
+            self.announce();
         }
     }
 }
@@ -238,18 +188,19 @@ impl Fanout {
 
     pub(crate) fn with_wake(queue_size: usize, wake: Wake) -> Self {
         Fanout {
-            core: Arc::new(Core {
-                queue: RwLock::new(Queue {
-                    entries: VecDeque::new(),
-                    first_seq: 0,
-                    held: 0,
-                    end_offset: 0,
-                    queue_size,
-                    closed: false,
-                    gathered: None,
-                }),
+            queue: RwLock::new(Queue {
+                entries: VecDeque::new(),
+                first_seq: 0,
+                held: 0,
+                end_offset: 0,
+                queue_size,
+                closed: false,
+            }),
+            waker: Arc::new(Waker {
                 tail: watch::Sender::new(Tail::default()),
                 wake,
+                published: AtomicU64::new(0),
+                unannounced: AtomicUsize::new(0),
                 armed: AtomicBool::new(false),
                 delay_us: AtomicU64::new(0),
                 timer: AtomicBool::new(false),
@@ -258,120 +209,103 @@ impl Fanout {
         }
     }
 
-    /// A receiver that changes when readers are woken: for chunks entering the queue, an
-    /// admin order, or the mount closing.
+    /// A receiver that changes when readers are woken: for published chunks (see [`Wake`]),
+    /// an admin order, or the mount closing.
     pub(crate) fn subscribe(&self) -> watch::Receiver<Tail> {
-        self.core.tail.subscribe()
+        self.waker.tail.subscribe()
     }
 
-    /// Append a chunk (evicting the oldest beyond `queue_size`) and wake readers, or gather
-    /// it with the next small ones (see [`Wake`]).
+    /// Append a chunk; evicts the oldest chunks beyond `queue_size`; wakes readers at once or
+    /// once the coalescing delay or size is reached (see [`Wake`]).
     pub(crate) fn publish(&self, bytes: Bytes, sync: bool, headers: Arc<StreamHeaders>) {
         if bytes.is_empty() {
             return;
         }
-        let c = &self.core;
-        let delay = c.wake.delay(c.tail.receiver_count());
-        let small = !delay.is_zero() && bytes.len() < c.wake.bytes && self.timer_running();
-        let gathering = {
-            let mut q = c.queue.write();
-            let first = q.end_offset == 0 && q.gathered.is_none();
-            // What is gathered ends before a chunk that cannot join it (the stream's order is
-            // kept: a large chunk goes after it).
-            let joins = small
-                && q.gathered
-                    .as_ref()
-                    .is_some_and(|g| Arc::ptr_eq(&g.headers, &headers) && (g.sync || !sync));
-            if !joins && let Some(g) = q.gathered.take() {
-                q.push(g.bytes.freeze(), g.sync, g.headers, g.at);
-            }
-            if small && !first {
-                let g = q.gathered.get_or_insert_with(|| Gathered {
-                    bytes: BytesMut::with_capacity(c.wake.bytes),
-                    sync,
-                    headers,
-                    at: Instant::now(),
-                });
-                g.bytes.extend_from_slice(&bytes);
-                if g.bytes.len() >= c.wake.bytes
-                    && let Some(g) = q.gathered.take()
-                {
-                    q.push(g.bytes.freeze(), g.sync, g.headers, g.at);
+        let (next_seq, len) = {
+            let mut q = self.queue.write();
+            let len = bytes.len();
+            let offset = q.end_offset;
+            q.entries.push_back(Entry {
+                offset,
+                bytes,
+                sync,
+                headers,
+                at: Instant::now(),
+            });
+            q.held += len;
+            q.end_offset += len as u64;
+            while q.held > q.queue_size && q.entries.len() > 1 {
+                if let Some(old) = q.entries.pop_front() {
+                    q.held -= old.bytes.len();
+                    q.first_seq += 1;
                 }
-                q.gathered.is_some()
-            } else {
-                q.push(bytes, sync, headers, Instant::now());
-                false
             }
+            (q.first_seq + q.entries.len() as u64, len)
         };
-        c.announce();
-        if gathering && !c.armed.load(Ordering::Acquire) {
-            c.delay_us
+        let w = &self.waker;
+        w.published.fetch_max(next_seq, Ordering::AcqRel);
+        let waiting = w.unannounced.fetch_add(len, Ordering::AcqRel) + len;
+        let delay = w.wake.delay(w.tail.receiver_count());
+        let at_once = delay.is_zero() || waiting >= w.wake.bytes || next_seq == 1;
+        if at_once || !self.start_timer() {
+            w.announce();
+        } else if !w.armed.load(Ordering::Acquire) {
+            w.delay_us
                 .store(delay.as_micros() as u64, Ordering::Release);
-            if !c.armed.swap(true, Ordering::AcqRel) {
-                c.kick.notify_one();
+            if !w.armed.swap(true, Ordering::AcqRel) {
+                w.kick.notify_one();
             }
         }
     }
 
-    /// Whether the timer task that ends a gathering runs, starting it if need be: false where
-    /// there is no runtime to run it (chunks then enter the queue at once).
-    fn timer_running(&self) -> bool {
-        if self.core.timer.load(Ordering::Acquire) {
+    /// Start the timer task if it is not running: false where there is no runtime to run it
+    /// (readers are then woken at once).
+    fn start_timer(&self) -> bool {
+        if self.waker.timer.load(Ordering::Acquire) {
             return true;
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return false;
         };
-        if !self.core.timer.swap(true, Ordering::AcqRel) {
-            rt.spawn(self.core.clone().run());
+        if !self.waker.timer.swap(true, Ordering::AcqRel) {
+            rt.spawn(self.waker.clone().run());
         }
         true
     }
 
-    /// Wake every reader without publishing (an admin order is waiting for them); what was
-    /// gathered enters the queue first.
+    /// Wake every reader without publishing (an admin order is waiting for them), and for
+    /// whatever was published meanwhile.
     pub(crate) fn wake(&self) {
-        self.core.flush();
-        let seq = {
-            let q = self.core.queue.read();
-            q.first_seq + q.entries.len() as u64
-        };
-        self.core
+        self.waker.unannounced.store(0, Ordering::Release);
+        let seq = self.waker.published.load(Ordering::Acquire);
+        self.waker
             .tail
             .send_modify(|t| t.next_seq = t.next_seq.max(seq));
     }
 
-    /// Close the mount: what was gathered enters the queue, readers drain what they have,
-    /// then get [`Read::Closed`].
+    /// Close the mount: readers drain what they have, then get [`Read::Closed`].
     pub(crate) fn close(&self) {
-        let seq = {
-            let mut q = self.core.queue.write();
-            if let Some(g) = q.gathered.take() {
-                q.push(g.bytes.freeze(), g.sync, g.headers, g.at);
-            }
-            q.closed = true;
-            q.first_seq + q.entries.len() as u64
-        };
-        self.core.tail.send_modify(|t| {
+        self.queue.write().closed = true;
+        let seq = self.waker.published.load(Ordering::Acquire);
+        self.waker.tail.send_modify(|t| {
             t.next_seq = t.next_seq.max(seq);
             t.closed = true;
         });
         // The timer task sees the close at its next kick and ends.
-        self.core.kick.notify_one();
+        self.waker.kick.notify_one();
     }
 
     /// Bytes currently held.
     #[cfg(test)]
     fn held(&self) -> usize {
-        self.core.queue.read().held
+        self.queue.read().held
     }
 
     /// The start of a new listener with a burst of at most `burst` bytes: the oldest sync point
     /// within the last `burst` bytes, else the latest sync point held (playback still starts at
     /// once, with a larger burst), else the next sync point to arrive.
     pub(crate) fn start(&self, burst: usize) -> Start {
-        let q = self.core.queue.read();
+        let q = self.queue.read();
         let window = q.end_offset.saturating_sub(burst as u64);
         let mut in_window = None;
         let mut latest_before = None;
@@ -396,7 +330,7 @@ impl Fanout {
     /// What a listener starting at `seq` would be sent at once: the bytes held from there on,
     /// and when the chunk at `seq` was published (`None` when nothing is held from there).
     pub(crate) fn held_from(&self, seq: u64) -> (u64, Option<Instant>) {
-        let q = self.core.queue.read();
+        let q = self.queue.read();
         match q.entries.get(seq.saturating_sub(q.first_seq) as usize) {
             Some(e) if seq >= q.first_seq => (q.end_offset - e.offset, Some(e.at)),
             _ => (0, None),
@@ -405,7 +339,7 @@ impl Fanout {
 
     /// The latest sync point held, for a lagging listener moved forward.
     pub(crate) fn latest_sync(&self) -> Start {
-        let q = self.core.queue.read();
+        let q = self.queue.read();
         let next = q.first_seq + q.entries.len() as u64;
         match q.entries.iter().rposition(|e| e.sync) {
             Some(i) => Start::At(q.first_seq + i as u64),
@@ -416,7 +350,7 @@ impl Fanout {
     /// The sequence number of the first sync chunk at or after `cursor` that is still held,
     /// for a listener waiting for its first sync point.
     pub(crate) fn first_sync_at_or_after(&self, cursor: u64) -> Option<u64> {
-        let q = self.core.queue.read();
+        let q = self.queue.read();
         let from = cursor.saturating_sub(q.first_seq) as usize;
         q.entries
             .iter()
@@ -436,7 +370,7 @@ impl Fanout {
         max_chunks: usize,
         mut f: impl FnMut(&Bytes, &Arc<StreamHeaders>),
     ) -> Read {
-        let q = self.core.queue.read();
+        let q = self.queue.read();
         if cursor < q.first_seq {
             return Read::Lagged;
         }
@@ -460,7 +394,7 @@ impl Fanout {
 
     /// True when `cursor` has fallen off the queue's front.
     pub(crate) fn is_lagged(&self, cursor: u64) -> bool {
-        cursor < self.core.queue.read().first_seq
+        cursor < self.queue.read().first_seq
     }
 }
 
@@ -586,100 +520,57 @@ mod tests {
         assert_eq!(w.delay(usize::MAX), Duration::from_millis(150));
     }
 
-    /// Small publishes are gathered into one chunk that enters the queue (and wakes readers)
-    /// after the delay, or as soon as enough bytes are gathered; the first chunk and a close
-    /// do not wait.
+    /// Small publishes are in the queue at once but wake readers only after the delay, or
+    /// as soon as enough bytes wait; the first chunk and a close wake them at once.
     #[tokio::test(start_paused = true)]
-    async fn small_publishes_are_gathered_until_the_delay_or_the_size() {
+    async fn small_publishes_wake_readers_after_the_delay_or_the_size() {
         let f = Fanout::with_wake(100_000, small_wake());
         let h = StreamHeaders::new(Bytes::new());
         let mut rx = f.subscribe();
-        f.publish(b(100, 1), true, h.clone());
+        f.publish(b(100, 0), true, h.clone());
         assert!(
             rx.has_changed().expect("open"),
             "the first chunk wakes at once"
         );
         assert_eq!(rx.borrow_and_update().next_seq, 1);
-        f.publish(b(100, 2), true, h.clone());
-        f.publish(b(100, 3), true, h.clone());
+        f.publish(b(100, 0), true, h.clone());
+        f.publish(b(100, 0), true, h.clone());
         assert!(!rx.has_changed().expect("open"), "small chunks wait");
         let mut out = Vec::new();
         assert_eq!(
             f.read(1, &mut out, 1 << 20),
-            Read::Empty,
-            "outside the queue"
+            Read::Data(3),
+            "but are readable"
         );
         tokio::time::sleep(Duration::from_millis(49)).await;
         assert!(!rx.has_changed().expect("open"));
         tokio::time::sleep(Duration::from_millis(2)).await;
         assert_eq!(
             rx.borrow_and_update().next_seq,
-            2,
-            "one chunk at the delay's end"
+            3,
+            "woken at the end of the delay"
         );
-        assert_eq!(f.read(1, &mut out, 1 << 20), Read::Data(2));
-        assert_eq!(
-            out[0][..],
-            [[2u8; 100], [3u8; 100]].concat()[..],
-            "in order"
-        );
-        // Nothing gathered: the timer wakes no one.
+        // Nothing waiting: the timer wakes no one.
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(!rx.has_changed().expect("open"));
-        // Enough bytes gathered go at once.
+        // Enough bytes wake at once.
         f.publish(b(600, 0), true, h.clone());
         assert!(!rx.has_changed().expect("open"));
         f.publish(b(600, 0), true, h.clone());
-        assert_eq!(rx.borrow_and_update().next_seq, 3, "1,200 bytes: at once");
-        // The delay started by the first of them ends with nothing to add.
+        assert_eq!(rx.borrow_and_update().next_seq, 5, "1,200 bytes: at once");
+        // The delay started by the first of them ends with nothing to announce.
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert!(!rx.has_changed().expect("open"));
-        // A close does not wait, and brings what was gathered.
+        // A close does not wait, and carries what was waiting.
         f.publish(b(10, 0), true, h);
         f.close();
         let t = *rx.borrow_and_update();
-        assert_eq!((t.next_seq, t.closed), (4, true));
+        assert_eq!((t.next_seq, t.closed), (6, true));
     }
 
-    /// What cannot join the gathered chunk ends it first: a large chunk, new headers, a sync
-    /// chunk after non-sync ones; the order of the stream is kept.
+    /// An admin wake-up also announces what was waiting.
     #[tokio::test(start_paused = true)]
-    async fn a_chunk_that_cannot_join_ends_the_gathering() {
-        let f = Fanout::with_wake(100_000, small_wake());
-        let (h1, h2) = (
-            StreamHeaders::new(Bytes::new()),
-            StreamHeaders::new(Bytes::from_static(b"new")),
-        );
-        let _rx = f.subscribe();
-        f.publish(b(10, 0), true, h1.clone()); // first: at once (seq 0)
-        f.publish(b(10, 1), false, h1.clone()); // gathered (non-sync)
-        f.publish(b(10, 2), true, h1.clone()); // a sync after non-sync: seq 1, then gathered
-        f.publish(b(2000, 3), false, h1.clone()); // large: seq 2 (the sync's), seq 3 itself
-        f.publish(b(10, 4), true, h1.clone()); // gathered
-        f.publish(b(10, 5), true, h2.clone()); // new headers: seq 4, then gathered
-        f.close(); // seq 5
-        let mut seen = Vec::new();
-        f.read_each(0, 1 << 20, usize::MAX, |bytes, headers| {
-            seen.push((bytes[0], bytes.len(), Arc::ptr_eq(headers, &h2)));
-        });
-        assert_eq!(
-            seen,
-            [
-                (0, 10, false),
-                (1, 10, false),
-                (2, 10, false),
-                (3, 2000, false),
-                (4, 10, false),
-                (5, 10, true)
-            ]
-        );
-        assert_eq!(f.latest_sync(), Start::At(5));
-        assert_eq!(f.first_sync_at_or_after(1), Some(2));
-    }
-
-    /// An admin wake-up brings what was gathered.
-    #[tokio::test(start_paused = true)]
-    async fn an_admin_wake_brings_gathered_chunks() {
+    async fn an_admin_wake_carries_waiting_chunks() {
         let f = Fanout::with_wake(100_000, small_wake());
         let h = StreamHeaders::new(Bytes::new());
         let mut rx = f.subscribe();
