@@ -185,52 +185,14 @@ fn a_small_swarm_connects_everyone_and_reports_every_number() {
             .spawn()
             .expect("agora serve"),
     );
-    let mut lines = BufReader::new(server.0.stdout.take().expect("stdout")).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("agora printed its address")
-            .expect("read");
-        if let Some(a) = line.trim().strip_prefix("listening on http://") {
-            break a.trim_end_matches('/').to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let addr = wait_for_line(&mut server.0, "listening on http://")
+        .trim_end_matches('/')
+        .to_string();
     let url = format!("http://{addr}/bench.ogg");
     let mp3_url = format!("http://{addr}/bench.mp3");
     let opus_url = format!("http://{addr}/bench.opus");
     // A real player decodes the stream while the swarm runs.
-    let player_url = url.clone();
-    let player = std::thread::spawn(move || {
-        // Wait for the mount: ffprobe fails with 404 until the bench source is up.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !Command::new("ffprobe")
-            .args(["-v", "quiet", &player_url])
-            .status()
-            .is_ok_and(|s| s.success())
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the mount never came up"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-        Command::new("ffmpeg")
-            .args([
-                "-nostdin",
-                "-v",
-                "error",
-                "-i",
-                &player_url,
-                "-t",
-                "3",
-                "-f",
-                "null",
-                "-",
-            ])
-            .output()
-            .expect("ffmpeg")
-    });
+    let player = play(url.clone());
 
     // Three mounts at once (the test stays fast): Theora with 200 listeners, MP3 and Opus
     // with 100 each.

@@ -106,6 +106,14 @@ fn chromedriver(dir: &Path) -> (Logged, String) {
     (driver, format!("http://{addr}"))
 }
 
+/// The runtime a test drives the browser from.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 async fn browser(driver_url: &str, profile: &Path) -> Client {
     let mut caps = serde_json::Map::new();
     caps.insert(
@@ -227,10 +235,7 @@ fn watch_page_plays_shows_the_title_and_resumes_after_the_source_restarts() {
     let first = cast(&agora, dir.path(), "agora cast");
     agora.wait_mount("/live.webm");
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     let (first, screenshot) = rt.block_on(async {
         let c = browser(&driver_url, &profile).await;
         c.goto(&format!("http://{}/watch/live.webm", agora.addr))
@@ -432,10 +437,7 @@ fn the_watch_page_plays_from_an_edge_when_the_origin_redirects() {
         },
     );
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     rt.block_on(async {
         let c = browser(&driver_url, &profile).await;
         c.goto(&format!("http://{}/watch/live.webm", origin.addr))
@@ -541,10 +543,7 @@ fn a_browser_joining_early_hears_every_audio_format_within_seconds() {
             &["-ac", "1", "-c:a", "aac", "-b:a", "32k", "-f", "adts"],
         ),
     ];
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = runtime();
     rt.block_on(async {
         let c = browser(&driver_url, &profile).await;
         c.goto(&format!("http://{}/status-json.xsl", agora.addr))

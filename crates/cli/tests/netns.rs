@@ -130,25 +130,23 @@ impl Net {
     /// Take `host`'s link down at the switch: the host is unreachable (its own address still
     /// answers inside its namespace), and its open connections hang as over a cut cable.
     fn cut(&self, host: &str) {
-        ip(&[
-            "-n",
-            &self.switch(),
-            "link",
-            "set",
-            &format!("v-{host}"),
-            "down",
-        ]);
+        self.link(host, "down");
     }
 
     /// Bring `host`'s link back up at the switch.
     fn restore(&self, host: &str) {
+        self.link(host, "up");
+    }
+
+    /// Set the switch side of `host`'s link `up` or `down`.
+    fn link(&self, host: &str, state: &str) {
         ip(&[
             "-n",
             &self.switch(),
             "link",
             "set",
             &format!("v-{host}"),
-            "up",
+            state,
         ]);
     }
 
