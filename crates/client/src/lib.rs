@@ -212,9 +212,11 @@ impl ClientError {
     pub(crate) fn refused(code: u16, body: &[u8]) -> Self {
         ClientError::Refused(
             code,
+            // A server's words end in logs and admin pages: bounded, no control characters.
             String::from_utf8_lossy(body)
                 .trim()
                 .chars()
+                .filter(|c| !c.is_control())
                 .take(200)
                 .collect(),
         )
@@ -233,6 +235,10 @@ mod tests {
         assert_eq!(
             ClientError::refused(403, b"  Forbidden\r\n").to_string(),
             "the server refused: 403 Forbidden"
+        );
+        assert_eq!(
+            ClientError::refused(404, b"no\x1b[31m\nsuch\x00mount").to_string(),
+            "the server refused: 404 no[31msuchmount"
         );
     }
 
