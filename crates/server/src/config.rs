@@ -621,4 +621,62 @@ mod tests {
         let e = Config::from_toml("[server]\nlisten = []\nbogus = 1").expect_err("unknown key");
         assert!(e.to_string().contains("bogus"), "{e}");
     }
+
+    #[test]
+    fn an_edge_announces_an_http_host_and_port_only() {
+        let master = |announce: &str| {
+            Config::from_toml(&format!(
+                "[master]\nurl = \"http://relay:pw@origin:8000/\"\nannounce = \"{announce}\""
+            ))
+            .expect("parses")
+        };
+        let ok = master("http://edge-1.example.org:8001");
+        ok.validate().expect("valid");
+        let addr = ok.master.as_ref().map(MasterConfig::announce_addr);
+        assert_eq!(
+            addr.expect("master").expect("valid"),
+            Some(("edge-1.example.org".to_string(), 8001))
+        );
+        let v6 = master("http://[::1]:8002").master.expect("master");
+        assert_eq!(
+            v6.announce_addr().expect("valid"),
+            Some(("::1".into(), 8002))
+        );
+        for (bad, why) in [
+            ("https://edge:8001", "only http://"),
+            ("http://edge:8001/live.ogg", "no path"),
+            ("http://edge:8001/?x=1", "no path"),
+            ("http://user@edge:8001", "no path"),
+            ("edge:8001", "expected http://host:port"),
+        ] {
+            let e = master(bad).validate().expect_err(bad).to_string();
+            assert!(
+                e.contains(why) && e.contains("master.announce"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn coalescing_is_bounded_and_overridable_per_mount() {
+        let c = Config::from_toml("[mount-defaults]\ncoalesce-ms = 1001").expect("parses");
+        let e = c.validate().expect_err("too long").to_string();
+        assert!(e.contains("coalesce-ms"), "{e}");
+        let c = Config::from_toml(
+            "[[mount]]\npath = \"/low.mp3\"\ncoalesce-ms = 0\nredirect = \"always\"",
+        )
+        .expect("parses");
+        c.validate().expect("valid");
+        let s = c.settings_for("/low.mp3");
+        assert_eq!((s.coalesce_ms, s.redirect), (0, RedirectMode::Always));
+        let d = c.settings_for("/other");
+        assert_eq!(
+            (d.coalesce_ms, d.coalesce_bytes, d.redirect),
+            (
+                DEFAULT_COALESCE_MS,
+                DEFAULT_COALESCE_BYTES,
+                RedirectMode::WhenFull
+            )
+        );
+    }
 }
