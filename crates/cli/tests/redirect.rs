@@ -34,21 +34,13 @@ fn edge_on_board(origin: &Agora, url: &str) -> Option<serde_json::Value> {
 /// Where the origin sends a new listener of `mount`: the `Location` of its 302, or `None`
 /// when it serves the listener itself (the connection is closed either way).
 fn sent_to(origin: &Agora, mount: &str) -> Option<String> {
-    let (code, head, _) = {
-        let mut s = std::net::TcpStream::connect(origin.addr).expect("connect");
-        use std::io::Write;
-        s.set_read_timeout(Some(Duration::from_secs(20)))
-            .expect("timeout");
-        s.write_all(request("GET", mount, &[]).as_bytes())
-            .expect("send");
-        let head = read_head(&mut s);
-        let code = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0u16);
-        (code, head, ())
-    };
+    let (s, head) = open_listener(origin.addr, mount);
+    drop(s);
+    let code: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     match code {
         200 => None,
         302 => Some(
