@@ -199,6 +199,48 @@ mod held {
     }
 }
 
+/// A counter that many threads add to on a hot path and few read: one cache line per shard,
+/// a thread adding to its own, so that adds from different cores never contend for a line
+/// (one shared atomic, added to by every listener's every write, moved its cache line between
+/// the cores thousands of times a second). A read sums the shards.
+#[derive(Debug, Default)]
+pub(crate) struct ShardedCounter {
+    shards: [Shard; SHARDS],
+}
+
+/// More shards than the runtime has worker threads on the machines Agora runs on; threads
+/// beyond that share shards (still correct, only less spread).
+const SHARDS: usize = 8;
+
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Shard(std::sync::atomic::AtomicU64);
+
+impl ShardedCounter {
+    pub(crate) fn add(&self, n: u64) {
+        self.shards[shard_index()]
+            .0
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.0.load(std::sync::atomic::Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
+    }
+}
+
+/// This thread's shard: threads take shards in turn as they first add.
+fn shard_index() -> usize {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    INDEX.with(|i| *i)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,5 +290,24 @@ mod tests {
                 && err.contains("holding the lock it took with RwLock::read at"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_sharded_counter_sums_what_every_thread_added() {
+        let c = std::sync::Arc::new(ShardedCounter::default());
+        let threads: Vec<_> = (0..12)
+            .map(|i| {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        c.add(i);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread");
+        }
+        assert_eq!(c.get(), (0..12).sum::<u64>() * 1000);
     }
 }

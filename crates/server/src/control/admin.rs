@@ -376,7 +376,7 @@ fn stats_source(m: &Mount, shared: &Shared) -> Map<String, Value> {
         user_agent: st.meta.user_agent.clone(),
         public: st.meta.public.clone(),
         total_bytes_read: m.bytes_read.load(Ordering::Relaxed),
-        total_bytes_sent: m.bytes_sent.load(Ordering::Relaxed),
+        total_bytes_sent: m.bytes_sent.get(),
         connected: source_seconds(m),
     };
     match json!(row) {

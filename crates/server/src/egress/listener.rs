@@ -13,13 +13,12 @@
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
 use crate::config::{LagPolicy, RedirectMode};
@@ -219,7 +218,7 @@ pub(crate) async fn handle(
     let fill = (mount.settings.browser_fill && !relay && !icy)
         .then(|| Padding::for_browser(format, &req))
         .flatten()
-        .map(Fill::new);
+        .map(|p| Box::new(Fill::new(p)));
     let session = Session {
         fill,
         stream,
@@ -235,6 +234,8 @@ pub(crate) async fn handle(
             sent_version: u64::MAX,
         }),
         sent_headers: None,
+        orders_seen: Client::LOOK_NOW,
+        woken_in_flush: false,
         pending: VecDeque::new(),
         sent: head.len() as u64,
         log_entry: shared.access_log.listener_entry(peer, &req),
@@ -489,8 +490,10 @@ struct Icy {
 
 /// One streaming listener: everything it holds while it streams (the task's whole state).
 struct Session {
-    /// Padding for a Chromium listener that joined with a short burst (see [`Fill`]).
-    fill: Option<Fill>,
+    /// Padding for a Chromium listener that joined with a short burst (see [`Fill`]). Boxed:
+    /// most listeners have none, and every byte of this struct is paid per listener (the
+    /// task's allocation is rounded up to 128 bytes, then to the allocator's size class).
+    fill: Option<Box<Fill>>,
     stream: Connection,
     peer: SocketAddr,
     client: Arc<Client>,
@@ -502,6 +505,10 @@ struct Session {
     mount: Arc<Mount>,
     icy: Option<Icy>,
     sent_headers: Option<Arc<StreamHeaders>>,
+    /// Orders given (to any listener) when this one last looked at its own.
+    orders_seen: u64,
+    /// The fan-out woke the listener while a write was blocked.
+    woken_in_flush: bool,
     /// What is queued for the socket, in order: only `Bytes` handles, never copies.
     pending: VecDeque<Bytes>,
     /// Bytes written, response head included.
@@ -527,6 +534,7 @@ impl Session {
                         self.page_epoch = Some(dest.source_epoch());
                     }
                     self.mount = dest;
+                    self.orders_seen = Client::LOOK_NOW;
                     // The new mount's title is news to this listener.
                     if let Some(icy) = self.icy.as_mut() {
                         icy.sent_version = u64::MAX;
@@ -567,8 +575,36 @@ impl Session {
                 Start::NextSync(s) => (s, true),
             };
         self.decide_fill(cursor);
+        // Read everything: wait for the fan-out to wake the listener (new chunks, an order,
+        // the mount closing) first.
+        let mut caught_up = false;
         loop {
-            match self.client.take_order() {
+            if std::mem::take(&mut caught_up) {
+                // Meanwhile a browser's incomplete block is padded when its time comes.
+                match self.fill.as_deref().and_then(Fill::deadline) {
+                    Some(at) => {
+                        tokio::select! {
+                            r = rx.changed() => if r.is_err() {
+                                return End::Closed;
+                            },
+                            () = tokio::time::sleep_until(at.into()) => {
+                                if let Some(f) = self.fill.as_mut() {
+                                    self.pending.push_back(f.padding());
+                                }
+                                if let Err(end) = self.flush(rx, cursor).await {
+                                    return end;
+                                }
+                            }
+                        }
+                    }
+                    None => {
+                        if rx.changed().await.is_err() {
+                            return End::Closed;
+                        }
+                    }
+                }
+            }
+            match self.client.take_order_since(&mut self.orders_seen) {
                 Some(Order::Kill) => return End::Killed,
                 Some(Order::Move(dest)) if !Arc::ptr_eq(&dest, &self.mount) => {
                     return End::Moved(dest);
@@ -600,8 +636,9 @@ impl Session {
                     }
                 }
             }
-            // Mark the current tail seen before reading, so a publish after the read wakes us.
-            rx.borrow_and_update();
+            // Mark the current tail seen before reading, so a publish after the read wakes us
+            // (the version only: reading the value takes the channel's lock).
+            rx.mark_unchanged();
             let mount = self.mount.clone();
             let mut new_stream = false;
             let read = mount
@@ -633,44 +670,32 @@ impl Session {
                     if let Err(end) = self.flush(rx, batch_start).await {
                         return end;
                     }
-                }
-                Read::Empty => {
-                    // Caught up: a browser's incomplete block is padded when its time comes.
-                    match self.fill.as_ref().and_then(Fill::deadline) {
-                        Some(at) => {
-                            tokio::select! {
-                                r = rx.changed() => if r.is_err() {
-                                    return End::Closed;
-                                },
-                                () = tokio::time::sleep_until(at.into()) => {
-                                    if let Some(f) = self.fill.as_mut() {
-                                        self.pending.push_back(f.padding());
-                                    }
-                                    if let Err(end) = self.flush(rx, cursor).await {
-                                        return end;
-                                    }
-                                }
-                            }
-                        }
-                        None => {
-                            if rx.changed().await.is_err() {
-                                return End::Closed;
-                            }
-                        }
+                    // More was published meanwhile: read it. Else the listener is caught up
+                    // and waits, without a read that would find nothing (a lock every core
+                    // takes, per listener per wake-up).
+                    if cursor < self.mount.fanout.published()
+                        || std::mem::take(&mut self.woken_in_flush)
+                    {
+                        continue;
                     }
                 }
+                Read::Empty => {}
                 Read::Closed => return End::Closed,
-                Read::Lagged => match self.mount.settings.lag_policy {
-                    LagPolicy::Disconnect => return End::Lagged,
-                    LagPolicy::Skip => {
-                        self.mount.slow_listeners.fetch_add(1, Ordering::Relaxed);
-                        (cursor, need_sync) = match self.mount.fanout.latest_sync() {
-                            Start::At(s) => (s, false),
-                            Start::NextSync(s) => (s, true),
-                        };
+                Read::Lagged => {
+                    match self.mount.settings.lag_policy {
+                        LagPolicy::Disconnect => return End::Lagged,
+                        LagPolicy::Skip => {
+                            self.mount.slow_listeners.fetch_add(1, Ordering::Relaxed);
+                            (cursor, need_sync) = match self.mount.fanout.latest_sync() {
+                                Start::At(s) => (s, false),
+                                Start::NextSync(s) => (s, true),
+                            };
+                        }
                     }
-                },
+                    continue;
+                }
             }
+            caught_up = true;
         }
     }
 
@@ -742,7 +767,7 @@ impl Session {
                         *slot = IoSlice::new(b);
                         count += 1;
                     }
-                    Pin::new(&mut self.stream).poll_write_vectored(cx, &iov[..count])
+                    self.stream.poll_send_vectored(cx, &iov[..count])
                 });
                 tokio::select! {
                     biased;
@@ -751,6 +776,9 @@ impl Session {
                         Ok(n) => break n,
                     },
                     r = rx.changed() => {
+                        // The wake-up may carry an order other than a kill (a move): looked
+                        // at once the write is done.
+                        self.woken_in_flush = true;
                         if self.client.kill_pending() {
                             return Err(End::Killed);
                         }
@@ -762,7 +790,7 @@ impl Session {
                 }
             };
             self.sent += n as u64;
-            self.mount.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
+            self.mount.bytes_sent.add(n as u64);
             consume(&mut self.pending, n);
         }
         if self.pending.capacity() > PENDING_KEEP {
@@ -839,6 +867,18 @@ mod tests {
             blocks.push(rest[1..1 + len].to_vec());
             rest = &rest[1 + len..];
         }
+    }
+
+    /// A listener's whole state is its task (this struct and the futures it awaits): every
+    /// byte is paid per listener, 15,000 times, after rounding to 128 bytes and to the
+    /// allocator's size class (16 bytes more once cost 290 per listener). Grow it knowingly.
+    #[test]
+    fn a_session_stays_small() {
+        assert!(
+            std::mem::size_of::<Session>() <= 256,
+            "{}",
+            std::mem::size_of::<Session>()
+        );
     }
 
     #[test]

@@ -273,6 +273,12 @@ impl Fanout {
         true
     }
 
+    /// The sequence number after the last chunk published: a reader whose cursor is there has
+    /// read everything (a lock-free check; chunks published later wake it).
+    pub(crate) fn published(&self) -> u64 {
+        self.waker.published.load(Ordering::Acquire)
+    }
+
     /// Wake every reader without publishing (an admin order is waiting for them), and for
     /// whatever was published meanwhile.
     pub(crate) fn wake(&self) {

@@ -46,7 +46,7 @@ use crate::stream::fanout::{Fanout, StreamHeaders, Wake};
 /// mount then costs at most ~33,000 listener wake-ups a second once the cap is not reached
 /// (BENCHMARKS.md, issue #12, has the measurements behind the value).
 const COALESCE_PER_LISTENER: Duration = Duration::from_micros(30);
-use crate::sync::Mutex;
+use crate::sync::{Mutex, ShardedCounter};
 
 /// Stream descriptions sent by the source (`ice-*`, `icy-*` or `x-audiocast-*` headers),
 /// overridden by the mount's configuration.
@@ -163,6 +163,11 @@ pub(crate) enum Order {
     Move(Arc<Mount>),
 }
 
+/// Orders given so far, to any listener: a listener looks at its own order only when this
+/// changed since it last looked, so that a wake-up reads one line every core shares instead
+/// of the listener's own `Client` (a cache miss per listener per wake-up).
+static ORDERS_GIVEN: AtomicU64 = AtomicU64::new(0);
+
 const ORDER_NONE: u8 = 0;
 const ORDER_KILL: u8 = 1;
 const ORDER_MOVE: u8 = 2;
@@ -194,7 +199,21 @@ impl Client {
         })
     }
 
-    /// The pending order, if any (checked by the listener on every wake-up: one atomic load).
+    /// The pending order, if any, when any order was given to any listener since `seen` (the
+    /// count at the caller's last look, updated): checked on every wake-up.
+    pub(crate) fn take_order_since(&self, seen: &mut u64) -> Option<Order> {
+        let given = ORDERS_GIVEN.load(Ordering::Acquire);
+        if given == *seen {
+            return None;
+        }
+        *seen = given;
+        self.take_order()
+    }
+
+    /// A value for `take_order_since` that makes the next call look.
+    pub(crate) const LOOK_NOW: u64 = u64::MAX;
+
+    /// The pending order, if any.
     pub(crate) fn take_order(&self) -> Option<Order> {
         // A load first: the swap (a write) on every wake-up cost more than the rest of the
         // check, and there is almost never an order.
@@ -227,6 +246,8 @@ impl Client {
                 );
             }
         }
+        // After the order is stored: a listener that sees the new count sees the order.
+        ORDERS_GIVEN.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -256,7 +277,8 @@ pub(crate) struct Mount {
     pub(crate) listener_peak: AtomicUsize,
     pub(crate) slow_listeners: AtomicU64,
     pub(crate) bytes_read: AtomicU64,
-    pub(crate) bytes_sent: AtomicU64,
+    /// Added to by every listener write: sharded (see [`ShardedCounter`]).
+    pub(crate) bytes_sent: ShardedCounter,
     /// The source's bitrate over its last few seconds (bits/s), 0 without a source.
     pub(crate) ingest_bps: AtomicU64,
     /// Listeners by id. A B-tree rather than a hash table: it grows in small nodes, where a
@@ -308,7 +330,7 @@ impl Mount {
             listener_peak: AtomicUsize::new(0),
             slow_listeners: AtomicU64::new(0),
             bytes_read: AtomicU64::new(0),
-            bytes_sent: AtomicU64::new(0),
+            bytes_sent: ShardedCounter::default(),
             ingest_bps: AtomicU64::new(0),
             clients: Mutex::new(BTreeMap::new()),
             changed,

@@ -342,7 +342,7 @@ impl Collector for MountCollector {
                 |m| m.bytes_read.load(Ordering::Relaxed),
             ),
             ("mount_sent_bytes", "Bytes sent to listeners", |m| {
-                m.bytes_sent.load(Ordering::Relaxed)
+                m.bytes_sent.get()
             }),
             (
                 "mount_listeners_lagged",

@@ -27,6 +27,35 @@ impl From<TcpStream> for Connection {
     }
 }
 
+impl Connection {
+    /// Write `bufs` as one vectored write, with the socket's own calls: `send(2)` for one
+    /// buffer, `sendmsg(2)` for several. `writev(2)` (what [`AsyncWrite::poll_write_vectored`]
+    /// does on a `TcpStream`) goes through the file layer first (position lock, permission
+    /// and notification hooks), a cost paid once per listener per write on the fan-out's
+    /// hot path.
+    pub(crate) fn poll_send_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self {
+            Connection::Plain(s) => loop {
+                std::task::ready!(s.poll_write_ready(cx))?;
+                let sent = s.try_io(tokio::io::Interest::WRITABLE, || match bufs {
+                    // A closed peer is an error (EPIPE), never a SIGPIPE.
+                    [one] => socket2::SockRef::from(&*s).send_with_flags(one, libc::MSG_NOSIGNAL),
+                    _ => socket2::SockRef::from(&*s)
+                        .send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL),
+                });
+                match sent {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    r => return Poll::Ready(r),
+                }
+            },
+        }
+    }
+}
+
 impl AsyncRead for Connection {
     fn poll_read(
         self: Pin<&mut Self>,
