@@ -2,8 +2,9 @@
 //! every listener of the mount reads through its own cursor.
 //!
 //! **Architecture invariants** (tests in this file and `tests/` pin them):
-//! - *Bounded.* The queue holds at most `queue_size` bytes plus the newest chunk; the oldest
-//!   chunks are dropped as new ones arrive, whatever listeners do.
+//! - *Bounded.* The queue holds at most `queue_size` bytes plus the newest chunk, and at most
+//!   [`KEEP_SPANS`] spans of at most [`MAX_SPAN`] bytes each; the oldest chunks are dropped as
+//!   new ones arrive, whatever listeners do.
 //! - *Listeners never copy stream bytes.* A read hands out clones of [`Bytes`] (a reference
 //!   count increment); the bytes go from here to the socket in a vectored write.
 //! - *The source never waits for a listener.* [`Fanout::publish`] takes the write lock for a
@@ -18,6 +19,12 @@
 //!   of times a second, and waking 15,000 listeners for each costs a task wake-up and a write
 //!   per listener per frame, while a few hundred listeners cost nothing worth a delay (see
 //!   [`Wake`]). The first chunk, a close and admin wake-ups are never delayed.
+//! - *A wake-up's chunks are one buffer.* When readers are woken for several small chunks, the
+//!   chunks are also copied once into one contiguous [`Span`] that each of them points to, and
+//!   a reader at any of them takes the rest of the span as one slice: one buffer, one reference
+//!   count and one plain `send` per listener per wake-up instead of one of each per frame (the
+//!   copy is made once per wake-up for the whole mount). The chunks stay in the queue as they
+//!   are; only the last [`KEEP_SPANS`] spans are kept.
 //! - *Every chunk knows its headers.* Each entry carries the [`StreamHeaders`] it belongs to, so
 //!   a listener crossing into a new chain or a reconnected source's stream sends the new headers
 //!   first (Icecast's `associated` refbuf).
@@ -28,7 +35,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::sync::RwLock;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::{Notify, watch};
 
 /// The header bytes a listener must receive before chunks that belong to them (Ogg BOS and
@@ -53,7 +60,26 @@ struct Entry {
     headers: Arc<StreamHeaders>,
     /// When it was published (how much time a burst from here spans, for a browser's fill).
     at: Instant,
+    /// The span this chunk is part of, if any.
+    span: Option<Span>,
 }
+
+/// Consecutive small chunks, announced to readers together, copied into one buffer (see the
+/// module doc). Each chunk of the span holds a handle to it.
+#[derive(Debug, Clone)]
+struct Span {
+    bytes: Bytes,
+    /// Stream offset of `bytes[0]` (the first chunk's offset).
+    base: u64,
+    /// Sequence numbers of its first chunk and after its last.
+    first: u64,
+    next: u64,
+}
+
+/// Spans kept (the newest): a reader more than this many wake-ups behind reads chunk by chunk.
+const KEEP_SPANS: usize = 8;
+/// Largest span: larger wake-ups are big chunks already, nothing to gather.
+const MAX_SPAN: usize = 64 * 1024;
 
 /// What a reader gets.
 #[derive(Debug, PartialEq, Eq)]
@@ -86,6 +112,69 @@ struct Queue {
     end_offset: u64,
     queue_size: usize,
     closed: bool,
+    /// Sequence number up to which chunks were gathered into spans (or left alone).
+    spanned: u64,
+    /// First sequence number of each span kept, oldest first.
+    spans: VecDeque<u64>,
+}
+
+impl Queue {
+    /// Gather the chunks published since the last call into one span, when there are at least
+    /// two, they belong to the same headers and they fit [`MAX_SPAN`]; drop the oldest span
+    /// beyond [`KEEP_SPANS`].
+    fn gather(&mut self) {
+        let end = self.first_seq + self.entries.len() as u64;
+        let from = self.spanned.max(self.first_seq);
+        self.spanned = end;
+        if end - from < 2 {
+            return;
+        }
+        let range = (from - self.first_seq) as usize..self.entries.len();
+        let first = &self.entries[range.start];
+        let mut total = 0usize;
+        for e in self.entries.range(range.clone()) {
+            total += e.bytes.len();
+            if total > MAX_SPAN || !Arc::ptr_eq(&e.headers, &first.headers) {
+                return;
+            }
+        }
+        let base = first.offset;
+        let mut buf = BytesMut::with_capacity(total);
+        for e in self.entries.range(range.clone()) {
+            buf.extend_from_slice(&e.bytes);
+        }
+        let span = Span {
+            bytes: buf.freeze(),
+            base,
+            first: from,
+            next: end,
+        };
+        for e in self.entries.range_mut(range) {
+            e.span = Some(span.clone());
+        }
+        self.spans.push_back(from);
+        while self.spans.len() > KEEP_SPANS {
+            let Some(old) = self.spans.pop_front() else {
+                break;
+            };
+            // Its chunks still held: from `old` (or the queue's front) to the span's end.
+            let from = old.max(self.first_seq);
+            let first = (from - self.first_seq) as usize;
+            let Some(next) = self
+                .entries
+                .get(first)
+                .and_then(|e| e.span.as_ref())
+                .filter(|s| s.first == old)
+                .map(|s| s.next)
+            else {
+                continue;
+            };
+            let last = (next.saturating_sub(self.first_seq) as usize).min(self.entries.len());
+            for e in self.entries.range_mut(first..last) {
+                e.span = None;
+            }
+        }
+    }
 }
 
 /// When readers are woken for published chunks: `per_reader` of delay for each reader, at
@@ -122,7 +211,7 @@ impl Wake {
 /// The fan-out buffer of one mount.
 #[derive(Debug)]
 pub(crate) struct Fanout {
-    queue: RwLock<Queue>,
+    queue: Arc<RwLock<Queue>>,
     waker: Arc<Waker>,
 }
 
@@ -130,6 +219,8 @@ pub(crate) struct Fanout {
 /// task that ends a delay; every field is an atomic or the watch channel, no lock.
 #[derive(Debug)]
 struct Waker {
+    /// The fan-out's queue, to gather what readers are woken for into a span.
+    queue: Arc<RwLock<Queue>>,
     tail: watch::Sender<Tail>,
     wake: Wake,
     /// The next sequence number once everything published so far is counted.
@@ -150,6 +241,7 @@ impl Waker {
     /// Wake readers for everything published, if anything is waiting.
     fn announce(&self) {
         if self.unannounced.swap(0, Ordering::AcqRel) > 0 {
+            self.queue.write().gather();
             let seq = self.published.load(Ordering::Acquire);
             self.tail.send_modify(|t| t.next_seq = t.next_seq.max(seq));
         }
@@ -187,16 +279,20 @@ impl Fanout {
     }
 
     pub(crate) fn with_wake(queue_size: usize, wake: Wake) -> Self {
+        let queue = Arc::new(RwLock::new(Queue {
+            entries: VecDeque::new(),
+            first_seq: 0,
+            held: 0,
+            end_offset: 0,
+            queue_size,
+            closed: false,
+            spanned: 0,
+            spans: VecDeque::new(),
+        }));
         Fanout {
-            queue: RwLock::new(Queue {
-                entries: VecDeque::new(),
-                first_seq: 0,
-                held: 0,
-                end_offset: 0,
-                queue_size,
-                closed: false,
-            }),
+            queue: queue.clone(),
             waker: Arc::new(Waker {
+                queue,
                 tail: watch::Sender::new(Tail::default()),
                 wake,
                 published: AtomicU64::new(0),
@@ -231,6 +327,7 @@ impl Fanout {
                 sync,
                 headers,
                 at: Instant::now(),
+                span: None,
             });
             q.held += len;
             q.end_offset += len as u64;
@@ -384,16 +481,32 @@ impl Fanout {
         if cursor >= end {
             return if q.closed { Read::Closed } else { Read::Empty };
         }
-        let mut taken = 0usize;
+        let (mut taken, mut items) = (0usize, 0usize);
         let mut seq = cursor;
-        for e in q.entries.range((cursor - q.first_seq) as usize..) {
-            if taken > 0 && (taken + e.bytes.len() > max_bytes || seq - cursor >= max_chunks as u64)
-            {
+        while let Some(e) = q.entries.get((seq - q.first_seq) as usize) {
+            // The rest of the chunk's span in one slice, or the chunk.
+            let span = e.span.as_ref().filter(|s| s.next > seq).map(|s| {
+                (
+                    s.bytes.slice((e.offset - s.base) as usize..),
+                    s.next.min(end),
+                )
+            });
+            let len = span.as_ref().map_or(e.bytes.len(), |(b, _)| b.len());
+            if taken > 0 && (taken + len > max_bytes || items >= max_chunks) {
                 break;
             }
-            taken += e.bytes.len();
-            f(&e.bytes, &e.headers);
-            seq += 1;
+            taken += len;
+            items += 1;
+            match span {
+                Some((bytes, next)) => {
+                    f(&bytes, &e.headers);
+                    seq = next;
+                }
+                None => {
+                    f(&e.bytes, &e.headers);
+                    seq += 1;
+                }
+            }
         }
         Read::Data(seq)
     }
@@ -572,6 +685,62 @@ mod tests {
         f.close();
         let t = *rx.borrow_and_update();
         assert_eq!((t.next_seq, t.closed), (6, true));
+    }
+
+    /// The chunks a wake-up announces are read as one buffer from wherever a reader is among
+    /// them; byte for byte the same stream as chunk by chunk; spans never cross new headers and
+    /// only the newest are kept.
+    #[tokio::test(start_paused = true)]
+    async fn a_wake_ups_chunks_are_read_as_one_buffer() {
+        let f = Fanout::with_wake(100_000, small_wake());
+        let h = StreamHeaders::new(Bytes::new());
+        let mut rx = f.subscribe();
+        f.publish(b(10, 0), true, h.clone());
+        for i in 1..=4 {
+            f.publish(b(100, i), true, h.clone());
+        }
+        tokio::time::sleep(Duration::from_millis(51)).await;
+        assert_eq!(rx.borrow_and_update().next_seq, 5);
+        let all: Vec<u8> = (1..=4u8).flat_map(|i| vec![i; 100]).collect();
+        for start in 1..5u64 {
+            let mut out = Vec::new();
+            assert_eq!(f.read(start, &mut out, 1 << 20), Read::Data(5));
+            assert_eq!(out.len(), 1, "one buffer from chunk {start}");
+            assert_eq!(
+                out[0][..],
+                all[(start as usize - 1) * 100..],
+                "from {start}"
+            );
+        }
+        // The limits count a span as one item of its length.
+        let mut out = Vec::new();
+        assert_eq!(
+            f.read_each(0, 1 << 20, 1, |b, _| out.push(b.clone())),
+            Read::Data(1)
+        );
+        // New headers inside a wake-up: no span, chunk by chunk.
+        let h2 = StreamHeaders::new(Bytes::from_static(b"OggS"));
+        f.publish(b(100, 5), true, h.clone());
+        f.publish(b(100, 6), true, h2.clone());
+        tokio::time::sleep(Duration::from_millis(51)).await;
+        let mut out = Vec::new();
+        assert_eq!(f.read(5, &mut out, 1 << 20), Read::Data(7));
+        assert_eq!(out.len(), 2);
+        // Only the newest spans are kept; older chunks read one by one, the same bytes.
+        for round in 0..KEEP_SPANS as u8 + 2 {
+            f.publish(b(50, round), true, h2.clone());
+            f.publish(b(50, round), true, h2.clone());
+            tokio::time::sleep(Duration::from_millis(51)).await;
+        }
+        assert_eq!(f.queue.read().spans.len(), KEEP_SPANS);
+        let mut out = Vec::new();
+        assert_eq!(f.read(7, &mut out, 1 << 20), Read::Data(27));
+        assert_eq!(out.len(), 4 + KEEP_SPANS, "two old spans chunk by chunk");
+        let wire: Vec<u8> = out.iter().flat_map(|b| b.iter().copied()).collect();
+        let want: Vec<u8> = (0..KEEP_SPANS as u8 + 2)
+            .flat_map(|r| vec![r; 100])
+            .collect();
+        assert_eq!(wire, want);
     }
 
     /// An admin wake-up also announces what was waiting.
