@@ -26,6 +26,7 @@ use crate::state::Shared;
 use crate::stream::ending::ListenerEnd;
 use crate::stream::fanout::{Read, Start, StreamHeaders, Tail};
 use crate::stream::mount::{Client, ListenerGuard, Mount, Order, Title};
+use crate::stream::parking::Parked;
 use crate::telemetry::access_log;
 use crate::wire::conn::Connection;
 use crate::wire::http::{self, Request, Response};
@@ -61,6 +62,8 @@ enum End {
     Moved(Arc<Mount>),
     /// A web page's player reached the end of its source's stream (see `Session::page_epoch`).
     NewStream,
+    /// Caught up: wait parked with the mount (see [`crate::stream::parking`]).
+    Park,
 }
 
 /// The edge (`host:port`) a new listener of `mount` is sent to, if any: per the mount's
@@ -236,6 +239,10 @@ pub(crate) async fn handle(
         sent_headers: None,
         orders_seen: Client::LOOK_NOW,
         woken_in_flush: false,
+        joined: false,
+        need_sync: false,
+        cursor: 0,
+        started: Instant::now(),
         pending: VecDeque::new(),
         sent: head.len() as u64,
         log_entry: shared.access_log.listener_entry(peer, &req),
@@ -509,6 +516,13 @@ struct Session {
     orders_seen: u64,
     /// The fan-out woke the listener while a write was blocked.
     woken_in_flush: bool,
+    /// Its start on the current mount is decided (burst, fill).
+    joined: bool,
+    /// Waiting for a sync point from `cursor` on.
+    need_sync: bool,
+    /// The next fan-out chunk to read.
+    cursor: u64,
+    started: Instant,
     /// What is queued for the socket, in order: only `Bytes` handles, never copies.
     pending: VecDeque<Bytes>,
     /// Bytes written, response head included.
@@ -519,13 +533,49 @@ struct Session {
     _total: TotalGuard,
 }
 
+/// A parked listener: its session and what its task needs to continue.
+struct ParkedListener {
+    session: Session,
+    rx: watch::Receiver<Tail>,
+    shared: Arc<Shared>,
+}
+
+impl Parked for ParkedListener {
+    fn write_now(&mut self) -> bool {
+        self.session.write_now()
+    }
+
+    fn unpark(self: Box<Self>) {
+        let ParkedListener {
+            session,
+            rx,
+            shared,
+        } = *self;
+        shared.tracker.spawn(session.resume(rx, shared.clone()));
+    }
+}
+
 impl Session {
-    async fn run(mut self, mut rx: watch::Receiver<Tail>, shared: Arc<Shared>) {
+    async fn run(self, rx: watch::Receiver<Tail>, shared: Arc<Shared>) {
+        tracing::debug!(peer = %self.peer, mount = %self.mount.path, id = self.client.id, relay = self.client.relay, agent = %self.client.user_agent, "listener joined");
+        self.resume(rx, shared).await;
+    }
+
+    /// Stream until the end, or until parked (the writer that unparks it calls this again).
+    async fn resume(mut self, mut rx: watch::Receiver<Tail>, shared: Arc<Shared>) {
         let id = self.client.id;
-        tracing::debug!(peer = %self.peer, mount = %self.mount.path, id, relay = self.client.relay, agent = %self.client.user_agent, "listener joined");
-        let started = Instant::now();
         let end = loop {
             match self.stream_until_end(&mut rx).await {
+                End::Park => {
+                    let (mount, cursor) = (self.mount.clone(), self.cursor);
+                    let parked = ParkedListener {
+                        session: self,
+                        rx,
+                        shared,
+                    };
+                    mount.park(id, cursor, Box::new(parked));
+                    return;
+                }
                 End::Moved(dest) => {
                     tracing::info!(peer = %self.peer, from = %self.mount.path, to = %dest.path, id, "listener moved");
                     self.guard = dest.adopt_listener(&self.client);
@@ -535,6 +585,7 @@ impl Session {
                     }
                     self.mount = dest;
                     self.orders_seen = Client::LOOK_NOW;
+                    self.joined = false;
                     // The new mount's title is news to this listener.
                     if let Some(icy) = self.icy.as_mut() {
                         icy.sent_version = u64::MAX;
@@ -561,20 +612,79 @@ impl Session {
             tracing::debug!(%peer, mount = %mount.path, id, padded = f.padded, "browser padding sent");
         }
         shared.metrics.listener_ended(end);
-        shared
-            .access_log
-            .log_listener(self.log_entry.as_ref(), 200, self.sent, started.elapsed());
+        shared.access_log.log_listener(
+            self.log_entry.as_ref(),
+            200,
+            self.sent,
+            self.started.elapsed(),
+        );
+    }
+
+    /// Parked: send what the fan-out holds without waiting (see [`Parked::write_now`]).
+    fn write_now(&mut self) -> bool {
+        if Client::orders_given_since(self.orders_seen) {
+            return false;
+        }
+        loop {
+            let Session {
+                ref mount,
+                ref mut pending,
+                ref mut icy,
+                ref mut fill,
+                ref mut sent_headers,
+                ..
+            } = *self;
+            match mount
+                .fanout
+                .read_each(self.cursor, MAX_BATCH, MAX_CHUNKS, |bytes, headers| {
+                    queue_chunk(pending, icy, fill, sent_headers, mount, bytes, headers)
+                }) {
+                Read::Data(next) => self.cursor = next,
+                Read::Empty => return true,
+                Read::Closed | Read::Lagged => return false,
+            }
+            while !self.pending.is_empty() {
+                let mut iov = [IoSlice::new(&[]); MAX_IOV];
+                let mut count = 0;
+                for (slot, b) in iov.iter_mut().zip(self.pending.iter()) {
+                    *slot = IoSlice::new(b);
+                    count += 1;
+                }
+                match self.stream.try_send_vectored(&iov[..count]) {
+                    Ok(n) if n > 0 => {
+                        self.sent += n as u64;
+                        self.mount.bytes_sent.add(n as u64);
+                        consume(&mut self.pending, n);
+                    }
+                    // Full (its task waits for room), closed or failed (its task ends).
+                    _ => return false,
+                }
+            }
+            if self.cursor >= self.mount.fanout.published() {
+                return true;
+            }
+        }
     }
 
     /// Stream until the listener leaves, lags (with the disconnect policy) or the mount closes
-    /// (which is also how a server shutdown reaches every listener).
+    /// (which is also how a server shutdown reaches every listener), or until it is caught up
+    /// and can wait parked.
     async fn stream_until_end(&mut self, rx: &mut watch::Receiver<Tail>) -> End {
-        let (mut cursor, mut need_sync) =
-            match self.mount.fanout.start(self.mount.settings.burst_size) {
-                Start::At(s) => (s, false),
-                Start::NextSync(s) => (s, true),
-            };
-        self.decide_fill(cursor);
+        if !self.joined {
+            (self.cursor, self.need_sync) =
+                match self.mount.fanout.start(self.mount.settings.burst_size) {
+                    Start::At(s) => (s, false),
+                    Start::NextSync(s) => (s, true),
+                };
+            self.decide_fill(self.cursor);
+            self.joined = true;
+        }
+        // Unparked with part of a write left.
+        if !self.pending.is_empty()
+            && let Err(end) = self.flush(rx, self.cursor).await
+        {
+            return end;
+        }
         // Read everything: wait for the fan-out to wake the listener (new chunks, an order,
         // the mount closing) first.
         let mut caught_up = false;
@@ -591,7 +701,7 @@ impl Session {
                                 if let Some(f) = self.fill.as_mut() {
                                     self.pending.push_back(f.padding());
                                 }
-                                if let Err(end) = self.flush(rx, cursor).await {
+                                if let Err(end) = self.flush(rx, self.cursor).await {
                                     return end;
                                 }
                             }
@@ -617,15 +727,15 @@ impl Session {
             {
                 return End::NewStream;
             }
-            if need_sync {
-                match self.mount.fanout.first_sync_at_or_after(cursor) {
+            if self.need_sync {
+                match self.mount.fanout.first_sync_at_or_after(self.cursor) {
                     Some(s) => {
-                        cursor = s;
-                        need_sync = false;
+                        self.cursor = s;
+                        self.need_sync = false;
                     }
                     None => {
                         // Skip what arrived without a sync point and wait for more.
-                        cursor = rx.borrow_and_update().next_seq.max(cursor);
+                        self.cursor = rx.borrow_and_update().next_seq.max(self.cursor);
                         if rx.borrow().closed {
                             return End::Closed;
                         }
@@ -639,41 +749,49 @@ impl Session {
             // Mark the current tail seen before reading, so a publish after the read wakes us
             // (the version only: reading the value takes the channel's lock).
             rx.mark_unchanged();
-            let mount = self.mount.clone();
             let mut new_stream = false;
-            let read = mount
-                .fanout
-                .read_each(cursor, MAX_BATCH, MAX_CHUNKS, |bytes, headers| {
-                    if self.page_epoch.is_some()
-                        && self
-                            .sent_headers
-                            .as_ref()
-                            .is_some_and(|h| !Arc::ptr_eq(h, headers))
-                    {
-                        new_stream = true;
-                    }
-                    if !new_stream {
-                        self.queue_item(bytes, headers)
-                    }
-                });
+            let Session {
+                ref mount,
+                ref mut pending,
+                ref mut icy,
+                ref mut fill,
+                ref mut sent_headers,
+                page_epoch,
+                ..
+            } = *self;
+            let read =
+                mount
+                    .fanout
+                    .read_each(self.cursor, MAX_BATCH, MAX_CHUNKS, |bytes, headers| {
+                        if page_epoch.is_some()
+                            && sent_headers
+                                .as_ref()
+                                .is_some_and(|h| !Arc::ptr_eq(h, headers))
+                        {
+                            new_stream = true;
+                        }
+                        if !new_stream {
+                            queue_chunk(pending, icy, fill, sent_headers, mount, bytes, headers)
+                        }
+                    });
             if new_stream {
                 // What was queued before the new stream still goes out.
-                return match self.flush(rx, cursor).await {
+                return match self.flush(rx, self.cursor).await {
                     Ok(()) => End::NewStream,
                     Err(end) => end,
                 };
             }
             match read {
                 Read::Data(next) => {
-                    let batch_start = cursor;
-                    cursor = next;
+                    let batch_start = self.cursor;
+                    self.cursor = next;
                     if let Err(end) = self.flush(rx, batch_start).await {
                         return end;
                     }
                     // More was published meanwhile: read it. Else the listener is caught up
                     // and waits, without a read that would find nothing (a lock every core
                     // takes, per listener per wake-up).
-                    if cursor < self.mount.fanout.published()
+                    if self.cursor < self.mount.fanout.published()
                         || std::mem::take(&mut self.woken_in_flush)
                     {
                         continue;
@@ -686,7 +804,7 @@ impl Session {
                         LagPolicy::Disconnect => return End::Lagged,
                         LagPolicy::Skip => {
                             self.mount.slow_listeners.fetch_add(1, Ordering::Relaxed);
-                            (cursor, need_sync) = match self.mount.fanout.latest_sync() {
+                            (self.cursor, self.need_sync) = match self.mount.fanout.latest_sync() {
                                 Start::At(s) => (s, false),
                                 Start::NextSync(s) => (s, true),
                             };
@@ -695,8 +813,20 @@ impl Session {
                     continue;
                 }
             }
+            if self.parkable() {
+                return End::Park;
+            }
             caught_up = true;
         }
+    }
+
+    /// A caught-up listener waits parked unless its own task has something to watch: a
+    /// browser's fill (its deadlines), a web page's stream (its end), a sync point to come.
+    fn parkable(&self) -> bool {
+        self.pending.is_empty()
+            && !self.need_sync
+            && self.page_epoch.is_none()
+            && self.fill.as_ref().is_none_or(|f| !f.active)
     }
 
     /// At the first join: whether this browser listener is padded (its burst from `cursor` is
@@ -724,33 +854,6 @@ impl Session {
             self.pending.push_back(Bytes::from(id3_padding(n)));
         }
         tracing::debug!(peer = %self.peer, mount = %self.mount.path, burst, wait_ms = fill.later_wait.as_millis() as u64, "browser listener padded");
-    }
-
-    /// Queue one fan-out chunk: its headers first if they changed, ICY blocks where due.
-    fn queue_item(&mut self, bytes: &Bytes, headers: &Arc<StreamHeaders>) {
-        let changed = !self
-            .sent_headers
-            .as_ref()
-            .is_some_and(|h| Arc::ptr_eq(h, headers));
-        if changed {
-            if !headers.bytes.is_empty() {
-                self.pending.push_back(headers.bytes.clone());
-                if let Some(f) = self.fill.as_mut() {
-                    f.queued(headers.bytes.len(), false);
-                }
-            }
-            self.sent_headers = Some(headers.clone());
-        }
-        if let Some(f) = self.fill.as_mut() {
-            f.queued(bytes.len(), true);
-        }
-        match self.icy.as_mut() {
-            None => self.pending.push_back(bytes.clone()),
-            Some(icy) => {
-                let mount = &self.mount;
-                icy.splice(bytes, || mount.title(), &mut self.pending);
-            }
-        }
     }
 
     /// Write everything pending. While a write is blocked, watch the fan-out: if the batch
@@ -828,6 +931,39 @@ impl Icy {
     }
 }
 
+/// Queue one fan-out chunk for a listener (its session's parts, borrowed apart so that the
+/// mount needs no reference count of its own): its headers first if they changed, ICY blocks
+/// where due.
+fn queue_chunk(
+    pending: &mut VecDeque<Bytes>,
+    icy: &mut Option<Icy>,
+    fill: &mut Option<Box<Fill>>,
+    sent_headers: &mut Option<Arc<StreamHeaders>>,
+    mount: &Mount,
+    bytes: &Bytes,
+    headers: &Arc<StreamHeaders>,
+) {
+    let changed = !sent_headers
+        .as_ref()
+        .is_some_and(|h| Arc::ptr_eq(h, headers));
+    if changed {
+        if !headers.bytes.is_empty() {
+            pending.push_back(headers.bytes.clone());
+            if let Some(f) = fill.as_mut() {
+                f.queued(headers.bytes.len(), false);
+            }
+        }
+        *sent_headers = Some(headers.clone());
+    }
+    if let Some(f) = fill.as_mut() {
+        f.queued(bytes.len(), true);
+    }
+    match icy.as_mut() {
+        None => pending.push_back(bytes.clone()),
+        Some(icy) => icy.splice(bytes, || mount.title(), pending),
+    }
+}
+
 /// A write took `n` bytes: drop them from the front of `pending` (whole items, then the start
 /// of the next one, sliced without a copy).
 fn consume(pending: &mut VecDeque<Bytes>, n: usize) {
@@ -869,13 +1005,14 @@ mod tests {
         }
     }
 
-    /// A listener's whole state is its task (this struct and the futures it awaits): every
-    /// byte is paid per listener, 15,000 times, after rounding to 128 bytes and to the
-    /// allocator's size class (16 bytes more once cost 290 per listener). Grow it knowingly.
+    /// A listener's whole state is this struct, boxed while it is parked, and its task's
+    /// futures while it has a task: every byte is paid per listener, 15,000 times, after
+    /// rounding to the allocator's size class (and to 128 bytes for a task: 16 bytes more once
+    /// cost 290 per listener). Grow it knowingly.
     #[test]
     fn a_session_stays_small() {
         assert!(
-            std::mem::size_of::<Session>() <= 256,
+            std::mem::size_of::<Session>() <= 288,
             "{}",
             std::mem::size_of::<Session>()
         );

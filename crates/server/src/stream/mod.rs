@@ -5,7 +5,10 @@
 //!   period.
 //! - [`ending`]: why a source or a listener ended, tagged by origin.
 //! - [`fanout`]: the per-mount queue of `Bytes` every listener reads through its own cursor.
+//! - [`parking`]: caught-up listeners wait with their mount, without a task, and the mount's
+//!   writers send them each wake-up's chunks.
 
 pub(crate) mod ending;
 pub(crate) mod fanout;
 pub(crate) mod mount;
+pub(crate) mod parking;

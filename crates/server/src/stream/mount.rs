@@ -41,6 +41,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{MountPolicy, MountSettings, StreamOverrides};
 use crate::stream::fanout::{Fanout, StreamHeaders, Wake};
+use crate::stream::parking::{Parked, Parking};
 
 /// The wake-up delay each listener adds to its mount's small writes, up to `coalesce-ms`: the
 /// mount then costs at most ~33,000 listener wake-ups a second once the cap is not reached
@@ -210,6 +211,11 @@ impl Client {
         self.take_order()
     }
 
+    /// Whether any order was given to any listener since `seen` (a look without taking).
+    pub(crate) fn orders_given_since(seen: u64) -> bool {
+        ORDERS_GIVEN.load(Ordering::Acquire) != seen
+    }
+
     /// A value for `take_order_since` that makes the next call look.
     pub(crate) const LOOK_NOW: u64 = u64::MAX;
 
@@ -259,6 +265,8 @@ pub(crate) struct Mount {
     /// Stream information the operator imposes, applied to every source's.
     overrides: StreamOverrides,
     pub(crate) fanout: Fanout,
+    /// Caught-up listeners, written to by the mount's writers (see [`Parking`]).
+    parking: Parking,
     /// What the source side knows, swapped whole on every change (see [`Mount::state`]).
     state: ArcSwap<SourceState>,
     title: ArcSwap<Title>,
@@ -307,6 +315,7 @@ impl Mount {
                     bytes: settings.coalesce_bytes,
                 },
             ),
+            parking: Parking::new(),
             path,
             settings,
             overrides,
@@ -386,6 +395,12 @@ impl Mount {
     /// The listeners now, by id.
     pub(crate) fn clients(&self) -> Vec<Arc<Client>> {
         self.clients.lock().values().cloned().collect()
+    }
+
+    /// Park a caught-up listener (see [`Parking`]): `key` spreads listeners over the writers,
+    /// `cursor` is its next chunk.
+    pub(crate) fn park(&self, key: u64, cursor: u64, listener: Box<dyn Parked>) {
+        self.parking.park(&self.fanout, key, cursor, listener);
     }
 
     /// `/admin/killclient`: false if no such listener.

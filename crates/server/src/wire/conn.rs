@@ -56,6 +56,19 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// [`Connection::poll_send_vectored`] without waiting: `WouldBlock` when the socket is
+    /// full (or known not to be writable yet).
+    pub(crate) fn try_send_vectored(&self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        match self {
+            Connection::Plain(s) => s.try_io(tokio::io::Interest::WRITABLE, || match bufs {
+                [one] => socket2::SockRef::from(s).send_with_flags(one, libc::MSG_NOSIGNAL),
+                _ => socket2::SockRef::from(s).send_vectored_with_flags(bufs, libc::MSG_NOSIGNAL),
+            }),
+        }
+    }
+}
+
 impl AsyncRead for Connection {
     fn poll_read(
         self: Pin<&mut Self>,
