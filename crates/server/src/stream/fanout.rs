@@ -12,13 +12,15 @@
 //! - *Lag is explicit.* A reader whose cursor fell off the front of the queue (more than
 //!   `queue_size` behind) gets [`Read::Lagged`], never a silent skip: the listener task applies
 //!   the mount's [`LagPolicy`](crate::config::LagPolicy).
-//! - *Wake-ups are coalesced, data is not.* A published chunk is in the queue at once (a
-//!   joining listener, a relay, a push read it at once), but readers are woken for it only
-//!   when `coalesce-bytes` bytes are waiting or after a delay that grows with the number of
-//!   readers, up to `coalesce-ms`: a radio source writes a frame of a few hundred bytes tens
-//!   of times a second, and waking 15,000 listeners for each costs a task wake-up and a write
-//!   per listener per frame, while a few hundred listeners cost nothing worth a delay (see
-//!   [`Wake`]). The first chunk, a close and admin wake-ups are never delayed.
+//! - *Wake-ups are spaced, data is not.* A published chunk is in the queue at once (a joining
+//!   listener, a relay, a push read it at once), and readers are woken for it at once unless
+//!   they were woken less than a delay ago, a delay that grows with the number of readers up
+//!   to `coalesce-ms`; then at the end of that delay, or as soon as `coalesce-bytes` bytes
+//!   wait. A radio source writes a frame of a few hundred bytes tens of times a second, and
+//!   sending each to 15,000 listeners costs a write per listener per frame, while a few
+//!   hundred listeners cost nothing worth a delay, nor does a stream whose writes are already
+//!   further apart than the delay (video pages: they go out as they come) (see [`Wake`]). The
+//!   first chunk, a close and admin wake-ups are never delayed.
 //! - *A wake-up's chunks are one buffer.* When readers are woken for several small chunks, the
 //!   chunks are also copied once into one contiguous [`Span`] that each of them points to, and
 //!   a reader at any of them takes the rest of the span as one slice: one buffer, one reference
@@ -177,10 +179,12 @@ impl Queue {
     }
 }
 
-/// When readers are woken for published chunks: `per_reader` of delay for each reader, at
-/// most `max_delay`, or as soon as `bytes` wait. The delay bounds the wake-ups (and writes) a
-/// mount costs per second whatever its audience: `1 / per_reader` a second once the cap is
-/// not reached (33,000 with 30 µs), while a small audience hears every write at once.
+/// When readers are woken for published chunks: at once if the last wake-up is at least the
+/// delay old, else at its end (the delay: `per_reader` for each reader, at most `max_delay`),
+/// or as soon as `bytes` wait. The delay bounds the wake-ups (and writes) a mount costs per
+/// second whatever its audience: `1 / per_reader` a second below the cap (33,000 with 30 µs),
+/// while a small audience hears every write at once, and so does a stream that writes less
+/// often than the delay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Wake {
     /// Longest a published byte waits before readers are woken for it; zero: at once.
@@ -231,6 +235,10 @@ struct Waker {
     armed: AtomicBool,
     /// The running delay's length, in microseconds (set with `armed`).
     delay_us: AtomicU64,
+    /// When readers were last woken for chunks: microseconds since `epoch` (tokio's clock, so
+    /// that tests run it paused).
+    last_wake_us: AtomicU64,
+    epoch: tokio::time::Instant,
     /// The timer task was started (lazily, by the first delayed publish).
     timer: AtomicBool,
     /// Starts a delay in the timer task.
@@ -241,10 +249,15 @@ impl Waker {
     /// Wake readers for everything published, if anything is waiting.
     fn announce(&self) {
         if self.unannounced.swap(0, Ordering::AcqRel) > 0 {
+            self.last_wake_us.store(self.now_us(), Ordering::Release);
             self.queue.write().gather();
             let seq = self.published.load(Ordering::Acquire);
             self.tail.send_modify(|t| t.next_seq = t.next_seq.max(seq));
         }
+    }
+
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX)
     }
 
     /// The timer task: each kick starts a delay at whose end readers are woken. Ends when
@@ -299,6 +312,8 @@ impl Fanout {
                 unannounced: AtomicUsize::new(0),
                 armed: AtomicBool::new(false),
                 delay_us: AtomicU64::new(0),
+                last_wake_us: AtomicU64::new(0),
+                epoch: tokio::time::Instant::now(),
                 timer: AtomicBool::new(false),
                 kick: Notify::new(),
             }),
@@ -342,13 +357,16 @@ impl Fanout {
         let w = &self.waker;
         w.published.fetch_max(next_seq, Ordering::AcqRel);
         let waiting = w.unannounced.fetch_add(len, Ordering::AcqRel) + len;
-        let delay = w.wake.delay(w.tail.receiver_count());
-        let at_once = delay.is_zero() || waiting >= w.wake.bytes || next_seq == 1;
+        let delay = w.wake.delay(w.tail.receiver_count()).as_micros() as u64;
+        let since = w
+            .now_us()
+            .saturating_sub(w.last_wake_us.load(Ordering::Acquire));
+        let at_once = since >= delay || waiting >= w.wake.bytes || next_seq == 1;
         if at_once || !self.start_timer() {
             w.announce();
         } else if !w.armed.load(Ordering::Acquire) {
-            w.delay_us
-                .store(delay.as_micros() as u64, Ordering::Release);
+            // Until the delay since the last wake-up is over.
+            w.delay_us.store(delay - since, Ordering::Release);
             if !w.armed.swap(true, Ordering::AcqRel) {
                 w.kick.notify_one();
             }
@@ -672,19 +690,38 @@ mod tests {
         // Nothing waiting: the timer wakes no one.
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(!rx.has_changed().expect("open"));
+        // The last wake-up is older than the delay: at once.
+        f.publish(b(100, 0), true, h.clone());
+        assert_eq!(
+            rx.borrow_and_update().next_seq,
+            4,
+            "after a quiet spell: at once"
+        );
         // Enough bytes wake at once.
         f.publish(b(600, 0), true, h.clone());
         assert!(!rx.has_changed().expect("open"));
         f.publish(b(600, 0), true, h.clone());
-        assert_eq!(rx.borrow_and_update().next_seq, 5, "1,200 bytes: at once");
+        assert_eq!(rx.borrow_and_update().next_seq, 6, "1,200 bytes: at once");
         // The delay started by the first of them ends with nothing to announce.
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert!(!rx.has_changed().expect("open"));
+        // Within the delay of a wake-up: waits for its end, not a whole delay.
+        f.publish(b(100, 0), true, h.clone());
+        rx.borrow_and_update();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        f.publish(b(100, 0), true, h.clone());
+        assert!(!rx.has_changed().expect("open"));
+        tokio::time::sleep(Duration::from_millis(21)).await;
+        assert_eq!(
+            rx.borrow_and_update().next_seq,
+            8,
+            "50 ms after the last wake-up"
+        );
         // A close does not wait, and carries what was waiting.
         f.publish(b(10, 0), true, h);
         f.close();
         let t = *rx.borrow_and_update();
-        assert_eq!((t.next_seq, t.closed), (6, true));
+        assert_eq!((t.next_seq, t.closed), (9, true));
     }
 
     /// The chunks a wake-up announces are read as one buffer from wherever a reader is among
