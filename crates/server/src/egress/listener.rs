@@ -251,7 +251,9 @@ pub(crate) async fn handle(
         _total: total_guard,
     };
     drop((req, head));
-    shared.tracker.spawn(session.run(rx, shared.clone()));
+    // In the connection's own task until the listener is caught up: then it is parked (no
+    // task at all) and this task ends.
+    session.run(rx, shared).await;
 }
 
 /// `Range: bytes=0-N` with an end: a probe for the first N+1 bytes (`bytes=0-` and other
