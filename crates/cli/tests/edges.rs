@@ -804,9 +804,16 @@ fn status_json_shape() {
 // Shutdown
 // ---------------------------------------------------------------------------------------------
 
+/// A listener that keeps up waits parked with its mount, without a task: a shutdown still
+/// ends it in order (EOF, its access line written before the process exits).
 #[test]
 fn sigterm_shuts_down_cleanly() {
-    let mut agora = Agora::start_with_config("[server]\nshutdown-grace-secs = 2\n");
+    let dir = TempDir::new("agora-sigterm");
+    let log = dir.path().join("access.log");
+    let mut agora = Agora::start_with_config(&format!(
+        "[server]\nshutdown-grace-secs = 2\naccess-log = \"{}\"\n",
+        log.display()
+    ));
     let (fx, file) = fixture("mp3");
     let _src = ffmpeg_push(&agora, &file, "/t.mp3", fx.muxer, false);
     agora.wait_mount("/t.mp3");
@@ -835,6 +842,12 @@ fn sigterm_shuts_down_cleanly() {
     });
     assert_eq!(listener.ended().as_deref(), Some("EOF"));
     assert!(agora.log_has(&["SIGTERM"]), "{}", agora.log());
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("\"GET /t.mp3 HTTP/1.0\" 200 ")),
+        "the listener's access line: {text}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

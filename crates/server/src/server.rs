@@ -54,7 +54,8 @@ impl Server {
             .and_then(|l| l.local_addr().ok())
             .map(|a| a.port())
             .unwrap_or(8000);
-        let registry = Arc::new(Registry::default());
+        let tracker = TaskTracker::new();
+        let registry = Arc::new(Registry::with_tasks(tracker.clone()));
         let started = SystemTime::now();
         let relays = Arc::new(RelayBoard::default());
         let edges = Arc::new(EdgeBoard::default());
@@ -70,7 +71,6 @@ impl Server {
             config.server.access_log.as_deref(),
             metrics.requests.clone(),
         )?;
-        let tracker = TaskTracker::new();
         Ok(Server {
             listeners,
             shared: Arc::new(Shared {

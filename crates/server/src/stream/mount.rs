@@ -300,7 +300,7 @@ pub(crate) struct Mount {
 }
 
 impl Mount {
-    fn new(path: String, policy: MountPolicy, changed: Arc<Notify>) -> Self {
+    fn new(path: String, policy: MountPolicy, changed: Arc<Notify>, tasks: TaskTracker) -> Self {
         let MountPolicy {
             settings,
             overrides,
@@ -315,7 +315,7 @@ impl Mount {
                     bytes: settings.coalesce_bytes,
                 },
             ),
-            parking: Parking::new(),
+            parking: Parking::new(tasks),
             path,
             settings,
             overrides,
@@ -604,10 +604,22 @@ pub(crate) struct Registry {
     /// The grace timers of mounts waiting for a source: tasks the registry owns, cancelled by
     /// [`Registry::close_all`].
     timers: TaskTracker,
+    /// The server's tasks, which a shutdown waits for: the mounts' writers run there (they
+    /// end each parked listener in a task of its own when the mount closes).
+    tasks: TaskTracker,
     closing: CancellationToken,
 }
 
 impl Registry {
+    /// A registry whose mounts run their writers in `tasks` (the server's, so that a
+    /// shutdown waits until every parked listener has ended).
+    pub(crate) fn with_tasks(tasks: TaskTracker) -> Self {
+        Registry {
+            tasks,
+            ..Registry::default()
+        }
+    }
+
     pub(crate) fn get(&self, path: &str) -> Option<Arc<Mount>> {
         self.mounts.read().get(path).cloned()
     }
@@ -639,7 +651,12 @@ impl Registry {
                 m.clone()
             }
             _ => {
-                let m = Arc::new(Mount::new(path.to_string(), policy(), self.changed.clone()));
+                let m = Arc::new(Mount::new(
+                    path.to_string(),
+                    policy(),
+                    self.changed.clone(),
+                    self.tasks.clone(),
+                ));
                 m.source_present.store(true, Ordering::Release);
                 map.insert(path.to_string(), m.clone());
                 m

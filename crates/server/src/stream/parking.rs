@@ -24,12 +24,14 @@
 //!   listener; listeners are written to with the list out of the lock.
 //! - *Closing unparks everyone.* When the mount closes, the writers unpark every listener and
 //!   refuse new ones (a refused listener is unparked at once), so each ends in its own task as
-//!   before.
+//!   before. The writers are the server's tasks: a shutdown waits for them, hence for every
+//!   listener they unpark.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{Notify, watch};
+use tokio_util::task::TaskTracker;
 
 use crate::stream::fanout::{Fanout, Tail};
 use crate::sync::Mutex;
@@ -50,6 +52,9 @@ const YIELD_EVERY: usize = 64;
 /// first listener parked in it).
 pub(crate) struct Parking {
     shards: Box<[Arc<Shard>]>,
+    /// Where the writers run: the server's tasks, which a shutdown waits for, so that it also
+    /// waits for the listeners the writers unpark when the mount closes.
+    tasks: TaskTracker,
 }
 
 struct Shard {
@@ -76,9 +81,10 @@ impl std::fmt::Debug for Parking {
 
 impl Parking {
     /// One shard per core (at most 8): a pass over the listeners runs on every core at once.
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(tasks: TaskTracker) -> Self {
         let n = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 8));
         Parking {
+            tasks,
             shards: (0..n)
                 .map(|_| {
                     Arc::new(Shard {
@@ -96,11 +102,12 @@ impl Parking {
     pub(crate) fn park(&self, fanout: &Fanout, key: u64, cursor: u64, listener: Box<dyn Parked>) {
         let shard = &self.shards[(key % self.shards.len() as u64) as usize];
         if !shard.started.load(Ordering::Acquire) {
-            let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            if tokio::runtime::Handle::try_current().is_err() {
                 return listener.unpark();
-            };
+            }
             if !shard.started.swap(true, Ordering::AcqRel) {
-                rt.spawn(write_loop(shard.clone(), fanout.subscribe()));
+                self.tasks
+                    .spawn(write_loop(shard.clone(), fanout.subscribe()));
             }
         }
         let refused = {
@@ -212,7 +219,7 @@ mod tests {
     #[tokio::test]
     async fn parked_listeners_are_written_at_each_wake_up_and_unparked_when_needed() {
         let f = Arc::new(Fanout::with_wake(1 << 20, Wake::IMMEDIATE));
-        let p = Parking::new();
+        let p = Parking::new(TaskTracker::new());
         let h = StreamHeaders::new(Bytes::new());
         let (tx, mut rx) = mpsc::unbounded_channel();
         let stay = Arc::new(AtomicBool::new(true));
