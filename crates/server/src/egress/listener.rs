@@ -251,9 +251,11 @@ pub(crate) async fn handle(
         _total: total_guard,
     };
     drop((req, head));
-    // In the connection's own task until the listener is caught up: then it is parked (no
-    // task at all) and this task ends.
-    session.run(rx, shared).await;
+    // A task of its own (not the connection's, whose state is larger) until the listener is
+    // caught up: then it is parked, without a task. Running the session in the connection's
+    // task left more memory behind the joins (RSS per listener at 5,000 Ogg Theora listeners:
+    // 1.63-2.45 KiB against 1.64).
+    shared.tracker.spawn(session.run(rx, shared.clone()));
 }
 
 /// `Range: bytes=0-N` with an end: a probe for the first N+1 bytes (`bytes=0-` and other
