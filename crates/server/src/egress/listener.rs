@@ -624,36 +624,53 @@ impl Session {
         );
     }
 
+    /// Queue what the fan-out holds from the cursor (a batch). True with it when a web page's
+    /// listener reached new stream headers: the batch stops before them.
+    fn read_chunks(&mut self) -> (Read, bool) {
+        let mut new_stream = false;
+        // The session's parts borrowed apart: the mount needs no reference count of its own.
+        let Session {
+            ref mount,
+            ref mut pending,
+            ref mut icy,
+            ref mut fill,
+            ref mut sent_headers,
+            page_epoch,
+            cursor,
+            ..
+        } = *self;
+        let read = mount
+            .fanout
+            .read_each(cursor, MAX_BATCH, MAX_CHUNKS, |bytes, headers| {
+                if page_epoch.is_some()
+                    && sent_headers
+                        .as_ref()
+                        .is_some_and(|h| !Arc::ptr_eq(h, headers))
+                {
+                    new_stream = true;
+                }
+                if !new_stream {
+                    queue_chunk(pending, icy, fill, sent_headers, mount, bytes, headers)
+                }
+            });
+        (read, new_stream)
+    }
+
     /// Parked: send what the fan-out holds without waiting (see [`Parked::write_now`]).
     fn write_now(&mut self) -> bool {
         if Client::orders_given_since(self.orders_seen) {
             return false;
         }
         loop {
-            let Session {
-                ref mount,
-                ref mut pending,
-                ref mut icy,
-                ref mut fill,
-                ref mut sent_headers,
-                ..
-            } = *self;
-            match mount
-                .fanout
-                .read_each(self.cursor, MAX_BATCH, MAX_CHUNKS, |bytes, headers| {
-                    queue_chunk(pending, icy, fill, sent_headers, mount, bytes, headers)
-                }) {
+            // Parked listeners have no page epoch: never a new stream to stop at.
+            match self.read_chunks().0 {
                 Read::Data(next) => self.cursor = next,
                 Read::Empty => return true,
                 Read::Closed | Read::Lagged => return false,
             }
             while !self.pending.is_empty() {
                 let mut iov = [IoSlice::new(&[]); MAX_IOV];
-                let mut count = 0;
-                for (slot, b) in iov.iter_mut().zip(self.pending.iter()) {
-                    *slot = IoSlice::new(b);
-                    count += 1;
-                }
+                let count = io_slices(&self.pending, &mut iov);
                 match self.stream.try_send_vectored(&iov[..count]) {
                     Ok(n) if n > 0 => {
                         self.sent += n as u64;
@@ -753,31 +770,7 @@ impl Session {
             // Mark the current tail seen before reading, so a publish after the read wakes us
             // (the version only: reading the value takes the channel's lock).
             rx.mark_unchanged();
-            let mut new_stream = false;
-            let Session {
-                ref mount,
-                ref mut pending,
-                ref mut icy,
-                ref mut fill,
-                ref mut sent_headers,
-                page_epoch,
-                ..
-            } = *self;
-            let read =
-                mount
-                    .fanout
-                    .read_each(self.cursor, MAX_BATCH, MAX_CHUNKS, |bytes, headers| {
-                        if page_epoch.is_some()
-                            && sent_headers
-                                .as_ref()
-                                .is_some_and(|h| !Arc::ptr_eq(h, headers))
-                        {
-                            new_stream = true;
-                        }
-                        if !new_stream {
-                            queue_chunk(pending, icy, fill, sent_headers, mount, bytes, headers)
-                        }
-                    });
+            let (read, new_stream) = self.read_chunks();
             if new_stream {
                 // What was queued before the new stream still goes out.
                 return match self.flush(rx, self.cursor).await {
@@ -869,11 +862,7 @@ impl Session {
                 // an await would live in every listener's task state.
                 let write = std::future::poll_fn(|cx| {
                     let mut iov = [IoSlice::new(&[]); MAX_IOV];
-                    let mut count = 0;
-                    for (slot, b) in iov.iter_mut().zip(self.pending.iter()) {
-                        *slot = IoSlice::new(b);
-                        count += 1;
-                    }
+                    let count = io_slices(&self.pending, &mut iov);
                     self.stream.poll_send_vectored(cx, &iov[..count])
                 });
                 tokio::select! {
@@ -966,6 +955,16 @@ fn queue_chunk(
         None => pending.push_back(bytes.clone()),
         Some(icy) => icy.splice(bytes, || mount.title(), pending),
     }
+}
+
+/// Point `iov` at the first buffers of `pending`; how many.
+fn io_slices<'a>(pending: &'a VecDeque<Bytes>, iov: &mut [IoSlice<'a>; MAX_IOV]) -> usize {
+    let mut count = 0;
+    for (slot, b) in iov.iter_mut().zip(pending.iter()) {
+        *slot = IoSlice::new(b);
+        count += 1;
+    }
+    count
 }
 
 /// A write took `n` bytes: drop them from the front of `pending` (whole items, then the start
