@@ -59,6 +59,34 @@ pub(crate) struct FloorArgs {
     /// Icecast's queue-size).
     #[arg(long, default_value_t = 512 * 1024)]
     queue: u64,
+    /// How a chunk reaches a listener's socket (issue #12's kernel offload experiments):
+    /// `write(2)` from the chunk's memory, `sendfile(2)` from a memfd holding the stream's
+    /// recent bytes (the sender copies nothing), or `send(2)` with `MSG_ZEROCOPY`.
+    #[arg(long, value_enum, default_value_t = SendMode::Write)]
+    send: SendMode,
+    /// `SO_SNDBUF` of every listener socket (the kernel doubles it); default: auto-tuned.
+    #[arg(long)]
+    sndbuf: Option<usize>,
+    /// `TCP_NOTSENT_LOWAT` of every listener socket, in bytes; default: unset.
+    #[arg(long)]
+    notsent_lowat: Option<u32>,
+}
+
+/// How chunks are written to listeners (see [`FloorArgs::send`]).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SendMode {
+    Write,
+    Sendfile,
+    Zerocopy,
+}
+
+/// Socket and send options of the listeners.
+#[derive(Clone, Copy, Debug)]
+struct Opts {
+    queue: u64,
+    send: SendMode,
+    sndbuf: Option<usize>,
+    notsent_lowat: Option<u32>,
 }
 
 /// Longest request head read.
@@ -83,7 +111,13 @@ pub(crate) fn run(args: FloorArgs) -> Result<()> {
     let threads = args.threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
-    let (addr, shared) = start(args.listen, threads, args.queue)?;
+    let opts = Opts {
+        queue: args.queue,
+        send: args.send,
+        sndbuf: args.sndbuf,
+        notsent_lowat: args.notsent_lowat,
+    };
+    let (addr, shared) = start(args.listen, threads, opts)?;
     println!("floor listening on {addr}");
     let signal = signals.wait().context("waiting for a signal")?;
     let s = &shared.stats;
@@ -102,7 +136,7 @@ pub(crate) fn run(args: FloorArgs) -> Result<()> {
 }
 
 /// Binds, starts the acceptor and `threads` workers; returns the bound address.
-fn start(listen: SocketAddr, threads: usize, queue: u64) -> Result<(SocketAddr, Arc<Shared>)> {
+fn start(listen: SocketAddr, threads: usize, opts: Opts) -> Result<(SocketAddr, Arc<Shared>)> {
     let threads = threads.max(1);
     let sock = socket2::Socket::new(
         socket2::Domain::for_address(listen),
@@ -123,11 +157,17 @@ fn start(listen: SocketAddr, threads: usize, queue: u64) -> Result<(SocketAddr, 
             conns: Mutex::new(Vec::new()),
         });
     }
+    let file = match opts.send {
+        SendMode::Sendfile => Some(memfd()?),
+        _ => None,
+    };
     let shared = Arc::new(Shared {
         ring: Mutex::new(Ring::default()),
         workers,
         stats: Stats::default(),
-        queue,
+        queue: opts.queue,
+        opts,
+        file,
     });
     for id in 0..threads {
         let mut w = Worker::new(id, shared.clone())?;
@@ -148,6 +188,9 @@ struct Shared {
     workers: Vec<Inbox>,
     stats: Stats,
     queue: u64,
+    opts: Opts,
+    /// With `--send sendfile`: every stream byte at its stream offset, old pages punched out.
+    file: Option<std::fs::File>,
 }
 
 impl Shared {
@@ -182,7 +225,11 @@ struct Ring {
     chunks: VecDeque<Bytes>,
     /// Sequence number of `chunks[0]`.
     first: u64,
+    /// Stream offset of `chunks[0]`'s first byte (every source's bytes, one after the other).
+    first_offset: u64,
     bytes: u64,
+    /// File bytes before this offset were punched out (`--send sendfile`).
+    punched: u64,
     header: Bytes,
     content_type: String,
     /// Bumped whenever `header` or `content_type` changes.
@@ -203,6 +250,7 @@ impl Ring {
             && self.bytes - front.len() as u64 >= keep
         {
             self.bytes -= front.len() as u64;
+            self.first_offset += front.len() as u64;
             self.chunks.pop_front();
             self.first += 1;
         }
@@ -218,6 +266,7 @@ fn accept_loop(listener: &TcpListener, shared: &Shared) {
                     continue;
                 }
                 let _ = sock.set_nodelay(true);
+                set_options(&sock, &shared.opts);
                 let w = &shared.workers[next];
                 next = (next + 1) % shared.workers.len();
                 w.conns.lock().unwrap_or_else(|p| p.into_inner()).push(sock);
@@ -345,6 +394,8 @@ struct Worker {
     round: usize,
     /// Bytes written since the last flush to `Stats`.
     out: u64,
+    /// `--send zerocopy`: chunks no listener needs, whose memory the kernel may still read.
+    retired: (VecDeque<Bytes>, u64),
 }
 
 impl Worker {
@@ -367,6 +418,7 @@ impl Worker {
             dirty: false,
             round: 0,
             out: 0,
+            retired: (VecDeque::new(), 0),
         })
     }
 
@@ -449,11 +501,17 @@ impl Worker {
             self.close_all_listeners();
             return self.sync();
         }
-        let from = self.next.max(ring.first);
-        for chunk in ring.chunks.range((from - ring.first) as usize..) {
-            let start = self.local.end;
-            self.local.end += chunk.len() as u64;
+        let from = (self.next.max(ring.first) - ring.first) as usize;
+        let mut start = ring.first_offset
+            + ring
+                .chunks
+                .range(..from)
+                .map(|c| c.len() as u64)
+                .sum::<u64>();
+        for chunk in ring.chunks.range(from..) {
             self.local.chunks.push_back((start, chunk.clone()));
+            start += chunk.len() as u64;
+            self.local.end = start;
             self.dirty = true;
         }
         self.next = ring.end();
@@ -505,7 +563,13 @@ impl Worker {
                 self.read_head(slot);
             }
             Some(Some(Conn::Listener(l))) => {
-                if flags.intersects(EpollFlags::EPOLLERR | EpollFlags::EPOLLHUP) {
+                // Zero-copy completions arrive on the socket's error queue, as EPOLLERR.
+                if self.shared.opts.send == SendMode::Zerocopy
+                    && flags.contains(EpollFlags::EPOLLERR)
+                    && !flags.contains(EpollFlags::EPOLLHUP)
+                    && drain_completions(&l.sock)
+                {
+                } else if flags.intersects(EpollFlags::EPOLLERR | EpollFlags::EPOLLHUP) {
                     return self.close(slot, Why::Left);
                 }
                 // A listener has nothing to say: drain what it sends, notice when it leaves.
@@ -515,7 +579,7 @@ impl Worker {
                 }
                 if flags.contains(EpollFlags::EPOLLOUT) && l.blocked {
                     l.blocked = false;
-                    if flush(l, &self.local, &mut self.out).is_err() {
+                    if flush(l, &self.local, &mut self.out, how(&self.shared)).is_err() {
                         self.close(slot, Why::Left);
                     }
                 }
@@ -564,7 +628,7 @@ impl Worker {
                     off: 0,
                     blocked: false,
                 };
-                if flush(&mut l, &self.local, &mut self.out).is_ok() {
+                if flush(&mut l, &self.local, &mut self.out, how(&self.shared)).is_ok() {
                     self.conns[slot] = Some(Conn::Listener(l));
                 } else {
                     self.free.push(slot);
@@ -618,7 +682,7 @@ impl Worker {
             let Some(Conn::Listener(l)) = &mut self.conns[slot] else {
                 continue;
             };
-            let ok = l.blocked || flush(l, &self.local, &mut self.out).is_ok();
+            let ok = l.blocked || flush(l, &self.local, &mut self.out, how(&self.shared)).is_ok();
             if !ok {
                 self.close(slot, Why::Left);
             } else if self.local.lag(l) > queue {
@@ -628,23 +692,39 @@ impl Worker {
             }
         }
         while self.local.base < min_seq {
-            self.local.chunks.pop_front();
+            if let Some((_, chunk)) = self.local.chunks.pop_front()
+                && self.shared.opts.send == SendMode::Zerocopy
+            {
+                // The kernel may still read a zero-copy chunk's memory: kept a while longer.
+                self.retired.1 += chunk.len() as u64;
+                self.retired.0.push_back(chunk);
+                while self.retired.1 > 2 * queue
+                    && let Some(old) = self.retired.0.pop_front()
+                {
+                    self.retired.1 -= old.len() as u64;
+                }
+            }
             self.local.base += 1;
         }
     }
 }
 
 /// Writes what `l` has pending until it is caught up or its socket is full.
-fn flush(l: &mut Listener, local: &Local, out: &mut u64) -> std::io::Result<()> {
+fn flush(l: &mut Listener, local: &Local, out: &mut u64, how: How<'_>) -> std::io::Result<()> {
     loop {
-        let buf = match &l.pre {
-            Some((pre, at)) => &pre[*at..],
+        let (buf, offset) = match &l.pre {
+            Some((pre, at)) => (&pre[*at..], None),
             None => match local.chunks.get((l.seq - local.base) as usize) {
-                Some((_, chunk)) => &chunk[l.off..],
+                Some((start, chunk)) => (&chunk[l.off..], Some(start + l.off as u64)),
                 None => return Ok(()),
             },
         };
-        match (&l.sock).write(buf) {
+        let result = match (how, offset) {
+            (How::Sendfile(file), Some(at)) => sendfile(&l.sock, file, at, buf.len()),
+            (How::Zerocopy, Some(_)) => send_zerocopy(&l.sock, buf),
+            _ => (&l.sock).write(buf),
+        };
+        match result {
             Ok(0) => return Err(ErrorKind::WriteZero.into()),
             Ok(n) => {
                 *out += n as u64;
@@ -664,6 +744,91 @@ fn flush(l: &mut Listener, local: &Local, out: &mut u64) -> std::io::Result<()> 
             Err(e) => return Err(e),
         }
     }
+}
+
+/// How [`flush`] sends stream chunks (the response head and stream header are always written).
+#[derive(Clone, Copy)]
+enum How<'a> {
+    Write,
+    Sendfile(&'a std::fs::File),
+    Zerocopy,
+}
+
+fn how(shared: &Shared) -> How<'_> {
+    match (shared.opts.send, &shared.file) {
+        (SendMode::Sendfile, Some(file)) => How::Sendfile(file),
+        (SendMode::Zerocopy, _) => How::Zerocopy,
+        _ => How::Write,
+    }
+}
+
+fn set_options(sock: &TcpStream, opts: &Opts) {
+    let sock2 = socket2::SockRef::from(sock);
+    if let Some(size) = opts.sndbuf {
+        let _ = sock2.set_send_buffer_size(size);
+    }
+    if let Some(lowat) = opts.notsent_lowat {
+        let _ = sock2.set_tcp_notsent_lowat(lowat);
+    }
+    if opts.send == SendMode::Zerocopy {
+        let _ = crate::kernel::set_zerocopy(sock);
+    }
+}
+
+/// An anonymous in-memory file for `--send sendfile`.
+fn memfd() -> Result<std::fs::File> {
+    let fd = nix::sys::memfd::memfd_create(c"agora-floor", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+        .context("memfd_create")?;
+    Ok(fd.into())
+}
+
+/// Frees the memfd's pages far behind the stream (twice the queue): no listener can still
+/// need them, and a page an unsent segment holds stays alive by its own reference. Whole
+/// pages only: punching part of a page would zero bytes a segment may still carry.
+fn punch_behind(file: &std::fs::File, ring: &mut Ring, queue: u64) {
+    use nix::fcntl::FallocateFlags as F;
+    const PAGE: u64 = 4096;
+    let limit = ring.first_offset.saturating_sub(2 * queue) / PAGE * PAGE;
+    if limit <= ring.punched + 64 * PAGE {
+        return;
+    }
+    let (at, len) = (
+        ring.punched as libc::off_t,
+        (limit - ring.punched) as libc::off_t,
+    );
+    if nix::fcntl::fallocate(
+        file,
+        F::FALLOC_FL_PUNCH_HOLE | F::FALLOC_FL_KEEP_SIZE,
+        at,
+        len,
+    )
+    .is_ok()
+    {
+        ring.punched = limit;
+    }
+}
+
+fn sendfile(sock: &TcpStream, file: &std::fs::File, at: u64, len: usize) -> std::io::Result<usize> {
+    let mut offset = at as libc::off_t;
+    nix::sys::sendfile::sendfile(sock, file, Some(&mut offset), len).map_err(Into::into)
+}
+
+fn send_zerocopy(sock: &TcpStream, buf: &[u8]) -> std::io::Result<usize> {
+    // The chunk `buf` is part of is kept alive (retired) long after the kernel's last read.
+    socket2::SockRef::from(sock).send_with_flags(buf, libc::MSG_ZEROCOPY | libc::MSG_NOSIGNAL)
+}
+
+/// Reads the zero-copy completions off a socket's error queue (a bounded number of them);
+/// false if the socket has a real error.
+fn drain_completions(sock: &TcpStream) -> bool {
+    let sock2 = socket2::SockRef::from(sock);
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 64];
+    for _ in 0..64 {
+        if let Err(e) = sock2.recv_with_flags(&mut buf, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) {
+            return e.kind() == ErrorKind::WouldBlock && sock.take_error().ok().flatten().is_none();
+        }
+    }
+    true
 }
 
 /// Reads and discards what a listener sent; false once it closed or failed.
@@ -747,7 +912,17 @@ fn publish(shared: &Shared, capture: &mut Option<Capture>, data: &[u8]) {
     let header = capture_header(capture, data);
     {
         let mut ring = shared.ring();
+        if let Some(file) = &shared.file {
+            use std::os::unix::fs::FileExt;
+            let end = ring.first_offset + ring.bytes;
+            if file.write_all_at(data, end).is_err() {
+                eprintln!("floor: cannot write the memfd");
+            }
+        }
         ring.push(chunk, shared.queue);
+        if let Some(file) = &shared.file {
+            punch_behind(file, &mut ring, shared.queue);
+        }
         if let Some(h) = header {
             ring.header = h;
             ring.epoch += 1;
@@ -802,8 +977,14 @@ mod tests {
     }
 
     /// Starts a floor and a source; returns the floor's address and the source socket.
-    fn floor_with_source(queue: u64) -> (SocketAddr, Arc<Shared>, TcpStream) {
-        let (addr, shared) = start("127.0.0.1:0".parse().expect("addr"), 2, queue).expect("floor");
+    fn floor_with_source(queue: u64, send: SendMode) -> (SocketAddr, Arc<Shared>, TcpStream) {
+        let opts = Opts {
+            queue,
+            send,
+            sndbuf: None,
+            notsent_lowat: None,
+        };
+        let (addr, shared) = start("127.0.0.1:0".parse().expect("addr"), 2, opts).expect("floor");
         let mut src = TcpStream::connect(addr).expect("source");
         src.write_all(
             b"PUT /x HTTP/1.1\r\nContent-Type: audio/test\r\nExpect: 100-continue\r\n\r\n",
@@ -840,9 +1021,16 @@ mod tests {
         }
     }
 
+    /// With every way of sending (a write, a `sendfile` from the memfd, a zero-copy send).
     #[test]
     fn listeners_get_the_head_the_header_then_every_chunk_from_their_join() {
-        let (addr, shared, mut src) = floor_with_source(512 * 1024);
+        for send in [SendMode::Write, SendMode::Sendfile, SendMode::Zerocopy] {
+            every_chunk_from_the_join(send);
+        }
+    }
+
+    fn every_chunk_from_the_join(send: SendMode) {
+        let (addr, shared, mut src) = floor_with_source(512 * 1024, send);
         // Not a recognisable format: the header stays "the stream so far" until 256 KiB.
         src.write_all(b"early bytes").expect("write");
         while shared.stats.bytes_in.load(Relaxed) < 11 {
@@ -872,7 +1060,7 @@ mod tests {
 
     #[test]
     fn a_listener_that_stops_reading_is_closed_and_the_others_keep_up() {
-        let (addr, shared, mut src) = floor_with_source(256 * 1024);
+        let (addr, shared, mut src) = floor_with_source(256 * 1024, SendMode::Write);
         let mut fast = listen(addr);
         // Small socket buffers, so the queue, not the kernel, is what it runs out of.
         let stalled = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)

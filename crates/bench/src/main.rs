@@ -23,6 +23,7 @@
 
 mod counters;
 mod floor;
+mod kernel;
 mod keys;
 mod source;
 mod stream_format;

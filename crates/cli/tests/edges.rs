@@ -516,6 +516,64 @@ fn corrupt_ogg_page_is_dropped() {
     drop(s);
 }
 
+/// Parked listeners are sent large ranges with `sendfile` from the mount's in-memory file
+/// (here every range: `sendfile-min-bytes = 1`): what a listener gets is still the source's
+/// bytes in order, byte for byte, also after it stopped reading long enough for a `sendfile`
+/// to be cut short by its full socket, and the metric counts what went that way.
+#[test]
+fn bytes_sent_from_the_in_memory_file_are_the_sources() {
+    let agora = Agora::start_with_config(
+        "[mount-defaults]\nsendfile-min-bytes = 1\nqueue-size = 33554432\n",
+    );
+    let (s, head) = raw_source(agora.addr, "/sf", "PUT", &[]);
+    assert!(head.starts_with("HTTP/1.0 200 OK\r\n"), "{head}");
+    const TICK: usize = 200_000;
+    let _src = PacedSource::spawn(s, TICK);
+    agora.wait_mount("/sf");
+    // A small receive window: the server's send buffer (at most 4 MB) is what fills.
+    let sock =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    sock.set_recv_buffer_size(32 * 1024).expect("SO_RCVBUF");
+    sock.connect(&agora.addr.into()).expect("connect");
+    let mut l: TcpStream = sock.into();
+    l.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    l.write_all(request("GET", "/sf", &[]).as_bytes())
+        .expect("send");
+    assert!(read_head(&mut l).starts_with("HTTP/1.0 200 OK\r\n"));
+    let mut got = vec![0u8; 12 << 20];
+    l.read_exact(&mut got[..400 * 1024]).expect("stream bytes");
+    // 4 MB/s while the listener reads nothing: more than its socket's buffers hold.
+    std::thread::sleep(Duration::from_secs(2));
+    l.read_exact(&mut got[400 * 1024..]).expect("stream bytes");
+    // What the source wrote, tick by tick (the seeds `PacedSource` uses).
+    let mut sent = Vec::new();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    while sent.len() < 48 << 20 {
+        seed = seed.wrapping_add(1);
+        sent.extend(xorshift_bytes(TICK, seed));
+    }
+    let at = sent
+        .windows(64)
+        .position(|w| w == &got[..64])
+        .expect("the listener's first bytes are the source's");
+    assert!(
+        sent[at..at + got.len()] == got[..],
+        "the listener's bytes are not a run of the source's"
+    );
+    let (_, _, body) = http_get(agora.addr, "/metrics", &[]);
+    let body = String::from_utf8_lossy(&body);
+    let from_file: f64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("agora_mount_sent_from_file_bytes_total{mount=\"/sf\"} "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sendfile counter in\n{body}"));
+    assert!(
+        from_file >= 100_000.0,
+        "{from_file} bytes sent from the file"
+    );
+}
+
 #[test]
 fn garbage_bytes_are_relayed_opaquely_and_others_unaffected() {
     let agora = Agora::start();

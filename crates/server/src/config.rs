@@ -41,6 +41,9 @@ pub(crate) const DEFAULT_ICY_METAINT: usize = 16000;
 pub(crate) const DEFAULT_COALESCE_MS: u64 = 150;
 /// How many waiting bytes wake listeners at once (a video page or cluster, a burst of audio).
 pub(crate) const DEFAULT_COALESCE_BYTES: usize = 4096;
+/// Measured with the floor: from about 12 KB on, a `sendfile` costs less than a copy (a 34 KB
+/// WebM cluster ~30% less); below, more (BENCHMARKS.md).
+pub(crate) const DEFAULT_SENDFILE_MIN_BYTES: usize = 16 * 1024;
 
 /// The whole configuration file (`agora serve --config`); every field has a safe default.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -322,6 +325,9 @@ pub struct MountSettings {
     /// what their player needs to start (32 KiB blocks) get padding that completes each block
     /// in time: first sound at once, at the cost of extra bytes to those listeners.
     pub browser_fill: bool,
+    /// Parked listeners send ranges of at least this many bytes with `sendfile` from an
+    /// in-memory copy of the queue (0: never, and no copy is kept).
+    pub sendfile_min_bytes: usize,
 }
 
 impl Default for MountSettings {
@@ -338,6 +344,7 @@ impl Default for MountSettings {
             coalesce_ms: DEFAULT_COALESCE_MS,
             coalesce_bytes: DEFAULT_COALESCE_BYTES,
             browser_fill: true,
+            sendfile_min_bytes: DEFAULT_SENDFILE_MIN_BYTES,
         }
     }
 }
@@ -386,6 +393,7 @@ pub struct MountConfig {
     pub coalesce_ms: Option<u64>,
     pub coalesce_bytes: Option<usize>,
     pub browser_fill: Option<bool>,
+    pub sendfile_min_bytes: Option<usize>,
     /// Overrides the source's `ice-name`.
     pub stream_name: Option<String>,
     pub stream_description: Option<String>,
@@ -544,6 +552,7 @@ impl Config {
                 coalesce_ms: m.coalesce_ms.unwrap_or(d.coalesce_ms),
                 coalesce_bytes: m.coalesce_bytes.unwrap_or(d.coalesce_bytes),
                 browser_fill: m.browser_fill.unwrap_or(d.browser_fill),
+                sendfile_min_bytes: m.sendfile_min_bytes.unwrap_or(d.sendfile_min_bytes),
             },
         }
     }

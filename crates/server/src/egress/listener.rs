@@ -662,6 +662,29 @@ impl Session {
             return false;
         }
         loop {
+            // Large ranges go from the mount's in-memory file, without a copy.
+            if let Some((offset, len, next)) = self.plain_range() {
+                let sent = self.stream.try_send_file(&self.mount.fanout, offset, len);
+                if let Ok(n) = sent {
+                    self.mount.bytes_sent_from_file.add(n as u64);
+                }
+                match sent {
+                    Ok(n) if n == len => {
+                        self.count_sent(n);
+                        self.cursor = next;
+                    }
+                    Ok(n) if n > 0 => {
+                        self.count_sent(n);
+                        self.sent_part(n);
+                        return false;
+                    }
+                    _ => return false,
+                }
+                if self.cursor >= self.mount.fanout.published() {
+                    return true;
+                }
+                continue;
+            }
             // Parked listeners have no page epoch: never a new stream to stop at.
             match self.read_chunks().0 {
                 Read::Data(next) => self.cursor = next,
@@ -673,8 +696,7 @@ impl Session {
                 let count = io_slices(&self.pending, &mut iov);
                 match self.stream.try_send_vectored(&iov[..count]) {
                     Ok(n) if n > 0 => {
-                        self.sent += n as u64;
-                        self.mount.bytes_sent.add(n as u64);
+                        self.count_sent(n);
                         consume(&mut self.pending, n);
                     }
                     // Full (its task waits for room), closed or failed (its task ends).
@@ -685,6 +707,44 @@ impl Session {
                 return true;
             }
         }
+    }
+
+    fn count_sent(&mut self, n: usize) {
+        self.sent += n as u64;
+        self.mount.bytes_sent.add(n as u64);
+    }
+
+    /// The range of stream bytes to send from the mount's in-memory file, as (stream offset,
+    /// length, cursor after it): when the listener takes the stream as it is (no ICY
+    /// metadata, no browser fill, nothing pending, no new headers) and it is at least the
+    /// mount's `sendfile-min-bytes`.
+    fn plain_range(&self) -> Option<(u64, usize, u64)> {
+        let min = self.mount.settings.sendfile_min_bytes;
+        if min == 0 || self.icy.is_some() || self.fill.is_some() || !self.pending.is_empty() {
+            return None;
+        }
+        let headers = self.sent_headers.as_ref()?;
+        self.mount
+            .fanout
+            .plain_range(self.cursor, headers, min, MAX_BATCH, MAX_CHUNKS)
+    }
+
+    /// A `sendfile` from the cursor took `n` bytes, not the whole range: the rest becomes
+    /// pending, as if those bytes had been queued and written.
+    fn sent_part(&mut self, n: usize) {
+        let mut have = 0;
+        while have < n {
+            match self.read_chunks().0 {
+                Read::Data(next) => {
+                    self.cursor = next;
+                    have = self.pending.iter().map(Bytes::len).sum();
+                }
+                // The queue moved past the range between two calls (a reader is never that
+                // slow): the lag policy applies.
+                _ => break,
+            }
+        }
+        consume(&mut self.pending, n);
     }
 
     /// Stream until the listener leaves, lags (with the disconnect policy) or the mount closes

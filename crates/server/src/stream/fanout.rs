@@ -36,6 +36,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::stream::spool::Spool;
 use crate::sync::RwLock;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{Notify, watch};
@@ -217,6 +218,8 @@ impl Wake {
 pub(crate) struct Fanout {
     queue: Arc<RwLock<Queue>>,
     waker: Arc<Waker>,
+    /// The queue's bytes in an in-memory file, for `sendfile` (see [`Fanout::spooled`]).
+    spool: Option<Spool>,
 }
 
 /// Wakes readers, at once or after the coalescing delay (see [`Wake`]). Shared with the timer
@@ -317,7 +320,17 @@ impl Fanout {
                 timer: AtomicBool::new(false),
                 kick: Notify::new(),
             }),
+            spool: None,
         }
+    }
+
+    /// Also keep the queue's bytes in an in-memory file (see [`spool`](crate::stream::spool)),
+    /// if one can be made, so that listeners can send large ranges with [`Fanout::send_file`].
+    /// `queue_size` is the queue's (the queue's lock is not taken: a mount is made under the
+    /// registry's).
+    pub(crate) fn spooled(mut self, queue_size: usize) -> Self {
+        self.spool = Spool::new(queue_size);
+        self
     }
 
     /// A receiver that changes when readers are woken: for published chunks (see [`Wake`]),
@@ -336,6 +349,9 @@ impl Fanout {
             let mut q = self.queue.write();
             let len = bytes.len();
             let offset = q.end_offset;
+            if let Some(spool) = &self.spool {
+                spool.append(offset, &bytes);
+            }
             q.entries.push_back(Entry {
                 offset,
                 bytes,
@@ -351,6 +367,9 @@ impl Fanout {
                     q.held -= old.bytes.len();
                     q.first_seq += 1;
                 }
+            }
+            if let (Some(spool), Some(front)) = (&self.spool, q.entries.front()) {
+                spool.forget_before(front.offset);
             }
             (q.first_seq + q.entries.len() as u64, len)
         };
@@ -527,6 +546,53 @@ impl Fanout {
             }
         }
         Read::Data(seq)
+    }
+
+    /// For a reader at `cursor` that sends the stream's bytes as they are (no metadata or
+    /// padding spliced in) and last sent `headers`: the stream range [`read_each`] would hand
+    /// it with the same limits, as (stream offset, length, cursor after it), when the mount is
+    /// spooled, the range is at least `min` bytes, and every chunk in it belongs to `headers`.
+    ///
+    /// [`read_each`]: Fanout::read_each
+    pub(crate) fn plain_range(
+        &self,
+        cursor: u64,
+        headers: &Arc<StreamHeaders>,
+        min: usize,
+        max_bytes: usize,
+        max_chunks: usize,
+    ) -> Option<(u64, usize, u64)> {
+        if !self.spool.as_ref().is_some_and(Spool::ok) {
+            return None;
+        }
+        let q = self.queue.read();
+        let first = q.entries.get(cursor.checked_sub(q.first_seq)? as usize)?;
+        let (mut len, mut seq) = (0usize, cursor);
+        while let Some(e) = q.entries.get((seq - q.first_seq) as usize) {
+            if !Arc::ptr_eq(&e.headers, headers)
+                || (len > 0
+                    && (len + e.bytes.len() > max_bytes || seq - cursor >= max_chunks as u64))
+            {
+                break;
+            }
+            len += e.bytes.len();
+            seq += 1;
+        }
+        (len >= min).then_some((first.offset, len, seq))
+    }
+
+    /// Send `len` stream bytes from stream offset `offset` to `sock` from the spool (see
+    /// [`Fanout::plain_range`]), without blocking if `sock` does not: how many were sent.
+    pub(crate) fn send_file(
+        &self,
+        sock: impl std::os::fd::AsFd,
+        offset: u64,
+        len: usize,
+    ) -> std::io::Result<usize> {
+        match &self.spool {
+            Some(spool) => spool.send_to(sock, offset, len),
+            None => Err(std::io::ErrorKind::Unsupported.into()),
+        }
     }
 
     /// True when `cursor` has fallen off the queue's front.

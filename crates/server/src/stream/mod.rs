@@ -5,6 +5,7 @@
 //!   period.
 //! - [`ending`]: why a source or a listener ended, tagged by origin.
 //! - [`fanout`]: the per-mount queue of `Bytes` every listener reads through its own cursor.
+//! - [`spool`]: a mount's recent bytes in an in-memory file, for `sendfile`.
 //! - [`parking`]: caught-up listeners wait with their mount, without a task, and the mount's
 //!   writers send them each wake-up's chunks.
 
@@ -12,3 +13,4 @@ pub(crate) mod ending;
 pub(crate) mod fanout;
 pub(crate) mod mount;
 pub(crate) mod parking;
+pub(crate) mod spool;

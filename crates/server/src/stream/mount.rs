@@ -287,6 +287,8 @@ pub(crate) struct Mount {
     pub(crate) bytes_read: AtomicU64,
     /// Added to by every listener write: sharded (see [`ShardedCounter`]).
     pub(crate) bytes_sent: ShardedCounter,
+    /// Of those, sent with `sendfile` (see [`spool`](crate::stream::spool)).
+    pub(crate) bytes_sent_from_file: ShardedCounter,
     /// The source's bitrate over its last few seconds (bits/s), 0 without a source.
     pub(crate) ingest_bps: AtomicU64,
     /// Listeners by id. A B-tree rather than a hash table: it grows in small nodes, where a
@@ -307,14 +309,21 @@ impl Mount {
             ..
         } = policy;
         Mount {
-            fanout: Fanout::with_wake(
-                settings.queue_size,
-                Wake {
-                    max_delay: Duration::from_millis(settings.coalesce_ms),
-                    per_reader: COALESCE_PER_LISTENER,
-                    bytes: settings.coalesce_bytes,
-                },
-            ),
+            fanout: {
+                let fanout = Fanout::with_wake(
+                    settings.queue_size,
+                    Wake {
+                        max_delay: Duration::from_millis(settings.coalesce_ms),
+                        per_reader: COALESCE_PER_LISTENER,
+                        bytes: settings.coalesce_bytes,
+                    },
+                );
+                if settings.sendfile_min_bytes > 0 {
+                    fanout.spooled(settings.queue_size)
+                } else {
+                    fanout
+                }
+            },
             parking: Parking::new(tasks),
             path,
             settings,
@@ -340,6 +349,7 @@ impl Mount {
             slow_listeners: AtomicU64::new(0),
             bytes_read: AtomicU64::new(0),
             bytes_sent: ShardedCounter::default(),
+            bytes_sent_from_file: ShardedCounter::default(),
             ingest_bps: AtomicU64::new(0),
             clients: Mutex::new(BTreeMap::new()),
             changed,

@@ -335,7 +335,7 @@ impl Collector for MountCollector {
         }
 
         type Count = fn(&mount::Mount) -> u64;
-        let counters: [(&str, &str, Count); 3] = [
+        let counters: [(&str, &str, Count); 4] = [
             (
                 "mount_received_bytes",
                 "Stream bytes received from sources",
@@ -344,6 +344,11 @@ impl Collector for MountCollector {
             ("mount_sent_bytes", "Bytes sent to listeners", |m| {
                 m.bytes_sent.get()
             }),
+            (
+                "mount_sent_from_file_bytes",
+                "Bytes sent to listeners with sendfile, from the mount's in-memory file (included in mount_sent_bytes)",
+                |m| m.bytes_sent_from_file.get(),
+            ),
             (
                 "mount_listeners_lagged",
                 "Listeners cut off (or skipped ahead) for falling more than queue-size behind",

@@ -14,6 +14,8 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::stream::fanout::Fanout;
+
 /// A client's connection.
 #[derive(Debug)]
 pub(crate) enum Connection {
@@ -59,6 +61,20 @@ impl Connection {
 impl Connection {
     /// [`Connection::poll_send_vectored`] without waiting: `WouldBlock` when the socket is
     /// full (or known not to be writable yet).
+    /// `sendfile` of a mount's stream range (see [`Fanout::send_file`]) without waiting.
+    pub(crate) fn try_send_file(
+        &self,
+        fanout: &Fanout,
+        offset: u64,
+        len: usize,
+    ) -> std::io::Result<usize> {
+        match self {
+            Connection::Plain(s) => s.try_io(tokio::io::Interest::WRITABLE, || {
+                fanout.send_file(s, offset, len)
+            }),
+        }
+    }
+
     pub(crate) fn try_send_vectored(&self, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
         match self {
             Connection::Plain(s) => s.try_io(tokio::io::Interest::WRITABLE, || match bufs {
