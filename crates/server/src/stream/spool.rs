@@ -3,7 +3,7 @@
 //! instead of copying the bytes into every listener's socket (#12's kernel offload).
 //!
 //! Measured with the floor (`agora-bench floor --send sendfile`, BENCHMARKS.md): a 34 KB WebM
-//! cluster costs ~30% less CPU per byte sent this way than with a `write`, a 12 KB Ogg page
+//! cluster costs 10-30% less CPU per byte sent this way than with a `write`, a 12 KB Ogg page
 //! ~5%, an 8 KB page the same, and a few hundred bytes of radio ~12% more. Listeners therefore
 //! use it only for writes of at least the mount's `sendfile-min-bytes`.
 //!
@@ -14,8 +14,8 @@
 //! - *Bounded.* Pages more than `keep` bytes behind the queue's front are punched out (whole
 //!   pages only: punching part of a page would zero bytes an unsent segment may still carry).
 //!   A page that a socket's unsent segment references stays alive by its own reference, so a
-//!   punch never changes bytes in flight; `keep` (twice the queue, at least 1 MiB) is far more
-//!   than a reader can fall behind between finding its range and sending it.
+//!   punch never changes bytes in flight; `keep` (half the queue, at least 1 MiB) is far more
+//!   than is published between a reader finding its range in the queue and sending it.
 //! - *Failure falls back.* If the file cannot take a chunk (memory limits), the spool is
 //!   marked broken and listeners write from memory as before.
 
@@ -46,7 +46,7 @@ impl Spool {
         Some(Spool {
             file: file.into(),
             punched: AtomicU64::new(0),
-            keep: (2 * queue_size as u64).max(1 << 20),
+            keep: (queue_size as u64 / 2).max(1 << 20),
             broken: AtomicBool::new(false),
         })
     }
