@@ -563,13 +563,13 @@ impl Worker {
                 self.read_head(slot);
             }
             Some(Some(Conn::Listener(l))) => {
-                // Zero-copy completions arrive on the socket's error queue, as EPOLLERR.
-                if self.shared.opts.send == SendMode::Zerocopy
+                // Zero-copy completions arrive on the socket's error queue, as EPOLLERR: only a
+                // hang-up or an error left after reading them closes the listener.
+                let completions = self.shared.opts.send == SendMode::Zerocopy
                     && flags.contains(EpollFlags::EPOLLERR)
                     && !flags.contains(EpollFlags::EPOLLHUP)
-                    && drain_completions(&l.sock)
-                {
-                } else if flags.intersects(EpollFlags::EPOLLERR | EpollFlags::EPOLLHUP) {
+                    && drain_completions(&l.sock);
+                if !completions && flags.intersects(EpollFlags::EPOLLERR | EpollFlags::EPOLLHUP) {
                     return self.close(slot, Why::Left);
                 }
                 // A listener has nothing to say: drain what it sends, notice when it leaves.
