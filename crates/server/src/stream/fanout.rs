@@ -20,7 +20,8 @@
 //!   sending each to 15,000 listeners costs a write per listener per frame, while a few
 //!   hundred listeners cost nothing worth a delay, nor does a stream whose writes are already
 //!   further apart than the delay (video pages: they go out as they come) (see [`Wake`]). The
-//!   first chunk, a close and admin wake-ups are never delayed.
+//!   first chunk, a small chunk a delay or more after the previous small one (a video
+//!   stream's audio page, once a second), a close and admin wake-ups are never delayed.
 //! - *A wake-up's chunks are one buffer.* When readers are woken for several small chunks, the
 //!   chunks are also copied once into one contiguous [`Span`] that each of them points to, and
 //!   a reader at any of them takes the rest of the span as one slice: one buffer, one reference
@@ -241,6 +242,8 @@ struct Waker {
     /// When readers were last woken for chunks: microseconds since `epoch` (tokio's clock, so
     /// that tests run it paused).
     last_wake_us: AtomicU64,
+    /// When the last small chunk (under `wake.bytes`) was published, same clock.
+    last_small_us: AtomicU64,
     epoch: tokio::time::Instant,
     /// The timer task was started (lazily, by the first delayed publish).
     timer: AtomicBool,
@@ -316,6 +319,7 @@ impl Fanout {
                 armed: AtomicBool::new(false),
                 delay_us: AtomicU64::new(0),
                 last_wake_us: AtomicU64::new(0),
+                last_small_us: AtomicU64::new(0),
                 epoch: tokio::time::Instant::now(),
                 timer: AtomicBool::new(false),
                 kick: Notify::new(),
@@ -377,10 +381,14 @@ impl Fanout {
         w.published.fetch_max(next_seq, Ordering::AcqRel);
         let waiting = w.unannounced.fetch_add(len, Ordering::AcqRel) + len;
         let delay = w.wake.delay(w.tail.receiver_count()).as_micros() as u64;
-        let since = w
-            .now_us()
-            .saturating_sub(w.last_wake_us.load(Ordering::Acquire));
-        let at_once = since >= delay || waiting >= w.wake.bytes || next_seq == 1;
+        let now = w.now_us();
+        let since = now.saturating_sub(w.last_wake_us.load(Ordering::Acquire));
+        // A small chunk far from the previous one (a video stream's audio page, a second
+        // apart) is no series to gather: it goes at once. Small chunks so woken are at least a
+        // delay apart, so the bound on wake-ups holds.
+        let sparse = len < w.wake.bytes
+            && now.saturating_sub(w.last_small_us.swap(now, Ordering::AcqRel)) >= delay;
+        let at_once = since >= delay || sparse || waiting >= w.wake.bytes || next_seq == 1;
         if at_once || !self.start_timer() {
             w.announce();
         } else if !w.armed.load(Ordering::Acquire) {
@@ -783,11 +791,27 @@ mod tests {
             8,
             "50 ms after the last wake-up"
         );
+        // A small chunk long after the previous small one goes at once, even right after a
+        // wake-up for a large chunk (a video stream's audio page among its video pages) ...
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        f.publish(b(1000, 0), true, h.clone());
+        assert_eq!(rx.borrow_and_update().next_seq, 9, "large: at once");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        f.publish(b(100, 0), true, h.clone());
+        assert_eq!(
+            rx.borrow_and_update().next_seq,
+            10,
+            "a lone small chunk: at once"
+        );
+        // ... but not a series of them.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        f.publish(b(100, 0), true, h.clone());
+        assert!(!rx.has_changed().expect("open"), "10 ms after it: waits");
         // A close does not wait, and carries what was waiting.
         f.publish(b(10, 0), true, h);
         f.close();
         let t = *rx.borrow_and_update();
-        assert_eq!((t.next_seq, t.closed), (9, true));
+        assert_eq!((t.next_seq, t.closed), (12, true));
     }
 
     /// The chunks a wake-up announces are read as one buffer from wherever a reader is among
@@ -829,20 +853,27 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(f.read(5, &mut out, 1 << 20), Read::Data(7));
         assert_eq!(out.len(), 2);
-        // Only the newest spans are kept; older chunks read one by one, the same bytes.
-        for round in 0..KEEP_SPANS as u8 + 2 {
-            f.publish(b(50, round), true, h2.clone());
-            f.publish(b(50, round), true, h2.clone());
-            tokio::time::sleep(Duration::from_millis(51)).await;
+        // Only the newest spans are kept; older chunks read one by one, the same bytes. A
+        // radio-like series: a small chunk every 10 ms, five to a wake-up.
+        let count = 5 * (KEEP_SPANS as u8 + 4);
+        for n in 0..count {
+            f.publish(b(50, n), true, h2.clone());
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        tokio::time::sleep(Duration::from_millis(51)).await;
         assert_eq!(f.queue.read().spans.len(), KEEP_SPANS);
         let mut out = Vec::new();
-        assert_eq!(f.read(7, &mut out, 1 << 20), Read::Data(27));
-        assert_eq!(out.len(), 4 + KEEP_SPANS, "two old spans chunk by chunk");
+        assert_eq!(
+            f.read(7, &mut out, 1 << 20),
+            Read::Data(7 + u64::from(count))
+        );
+        assert!(
+            out.len() > KEEP_SPANS + 5 && out.len() < usize::from(count),
+            "old spans chunk by chunk, the newest as spans: {} buffers",
+            out.len()
+        );
         let wire: Vec<u8> = out.iter().flat_map(|b| b.iter().copied()).collect();
-        let want: Vec<u8> = (0..KEEP_SPANS as u8 + 2)
-            .flat_map(|r| vec![r; 100])
-            .collect();
+        let want: Vec<u8> = (0..count).flat_map(|n| vec![n; 50]).collect();
         assert_eq!(wire, want);
     }
 
