@@ -30,6 +30,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::mount_path::MountPath;
+
 /// Icecast's default burst: what a joining listener gets at once so playback starts instantly.
 pub(crate) const DEFAULT_BURST_SIZE: usize = 64 * 1024;
 /// Icecast's documented default queue: how far behind a listener may fall.
@@ -469,11 +471,8 @@ impl Config {
         check_settings("mount-defaults", &self.mount_defaults)?;
         let mut seen = std::collections::HashSet::new();
         for m in &self.mounts {
-            if !m.path.starts_with('/') || m.path.len() < 2 {
-                return bad(format!(
-                    "mount path {:?} must start with / and name a mount",
-                    m.path
-                ));
+            if let Err(e) = MountPath::parse(&m.path) {
+                return bad(format!("mount path {:?}: {e}", m.path));
             }
             if !seen.insert(m.path.as_str()) {
                 return bad(format!("mount {} is configured twice", m.path));
@@ -492,11 +491,8 @@ impl Config {
         }
         for p in &self.pushes {
             let url = p.target_url()?;
-            if !p.mount.starts_with('/') || p.mount.len() < 2 || p.mount.contains("..") {
-                return bad(format!(
-                    "push to {url}: mount {:?} must start with / and name a mount",
-                    p.mount
-                ));
+            if let Err(e) = MountPath::parse(&p.mount) {
+                return bad(format!("push to {url}: mount {:?}: {e}", p.mount));
             }
         }
         let mut relayed = std::collections::HashSet::new();
@@ -504,10 +500,8 @@ impl Config {
             // Shown without its password.
             let url = r.upstream_url()?;
             let local = r.local_mount()?;
-            if !local.starts_with('/') || local.len() < 2 || local.contains("..") {
-                return bad(format!(
-                    "relay {url}: local mount {local:?} must start with / and name a mount"
-                ));
+            if let Err(e) = MountPath::parse(&local) {
+                return bad(format!("relay {url}: local mount {local:?}: {e}"));
             }
             if !relayed.insert(local.clone()) {
                 return bad(format!("mount {local} is relayed twice"));

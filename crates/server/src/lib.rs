@@ -21,6 +21,7 @@
 //! - `routing`: which handler answers a request.
 //! - `state`: `Shared`, what every connection shares.
 //! - `config`: TOML configuration, defaults, validation.
+//! - `mount_path`: the validated name of a mount; request paths decoded once.
 //! - `wire`: the HTTP wire (`http`) and credentials (`auth`).
 //! - `ingest`: sources (`source`); relays next.
 //! - `stream`: mounts (`mount`) and their fan-out (`fanout`).
@@ -34,12 +35,13 @@
 //!
 //! **Layering** (checked by `scripts/module-cycles`): a module uses only modules below it in
 //! this list: `server` → `routing` → `ingest`, `egress`, `control`, `web` → `state` →
-//! `telemetry` → `stream` → `wire`, `config`, `sync`, `watchdog`.
+//! `telemetry` → `stream` → `wire`, `config` → `mount_path`, `sync`, `watchdog`.
 
 mod config;
 mod control;
 mod egress;
 mod ingest;
+mod mount_path;
 mod routing;
 mod server;
 mod state;

@@ -14,6 +14,7 @@ use tokio::io::AsyncWriteExt;
 use crate::control::{admin, api, events, status};
 use crate::egress::listener;
 use crate::ingest::source;
+use crate::mount_path::{self, MountPath};
 use crate::state::Shared;
 use crate::telemetry::metrics;
 use crate::web;
@@ -61,22 +62,30 @@ pub(crate) async fn route(
             return None;
         }
         "GET" | "HEAD" => {
-            if let Some(wake) = shared.on_demand.get(&path) {
+            // A mount is named by its decoded path; what no mount can be named (a malformed
+            // path, a built-in route's) is never looked up as one.
+            let mount_path = MountPath::from_target(&req.target).map(MountPath::into_string);
+            let path = mount_path.as_deref().unwrap_or("");
+            if let Some(wake) = shared.on_demand.get(path) {
                 // An on-demand relay: wake it, and give it a moment to bring the stream.
                 wake.notify_one();
                 let deadline = tokio::time::Instant::now() + ON_DEMAND_WAIT;
-                while shared.registry.get(&path).is_none() && tokio::time::Instant::now() < deadline
+                while shared.registry.get(path).is_none() && tokio::time::Instant::now() < deadline
                 {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
-            if let Some(mount) = shared.registry.get(&path) {
+            if let Some(mount) = shared.registry.get(path) {
                 drop(rest);
                 listener::handle(stream, peer, req, mount, shared.clone()).await;
                 return None;
             }
-            web::handle(&req, shared)
-                .unwrap_or_else(|| Response::text(404, &format!("Mount {path} is not available")))
+            web::handle(&req, shared).unwrap_or_else(|| {
+                Response::text(
+                    404,
+                    &format!("Mount {} is not available", mount_path::shown(req.path())),
+                )
+            })
         }
         _ => Response::text(405, &format!("Method {method} is not supported"))
             .with_header("Allow", ALLOW),

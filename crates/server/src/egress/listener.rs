@@ -191,7 +191,7 @@ pub(crate) async fn handle(
         // Safari's probe (`Range: bytes=0-1`): it plays only from servers that answer 206.
         let body = first_bytes(&mount, last.saturating_add(1).min(64 * 1024));
         let head = format!(
-            "HTTP/1.1 206 Partial Content\r\nServer: {}\r\nContent-Type: {}\r\nContent-Range: bytes 0-{}/*\r\nContent-Length: {}\r\nCache-Control: no-cache, no-store\r\nAccess-Control-Allow-Origin: *\r\nConnection: Close\r\n\r\n",
+            "HTTP/1.1 206 Partial Content\r\nServer: {}\r\nContent-Type: {}\r\nX-Content-Type-Options: nosniff\r\nContent-Range: bytes 0-{}/*\r\nContent-Length: {}\r\nCache-Control: no-cache, no-store\r\nAccess-Control-Allow-Origin: *\r\nConnection: Close\r\n\r\n",
             http::SERVER,
             format.content_type(video),
             body.len().saturating_sub(1),
@@ -302,7 +302,7 @@ impl Drop for TotalGuard {
 fn response_head(mount: &Mount, content_type: &str, metaint: Option<usize>) -> String {
     let st = mount.state();
     let mut h = format!(
-        "HTTP/1.0 200 OK\r\nServer: {}\r\nDate: {}\r\nContent-Type: {content_type}\r\nCache-Control: no-cache, no-store\r\nExpires: Mon, 26 Jul 1997 05:00:00 GMT\r\nPragma: no-cache\r\nAccess-Control-Allow-Origin: *\r\nConnection: Close\r\n",
+        "HTTP/1.0 200 OK\r\nServer: {}\r\nDate: {}\r\nContent-Type: {content_type}\r\nX-Content-Type-Options: nosniff\r\nCache-Control: no-cache, no-store\r\nExpires: Mon, 26 Jul 1997 05:00:00 GMT\r\nPragma: no-cache\r\nAccess-Control-Allow-Origin: *\r\nConnection: Close\r\n",
         http::SERVER,
         httpdate::fmt_http_date(std::time::SystemTime::now()),
     );

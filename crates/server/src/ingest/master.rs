@@ -20,6 +20,7 @@ use agora_client::{Endpoint, ServerUrl};
 use tokio_util::sync::CancellationToken;
 
 use crate::ingest::relay::{self, Relay};
+use crate::mount_path::{self, MountPath};
 use crate::state::Shared;
 
 /// Follow the master until the server shuts down.
@@ -53,7 +54,18 @@ pub(crate) async fn run(
             Ok(mut list) => {
                 let over = list.len() > max;
                 list.truncate(max);
-                let listed: BTreeSet<String> = list.into_iter().collect();
+                // A master's names are validated as any mount's: one that is not a valid
+                // mount path here (a built-in route's, say) is not relayed.
+                let listed: BTreeSet<String> = list
+                    .into_iter()
+                    .filter(|m| match MountPath::parse(m) {
+                        Ok(_) => true,
+                        Err(e) => {
+                            tracing::debug!(master = %url, mount = %mount_path::shown(m), "not relayed: {e}");
+                            false
+                        }
+                    })
+                    .collect();
                 for mount in listed.iter().filter(|m| !configured.contains(*m)) {
                     if relays.contains_key(mount) {
                         continue;

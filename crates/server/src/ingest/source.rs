@@ -24,6 +24,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::ingest::feed::Ingest;
+use crate::mount_path::{self, MountPath};
 use crate::state::Shared;
 use crate::stream::ending::SourceEnd;
 use crate::stream::mount::{ClaimError, Mount, StreamMeta};
@@ -70,19 +71,16 @@ pub(crate) async fn handle(
     rest: BytesMut,
     shared: Arc<Shared>,
 ) {
-    let path = req.path().to_string();
-    if !path.starts_with('/') || path.len() < 2 || path.contains("..") {
-        tracing::warn!(%peer, %path, "source refused: bad mount path");
-        shared
-            .refuse(
-                &mut stream,
-                peer,
-                &req,
-                Response::text(400, "Source mountpoint must start with / and name a mount"),
-            )
-            .await;
-        return;
-    }
+    let path = match MountPath::from_target(&req.target) {
+        Ok(path) => path.into_string(),
+        Err(e) => {
+            tracing::warn!(%peer, path = %mount_path::shown(req.path()), "source refused: {e}");
+            shared
+                .refuse(&mut stream, peer, &req, Response::text(400, &e.to_string()))
+                .await;
+            return;
+        }
+    };
     let policy = shared.config.policy_for(&path);
     let password = policy
         .source_password

@@ -395,12 +395,25 @@ impl Dechunker {
 }
 
 /// What the `request_head` fuzz target runs on arbitrary bytes (and the suite on its corpus):
-/// the head framer and parser, the credentials parser, and the chunked decoder fed whatever
-/// follows the head in two pieces. Panics only on a broken invariant.
+/// the head framer and parser, the mount path of the target, the credentials parser, and the
+/// chunked decoder fed whatever follows the head in two pieces. Panics only on a broken
+/// invariant.
 pub fn fuzz_request_head(data: &[u8]) {
     if let Some(n) = head_len(data) {
         if let Ok(req) = parse_head(&data[..n]) {
             let _ = req.path();
+            // A mount path from the wire: decoded once, and what passes stays valid.
+            if let Ok(p) = crate::mount_path::MountPath::from_target(&req.target) {
+                let p = p.into_string();
+                assert!(
+                    p.starts_with('/') && !p.contains("//") && !p.chars().any(char::is_control),
+                    "{p:?}"
+                );
+                assert_eq!(
+                    crate::mount_path::MountPath::parse(&p).map(|q| q.into_string()),
+                    Ok(p.clone())
+                );
+            }
             let _ = req.query();
             let _ = req.keep_alive();
             let _ = req

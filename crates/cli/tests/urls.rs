@@ -1,0 +1,116 @@
+//! The URL space against the real binary (issue #13): what a source may name a mount, how
+//! request paths are decoded, and the built-in routes answering as themselves whatever a source
+//! with the right password tries.
+
+mod common;
+
+use std::io::Read;
+
+use common::*;
+
+/// The built-in pages and assets, as (path, status, body).
+fn pages(agora: &Agora) -> Vec<(&'static str, u16, Vec<u8>)> {
+    let admin = format!("Basic {}", b64(&format!("admin:{ADMIN_PW}")));
+    [
+        "/",
+        "/index.html",
+        "/watch/x",
+        "/watch//evil.host/x",
+        "/assets/agora.js",
+        "/assets/watch.js",
+        "/assets/admin.js",
+        "/admin/",
+        "/admin/index.html",
+    ]
+    .into_iter()
+    .map(|p| {
+        let (code, _, body) = http_get(agora.addr, p, &[("Authorization", &admin)]);
+        (p, code, body)
+    })
+    .collect()
+}
+
+#[test]
+fn reserved_and_malformed_mount_names_are_refused_and_the_pages_stay() {
+    let agora = Agora::start();
+    let before = pages(&agora);
+    assert!(before.iter().all(|(_, code, _)| *code == 200), "{before:?}");
+    let long = format!("/{}.mp3", "a".repeat(300));
+    let cases: &[(&str, &str)] = &[
+        ("/admin/", "the server's own"),
+        ("/admin/index.html", "the server's own"),
+        ("/admin/metadata", "the server's own"),
+        ("/index.html", "the server's own"),
+        ("/watch/x", "the server's own"),
+        ("/watch//evil.host/x", "the server's own"),
+        ("/assets/agora.js", "the server's own"),
+        ("/assets/watch.js", "the server's own"),
+        ("/api/v1/mounts", "the server's own"),
+        ("/events", "the server's own"),
+        ("/metrics", "the server's own"),
+        ("/status-json.xsl", "the server's own"),
+        ("/live.mp3.m3u", "the server's own"),
+        ("/live.mp3.xspf", "the server's own"),
+        ("/%61dmin/x", "the server's own"),
+        ("//evil.example/x.mp3", "segment"),
+        ("/a/../b.mp3", "segment"),
+        ("/%2e%2e/admin/", "segment"),
+        ("/live/", "segment"),
+        ("/", "names a mount"),
+        ("/a%0Db.mp3", "control characters"),
+        ("/a%0D%0AX-Evil:%201.mp3", "control characters"),
+        ("/a%1B[31mb.mp3", "control characters"),
+        ("/a%00b.mp3", "control characters"),
+        ("/a%09b.mp3", "control characters"),
+        ("/a%7Fb.mp3", "control characters"),
+        ("/a%2525b.mp3", "none of"),
+        ("/a%ZZb.mp3", "percent-encoded UTF-8"),
+        ("/a%C3b.mp3", "percent-encoded UTF-8"),
+        (long.as_str(), "at most"),
+    ];
+    for (name, why) in cases {
+        for method in ["SOURCE", "PUT"] {
+            let (mut s, head) =
+                raw_source(agora.addr, name, method, &[("Content-Type", "audio/mpeg")]);
+            assert_eq!(
+                head.split_whitespace().nth(1),
+                Some("400"),
+                "{method} {name}:\n{head}"
+            );
+            let mut body = Vec::new();
+            let _ = s.read_to_end(&mut body);
+            let body = String::from_utf8_lossy(&body);
+            assert!(body.contains(why), "{method} {name}: {body:?}");
+        }
+    }
+    assert!(agora.sources().is_empty(), "{:?}", agora.sources());
+    assert_eq!(pages(&agora), before, "the pages changed");
+    // Every refusal is logged, with the path's control characters escaped.
+    let log = agora.log();
+    assert!(
+        log.matches("source refused").count() >= 2 * cases.len(),
+        "{log}"
+    );
+    assert!(
+        !log.contains('\u{1b}') && !log.contains("X-Evil: 1\n") && !log.contains('\0'),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_percent_encoded_mount_is_decoded_once_for_sources_and_listeners() {
+    let agora = Agora::start();
+    let (fx, file) = fixture("mp3");
+    let _src = ffmpeg_push(&agora, &file, "/caf%C3%A9.mp3", fx.muxer, true);
+    agora.wait_mount("/café.mp3");
+    let head = read_stream_bytes(agora.addr, "/caf%C3%A9.mp3", 8192);
+    assert!(head.starts_with("HTTP/1.0 200 "), "{head}");
+    assert!(
+        head.contains("X-Content-Type-Options: nosniff\r\n"),
+        "{head}"
+    );
+    assert_decodes(&agora.url("/caf%C3%A9.mp3"), 3);
+    // Encoded twice is another name, which no mount has.
+    let (code, _, _) = http_get(agora.addr, "/caf%25C3%25A9.mp3", &[]);
+    assert_eq!(code, 404);
+}

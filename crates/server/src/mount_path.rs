@@ -1,0 +1,244 @@
+//! Mount paths: the one validated name a mount has, whichever way it is named (a `[[mount]]`
+//! table, a push, a relay's local mount, a source's claim, a master's list).
+//!
+//! **Invariants** (the table-driven test below and `tests/urls.rs` pin them):
+//! - A [`MountPath`] starts with `/`, is at most [`MAX_LEN`] bytes, and holds no control
+//!   character (C0, DEL, C1: CR, LF, NUL, ESC and TAB included), no empty, `.` or `..`
+//!   segment, no trailing `/`, and none of `?`, `#`, `%`, `\`. So it is the same string
+//!   in a URL, a header, a log line and a page's link, and no client can read it as another
+//!   host (`//evil.example/x`) or another path.
+//! - It never names one of the server's own routes: the pages (`/`, `/index.html`,
+//!   `/watch/...`, `/admin...`), their assets, the API, `/events`, `/metrics`, the status
+//!   documents, `/favicon.ico`, nor a path ending in a playlist's suffix (`X.m3u`, `X.xspf`
+//!   are the playlists of mount `X`). Built-in routes therefore always answer as themselves.
+//! - Paths from the wire are percent-decoded once, before they are checked
+//!   ([`MountPath::from_target`]); a mount is looked up by its decoded name.
+
+use std::fmt;
+
+/// The longest mount path, in bytes.
+pub(crate) const MAX_LEN: usize = 200;
+
+/// Prefixes that belong to the server's routes (a path equal to one, or under it, is refused).
+const RESERVED_TREES: &[&str] = &["/admin", "/api", "/assets", "/watch", "/events"];
+/// Whole paths that belong to the server's routes.
+const RESERVED_PATHS: &[&str] = &[
+    "/index.html",
+    "/metrics",
+    "/status-json.xsl",
+    "/status-json.json",
+    "/status.xsl",
+    "/favicon.ico",
+    "/robots.txt",
+];
+/// Suffixes of the playlist routes (`/X.m3u` is the playlist of `/X`).
+const PLAYLIST_SUFFIXES: &[&str] = &[".m3u", ".xspf"];
+
+/// Why a mount path was refused: each says what a valid one looks like.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum BadMountPath {
+    #[error("a mount path starts with / and names a mount")]
+    NoName,
+    #[error("a mount path is at most {MAX_LEN} bytes")]
+    TooLong,
+    #[error("a mount path holds no control characters")]
+    Control,
+    #[error("a mount path has no empty, . or .. segment and does not end with /")]
+    Segment,
+    #[error("a mount path holds none of ? # % \\")]
+    Char,
+    #[error("a mount path is percent-encoded UTF-8")]
+    Encoding,
+    #[error("{0} is the server's own: choose another mount path")]
+    Reserved(String),
+}
+
+/// A valid mount path (see the module's invariants).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct MountPath(String);
+
+impl MountPath {
+    /// Check a decoded path.
+    pub(crate) fn parse(path: &str) -> Result<MountPath, BadMountPath> {
+        let Some(rest) = path.strip_prefix('/') else {
+            return Err(BadMountPath::NoName);
+        };
+        if rest.is_empty() {
+            return Err(BadMountPath::NoName);
+        }
+        if path.len() > MAX_LEN {
+            return Err(BadMountPath::TooLong);
+        }
+        if path.chars().any(char::is_control) {
+            return Err(BadMountPath::Control);
+        }
+        let lower = path.to_ascii_lowercase();
+        let reserved = RESERVED_PATHS.contains(&lower.as_str())
+            || RESERVED_TREES
+                .iter()
+                .any(|t| lower == *t || lower.starts_with(&format!("{t}/")))
+            || PLAYLIST_SUFFIXES.iter().any(|s| lower.ends_with(s));
+        if reserved {
+            return Err(BadMountPath::Reserved(path.to_string()));
+        }
+        if path.contains(['?', '#', '%', '\\']) {
+            return Err(BadMountPath::Char);
+        }
+        if rest
+            .split('/')
+            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+        {
+            return Err(BadMountPath::Segment);
+        }
+        Ok(MountPath(path.to_string()))
+    }
+
+    /// The path of a request target (`/x%20y.mp3?query`), percent-decoded once, then checked.
+    pub(crate) fn from_target(target: &str) -> Result<MountPath, BadMountPath> {
+        MountPath::parse(&decode_path(target)?)
+    }
+
+    pub(crate) fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Display for MountPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A path as it may be logged: control characters escaped, at most 100 characters.
+pub(crate) fn shown(path: &str) -> String {
+    let mut s: String = path
+        .chars()
+        .take(100)
+        .flat_map(char::escape_debug)
+        .collect();
+    if path.chars().nth(100).is_some() {
+        s.push_str("...");
+    }
+    s
+}
+
+/// The path of a request target, percent-decoded once (`+` stays a `+`: that is a form's
+/// rule, not a path's). A malformed escape or bytes that are not UTF-8 are refused.
+pub(crate) fn decode_path(target: &str) -> Result<String, BadMountPath> {
+    let path = target.split('?').next().unwrap_or("");
+    let bytes = path.as_bytes();
+    if !bytes.contains(&b'%') {
+        return Ok(path.to_string());
+    }
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or(BadMountPath::Encoding)?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| BadMountPath::Encoding)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_malformed_or_reserved_path_is_refused() {
+        let long = format!("/{}", "a".repeat(MAX_LEN));
+        let cases: &[(&str, BadMountPath)] = &[
+            ("", BadMountPath::NoName),
+            ("/", BadMountPath::NoName),
+            ("live.mp3", BadMountPath::NoName),
+            (long.as_str(), BadMountPath::TooLong),
+            ("/a\rb", BadMountPath::Control),
+            ("/a\nb", BadMountPath::Control),
+            ("/a\0b", BadMountPath::Control),
+            ("/a\x1bb", BadMountPath::Control),
+            ("/a\tb", BadMountPath::Control),
+            ("/a\u{7f}b", BadMountPath::Control),
+            ("/a\u{85}b", BadMountPath::Control),
+            ("//evil.example/x.mp3", BadMountPath::Segment),
+            ("/a//b", BadMountPath::Segment),
+            ("/a/../admin/", BadMountPath::Segment),
+            ("/..", BadMountPath::Segment),
+            ("/./x", BadMountPath::Segment),
+            ("/live/", BadMountPath::Segment),
+            ("/a?b", BadMountPath::Char),
+            ("/a#b", BadMountPath::Char),
+            ("/a%2fb", BadMountPath::Char),
+            ("/a\\b", BadMountPath::Char),
+        ];
+        for (path, want) in cases {
+            assert_eq!(MountPath::parse(path).as_ref(), Err(want), "{path:?}");
+        }
+        for path in [
+            "/admin",
+            "/admin/",
+            "/admin/index.html",
+            "/ADMIN/metadata",
+            "/index.html",
+            "/watch",
+            "/watch/x",
+            "/assets/agora.js",
+            "/assets/watch.js",
+            "/api/v1/mounts",
+            "/events",
+            "/metrics",
+            "/status-json.xsl",
+            "/favicon.ico",
+            "/live.mp3.m3u",
+            "/X.xspf",
+        ] {
+            assert_eq!(
+                MountPath::parse(path),
+                Err(BadMountPath::Reserved(path.to_string())),
+                "{path:?}"
+            );
+        }
+        for path in [
+            "/live.mp3",
+            "/a/b.ogg",
+            "/café.opus",
+            "/stream",
+            "/administrator.mp3",
+            "/watching.webm",
+            "/x.m3u8",
+        ] {
+            assert_eq!(
+                MountPath::parse(path).map(MountPath::into_string),
+                Ok(path.to_string())
+            );
+        }
+    }
+
+    #[test]
+    fn request_paths_are_decoded_once() {
+        let ok = |t: &str| MountPath::from_target(t).map(MountPath::into_string);
+        assert_eq!(ok("/caf%C3%A9.opus?x=1"), Ok("/café.opus".into()));
+        assert_eq!(ok("/a%20b.mp3"), Ok("/a b.mp3".into()));
+        assert_eq!(ok("/a+b.mp3"), Ok("/a+b.mp3".into()));
+        // Decoded once: an encoded % stays a %, which no mount path holds.
+        assert_eq!(ok("/a%2541.mp3"), Err(BadMountPath::Char));
+        assert_eq!(ok("/a%0d%0ab"), Err(BadMountPath::Control));
+        assert_eq!(ok("/%2e%2e/admin/"), Err(BadMountPath::Segment));
+        assert_eq!(ok("/%2fevil.example/x"), Err(BadMountPath::Segment));
+        assert_eq!(
+            ok("/%61dmin/metadata"),
+            Err(BadMountPath::Reserved("/admin/metadata".into()))
+        );
+        assert_eq!(ok("/a%zz"), Err(BadMountPath::Encoding));
+        assert_eq!(ok("/a%c3"), Err(BadMountPath::Encoding));
+        assert_eq!(ok("/a%"), Err(BadMountPath::Encoding));
+    }
+}
