@@ -197,13 +197,13 @@ impl RelayConfig {
     pub(crate) fn local_mount(&self) -> Result<String, ConfigError> {
         match &self.mount {
             Some(m) => Ok(m.clone()),
-            None => Ok(self
-                .upstream_url()?
-                .mount
-                .split('?')
-                .next()
-                .unwrap_or_default()
-                .to_string()),
+            // The upstream's path, percent-decoded once as a request's (a malformed escape
+            // stays as written, and validation says why).
+            None => {
+                let path = self.upstream_url()?.mount;
+                Ok(crate::mount_path::decode_path(&path)
+                    .unwrap_or_else(|_| path.split('?').next().unwrap_or_default().to_string()))
+            }
         }
     }
 }
@@ -594,6 +594,26 @@ mod tests {
         assert_eq!(c.server.listen[0].to_string(), "127.0.0.1:8000");
         assert_eq!(c.mount_defaults.burst_size, 65536);
         assert_eq!(c.mount_defaults.queue_size, 524288);
+    }
+
+    #[test]
+    fn mount_paths_are_validated_and_a_relays_is_decoded() {
+        let c = Config::from_toml(
+            "[[relay]]\nupstream = \"http://up.example:8000/caf%C3%A9.mp3?x=1\"\n",
+        )
+        .expect("parses");
+        c.validate().expect("valid");
+        assert_eq!(c.relays[0].local_mount().expect("mount"), "/café.mp3");
+        for toml in [
+            "[[mount]]\npath = \"/admin/x\"\n",
+            "[[mount]]\npath = \"//evil.example/x\"\n",
+            "[[relay]]\nupstream = \"http://up.example:8000/x\"\nmount = \"/watch/x\"\n",
+            "[[relay]]\nupstream = \"http://up.example:8000/a%2525b\"\n",
+        ] {
+            let c = Config::from_toml(toml).expect("parses");
+            let e = c.validate().expect_err(toml).to_string();
+            assert!(e.contains("mount path"), "{toml}: {e}");
+        }
     }
 
     #[test]
