@@ -701,6 +701,45 @@ fn unknown_mount_is_404() {
     assert!(String::from_utf8_lossy(&body).contains("/nothing.ogg"));
 }
 
+/// A body on a request that is not a source's is never read as the next request of a
+/// keep-alive connection (request smuggling): one answer, then the connection is closed.
+#[test]
+fn a_body_on_get_or_post_is_never_taken_as_the_next_request() {
+    let agora = Agora::start();
+    let smuggled = "GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n";
+    let bodies = [
+        (
+            format!("Content-Length: {}", smuggled.len()),
+            smuggled.to_string(),
+        ),
+        (
+            "Transfer-Encoding: chunked".to_string(),
+            format!("{:x}\r\n{smuggled}\r\n0\r\n\r\n", smuggled.len()),
+        ),
+    ];
+    for method in ["GET", "POST"] {
+        for (framing, body) in &bodies {
+            let mut s = TcpStream::connect(agora.addr).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            let req = format!(
+                "{method} /status-json.xsl HTTP/1.1\r\nHost: test\r\n{framing}\r\n\r\n{body}"
+            );
+            s.write_all(req.as_bytes()).expect("send");
+            let mut all = Vec::new();
+            let r = s.read_to_end(&mut all);
+            let text = String::from_utf8_lossy(&all);
+            assert!(r.is_ok(), "{method} {framing}: not closed ({r:?}): {text}");
+            assert_eq!(
+                text.matches("HTTP/1.1 ").count(),
+                1,
+                "{method} {framing}: {text}"
+            );
+            assert!(!text.contains("agora_"), "{method} {framing}: {text}");
+        }
+    }
+}
+
 #[test]
 fn unknown_method_is_405() {
     let agora = Agora::start();

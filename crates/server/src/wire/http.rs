@@ -149,8 +149,17 @@ impl Request {
         self.version.eq_ignore_ascii_case("HTTP/1.1")
     }
 
-    /// Whether the connection may carry another request after this one's response.
+    /// Whether the connection may carry another request after this one's response. Never
+    /// after a request with a body (a `Content-Length` other than 0, or a `Transfer-Encoding`):
+    /// only sources' bodies are read, so any other body must not be taken for the next request.
     pub(crate) fn keep_alive(&self) -> bool {
+        if self.header("transfer-encoding").is_some()
+            || self
+                .header("content-length")
+                .is_some_and(|v| v.trim() != "0")
+        {
+            return false;
+        }
         let conn = self.header("connection").unwrap_or("").to_ascii_lowercase();
         if conn.contains("close") {
             return false;
