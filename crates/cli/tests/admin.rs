@@ -131,8 +131,13 @@ fn every_admin_command_wants_credentials() {
             assert!(head.contains("WWW-Authenticate: Basic"), "{path}: {head}");
             assert_eq!(iceresponse(&body).1, "0");
         }
-        let (code, _, body) = get(agora.addr, path, Some(&admin_auth()));
+        let (code, head, body) = get(agora.addr, path, Some(&admin_auth()));
         assert_ne!(code, 401, "admin, {path}: {body}");
+        // Other sites' scripts may not read an admin answer (#13).
+        assert!(
+            !head.contains("Access-Control-Allow-Origin"),
+            "admin, {path}: {head}"
+        );
         // A mount's source credentials run the commands about that mount, and only those.
         let (code, _, body) = get(agora.addr, path, Some(&source));
         if about_mount {

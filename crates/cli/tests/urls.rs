@@ -97,6 +97,30 @@ fn reserved_and_malformed_mount_names_are_refused_and_the_pages_stay() {
     );
 }
 
+/// Public answers may be read by any site's scripts, as Icecast's are; the admin page and
+/// commands may not.
+#[test]
+fn only_public_answers_allow_other_origins() {
+    let agora = Agora::start();
+    let admin = format!("Basic {}", b64(&format!("admin:{ADMIN_PW}")));
+    for (path, public) in [
+        ("/status-json.xsl", true),
+        ("/api/v1/mounts", true),
+        ("/", true),
+        ("/admin/", false),
+        ("/admin/stats", false),
+        ("/admin/listmounts", false),
+    ] {
+        let (code, head, _) = http_get(agora.addr, path, &[("Authorization", &admin)]);
+        assert_eq!(code, 200, "{path}: {head}");
+        assert_eq!(
+            head.contains("Access-Control-Allow-Origin: *\r\n"),
+            public,
+            "{path}: {head}"
+        );
+    }
+}
+
 #[test]
 fn a_percent_encoded_mount_is_decoded_once_for_sources_and_listeners() {
     let agora = Agora::start();

@@ -50,7 +50,7 @@ pub(crate) async fn route(
         // POST as Icecast allows it (libshout sends metadata by POST when offered);
         // parameters are read from the query string either way.
         "GET" | "HEAD" | "POST" if path.starts_with("/admin/") && !web::is_page(&path) => {
-            admin::handle(&req, peer, shared)
+            admin::handle(&req, peer, shared).private()
         }
         "GET" | "HEAD" if path.starts_with("/api/v1/") => api::handle(&path, shared),
         "GET" | "HEAD" if path == "/metrics" => {

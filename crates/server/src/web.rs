@@ -97,15 +97,13 @@ pub(crate) fn handle(req: &Request, shared: &Shared) -> Option<Response> {
                         Bytes::from_static(b"You need to authenticate\n"),
                         false,
                     )
-                    .with_header("WWW-Authenticate", "Basic realm=\"Agora admin\""),
+                    .with_header("WWW-Authenticate", "Basic realm=\"Agora admin\"")
+                    .private(),
                 );
             }
-            return Some(page(
-                200,
-                HTML,
-                Bytes::from_static(ADMIN_HTML.as_bytes()),
-                false,
-            ));
+            return Some(
+                page(200, HTML, Bytes::from_static(ADMIN_HTML.as_bytes()), false).private(),
+            );
         }
         _ => {}
     }

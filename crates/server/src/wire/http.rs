@@ -258,6 +258,9 @@ pub(crate) struct Response {
     pub(crate) headers: Vec<(&'static str, String)>,
     /// Shared, not copied: the embedded pages are `Bytes::from_static`.
     pub(crate) body: Bytes,
+    /// `Access-Control-Allow-Origin: *`: any site's scripts may read the answer (status,
+    /// API, playlists, as Icecast allows). Off for the admin commands and page.
+    pub(crate) cors: bool,
 }
 
 impl Response {
@@ -267,7 +270,15 @@ impl Response {
             content_type,
             headers: Vec::new(),
             body: body.into(),
+            cors: true,
         }
+    }
+
+    /// Not readable by other sites' scripts (no `Access-Control-Allow-Origin`): an answer that
+    /// needs credentials.
+    pub(crate) fn private(mut self) -> Self {
+        self.cors = false;
+        self
     }
 
     /// A plain-text message, one line.
@@ -283,12 +294,17 @@ impl Response {
     /// The head alone (for `HEAD`), ending with the blank line.
     pub(crate) fn head(&self, version: &str, keep_alive: bool) -> String {
         let mut s = format!(
-            "{version} {} {}\r\nServer: {SERVER}\r\nDate: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-cache, no-store\r\nAccess-Control-Allow-Origin: *\r\n",
+            "{version} {} {}\r\nServer: {SERVER}\r\nDate: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-cache, no-store\r\n{}",
             self.status,
             reason(self.status),
             httpdate::fmt_http_date(std::time::SystemTime::now()),
             self.content_type,
-            self.body.len()
+            self.body.len(),
+            if self.cors {
+                "Access-Control-Allow-Origin: *\r\n"
+            } else {
+                ""
+            }
         );
         s.push_str(if keep_alive {
             "Connection: Keep-Alive\r\n"
