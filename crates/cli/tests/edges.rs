@@ -740,6 +740,39 @@ fn a_body_on_get_or_post_is_never_taken_as_the_next_request() {
     }
 }
 
+/// Every accepted connection has TCP keepalive on, so a peer that vanished without a FIN is
+/// found by the kernel (`ss` shows the socket's keepalive timer).
+#[test]
+fn accepted_connections_have_tcp_keepalive() {
+    let agora = Agora::start();
+    let client = TcpStream::connect(agora.addr).expect("connect");
+    let local = client.local_addr().expect("local address");
+    let port = agora.addr.port();
+    let mut shown = String::new();
+    wait_until(
+        "the server's socket to show",
+        Duration::from_secs(10),
+        || {
+            let out = std::process::Command::new("ss")
+                .args([
+                    "-tnoH",
+                    "state",
+                    "established",
+                    &format!("( sport = :{port} )"),
+                ])
+                .output()
+                .expect("ss (iproute2)");
+            shown = String::from_utf8_lossy(&out.stdout).to_string();
+            shown.contains(&local.to_string())
+        },
+    );
+    let line = shown
+        .lines()
+        .find(|l| l.contains(&local.to_string()))
+        .expect("the server's side of the connection");
+    assert!(line.contains("timer:(keepalive,"), "{line}");
+}
+
 #[test]
 fn unknown_method_is_405() {
     let agora = Agora::start();
@@ -973,8 +1006,10 @@ fn access_log_has_a_combined_line_per_request_and_listener() {
     let (code, _, _) = http_get(agora.addr, "/nothing-here", &[]);
     assert_eq!(code, 404);
     let lines = || std::fs::read_to_string(&log).unwrap_or_default();
+    // Both awaited by content: the source's own line may come first.
     wait_until("both access lines", Duration::from_secs(10), || {
-        lines().lines().count() >= 2 && lines().contains("/log.mp3")
+        let l = lines();
+        l.contains("\"GET /log.mp3 ") && l.contains("/nothing-here")
     });
     let text = lines();
     let listener = text

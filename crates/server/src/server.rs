@@ -232,6 +232,10 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTr
                 shared.connections.fetch_add(1, Ordering::Relaxed);
                 shared.metrics.connections.inc();
                 let _ = stream.set_nodelay(true);
+                // Keepalive probes find a peer that vanished without a word (a laptop's lid
+                // closed, a NAT that forgot the flow): its connection ends instead of holding a
+                // listener slot for good.
+                let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive());
                 tracker.spawn(handle_connection(stream.into(), peer, shared.clone()));
             }
             Err(e) => {
@@ -242,6 +246,15 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTr
             }
         }
     }
+}
+
+/// TCP keepalive on every accepted connection: the first probe after 60 s without traffic,
+/// then every 10 s; after 6 unanswered the kernel ends the connection (~2 minutes).
+fn keepalive() -> socket2::TcpKeepalive {
+    socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(60))
+        .with_interval(Duration::from_secs(10))
+        .with_retries(6)
 }
 
 /// Outcome of reading one request head.
