@@ -64,8 +64,8 @@ fn reserved_and_malformed_mount_names_are_refused_and_the_pages_stay() {
         ("/a%09b.mp3", "control characters"),
         ("/a%7Fb.mp3", "control characters"),
         ("/a%2525b.mp3", "none of"),
-        ("/a%ZZb.mp3", "percent-encoded UTF-8"),
-        ("/a%C3b.mp3", "percent-encoded UTF-8"),
+        ("/a%ZZb.mp3", "none of"),
+        ("/a%C3b.mp3", "is UTF-8"),
         (long.as_str(), "at most"),
     ];
     for (name, why) in cases {

@@ -47,7 +47,7 @@ pub(crate) enum BadMountPath {
     Segment,
     #[error("a mount path holds none of ? # % \\")]
     Char,
-    #[error("a mount path is percent-encoded UTF-8")]
+    #[error("a mount path is UTF-8 (percent-encoded in a URL)")]
     Encoding,
     #[error("{0} is the server's own: choose another mount path")]
     Reserved(String),
@@ -72,12 +72,19 @@ impl MountPath {
         if path.chars().any(char::is_control) {
             return Err(BadMountPath::Control);
         }
-        let lower = path.to_ascii_lowercase();
-        let reserved = RESERVED_PATHS.contains(&lower.as_str())
+        // Without allocating: this runs for every GET.
+        let bytes = path.as_bytes();
+        let starts =
+            |p: &str| bytes.len() >= p.len() && bytes[..p.len()].eq_ignore_ascii_case(p.as_bytes());
+        let ends = |p: &str| {
+            bytes.len() >= p.len()
+                && bytes[bytes.len() - p.len()..].eq_ignore_ascii_case(p.as_bytes())
+        };
+        let reserved = RESERVED_PATHS.iter().any(|p| path.eq_ignore_ascii_case(p))
             || RESERVED_TREES
                 .iter()
-                .any(|t| lower == *t || lower.starts_with(&format!("{t}/")))
-            || PLAYLIST_SUFFIXES.iter().any(|s| lower.ends_with(s));
+                .any(|t| starts(t) && matches!(bytes.get(t.len()), None | Some(b'/')))
+            || PLAYLIST_SUFFIXES.iter().any(|s| ends(s));
         if reserved {
             return Err(BadMountPath::Reserved(path.to_string()));
         }
@@ -123,30 +130,14 @@ pub(crate) fn shown(path: &str) -> String {
 }
 
 /// The path of a request target, percent-decoded once (`+` stays a `+`: that is a form's
-/// rule, not a path's). A malformed escape or bytes that are not UTF-8 are refused.
+/// rule, not a path's). Bytes that are not UTF-8 are refused; a malformed escape stays as
+/// written, and its `%` is then refused by [`MountPath::parse`].
 pub(crate) fn decode_path(target: &str) -> Result<String, BadMountPath> {
     let path = target.split('?').next().unwrap_or("");
-    let bytes = path.as_bytes();
-    if !bytes.contains(&b'%') {
-        return Ok(path.to_string());
-    }
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or(BadMountPath::Encoding)?;
-            out.push(hex);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| BadMountPath::Encoding)
+    percent_encoding::percent_decode_str(path)
+        .decode_utf8()
+        .map(|p| p.into_owned())
+        .map_err(|_| BadMountPath::Encoding)
 }
 
 #[cfg(test)]
@@ -237,8 +228,8 @@ mod tests {
             ok("/%61dmin/metadata"),
             Err(BadMountPath::Reserved("/admin/metadata".into()))
         );
-        assert_eq!(ok("/a%zz"), Err(BadMountPath::Encoding));
+        assert_eq!(ok("/a%zz"), Err(BadMountPath::Char));
+        assert_eq!(ok("/a%"), Err(BadMountPath::Char));
         assert_eq!(ok("/a%c3"), Err(BadMountPath::Encoding));
-        assert_eq!(ok("/a%"), Err(BadMountPath::Encoding));
     }
 }
