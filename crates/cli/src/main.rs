@@ -154,8 +154,26 @@ fn serve(args: ServeArgs) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {:?}", config.server.listen))?;
         let addrs = server.local_addrs();
-        banner(&addrs, &credentials, gen_source, gen_admin)?;
+        banner(
+            &addrs,
+            &server.tls_addrs(),
+            &credentials,
+            gen_source,
+            gen_admin,
+        )?;
         let token = server.shutdown_token();
+        // SIGHUP: certificates read again (an ACME client renewed them); a bad new pair is
+        // refused and the old one stays.
+        let reloader = server.reloader();
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match reloader.reload_certificates() {
+                    Ok(n) => tracing::info!(groups = n, "SIGHUP: reloaded"),
+                    Err(e) => tracing::error!("SIGHUP: reload refused, nothing changed: {e}"),
+                }
+            }
+        });
         let fast_exit = tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
             let mut term = signal(SignalKind::terminate())?;
@@ -188,11 +206,20 @@ fn serve(args: ServeArgs) -> Result<()> {
 }
 
 /// Print once, clearly, where the server is and which passwords were generated.
-fn banner(addrs: &[SocketAddr], c: &Credentials, gen_source: bool, gen_admin: bool) -> Result<()> {
+fn banner(
+    addrs: &[SocketAddr],
+    tls_addrs: &[SocketAddr],
+    c: &Credentials,
+    gen_source: bool,
+    gen_admin: bool,
+) -> Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "Agora {} is serving", env!("CARGO_PKG_VERSION"))?;
     for a in addrs {
         writeln!(out, "  listening on http://{a}/")?;
+    }
+    for a in tls_addrs {
+        writeln!(out, "  listening on https://{a}/")?;
     }
     if gen_source {
         writeln!(

@@ -236,6 +236,21 @@ pub struct ServerSection {
     /// Reverse proxies (nginx, a load balancer) whose `X-Forwarded-For` / `Forwarded` header
     /// names the client: only requests from these addresses are believed.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// `[[server.tls]]`: HTTPS sockets, each group with its certificate and key.
+    pub tls: Vec<TlsSection>,
+}
+
+/// `[[server.tls]]`: addresses that speak HTTPS, with a certificate chain and its key (PEM
+/// files, read again on SIGHUP). The same mounts, pages and admin API as plain HTTP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TlsSection {
+    /// Addresses to listen on with TLS.
+    pub listen: Vec<SocketAddr>,
+    /// The certificate chain, leaf first (`fullchain.pem` of an ACME client).
+    pub certificate: std::path::PathBuf,
+    /// The certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: std::path::PathBuf,
 }
 
 impl Default for ServerSection {
@@ -254,6 +269,7 @@ impl Default for ServerSection {
             access_log: None,
             shutdown_grace_secs: 5,
             trusted_proxies: Vec::new(),
+            tls: Vec::new(),
         }
     }
 }
@@ -448,8 +464,31 @@ impl Config {
     /// Check everything a running server relies on; the message names the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
-        if self.server.listen.is_empty() {
+        if self.server.listen.is_empty() && self.server.tls.is_empty() {
             return bad("server.listen is empty: give at least one address".into());
+        }
+        // Port 0 (any free port) may be given more than once.
+        let mut addresses = std::collections::HashSet::new();
+        for a in self.server.listen.iter().filter(|a| a.port() != 0) {
+            if !addresses.insert(*a) {
+                return bad(format!("listen address {a} is given twice"));
+            }
+        }
+        for t in &self.server.tls {
+            if t.listen.is_empty() {
+                return bad(format!(
+                    "server.tls with certificate {}: listen is empty",
+                    t.certificate.display()
+                ));
+            }
+            for a in t.listen.iter().filter(|a| a.port() != 0) {
+                if !addresses.insert(*a) {
+                    return bad(format!("listen address {a} is given twice"));
+                }
+            }
+            // What start-up would fail on, `--check-config` says.
+            crate::wire::tls::server_config(&t.certificate, &t.key)
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
         if self.server.max_request_head < 1024 {
             return bad("server.max-request-head must be at least 1024 bytes".into());

@@ -22,7 +22,8 @@
 //! - `state`: `Shared`, what every connection shares.
 //! - `config`: TOML configuration, defaults, validation.
 //! - `mount_path`: the validated name of a mount; request paths decoded once.
-//! - `wire`: the HTTP wire (`http`) and credentials (`auth`).
+//! - `wire`: the HTTP wire (`http`), credentials (`auth`), the connection (`conn`, plain or
+//!   TLS) and HTTPS certificates (`tls`).
 //! - `ingest`: sources (`source`); relays next.
 //! - `stream`: mounts (`mount`) and their fan-out (`fanout`).
 //! - `egress`: listeners (`listener`).
@@ -53,9 +54,10 @@ mod web;
 mod wire;
 
 pub use config::Config;
-pub use server::Server;
+pub use server::{Reloader, Server};
 pub use state::Credentials;
 pub use wire::auth::random_password;
+pub use wire::tls::TlsError;
 
 /// Entry points for the fuzz targets in `fuzz/` and for the suite's replay of their corpora:
 /// not an API.

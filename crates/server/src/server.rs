@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::wire::conn::Connection;
 use tokio_util::sync::CancellationToken;
@@ -33,11 +33,38 @@ use crate::telemetry::metrics::Metrics;
 use crate::telemetry::relays::RelayBoard;
 use crate::watchdog;
 use crate::wire::http::{self, HeadError, Request, Response};
+use crate::wire::tls::{TlsError, TlsSettings};
+
+/// Reloads what can change while the server runs: today the TLS certificates and keys.
+#[derive(Debug, Clone)]
+pub struct Reloader {
+    tls: Vec<Arc<TlsSettings>>,
+}
+
+impl Reloader {
+    /// Read every TLS group's certificate and key again and use them for new connections
+    /// (connections already up keep theirs). All or nothing: if one group's files cannot be
+    /// used, every group keeps what it had and the error says why. Returns how many groups
+    /// were reloaded.
+    pub fn reload_certificates(&self) -> Result<usize, TlsError> {
+        let fresh = self
+            .tls
+            .iter()
+            .map(|t| t.reread())
+            .collect::<Result<Vec<_>, _>>()?;
+        for (t, config) in self.tls.iter().zip(fresh) {
+            t.swap(config);
+            tracing::info!(certificate = %t.certificate().display(), "TLS certificate reloaded");
+        }
+        Ok(self.tls.len())
+    }
+}
 
 /// A bound, not yet running, server.
 #[derive(Debug)]
 pub struct Server {
-    listeners: Vec<TcpListener>,
+    /// Each socket, with the TLS settings of its group if it speaks HTTPS.
+    listeners: Vec<(TcpListener, Option<Arc<TlsSettings>>)>,
     shared: Arc<Shared>,
     tracker: TaskTracker,
 }
@@ -47,11 +74,23 @@ impl Server {
     pub async fn bind(config: Config, credentials: Credentials) -> std::io::Result<Server> {
         let mut listeners = Vec::new();
         for addr in &config.server.listen {
-            listeners.push(bind_with_backlog(*addr, config.server.backlog)?);
+            listeners.push((bind_with_backlog(*addr, config.server.backlog)?, None));
+        }
+        for t in &config.server.tls {
+            let tls = Arc::new(
+                TlsSettings::load(&t.certificate, &t.key)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
+            );
+            for addr in &t.listen {
+                listeners.push((
+                    bind_with_backlog(*addr, config.server.backlog)?,
+                    Some(tls.clone()),
+                ));
+            }
         }
         let public_port = listeners
             .first()
-            .and_then(|l| l.local_addr().ok())
+            .and_then(|(l, _)| l.local_addr().ok())
             .map(|a| a.port())
             .unwrap_or(8000);
         let tracker = TaskTracker::new();
@@ -98,12 +137,33 @@ impl Server {
         })
     }
 
-    /// The addresses actually bound (a `:0` port resolved).
+    /// The plain HTTP addresses actually bound (a `:0` port resolved).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs(false)
+    }
+
+    /// The HTTPS addresses actually bound.
+    pub fn tls_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs(true)
+    }
+
+    fn addrs(&self, tls: bool) -> Vec<SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter(|(_, t)| t.is_some() == tls)
+            .filter_map(|(l, _)| l.local_addr().ok())
             .collect()
+    }
+
+    /// What reloads the server's certificates while it runs (on SIGHUP, say).
+    pub fn reloader(&self) -> Reloader {
+        let mut tls: Vec<Arc<TlsSettings>> = Vec::new();
+        for t in self.listeners.iter().filter_map(|(_, t)| t.as_ref()) {
+            if !tls.iter().any(|have| Arc::ptr_eq(have, t)) {
+                tls.push(t.clone());
+            }
+        }
+        Reloader { tls }
     }
 
     /// A token that, once cancelled, makes [`Server::run`] stop accepting and wind down.
@@ -134,8 +194,8 @@ impl Server {
                 None
             }
         };
-        for l in listeners {
-            tracker.spawn(accept_loop(l, shared.clone(), tracker.clone()));
+        for (l, tls) in listeners {
+            tracker.spawn(accept_loop(l, tls, shared.clone(), tracker.clone()));
         }
         tracker.spawn(events::hub(shared.clone()));
         tracker.spawn(edges::probe(shared.clone()));
@@ -219,7 +279,12 @@ fn bind_with_backlog(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListe
     TcpListener::from_std(sock.into())
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTracker) {
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<Arc<TlsSettings>>,
+    shared: Arc<Shared>,
+    tracker: TaskTracker,
+) {
     let mut backoff = Duration::from_millis(5);
     loop {
         let accepted = tokio::select! {
@@ -236,7 +301,14 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTr
                 // closed, a NAT that forgot the flow): its connection ends instead of holding a
                 // listener slot for good.
                 let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive());
-                tracker.spawn(handle_connection(stream.into(), peer, shared.clone()));
+                match &tls {
+                    None => {
+                        tracker.spawn(handle_connection(stream.into(), peer, shared.clone()));
+                    }
+                    Some(tls) => {
+                        tracker.spawn(handshake(stream, tls.current(), peer, shared.clone()));
+                    }
+                }
             }
             Err(e) => {
                 // EMFILE/ENFILE in a connect storm: wait for descriptors to free up.
@@ -313,10 +385,39 @@ async fn read_head(
     }
 }
 
+/// A TLS handshake within the header timeout (a client that stalls in it costs no more than
+/// one that stalls in its head), then the connection as any other.
+async fn handshake(
+    stream: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+) {
+    let timeout = Duration::from_secs(shared.config.server.header_timeout_secs);
+    let accept = tokio_rustls::TlsAcceptor::from(config).accept(stream);
+    let tls = tokio::select! {
+        r = tokio::time::timeout(timeout, accept) => r,
+        _ = shared.shutdown.cancelled() => return,
+    };
+    match tls {
+        Ok(Ok(tls)) => handle_connection(tls.into(), peer, shared).await,
+        // Scanners and clients that do not trust the certificate fail here all day long:
+        // counted, and logged at debug level only.
+        Ok(Err(e)) => {
+            shared.metrics.tls_handshake_failures.inc();
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+        }
+        Err(_) => {
+            shared.metrics.tls_handshake_failures.inc();
+            tracing::debug!(%peer, "TLS handshake not completed in time");
+        }
+    }
+}
+
 async fn handle_connection(mut stream: Connection, peer: SocketAddr, shared: Arc<Shared>) {
     let mut buf = BytesMut::with_capacity(2048);
     loop {
-        let (req, rest) = match read_head(&mut stream, &mut buf, &shared).await {
+        let (mut req, rest) = match read_head(&mut stream, &mut buf, &shared).await {
             Ok(HeadRead::Head(req, rest)) => (req, rest),
             Ok(HeadRead::Closed) => return,
             Err((code, why)) => {
@@ -330,7 +431,9 @@ async fn handle_connection(mut stream: Connection, peer: SocketAddr, shared: Arc
             }
         };
         // Behind a trusted reverse proxy, the client is the one it names.
-        let client = http::forwarded_client(&req, peer, &shared.config.server.trusted_proxies);
+        let trusted = &shared.config.server.trusted_proxies;
+        let client = http::forwarded_client(&req, peer, trusted);
+        req.secure = stream.is_tls() || http::forwarded_https(&req, peer, trusted);
         let span =
             tracing::info_span!("conn", peer = %client, method = %req.method, path = %req.path());
         match route(stream, client, req, rest, &shared)

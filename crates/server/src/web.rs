@@ -152,8 +152,8 @@ pub(crate) fn handle(req: &Request, shared: &Shared) -> Option<Response> {
     None
 }
 
-/// The stream's URL as the client reached this server (its `Host` header), else the
-/// configured hostname and port.
+/// The stream's URL as the client reached this server (its `Host` header and scheme), else
+/// the configured hostname and port.
 fn stream_url(req: &Request, shared: &Shared, mount: &str) -> String {
     let host = req
         .header("host")
@@ -164,5 +164,6 @@ fn stream_url(req: &Request, shared: &Shared, mount: &str) -> String {
         })
         .map(str::to_string)
         .unwrap_or_else(|| format!("{}:{}", shared.config.server.hostname, shared.public_port));
-    format!("http://{host}{mount}")
+    let scheme = if req.secure { "https" } else { "http" };
+    format!("{scheme}://{host}{mount}")
 }

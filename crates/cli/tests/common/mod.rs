@@ -17,6 +17,8 @@ pub(crate) const ADMIN_PW: &str = "test-admin-pw";
 pub(crate) struct Agora {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The first HTTPS address (a `[[server.tls]]` in the configuration).
+    pub tls_addr: Option<SocketAddr>,
     pub stderr_log: PathBuf,
     _dir: TempDir,
 }
@@ -63,6 +65,8 @@ impl Agora {
             .expect("spawn agora");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
+        // The banner's addresses: plain ones, then HTTPS ones, then other lines.
+        let (mut addr, mut tls_addr) = (None, None);
         let addr = loop {
             let Some(line) = lines.next() else {
                 let _ = child.wait();
@@ -72,8 +76,14 @@ impl Agora {
                 );
             };
             let line = line.expect("read stdout");
+            let parse =
+                |rest: &str| -> SocketAddr { rest.trim_end_matches('/').parse().expect("address") };
             if let Some(rest) = line.trim().strip_prefix("listening on http://") {
-                break rest.trim_end_matches('/').parse().expect("address");
+                addr = addr.or(Some(parse(rest)));
+            } else if let Some(rest) = line.trim().strip_prefix("listening on https://") {
+                tls_addr = tls_addr.or(Some(parse(rest)));
+            } else if let Some(a) = addr {
+                break a;
             }
         };
         // Keep draining stdout so the server never blocks on a full pipe.
@@ -81,6 +91,7 @@ impl Agora {
         Agora {
             child,
             addr,
+            tls_addr,
             stderr_log,
             _dir: dir,
         }

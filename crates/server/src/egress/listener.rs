@@ -739,10 +739,15 @@ impl Session {
     /// The range of stream bytes to send from the mount's in-memory file, as (stream offset,
     /// length, cursor after it): when the listener takes the stream as it is (no ICY
     /// metadata, no browser fill, nothing pending, no new headers) and it is at least the
-    /// mount's `sendfile-min-bytes`.
+    /// mount's `sendfile-min-bytes`. Never over TLS (the bytes must be encrypted on the way).
     fn plain_range(&self) -> Option<(u64, usize, u64)> {
         let min = self.mount.settings.sendfile_min_bytes;
-        if min == 0 || self.icy.is_some() || self.fill.is_some() || !self.pending.is_empty() {
+        if min == 0
+            || self.icy.is_some()
+            || self.fill.is_some()
+            || !self.pending.is_empty()
+            || !self.stream.can_send_file()
+        {
             return None;
         }
         let headers = self.sent_headers.as_ref()?;

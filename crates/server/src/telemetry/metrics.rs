@@ -39,6 +39,8 @@ pub(crate) struct Metrics {
     pub(crate) connections: Counter,
     /// Runtime stalls the watchdog saw.
     pub(crate) runtime_stalls: Counter,
+    /// TLS handshakes that failed or timed out.
+    pub(crate) tls_handshake_failures: Counter,
     source_ends: Family<EndLabels, Counter>,
     listener_ends: Family<EndLabels, Counter>,
 }
@@ -71,6 +73,12 @@ impl Metrics {
             "Times the async runtime ran no heartbeat for longer than the watchdog's limit (5 s)",
             runtime_stalls.clone(),
         );
+        let tls_handshake_failures = Counter::default();
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes on HTTPS sockets that failed or did not complete in the header timeout",
+            tls_handshake_failures.clone(),
+        );
         let source_ends = Family::<EndLabels, Counter>::default();
         registry.register(
             "source_ends",
@@ -91,6 +99,7 @@ impl Metrics {
             requests,
             connections,
             runtime_stalls,
+            tls_handshake_failures,
             source_ends,
             listener_ends,
         }

@@ -20,6 +20,9 @@ pub(crate) struct Request {
     /// `HTTP/1.1`, `HTTP/1.0` or `ICE/1.0`.
     pub(crate) version: String,
     pub(crate) headers: Vec<(String, String)>,
+    /// The client reached the server over HTTPS (its own connection, or a trusted proxy
+    /// says so): set by the server once per request, before routing.
+    pub(crate) secure: bool,
 }
 
 /// Why a request head was refused.
@@ -110,6 +113,7 @@ pub(crate) fn parse_head(head: &[u8]) -> Result<Request, HeadError> {
         target: target.to_string(),
         version: version.to_string(),
         headers,
+        secure: false,
     })
 }
 
@@ -230,6 +234,33 @@ pub(crate) fn forwarded_client(req: &Request, peer: SocketAddr, trusted: &[IpAdd
         .find(|ip| !trusted.contains(ip))
         .or(hops.first())
         .map_or(peer, |ip| SocketAddr::new(*ip, peer.port()))
+}
+
+/// Whether a trusted reverse proxy says the client came over HTTPS (`X-Forwarded-Proto:
+/// https` or RFC 7239's `Forwarded: proto=https`, the last hop's word); anyone else's claim
+/// is ignored.
+pub(crate) fn forwarded_https(req: &Request, peer: SocketAddr, trusted: &[IpAddr]) -> bool {
+    if !trusted.contains(&peer.ip()) {
+        return false;
+    }
+    let mut last = None;
+    for (name, value) in &req.headers {
+        if name.eq_ignore_ascii_case("x-forwarded-proto") {
+            last = value.rsplit(',').next().map(str::trim);
+        } else if name.eq_ignore_ascii_case("forwarded") {
+            let proto = value.rsplit(',').next().and_then(|element| {
+                element.split(';').find_map(|pair| {
+                    let (k, v) = pair.trim().split_once('=')?;
+                    k.eq_ignore_ascii_case("proto")
+                        .then(|| v.trim().trim_matches('"'))
+                })
+            });
+            if proto.is_some() {
+                last = proto;
+            }
+        }
+    }
+    last.is_some_and(|p| p.eq_ignore_ascii_case("https"))
 }
 
 /// An address in a forwarding header: `1.2.3.4`, `1.2.3.4:5678`, `[::1]`, `[::1]:5678`.
@@ -521,6 +552,29 @@ mod tests {
         );
         assert_eq!(client("X-Forwarded-For: unknown", proxy), proxy.ip());
         assert_eq!(client("User-Agent: x", proxy), proxy.ip());
+    }
+
+    #[test]
+    fn only_a_trusted_proxy_says_the_client_came_over_https() {
+        let proxy: SocketAddr = "127.0.0.1:4000".parse().expect("addr");
+        let stranger: SocketAddr = "203.0.113.9:5000".parse().expect("addr");
+        let trusted = ["127.0.0.1".parse().expect("ip")];
+        let https = |h: &str, peer: SocketAddr| {
+            let req =
+                parse_head(format!("GET /m HTTP/1.0\r\n{h}\r\n\r\n").as_bytes()).expect("head");
+            forwarded_https(&req, peer, &trusted)
+        };
+        assert!(https("X-Forwarded-Proto: https", proxy));
+        assert!(https("X-Forwarded-Proto: HTTPS", proxy));
+        assert!(https("Forwarded: for=192.0.2.60;proto=https", proxy));
+        // The last hop's word counts.
+        assert!(!https(
+            "Forwarded: proto=https, for=10.0.0.1;proto=http",
+            proxy
+        ));
+        assert!(!https("X-Forwarded-Proto: http", proxy));
+        assert!(!https("User-Agent: x", proxy));
+        assert!(!https("X-Forwarded-Proto: https", stranger));
     }
 
     /// The `request_head` fuzz target's committed corpus, replayed as an ordinary test.

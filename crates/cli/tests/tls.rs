@@ -1,0 +1,332 @@
+//! HTTPS: listeners and sources over TLS with a test CA, HTTP and HTTPS side by side on the
+//! same mounts, certificates swapped on SIGHUP without dropping anyone, and what a bad
+//! certificate or a client that does not speak TLS gets.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// A test CA and certificates it signs for `localhost` and 127.0.0.1 (openssl, ECDSA P-256).
+struct Pki {
+    dir: TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let pki = Pki {
+            dir: TempDir::new("agora-pki"),
+        };
+        pki.openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Agora Test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        pki
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `NAME.pem` (the leaf, then the CA: a full chain) and `NAME.key`, with `NAME` as the
+    /// organisation so that the test can tell certificates apart.
+    fn issue(&self, name: &str) -> (PathBuf, PathBuf) {
+        std::fs::write(
+            self.path("ext.cnf"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("write ext");
+        let (key, csr, leaf) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.leaf"),
+        );
+        self.openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            &format!("/O={name}/CN=localhost"),
+        ]);
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-set_serial",
+            "7",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            &leaf,
+        ]);
+        let chain = [
+            std::fs::read(self.path(&leaf)).expect("leaf"),
+            std::fs::read(self.path("ca.pem")).expect("ca"),
+        ]
+        .concat();
+        std::fs::write(self.path(&format!("{name}.pem")), chain).expect("chain");
+        (self.path(&format!("{name}.pem")), self.path(&key))
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.path("ca.pem")
+    }
+}
+
+/// A server with an HTTPS socket beside its plain one.
+fn start_tls(cert: &Path, key: &Path) -> Agora {
+    let agora = Agora::start_with_config(&format!(
+        "[[server.tls]]\nlisten = [\"127.0.0.1:0\"]\ncertificate = {:?}\nkey = {:?}\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    ));
+    assert!(agora.tls_addr.is_some(), "no https address in the banner");
+    agora
+}
+
+fn https_url(addr: SocketAddr, mount: &str) -> String {
+    format!("https://localhost:{}{mount}", addr.port())
+}
+
+/// ffmpeg that trusts the test CA only and checks the server's certificate and name.
+fn ffmpeg_verifying(ca: &Path) -> Command {
+    let mut c = Command::new("ffmpeg");
+    c.arg("-ca_file").arg(ca).args(["-tls_verify", "1"]);
+    c
+}
+
+/// The organisation of the certificate an HTTPS socket presents now (openssl s_client).
+fn served_organisation(addr: SocketAddr, ca: &Path) -> String {
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect", &addr.to_string()])
+        .args([
+            "-servername",
+            "localhost",
+            "-verify_return_error",
+            "-CAfile",
+        ])
+        .arg(ca)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl s_client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Verify return code: 0 (ok)"),
+        "the certificate does not verify:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("subject=O = "))
+        .and_then(|l| l.split(',').next())
+        .unwrap_or_else(|| panic!("no subject in:\n{text}"))
+        .to_string()
+}
+
+#[test]
+fn a_listener_over_https_decodes_beside_a_plain_one() {
+    let pki = Pki::new();
+    let (cert, key) = pki.issue("first");
+    let agora = start_tls(&cert, &key);
+    let tls = agora.tls_addr.expect("https");
+    let (fx, file) = fixture("vorbis");
+    let _src = ffmpeg_push(&agora, &file, "/live.ogg", fx.muxer, false);
+    agora.wait_mount("/live.ogg");
+    // The same mount over HTTPS (the certificate and its name checked) and over HTTP.
+    assert_decodes_with(ffmpeg_verifying(&pki.ca()), &https_url(tls, "/live.ogg"), 5);
+    assert_decodes(&agora.url("/live.ogg"), 3);
+    // Pages and the API answer over HTTPS too, and a playlist fetched over HTTPS points to
+    // the HTTPS stream.
+    let out = Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(pki.ca())
+        .arg(https_url(tls, "/live.ogg.m3u"))
+        .output()
+        .expect("curl");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        https_url(tls, "/live.ogg"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new("curl")
+        .args(["-sS", "--cacert"])
+        .arg(pki.ca())
+        .arg(https_url(tls, "/status-json.xsl"))
+        .output()
+        .expect("curl");
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert!(status["icestats"]["source"].is_object(), "{status}");
+}
+
+#[test]
+fn a_source_pushes_over_tls() {
+    let pki = Pki::new();
+    let (cert, key) = pki.issue("first");
+    let agora = start_tls(&cert, &key);
+    let tls = agora.tls_addr.expect("https");
+    let (fx, file) = fixture("opus");
+    // ffmpeg's icecast protocol over TLS: `-tls 1`.
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-nostdin", "-v", "error", "-re", "-i"])
+        .arg(&file)
+        .args(["-c", "copy", "-f", fx.muxer, "-tls", "1"])
+        .arg(format!(
+            "icecast://source:{SOURCE_PW}@localhost:{}/secure.opus",
+            tls.port()
+        ));
+    let _src = Proc::spawn(&mut cmd);
+    agora.wait_mount("/secure.opus");
+    assert_decodes(&agora.url("/secure.opus"), 4);
+    assert_decodes_with(
+        ffmpeg_verifying(&pki.ca()),
+        &https_url(tls, "/secure.opus"),
+        3,
+    );
+}
+
+#[test]
+fn a_certificate_swapped_on_sighup_serves_new_connections_and_keeps_old_ones() {
+    let pki = Pki::new();
+    let (cert, key) = pki.issue("first");
+    let agora = start_tls(&cert, &key);
+    let tls = agora.tls_addr.expect("https");
+    let (fx, file) = fixture("vorbis");
+    let _src = ffmpeg_push(&agora, &file, "/live.ogg", fx.muxer, false);
+    agora.wait_mount("/live.ogg");
+    assert_eq!(served_organisation(tls, &pki.ca()), "first");
+
+    // A listener over HTTPS, decoding 12 s of the stream across the swap.
+    let ca = pki.ca();
+    let url = https_url(tls, "/live.ogg");
+    let before = std::thread::spawn(move || assert_decodes_with(ffmpeg_verifying(&ca), &url, 12));
+    agora.wait_status("the https listener", |a| a.listeners("/live.ogg") >= 1);
+
+    // Renewed files in place, as an ACME client writes them, then SIGHUP.
+    let (new_cert, new_key) = pki.issue("second");
+    std::fs::copy(&new_cert, &cert).expect("copy cert");
+    std::fs::copy(&new_key, &key).expect("copy key");
+    send_signal(agora.pid(), "HUP");
+    agora.wait_log(&["TLS certificate reloaded"]);
+    assert_eq!(served_organisation(tls, &pki.ca()), "second");
+    assert_decodes_with(ffmpeg_verifying(&pki.ca()), &https_url(tls, "/live.ogg"), 2);
+    before
+        .join()
+        .expect("the listener from before the swap decoded throughout");
+
+    // A key that is not the certificate's: refused, the current pair stays.
+    let (_, other_key) = pki.issue("third");
+    std::fs::copy(&other_key, &key).expect("copy key");
+    send_signal(agora.pid(), "HUP");
+    agora.wait_log(&["reload refused"]);
+    assert_eq!(served_organisation(tls, &pki.ca()), "second");
+    assert!(agora.log_has(&["reload refused", &key.display().to_string()]));
+}
+
+#[test]
+fn a_client_that_does_not_speak_tls_is_dropped_and_counted() {
+    let pki = Pki::new();
+    let (cert, key) = pki.issue("first");
+    let agora = start_tls(&cert, &key);
+    let tls = agora.tls_addr.expect("https");
+    // Plain HTTP to the HTTPS socket: no answer in clear text, the connection ends.
+    let mut s = TcpStream::connect(tls).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    s.write_all(request("GET", "/status-json.xsl", &[]).as_bytes())
+        .expect("send");
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(
+        !got.starts_with(b"HTTP/"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    let (code, _, body) = http_get(agora.addr, "/metrics", &[]);
+    assert_eq!(code, 200);
+    let metrics = String::from_utf8_lossy(&body);
+    assert!(
+        metrics.contains("agora_tls_handshake_failures_total 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn an_unusable_certificate_is_named_by_check_config_and_at_start() {
+    let pki = Pki::new();
+    let (cert, _) = pki.issue("first");
+    let dir = TempDir::new("agora-tls-config");
+    let missing = dir.path().join("missing.key");
+    let cfg = dir.path().join("agora.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[server.tls]]\nlisten = [\"127.0.0.1:0\"]\ncertificate = {:?}\nkey = {:?}\n",
+            cert.display().to_string(),
+            missing.display().to_string()
+        ),
+    )
+    .expect("config");
+    for extra in [&["--check-config"][..], &[]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_agora"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&cfg)
+            .args(extra)
+            .output()
+            .expect("run agora");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{extra:?} accepted a missing key");
+        assert!(
+            err.contains(&format!("TLS key {}", missing.display())) && err.contains("No such file"),
+            "{extra:?}: {err}"
+        );
+    }
+}
