@@ -125,6 +125,9 @@ struct SwarmArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// A PEM file of CA certificates trusted for `https://` URLs, besides the system's.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -145,6 +148,11 @@ struct WorkerArgs {
     window_end_ms: u64,
     #[arg(long, default_value_t = 0)]
     churn_ms: u64,
+    /// Connect with TLS.
+    #[arg(long)]
+    tls: bool,
+    #[arg(long)]
+    ca_file: Option<std::path::PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -159,8 +167,13 @@ fn main() -> Result<()> {
         .build()?;
     match command {
         Command::Worker(w) => rt.block_on(async {
+            let tls = match w.tls {
+                true => Some(swarm::Tls::new(&w.host, w.ca_file.as_deref())?),
+                false => None,
+            };
             let plan = Plan {
                 addr: w.addr,
+                tls,
                 host: w.host,
                 path: w.path,
                 listeners: w.n,
@@ -186,24 +199,30 @@ fn raise_fd_limit() {
     }
 }
 
-fn parse_url(url: &str) -> Result<(SocketAddr, String, String)> {
-    let rest = url
-        .strip_prefix("http://")
-        .with_context(|| format!("{url}: expected http://host:port/mount"))?;
+/// `http(s)://host[:port]/mount` as (address, host, path, whether it is HTTPS).
+fn parse_url(url: &str) -> Result<(SocketAddr, String, String, bool)> {
+    let (rest, tls) = match url.strip_prefix("https://") {
+        Some(rest) => (rest, true),
+        None => (
+            url.strip_prefix("http://")
+                .with_context(|| format!("{url}: expected http(s)://host:port/mount"))?,
+            false,
+        ),
+    };
     let (host, path) = rest
         .split_once('/')
         .with_context(|| format!("{url}: no mount"))?;
-    let hostport = if host.contains(':') {
+    let hostport = if host.contains(':') && !host.ends_with(']') {
         host.to_string()
     } else {
-        format!("{host}:80")
+        format!("{host}:{}", if tls { 443 } else { 80 })
     };
     let addr = hostport
         .to_socket_addrs()
         .with_context(|| format!("resolving {hostport}"))?
         .next()
         .with_context(|| format!("{hostport}: no address"))?;
-    Ok((addr, host.to_string(), format!("/{path}")))
+    Ok((addr, host.to_string(), format!("/{path}"), tls))
 }
 
 /// (utime, stime) of a process, seconds: time in user space and in the kernel on its behalf.
@@ -319,6 +338,7 @@ struct Report {
 struct Target {
     url: String,
     addr: SocketAddr,
+    tls: Option<swarm::Tls>,
     host: String,
     path: String,
     listeners: usize,
@@ -326,11 +346,17 @@ struct Target {
 }
 
 impl Target {
-    fn new(url: &str, listeners: usize, latency_only: bool) -> Result<Target> {
-        let (addr, host, path) = parse_url(url)?;
+    fn new(
+        url: &str,
+        listeners: usize,
+        latency_only: bool,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<Target> {
+        let (addr, host, path, tls) = parse_url(url)?;
         Ok(Target {
             url: url.to_string(),
             addr,
+            tls: tls.then(|| swarm::Tls::new(&host, ca_file)).transpose()?,
             host,
             path,
             listeners,
@@ -341,6 +367,7 @@ impl Target {
     fn plan(&self, listeners: usize, rate: f64, window: (u64, u64), churn_ms: u64) -> Plan {
         Plan {
             addr: self.addr,
+            tls: self.tls.clone(),
             host: self.host.clone(),
             path: self.path.clone(),
             listeners,
@@ -399,16 +426,29 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
     let k = a.url.len();
     let mut targets = Vec::new();
     for (i, url) in a.url.iter().enumerate() {
-        targets.push(Target::new(url, a.n / k + usize::from(i < a.n % k), false)?);
+        targets.push(Target::new(
+            url,
+            a.n / k + usize::from(i < a.n % k),
+            false,
+            a.ca_file.as_deref(),
+        )?);
     }
     for url in &a.latency_url {
-        targets.push(Target::new(url, a.latency_listeners, true)?);
+        targets.push(Target::new(
+            url,
+            a.latency_listeners,
+            true,
+            a.ca_file.as_deref(),
+        )?);
     }
     let mut stamps: Option<Arc<source::Stamps>> = None;
     let mut source_task = None;
     let mut kbps = a.kbps;
     if let Some(file) = &a.source {
-        let (addr, _, path) = parse_url(a.source_url.as_ref().unwrap_or(&a.url[0]))?;
+        let (addr, _, path, tls) = parse_url(a.source_url.as_ref().unwrap_or(&a.url[0]))?;
+        if tls {
+            bail!("the bench source pushes over plain HTTP: give --source-url http://...");
+        }
         let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
         let format = match a.format {
             Some(f) => f,
@@ -501,6 +541,12 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
                     "--path",
                     &t.path,
                 ])
+                .args(t.tls.as_ref().map(|_| "--tls"))
+                .args(
+                    a.ca_file
+                        .iter()
+                        .flat_map(|f| [std::ffi::OsStr::new("--ca-file"), f.as_os_str()]),
+                )
                 .args(["-n", &n.to_string(), "--rate", &rate_of(t, n).to_string()])
                 .args(["--window-start-ms", &window_start_ms.to_string()])
                 .args(["--window-end-ms", &window_end_ms.to_string()])

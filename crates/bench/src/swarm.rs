@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use agora_format::{Demuxer, Event, Format};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::keys::Finder;
@@ -60,9 +60,61 @@ pub(crate) fn epoch_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The TLS side of an `https://` swarm: the connector (trusting the system roots and the
+/// `--ca-file`) and the name the certificate is checked against.
+#[derive(Clone)]
+pub(crate) struct Tls {
+    pub connector: tokio_rustls::TlsConnector,
+    pub name: rustls_pki_types::ServerName<'static>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tls({:?})", self.name)
+    }
+}
+
+impl Tls {
+    /// For `host` (the URL's, without the port), trusting the system's roots and `ca_file`.
+    pub(crate) fn new(host: &str, ca_file: Option<&std::path::Path>) -> anyhow::Result<Tls> {
+        use anyhow::Context;
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
+        }
+        if let Some(path) = ca_file {
+            for c in rustls_pki_types::CertificateDer::pem_file_iter(path)
+                .with_context(|| path.display().to_string())?
+            {
+                roots
+                    .add(c.with_context(|| path.display().to_string())?)
+                    .context("a CA certificate")?;
+            }
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let bare = host
+            .strip_prefix('[')
+            .and_then(|h| h.split(']').next())
+            .unwrap_or_else(|| host.rsplit_once(':').map_or(host, |(h, _)| h));
+        Ok(Tls {
+            connector: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            name: rustls_pki_types::ServerName::try_from(bare.to_string())
+                .with_context(|| format!("{bare}: not a server name"))?,
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
     pub addr: SocketAddr,
+    /// `https://`: connect with TLS.
+    pub tls: Option<Tls>,
     pub host: String,
     pub path: String,
     pub listeners: usize,
@@ -163,9 +215,30 @@ async fn listen(plan: Arc<Plan>, stamps: Option<Arc<Stamps>>, index: usize) -> O
 
 async fn read(plan: &Plan, stamps: Option<&Stamps>, one: &mut One) -> Result<(), String> {
     let start = Instant::now();
-    let mut s = TcpStream::connect(plan.addr)
+    let s = TcpStream::connect(plan.addr)
         .await
         .map_err(|e| format!("connect: {}", e.kind()))?;
+    match &plan.tls {
+        None => session(s, start, plan, stamps, one).await,
+        Some(tls) => {
+            let s = tls
+                .connector
+                .connect(tls.name.clone(), s)
+                .await
+                .map_err(|e| format!("TLS: {e}"))?;
+            session(s, start, plan, stamps, one).await
+        }
+    }
+}
+
+/// One connection's request and body, plain or TLS.
+async fn session(
+    mut s: impl AsyncRead + AsyncWrite + Unpin,
+    start: Instant,
+    plan: &Plan,
+    stamps: Option<&Stamps>,
+    one: &mut One,
+) -> Result<(), String> {
     let req = format!(
         "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: agora-bench\r\n\r\n",
         plan.path, plan.host
