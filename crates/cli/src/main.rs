@@ -112,10 +112,10 @@ fn serve(args: ServeArgs) -> Result<()> {
         config.server.listen = args.listen.clone();
     }
     if let Some(p) = args.source_password {
-        config.auth.source_password = Some(p);
+        config.auth.source_password = Some(p.into());
     }
     if let Some(p) = args.admin_password {
-        config.auth.admin_password = Some(p);
+        config.auth.admin_password = Some(p.into());
     }
     if args.access_log.is_some() {
         config.server.access_log = args.access_log;
@@ -132,8 +132,8 @@ fn serve(args: ServeArgs) -> Result<()> {
         source_password: config
             .auth
             .source_password
-            .clone()
-            .unwrap_or_else(agora_server::random_password),
+            .as_deref()
+            .map_or_else(agora_server::random_password, str::to_string),
         admin_user: config
             .auth
             .admin_user
@@ -142,8 +142,8 @@ fn serve(args: ServeArgs) -> Result<()> {
         admin_password: config
             .auth
             .admin_password
-            .clone()
-            .unwrap_or_else(agora_server::random_password),
+            .as_deref()
+            .map_or_else(agora_server::random_password, str::to_string),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

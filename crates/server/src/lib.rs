@@ -21,6 +21,8 @@
 //! - `routing`: which handler answers a request.
 //! - `state`: `Shared`, what every connection shares.
 //! - `config`: TOML configuration, defaults, validation.
+//! - `secret`: [`Secret`] (a password no `Debug` shows) and [`read_password_file`] (the
+//!   `*-password-file` keys and flags).
 //! - `mount_path`: the validated name of a mount; request paths decoded once.
 //! - `wire`: the HTTP wire (`http`) and credentials (`auth`).
 //! - `ingest`: sources (`source`); relays next.
@@ -35,7 +37,7 @@
 //!
 //! **Layering** (checked by `scripts/module-cycles`): a module uses only modules below it in
 //! this list: `server` → `routing` → `ingest`, `egress`, `control`, `web` → `state` →
-//! `telemetry` → `stream` → `wire`, `config` → `mount_path`, `sync`, `watchdog`.
+//! `telemetry` → `stream` → `wire`, `config` → `mount_path`, `secret`, `sync`, `watchdog`.
 
 mod config;
 mod control;
@@ -43,6 +45,7 @@ mod egress;
 mod ingest;
 mod mount_path;
 mod routing;
+mod secret;
 mod server;
 mod state;
 mod stream;
@@ -53,6 +56,7 @@ mod web;
 mod wire;
 
 pub use config::Config;
+pub use secret::{Secret, SecretFileError, read_password_file};
 pub use server::Server;
 pub use state::Credentials;
 pub use wire::auth::random_password;
