@@ -43,6 +43,10 @@ Examples:
   ffmpeg -i cam.dv -c:v libtheora -c:a libvorbis -f ogg - | \\
       agora cast --input - --archive-dir streams --server http://source:PW@host:8000/live.ogg
 
+  # The password out of the command line (every user of the machine can read it with ps)
+  agora cast --input test --password-file ~/.config/agora/source.pw \\
+      --server http://origin:8000/live.webm --server http://backup:8000/live.webm
+
 Exit status: 0 the input ended or the cast was stopped (Ctrl-C, SIGTERM); 2 bad options;
 3 the encoder failed or ffmpeg is missing; 4 the archive could not be written; 5 the input
 could not be read. Network failures never end a cast: each server is retried on its own.";
@@ -90,9 +94,24 @@ pub(crate) struct CastArgs {
     /// Extra CA certificates (PEM) trusted for https:// servers, beside the system's.
     #[arg(long, value_name = "FILE")]
     tls_ca: Option<PathBuf>,
-    /// Source password for servers whose URL has none.
-    #[arg(long, env = "AGORA_SOURCE_PASSWORD", hide_env_values = true)]
+    /// Source password for servers whose URL has none. Given here (or in a URL), every user of
+    /// the machine can read it (ps): prefer --password-file or the environment.
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        env = "AGORA_SOURCE_PASSWORD",
+        hide_env_values = true
+    )]
     password: Option<String>,
+    /// File holding the source password for servers whose URL has none (one line; a trailing
+    /// newline is stripped).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "AGORA_SOURCE_PASSWORD_FILE",
+        conflicts_with = "password"
+    )]
+    password_file: Option<PathBuf>,
     /// Stream name (ice-name), also used in archive file names.
     #[arg(long)]
     name: Option<String>,
@@ -121,6 +140,20 @@ fn size(s: &str) -> Result<(u32, u32), CastError> {
 
 fn usage(e: String) -> CastError {
     CastError::Usage(e)
+}
+
+/// The password of `--password`, or of `--password-file` (read now).
+fn password(value: &Option<String>, file: &Option<PathBuf>) -> Result<Option<String>, CastError> {
+    match (value, file) {
+        (Some(p), _) => Ok(Some(p.clone())),
+        (None, Some(path)) => Ok(Some(
+            crate::secrets::read_file("--password-file", path)
+                .map_err(usage)?
+                .expose()
+                .to_string(),
+        )),
+        (None, None) => Ok(None),
+    }
 }
 
 /// The TLS settings for https:// servers; a bad `--tls-ca` file is a usage error.
@@ -208,19 +241,20 @@ impl CastArgs {
             bitrate: None,
         };
         let mut targets = Vec::new();
+        let password = password(&self.password, &self.password_file)?;
         for s in &self.servers {
             let url: ServerUrl = s
                 .parse()
                 .map_err(|e: agora_client::UrlError| usage(e.to_string()))?;
-            if url.password.is_none() && self.password.is_none() {
+            if url.password.is_none() && password.is_none() {
                 return Err(usage(format!(
-                    "{url}: no password; put it in the URL (http://source:PASS@host:port/mount), or use --password or AGORA_SOURCE_PASSWORD"
+                    "{url}: no password; use --password-file FILE, AGORA_SOURCE_PASSWORD_FILE or AGORA_SOURCE_PASSWORD (or put it in the URL, http://source:PASS@host:port/mount, where ps shows it)"
                 )));
             }
             targets.push(TargetConfig {
                 endpoint: Endpoint {
                     url,
-                    password: self.password.clone(),
+                    password: password.clone(),
                     tls: None,
                 },
                 meta: meta.clone(),
@@ -336,9 +370,24 @@ pub(crate) struct MetaArgs {
     /// The new now-playing title.
     #[arg(long)]
     title: String,
-    /// Source (or admin) password when the URL has none.
-    #[arg(long, env = "AGORA_SOURCE_PASSWORD", hide_env_values = true)]
+    /// Source (or admin) password when the URL has none. Given here (or in the URL), every
+    /// user of the machine can read it (ps): prefer --password-file or the environment.
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        env = "AGORA_SOURCE_PASSWORD",
+        hide_env_values = true
+    )]
     password: Option<String>,
+    /// File holding the source (or admin) password when the URL has none (one line; a
+    /// trailing newline is stripped).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "AGORA_SOURCE_PASSWORD_FILE",
+        conflicts_with = "password"
+    )]
+    password_file: Option<PathBuf>,
     /// Extra CA certificates (PEM) trusted for an https:// server.
     #[arg(long, value_name = "FILE")]
     tls_ca: Option<PathBuf>,
@@ -353,7 +402,7 @@ pub(crate) fn meta(args: MetaArgs) -> Result<()> {
     };
     let endpoint = Endpoint {
         url: url.clone(),
-        password: args.password,
+        password: password(&args.password, &args.password_file)?,
         tls,
     };
     runtime()?.block_on(async {

@@ -2,6 +2,7 @@
 //! (`serve`), the broadcaster (`cast`), both (`demo`), or set a title (`meta`).
 
 mod cast;
+mod secrets;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use agora_server::{Config, Credentials, Server};
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 // mimalloc rather than glibc's malloc: with thousands of listeners joining and leaving across
 // worker threads, glibc's per-thread arenas kept growing (RSS +17% over 3 minutes of churn);
@@ -48,6 +49,13 @@ Examples:
   agora serve                                   # 127.0.0.1:8000, random passwords printed
   agora serve --listen 0.0.0.0:8000 --config /etc/agora.toml
   AGORA_SOURCE_PASSWORD=s3cret agora serve --listen [::]:8000
+  agora serve --source-password-file /etc/agora/source.pw --admin-password-file /etc/agora/admin.pw
+
+Passwords are best kept out of the command line, which every user of the machine can read
+(ps): give a file (one line; one trailing newline is stripped) or the environment. Under
+systemd, LoadCredential=source-password:/etc/agora/source.pw with
+--source-password-file %d/source-password; with Docker secrets,
+AGORA_SOURCE_PASSWORD_FILE=/run/secrets/source_password.
 
 Push a stream to it:
   ffmpeg -re -i talk.webm -c copy -content_type video/webm \\
@@ -63,11 +71,41 @@ struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Password of user `source` (default: from the config, else random, printed at start).
-    #[arg(long, env = "AGORA_SOURCE_PASSWORD", hide_env_values = true)]
+    /// Given here, every user of the machine can read it (ps): prefer --source-password-file
+    /// or the environment.
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        env = "AGORA_SOURCE_PASSWORD",
+        hide_env_values = true
+    )]
     source_password: Option<String>,
+    /// File holding the password of user `source` (one line; a trailing newline is stripped).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "AGORA_SOURCE_PASSWORD_FILE",
+        conflicts_with = "source_password"
+    )]
+    source_password_file: Option<PathBuf>,
     /// Password of user `admin` (default: from the config, else random, printed at start).
-    #[arg(long, env = "AGORA_ADMIN_PASSWORD", hide_env_values = true)]
+    /// Given here, every user of the machine can read it (ps): prefer --admin-password-file
+    /// or the environment.
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        env = "AGORA_ADMIN_PASSWORD",
+        hide_env_values = true
+    )]
     admin_password: Option<String>,
+    /// File holding the password of user `admin` (one line; a trailing newline is stripped).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "AGORA_ADMIN_PASSWORD_FILE",
+        conflicts_with = "admin_password"
+    )]
+    admin_password_file: Option<PathBuf>,
     /// Access log in Combined Log Format: a file, or `-` for standard output.
     #[arg(long, value_name = "FILE")]
     access_log: Option<String>,
@@ -79,7 +117,12 @@ struct ServeArgs {
 fn main() -> std::process::ExitCode {
     // Read the local time zone while the process has one thread (the only time it may).
     let offset = time::UtcOffset::current_local_offset().unwrap_or(time::UtcOffset::UTC);
-    let cli = Cli::parse();
+    // Parsed by hand rather than with `Cli::parse()`: clap's errors quote arguments, and the
+    // command line's passwords must be left out of them.
+    let matches = Cli::command()
+        .try_get_matches()
+        .unwrap_or_else(|e| secrets::exit_on_clap_error(e));
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| secrets::exit_on_clap_error(e));
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -88,6 +131,7 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    secrets::warn_about_arguments(&Cli::command(), &matches);
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Cast(args) => return cast::cast(*args, offset),
@@ -111,11 +155,26 @@ fn serve(args: ServeArgs) -> Result<()> {
     if !args.listen.is_empty() {
         config.server.listen = args.listen.clone();
     }
-    if let Some(p) = args.source_password {
-        config.auth.source_password = Some(p);
-    }
-    if let Some(p) = args.admin_password {
-        config.auth.admin_password = Some(p);
+    // The command line and the environment win over the file.
+    for (value, file, flag, password) in [
+        (
+            args.source_password,
+            &args.source_password_file,
+            "--source-password-file",
+            &mut config.auth.source_password,
+        ),
+        (
+            args.admin_password,
+            &args.admin_password_file,
+            "--admin-password-file",
+            &mut config.auth.admin_password,
+        ),
+    ] {
+        if let Some(p) = value {
+            *password = Some(p.into());
+        } else if let Some(path) = file {
+            *password = Some(secrets::read_file(flag, path).map_err(anyhow::Error::msg)?);
+        }
     }
     if args.access_log.is_some() {
         config.server.access_log = args.access_log;
@@ -132,8 +191,8 @@ fn serve(args: ServeArgs) -> Result<()> {
         source_password: config
             .auth
             .source_password
-            .clone()
-            .unwrap_or_else(agora_server::random_password),
+            .as_deref()
+            .map_or_else(agora_server::random_password, str::to_string),
         admin_user: config
             .auth
             .admin_user
@@ -142,8 +201,8 @@ fn serve(args: ServeArgs) -> Result<()> {
         admin_password: config
             .auth
             .admin_password
-            .clone()
-            .unwrap_or_else(agora_server::random_password),
+            .as_deref()
+            .map_or_else(agora_server::random_password, str::to_string),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -32,11 +32,14 @@ impl Cast {
         let dir = TempDir::new("agora-cast");
         let log = dir.path().join("cast.log");
         let started = Instant::now();
-        let child = Command::new(env!("CARGO_BIN_EXE_agora"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_agora"));
+        for var in PASSWORD_ENV {
+            cmd.env_remove(var);
+        }
+        let child = cmd
             .arg("cast")
             .args(args)
             .env("RUST_LOG", "info")
-            .env_remove("AGORA_SOURCE_PASSWORD")
             .stdin(stdin)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
@@ -472,6 +475,70 @@ fn agora_meta_changes_the_title() {
     assert!(
         String::from_utf8_lossy(&bad.stderr).contains("wrong user or password"),
         "{bad:?}"
+    );
+}
+
+/// `--password-file` (and `AGORA_SOURCE_PASSWORD_FILE` for `agora meta`): the cast
+/// authenticates with the file's password, which neither `ps` nor the cast's log shows; a
+/// password in a URL on the command line is warned about.
+#[test]
+fn a_password_file_keeps_the_password_out_of_ps() {
+    let agora = Agora::start();
+    let dir = TempDir::new("cast-secret");
+    let file = dir.path().join("source.pw");
+    std::fs::write(&file, format!("{SOURCE_PW}\n")).expect("write password file");
+    let file = file.to_str().expect("utf-8 path");
+    let url = format!("http://{}/secret.mp3", agora.addr);
+    let mut cast = Cast::start(&[
+        "--input",
+        "test",
+        "--preset",
+        "mp3",
+        "--password-file",
+        file,
+        "--server",
+        &url,
+    ]);
+    agora.wait_mount("/secret.mp3");
+    let ps = cmdline(cast.child.id());
+    assert!(ps.contains("--password-file"), "not the cast: {ps}");
+    assert!(!ps.contains(SOURCE_PW), "{ps}");
+
+    let meta = |env: &[(&str, &str)], server: &str, title: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_agora"));
+        for var in PASSWORD_ENV {
+            cmd.env_remove(var);
+        }
+        cmd.args(["meta", "--server", server, "--title", title])
+            .envs(env.iter().copied())
+            .output()
+            .expect("agora meta")
+    };
+    let out = meta(&[("AGORA_SOURCE_PASSWORD_FILE", file)], &url, "From a file");
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("every user"),
+        "{out:?}"
+    );
+    agora.wait_status("the title set with the password file", |a| {
+        a.source("/secret.mp3")
+            .is_some_and(|s| s["title"] == "From a file")
+    });
+    let out = meta(&[], &target(&agora, "/secret.mp3"), "From the URL");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        err.contains("a password in a --server URL can be read by every user"),
+        "{err}"
+    );
+    assert!(!err.contains(SOURCE_PW), "{err}");
+
+    let (status, _) = cast.stop();
+    assert!(status.success(), "{status}\n{}", cast.log());
+    let log = cast.log();
+    assert!(
+        !log.contains(SOURCE_PW) && !log.contains("every user"),
+        "{log}"
     );
 }
 

@@ -8,7 +8,8 @@
 //! 443), and the mount (the path) is required.
 //!
 //! **A password is never shown:** `Display` and `Debug` leave the credentials out, and an
-//! error quotes the input with its password replaced by `***`.
+//! error quotes the input with its password replaced by `***` ([`redact`], also what the
+//! server's configuration errors and the command line's argument errors show of a URL).
 
 use std::fmt;
 use std::str::FromStr;
@@ -159,18 +160,27 @@ fn port_text(s: &str) -> Option<&str> {
 }
 
 /// `s` with anything between the user's `:` and the last `@` replaced by `***` (the last
-/// `@` of the whole input: a password with an unescaped `/` or `@` is hidden too).
-fn redact(s: &str) -> String {
-    let Some((scheme, rest)) = s.split_once("://") else {
-        return s.to_string();
-    };
-    let Some((userinfo, after)) = rest.rsplit_once('@') else {
-        return s.to_string();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{after}"),
+/// `@` of the whole input: a password with an unescaped `/` or `@` is hidden too). What an
+/// error or a log line may show of a URL that may not parse.
+pub fn redact(s: &str) -> String {
+    match password_span(s) {
+        Some(r) => format!("{}***{}", &s[..r.start], &s[r.end..]),
         None => s.to_string(),
     }
+}
+
+/// The password of a URL as written in `s` (not decoded): what [`redact`] hides. `None` when
+/// `s` has no `scheme://user:…@`.
+pub fn password_text(s: &str) -> Option<&str> {
+    password_span(s).map(|r| &s[r])
+}
+
+fn password_span(s: &str) -> Option<std::ops::Range<usize>> {
+    let (scheme, rest) = s.split_once("://")?;
+    let (userinfo, _) = rest.rsplit_once('@')?;
+    let (user, password) = userinfo.split_once(':')?;
+    let start = scheme.len() + "://".len() + user.len() + 1;
+    Some(start..start + password.len())
 }
 
 /// Shown without the credentials.
@@ -310,6 +320,28 @@ mod tests {
             "ftp://u:secret@h/a",
         ] {
             assert!(!err(s).contains("secret"), "{}", err(s));
+        }
+    }
+
+    #[test]
+    fn the_password_as_written_is_what_redact_hides() {
+        for (s, pw, shown) in [
+            (
+                "http://source:s%40cret@h/a",
+                Some("s%40cret"),
+                "http://source:***@h/a",
+            ),
+            (
+                "--server=icecast://u:a@b@h:1/x",
+                Some("a@b"),
+                "--server=icecast://u:***@h:1/x",
+            ),
+            ("http://relay@h/", None, "http://relay@h/"),
+            ("http://:pw@h/", Some("pw"), "http://:***@h/"),
+            ("not a url", None, "not a url"),
+        ] {
+            assert_eq!(password_text(s), pw, "{s}");
+            assert_eq!(redact(s), shown, "{s}");
         }
     }
 

@@ -8,7 +8,7 @@
 //!
 //! [auth]
 //! source-password = "…"      # none set: a random one is generated and printed at start
-//! admin-password = "…"
+//! admin-password-file = "/run/credentials/agora.service/admin-password"
 //!
 //! [mount-defaults]
 //! burst-size = 65536
@@ -23,14 +23,23 @@
 //! upstream = "http://origin.example.org:8000/live.webm"
 //! mount = "/live.webm"        # the local mount; the upstream's path when left out
 //! ```
+//!
+//! Every password can be given inline (`source-password`) or as a file (`source-password-file`,
+//! read when the configuration is loaded: one line, one trailing newline stripped; relative to
+//! the configuration file's directory), never both. The credentials of `[[relay]]`, `[[push]]`
+//! and `[master]` go in their URL or, the password, in their `password-file`. Passwords are
+//! [`Secret`]s: the `Debug` of every section shows `***` for them and for the password in a URL.
 
+use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use agora_client::server_url::{password_text, redact};
 use serde::Deserialize;
 
 use crate::mount_path::MountPath;
+use crate::secret::{Secret, SecretFileError, read_password_file};
 
 /// Icecast's default burst: what a joining listener gets at once so playback starts instantly.
 pub(crate) const DEFAULT_BURST_SIZE: usize = 64 * 1024;
@@ -71,31 +80,65 @@ pub struct Config {
 }
 
 /// One `[[push]]` table: a local mount forwarded to another server as its source client.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PushConfig {
     /// The local mount.
     pub mount: String,
     /// Where it goes: `http(s)://source:PASSWORD@host:port/mount`.
     pub target: String,
+    /// The target's password, when its URL has none (read at load into `password`).
+    pub(crate) password_file: Option<PathBuf>,
+    #[serde(skip)]
+    pub(crate) password: Option<Secret>,
 }
 
 impl PushConfig {
-    /// The target, parsed (checked by [`Config::validate`]).
+    /// The target, parsed, with the password of `password-file` (checked by
+    /// [`Config::validate`]).
     pub(crate) fn target_url(&self) -> Result<agora_client::ServerUrl, ConfigError> {
-        self.target
+        let url = self
+            .target
             .parse()
-            .map_err(|e: agora_client::UrlError| ConfigError::Invalid(format!("push: {e}")))
+            .map_err(|e: agora_client::UrlError| ConfigError::Invalid(format!("push: {e}")))?;
+        Ok(with_password(url, &self.password))
     }
+}
+
+/// Without the password of the URL.
+impl fmt::Debug for PushConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PushConfig")
+            .field("mount", &self.mount)
+            .field("target", &redact(&self.target))
+            .field("password_file", &self.password_file)
+            .field("password", &self.password)
+            .finish()
+    }
+}
+
+/// `url` with `password` (from a `password-file`) when it has one.
+fn with_password(
+    mut url: agora_client::ServerUrl,
+    password: &Option<Secret>,
+) -> agora_client::ServerUrl {
+    if let Some(p) = password {
+        url.password = Some(p.expose().to_string());
+    }
+    url
 }
 
 /// `[master]`: follow another server, relaying each mount it lists in `/admin/streamlist.txt`
 /// under the same name, picking up new mounts and dropping ended ones at every poll.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct MasterConfig {
     /// The master: `http(s)://relay:PASSWORD@host:port/`, with its relay user (or an admin).
     pub url: String,
+    /// The password of the URL's user, when the URL has none (read at load into `password`).
+    pub(crate) password_file: Option<PathBuf>,
+    #[serde(skip)]
+    pub(crate) password: Option<Secret>,
     /// Seconds between two polls of the master's mount list.
     pub interval_secs: u64,
     /// This server's own address as listeners reach it, `http://host:port`: announced to the
@@ -108,9 +151,24 @@ impl Default for MasterConfig {
     fn default() -> Self {
         MasterConfig {
             url: String::new(),
+            password_file: None,
+            password: None,
             interval_secs: 10,
             announce: None,
         }
+    }
+}
+
+/// Without the password of the URL.
+impl fmt::Debug for MasterConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MasterConfig")
+            .field("url", &redact(&self.url))
+            .field("password_file", &self.password_file)
+            .field("password", &self.password)
+            .field("interval_secs", &self.interval_secs)
+            .field("announce", &self.announce.as_deref().map(redact))
+            .finish()
     }
 }
 
@@ -125,8 +183,10 @@ impl MasterConfig {
             },
             None => self.url.clone(),
         };
-        list.parse()
-            .map_err(|e: agora_client::UrlError| ConfigError::Invalid(format!("master: {e}")))
+        let url = list
+            .parse()
+            .map_err(|e: agora_client::UrlError| ConfigError::Invalid(format!("master: {e}")))?;
+        Ok(with_password(url, &self.password))
     }
 }
 
@@ -138,7 +198,8 @@ impl MasterConfig {
         };
         let bad = |why: &str| {
             ConfigError::Invalid(format!(
-                "master.announce = {a:?}: {why} (expected http://host:port, how listeners reach this server)"
+                "master.announce = {:?}: {why} (expected http://host:port, how listeners reach this server)",
+                redact(a)
             ))
         };
         let url = url::Url::parse(a).map_err(|e| bad(&e.to_string()))?;
@@ -160,11 +221,15 @@ impl MasterConfig {
 
 /// One `[[relay]]` table: a mount pulled from another server, as a listener of it, and served
 /// here as a mount like any other.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RelayConfig {
     /// The upstream mount: `http(s)://[user:pass@]host:port/mount`.
     pub upstream: String,
+    /// The password of the URL's user, when the URL has none (read at load into `password`).
+    pub(crate) password_file: Option<PathBuf>,
+    #[serde(skip)]
+    pub(crate) password: Option<Secret>,
     /// The local mount; the upstream's path when absent.
     pub mount: Option<String>,
     /// Connect upstream only while the mount has a listener (and `linger-secs` after the
@@ -178,6 +243,8 @@ impl Default for RelayConfig {
     fn default() -> Self {
         RelayConfig {
             upstream: String::new(),
+            password_file: None,
+            password: None,
             mount: None,
             on_demand: false,
             linger_secs: 10,
@@ -185,12 +252,29 @@ impl Default for RelayConfig {
     }
 }
 
+/// Without the password of the URL.
+impl fmt::Debug for RelayConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RelayConfig")
+            .field("upstream", &redact(&self.upstream))
+            .field("password_file", &self.password_file)
+            .field("password", &self.password)
+            .field("mount", &self.mount)
+            .field("on_demand", &self.on_demand)
+            .field("linger_secs", &self.linger_secs)
+            .finish()
+    }
+}
+
 impl RelayConfig {
-    /// The upstream, parsed (checked by [`Config::validate`]).
+    /// The upstream, parsed, with the password of `password-file` (checked by
+    /// [`Config::validate`]).
     pub(crate) fn upstream_url(&self) -> Result<agora_client::ServerUrl, ConfigError> {
-        self.upstream
+        let url = self
+            .upstream
             .parse()
-            .map_err(|e: agora_client::UrlError| ConfigError::Invalid(format!("relay: {e}")))
+            .map_err(|e: agora_client::UrlError| ConfigError::Invalid(format!("relay: {e}")))?;
+        Ok(with_password(url, &self.password))
     }
 
     /// The local mount path.
@@ -278,16 +362,22 @@ impl Default for ServerSection {
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct AuthSection {
     /// Password of user `source` on every mount without its own.
-    pub source_password: Option<String>,
+    pub source_password: Option<Secret>,
+    /// A file holding it (read at load into `source_password`).
+    pub(crate) source_password_file: Option<PathBuf>,
     /// The admin user (`admin` when absent).
     pub admin_user: Option<String>,
     /// The admin password (random when absent).
-    pub admin_password: Option<String>,
+    pub admin_password: Option<Secret>,
+    /// A file holding it (read at load into `admin_password`).
+    pub(crate) admin_password_file: Option<PathBuf>,
     /// The user relays log in as to list the mounts (`/admin/streamlist.txt`), as Icecast's
     /// `<relay-user>`; `relay` when absent.
     pub relay_user: Option<String>,
     /// Its password; without one, only the admin may list the mounts.
-    pub relay_password: Option<String>,
+    pub relay_password: Option<Secret>,
+    /// A file holding it (read at load into `relay_password`).
+    pub(crate) relay_password_file: Option<PathBuf>,
 }
 
 /// What a listener that falls more than `queue-size` bytes behind gets.
@@ -380,7 +470,7 @@ pub(crate) struct MountPolicy {
     pub(crate) settings: MountSettings,
     pub(crate) source_user: String,
     /// `None`: the server's source password.
-    pub(crate) source_password: Option<String>,
+    pub(crate) source_password: Option<Secret>,
     pub(crate) overrides: StreamOverrides,
 }
 
@@ -399,7 +489,9 @@ pub(crate) struct StreamOverrides {
 pub struct MountConfig {
     pub path: String,
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
+    /// A file holding the password (read at load into `password`).
+    pub(crate) password_file: Option<PathBuf>,
     pub max_listeners: Option<usize>,
     pub burst_size: Option<usize>,
     pub queue_size: Option<usize>,
@@ -428,37 +520,106 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path}: {source}")]
-    Parse {
-        path: String,
-        source: Box<toml::de::Error>,
-    },
+    /// Not TOML, or not this configuration's shape. Said with the line and column, never
+    /// with the line itself (it may hold a password).
+    #[error("{path}: {what}")]
+    Parse { path: String, what: String },
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    /// A `*-password-file` that cannot be used (named with its key; its content never shown).
+    #[error("invalid configuration: {key}: {source}")]
+    PasswordFile {
+        key: String,
+        source: SecretFileError,
+    },
 }
 
 impl Config {
-    /// Read and parse a TOML file (not validated: see [`Config::validate`]).
+    /// Read and parse a TOML file, and the password files it names (relative to the file's
+    /// directory). Not validated: see [`Config::validate`].
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        Self::from_toml(&text).map_err(|e| match e {
-            ConfigError::Parse { source, .. } => ConfigError::Parse {
-                path: path.display().to_string(),
-                source,
-            },
-            other => other,
-        })
+        let mut c = parse(&text, &path.display().to_string())?;
+        c.read_password_files(path.parent())?;
+        Ok(c)
     }
 
-    /// Parse TOML text.
+    /// Parse TOML text, and read the password files it names (relative to the working
+    /// directory).
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: "<config>".into(),
-            source: Box::new(e),
-        })
+        let mut c = parse(text, "<config>")?;
+        c.read_password_files(None)?;
+        Ok(c)
+    }
+
+    /// Every `*-password-file` read into its password; a password given both ways is an
+    /// error. Afterwards the `*_file` fields are empty: the configuration holds passwords only.
+    fn read_password_files(&mut self, base: Option<&Path>) -> Result<(), ConfigError> {
+        let a = &mut self.auth;
+        for (key, value, file) in [
+            (
+                "source-password",
+                &mut a.source_password,
+                &mut a.source_password_file,
+            ),
+            (
+                "admin-password",
+                &mut a.admin_password,
+                &mut a.admin_password_file,
+            ),
+            (
+                "relay-password",
+                &mut a.relay_password,
+                &mut a.relay_password_file,
+            ),
+        ] {
+            take_password_file("[auth]", key, value, file, base)?;
+        }
+        for m in &mut self.mounts {
+            let table = format!("[[mount]] {}", m.path);
+            take_password_file(
+                &table,
+                "password",
+                &mut m.password,
+                &mut m.password_file,
+                base,
+            )?;
+        }
+        // A URL's credentials: the password in the URL or in `password-file`, not both.
+        let urls = self
+            .relays
+            .iter_mut()
+            .map(|r| {
+                (
+                    "[[relay]]",
+                    &r.upstream,
+                    &mut r.password,
+                    &mut r.password_file,
+                )
+            })
+            .chain(
+                self.pushes
+                    .iter_mut()
+                    .map(|p| ("[[push]]", &p.target, &mut p.password, &mut p.password_file)),
+            )
+            .chain(
+                self.master
+                    .iter_mut()
+                    .map(|m| ("[master]", &m.url, &mut m.password, &mut m.password_file)),
+            );
+        for (table, url, value, file) in urls {
+            let table = format!("{table} {}", redact(url));
+            if file.is_some() && password_text(url).is_some() {
+                return Err(ConfigError::Invalid(format!(
+                    "{table}: the URL has a password and password-file is set; keep one"
+                )));
+            }
+            take_password_file(&table, "password", value, file, base)?;
+        }
+        Ok(())
     }
 
     /// Check everything a running server relies on; the message names the field.
@@ -595,6 +756,55 @@ impl Config {
     }
 }
 
+/// TOML text to a configuration; an error says where, and what, without quoting the line.
+fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
+    toml::from_str(text).map_err(|e: toml::de::Error| {
+        let what = match e.span() {
+            Some(span) => {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!("line {line}, column {column}: {}", e.message().trim_end())
+            }
+            None => e.message().trim_end().to_string(),
+        };
+        ConfigError::Parse {
+            path: path.to_string(),
+            what,
+        }
+    })
+}
+
+/// `<key>-file` of `table` read into `<key>` (`base` for a relative path); both set is an
+/// error.
+fn take_password_file(
+    table: &str,
+    key: &str,
+    value: &mut Option<Secret>,
+    file: &mut Option<PathBuf>,
+    base: Option<&Path>,
+) -> Result<(), ConfigError> {
+    let Some(path) = file.take() else {
+        return Ok(());
+    };
+    if value.is_some() {
+        return Err(ConfigError::Invalid(format!(
+            "{table}: {key} and {key}-file are both set; keep one"
+        )));
+    }
+    let path = match base {
+        Some(dir) if path.is_relative() => dir.join(path),
+        _ => path,
+    };
+    *value = Some(
+        read_password_file(&path).map_err(|source| ConfigError::PasswordFile {
+            key: format!("{table}: {key}-file"),
+            source,
+        })?,
+    );
+    Ok(())
+}
+
 fn check_settings(what: &str, s: &MountSettings) -> Result<(), ConfigError> {
     if s.queue_size < 16 * 1024 {
         return Err(ConfigError::Invalid(format!(
@@ -682,6 +892,174 @@ mod tests {
         assert!(e.contains("burst-size"), "{e}");
         let e = Config::from_toml("[server]\nlisten = []\nbogus = 1").expect_err("unknown key");
         assert!(e.to_string().contains("bogus"), "{e}");
+    }
+
+    /// A fresh directory for password files.
+    fn secrets_dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("agora-config-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("dir");
+        d
+    }
+
+    #[test]
+    fn every_password_can_come_from_a_file_and_no_debug_shows_one() {
+        let dir = secrets_dir("files");
+        for name in [
+            "source", "admin", "relay", "mount", "upstream", "push", "master",
+        ] {
+            std::fs::write(dir.join(format!("{name}.pw")), format!("{name}-s3cret\n"))
+                .expect("write");
+        }
+        let admin = dir.join("admin.pw");
+        let toml = format!(
+            r#"
+            [auth]
+            source-password-file = "source.pw"
+            admin-password-file = "{}"
+            relay-password-file = "relay.pw"
+            [[mount]]
+            path = "/a.ogg"
+            password-file = "mount.pw"
+            [[mount]]
+            path = "/b.ogg"
+            password = "inline-s3cret"
+            [[relay]]
+            upstream = "http://relay@up.example:8000/x.ogg"
+            password-file = "upstream.pw"
+            [[relay]]
+            upstream = "http://relay:url-s3cret@up.example:8000/y.ogg"
+            [[push]]
+            mount = "/a.ogg"
+            target = "http://down.example:8000/a.ogg"
+            password-file = "push.pw"
+            [master]
+            url = "http://relay@master.example:8000/"
+            password-file = "master.pw"
+            announce = "http://edge:8000"
+            "#,
+            admin.display()
+        );
+        let path = dir.join("agora.toml");
+        std::fs::write(&path, toml).expect("write");
+        // Relative to the configuration file, whatever the working directory.
+        let c = Config::from_file(&path).expect("loads");
+        c.validate().expect("valid");
+        let pw = |s: &Option<Secret>| s.as_deref().map(str::to_string);
+        assert_eq!(
+            pw(&c.auth.source_password).as_deref(),
+            Some("source-s3cret")
+        );
+        assert_eq!(pw(&c.auth.admin_password).as_deref(), Some("admin-s3cret"));
+        assert_eq!(pw(&c.auth.relay_password).as_deref(), Some("relay-s3cret"));
+        assert_eq!(
+            pw(&c.policy_for("/a.ogg").source_password).as_deref(),
+            Some("mount-s3cret")
+        );
+        let url = |u: Result<agora_client::ServerUrl, ConfigError>| u.expect("url").password;
+        assert_eq!(
+            url(c.relays[0].upstream_url()).as_deref(),
+            Some("upstream-s3cret")
+        );
+        assert_eq!(
+            url(c.relays[1].upstream_url()).as_deref(),
+            Some("url-s3cret")
+        );
+        assert_eq!(
+            url(c.pushes[0].target_url()).as_deref(),
+            Some("push-s3cret")
+        );
+        let master = c.master.as_ref().expect("master");
+        assert_eq!(url(master.master_url()).as_deref(), Some("master-s3cret"));
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+        assert!(debug.contains("relay:***@up.example"), "{debug}");
+        // A password is printed by no `Debug` on the way to a connection either.
+        let debug = format!("{:?}", c.policy_for("/b.ogg"));
+        assert!(!debug.contains("s3cret"), "{debug}");
+    }
+
+    #[test]
+    fn a_password_given_twice_or_a_bad_file_is_refused_by_name() {
+        let dir = secrets_dir("bad");
+        std::fs::write(dir.join("ok.pw"), "s3cret\n").expect("write");
+        std::fs::write(dir.join("empty.pw"), "").expect("write");
+        std::fs::write(dir.join("lines.pw"), "s3cret\nand more\n").expect("write");
+        for (toml, says) in [
+            (
+                "[auth]\nsource-password = \"s3cret\"\nsource-password-file = \"ok.pw\"",
+                "[auth]: source-password and source-password-file are both set",
+            ),
+            (
+                "[auth]\nadmin-password-file = \"empty.pw\"",
+                "[auth]: admin-password-file: ",
+            ),
+            (
+                "[auth]\nrelay-password-file = \"lines.pw\"",
+                "[auth]: relay-password-file: ",
+            ),
+            (
+                "[auth]\nsource-password-file = \"missing.pw\"",
+                "[auth]: source-password-file: cannot read",
+            ),
+            (
+                "[[mount]]\npath = \"/a.ogg\"\npassword = \"x\"\npassword-file = \"ok.pw\"",
+                "[[mount]] /a.ogg: password and password-file are both set",
+            ),
+            (
+                "[[mount]]\npath = \"/a.ogg\"\npassword-file = \"empty.pw\"",
+                "[[mount]] /a.ogg: password-file: ",
+            ),
+            (
+                "[[push]]\nmount = \"/a\"\ntarget = \"http://source:s3cret@h/a\"\npassword-file = \"ok.pw\"",
+                "[[push]] http://source:***@h/a: the URL has a password and password-file is set",
+            ),
+            (
+                "[[relay]]\nupstream = \"http://u:s3cret@h/a\"\npassword-file = \"ok.pw\"",
+                "[[relay]] http://u:***@h/a: the URL has a password",
+            ),
+            (
+                "[master]\nurl = \"http://relay@h/\"\npassword-file = \"lines.pw\"",
+                "[master] http://relay@h/: password-file: ",
+            ),
+        ] {
+            let path = dir.join("agora.toml");
+            std::fs::write(&path, toml).expect("write");
+            let e = Config::from_file(&path).expect_err(toml).to_string();
+            assert!(e.contains(says), "{toml}\n{e}");
+            assert!(!e.contains("s3cret") && !e.contains("more"), "{toml}\n{e}");
+            if says.ends_with("-file: ") {
+                assert!(
+                    e.contains(&dir.display().to_string()),
+                    "names the file: {e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn toml_errors_say_where_without_quoting_the_line() {
+        for (toml, line, says) in [
+            ("[auth]\nsource-pasword = \"s3cret\"", 2, "unknown field"),
+            ("[auth]\nsource-password = \"s3cret", 2, ""),
+            (
+                "[auth]\nsource-password = 12345678",
+                2,
+                "a password in quotes",
+            ),
+            ("[auth]\nadmin-password = \"s3c\\qret\"", 2, ""),
+            ("[[mount]]\npath = \"/a\"\npassword = s3cret", 3, ""),
+            (
+                "[[push]]\nmount = \"/a\"\ntarget = \"http://s:s3cret@h/a\"\nx = 1",
+                4,
+                "unknown field",
+            ),
+        ] {
+            let e = Config::from_toml(toml).expect_err(toml).to_string();
+            assert!(e.contains(&format!("line {line}, column")), "{toml}\n{e}");
+            assert!(e.contains(says), "{toml}\n{e}");
+            assert!(!e.contains("s3c") && !e.contains("1234"), "{toml}\n{e}");
+        }
     }
 
     #[test]

@@ -21,6 +21,8 @@
 //! - `routing`: which handler answers a request.
 //! - `state`: `Shared`, what every connection shares.
 //! - `config`: TOML configuration, defaults, validation.
+//! - `secret`: [`Secret`] (a password no `Debug` shows) and [`read_password_file`] (the
+//!   `*-password-file` keys and flags).
 //! - `mount_path`: the validated name of a mount; request paths decoded once.
 //! - `wire`: the HTTP wire (`http`), credentials (`auth`), the connection (`conn`, plain or
 //!   TLS) and HTTPS certificates (`tls`).
@@ -36,7 +38,7 @@
 //!
 //! **Layering** (checked by `scripts/module-cycles`): a module uses only modules below it in
 //! this list: `server` → `routing` → `ingest`, `egress`, `control`, `web` → `state` →
-//! `telemetry` → `stream` → `wire`, `config` → `mount_path`, `sync`, `watchdog`.
+//! `telemetry` → `stream` → `wire`, `config` → `mount_path`, `secret`, `sync`, `watchdog`.
 
 mod config;
 mod control;
@@ -44,6 +46,7 @@ mod egress;
 mod ingest;
 mod mount_path;
 mod routing;
+mod secret;
 mod server;
 mod state;
 mod stream;
@@ -54,6 +57,7 @@ mod web;
 mod wire;
 
 pub use config::Config;
+pub use secret::{Secret, SecretFileError, read_password_file};
 pub use server::{Reloader, Server};
 pub use state::Credentials;
 pub use wire::auth::random_password;

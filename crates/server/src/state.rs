@@ -33,7 +33,7 @@ const RELAY_HOST_TTL: Duration = Duration::from_secs(600);
 pub(crate) const RELAY_HOSTS_MAX: usize = 1024;
 
 /// Credentials in force (configured or generated at start).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Credentials {
     /// The password of user `source` on every mount without its own.
     pub source_password: String,
@@ -41,6 +41,17 @@ pub struct Credentials {
     pub admin_user: String,
     /// The admin password.
     pub admin_password: String,
+}
+
+/// Without the passwords.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("source_password", &"***")
+            .field("admin_user", &self.admin_user)
+            .field("admin_password", &"***")
+            .finish()
+    }
 }
 
 /// State shared by every connection.

@@ -20,8 +20,18 @@ pub(crate) struct Agora {
     /// The first HTTPS address (a `[[server.tls]]` in the configuration).
     pub tls_addr: Option<SocketAddr>,
     pub stderr_log: PathBuf,
+    pub stdout_log: PathBuf,
     _dir: TempDir,
 }
+
+/// The environment variables that give `agora` its passwords: cleared for every process the
+/// tests start, so that the runner's own environment changes nothing.
+pub(crate) const PASSWORD_ENV: &[&str] = &[
+    "AGORA_SOURCE_PASSWORD",
+    "AGORA_SOURCE_PASSWORD_FILE",
+    "AGORA_ADMIN_PASSWORD",
+    "AGORA_ADMIN_PASSWORD_FILE",
+];
 
 impl Agora {
     pub(crate) fn start() -> Agora {
@@ -41,10 +51,33 @@ impl Agora {
     /// Start under a command `prefix` (such as `["ip", "netns", "exec", NS]`: the server then
     /// runs inside that network namespace), listening on `listen`.
     pub(crate) fn start_under(prefix: &[&str], listen: &str, toml: &str) -> Agora {
+        Self::launch(
+            prefix,
+            listen,
+            toml,
+            &["--source-password", SOURCE_PW, "--admin-password", ADMIN_PW],
+            &[],
+        )
+    }
+
+    /// Start with `args` in place of the flags that set the test passwords, and `env` set:
+    /// passwords given another way (a file, the environment, the configuration).
+    pub(crate) fn start_with(toml: &str, args: &[&str], env: &[(&str, &str)]) -> Agora {
+        Self::launch(&[], "127.0.0.1:0", toml, args, env)
+    }
+
+    fn launch(
+        prefix: &[&str],
+        listen: &str,
+        toml: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Agora {
         let dir = TempDir::new("agora-serve");
         let cfg = dir.path().join("agora.toml");
         std::fs::write(&cfg, toml).expect("write config");
         let stderr_log = dir.path().join("stderr.log");
+        let stdout_log = dir.path().join("stdout.log");
         let bin = env!("CARGO_BIN_EXE_agora");
         let mut cmd = match prefix.split_first() {
             None => Command::new(bin),
@@ -54,10 +87,14 @@ impl Agora {
                 c
             }
         };
-        let mut child = cmd
-            .args(["serve", "--listen", listen, "--config"])
+        cmd.args(["serve", "--listen", listen, "--config"])
             .arg(&cfg)
-            .args(["--source-password", SOURCE_PW, "--admin-password", ADMIN_PW])
+            .args(args);
+        for var in PASSWORD_ENV {
+            cmd.env_remove(var);
+        }
+        let mut child = cmd
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info,agora_server=debug")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr_log).expect("log file"))
@@ -65,6 +102,7 @@ impl Agora {
             .expect("spawn agora");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
+        let mut out = std::fs::File::create(&stdout_log).expect("stdout log");
         // The banner's addresses: plain ones, then HTTPS ones, then other lines.
         let (mut addr, mut tls_addr) = (None, None);
         let addr = loop {
@@ -76,6 +114,7 @@ impl Agora {
                 );
             };
             let line = line.expect("read stdout");
+            writeln!(out, "{line}").expect("stdout log");
             let parse =
                 |rest: &str| -> SocketAddr { rest.trim_end_matches('/').parse().expect("address") };
             if let Some(rest) = line.trim().strip_prefix("listening on http://") {
@@ -86,13 +125,18 @@ impl Agora {
                 break a;
             }
         };
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        // Keep draining stdout (into its file) so the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let _ = writeln!(out, "{line}");
+            }
+        });
         Agora {
             child,
             addr,
             tls_addr,
             stderr_log,
+            stdout_log,
             _dir: dir,
         }
     }
@@ -148,6 +192,11 @@ impl Agora {
 
     pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    /// What the server printed on its standard output so far (the banner).
+    pub(crate) fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout_log).unwrap_or_default()
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -678,6 +727,13 @@ impl Drain {
     pub(crate) fn ended(&self) -> Option<String> {
         self.ended.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
+}
+
+/// A process's command line as `ps` shows it (from `/proc/<pid>/cmdline`, arguments joined by
+/// spaces).
+pub(crate) fn cmdline(pid: u32) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).expect("proc cmdline");
+    String::from_utf8_lossy(&raw).replace('\0', " ")
 }
 
 /// Resident set size of a process, in KiB (from `/proc/<pid>/status`).
