@@ -302,76 +302,18 @@ fn cast_reaches_agora_and_icecast2_at_once() {
     other.join().expect("the Agora listener decodes");
 }
 
-/// A CA and a server certificate for 127.0.0.1 signed by it, in `dir`: returns the CA's PEM and
-/// the server's certificate-and-key PEM (what icecast2's `<ssl-certificate>` takes).
+/// A CA and a server certificate signed by it, in `dir`: returns the CA's PEM and the
+/// server's certificate-and-key PEM (what icecast2's `<ssl-certificate>` takes).
 fn make_certificates(dir: &std::path::Path) -> (PathBuf, PathBuf) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl must be installed");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=agora-test-ca",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "srv.key",
-        "-out",
-        "srv.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .expect("ext");
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "srv.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "srv.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ]);
+    let pki = common::pki::Pki::new();
+    let (chain, key) = pki.issue("icecast");
     let pem = [
-        std::fs::read(dir.join("srv.pem")).expect("srv.pem"),
-        std::fs::read(dir.join("srv.key")).expect("srv.key"),
+        std::fs::read(chain).expect("chain"),
+        std::fs::read(key).expect("key"),
     ]
     .concat();
     std::fs::write(dir.join("icecast.pem"), pem).expect("icecast.pem");
+    std::fs::copy(pki.ca(), dir.join("ca.pem")).expect("ca.pem");
     (dir.join("ca.pem"), dir.join("icecast.pem"))
 }
 

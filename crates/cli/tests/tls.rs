@@ -6,121 +6,12 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::pki::Pki;
 use common::*;
-
-/// A test CA and certificates it signs for `localhost` and 127.0.0.1 (openssl, ECDSA P-256).
-struct Pki {
-    dir: TempDir,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let pki = Pki {
-            dir: TempDir::new("agora-pki"),
-        };
-        pki.openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=Agora Test CA",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-        ]);
-        pki
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn openssl(&self, args: &[&str]) {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(self.dir.path())
-            .output()
-            .expect("run openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// `NAME.pem` (the leaf, then the CA: a full chain) and `NAME.key`, with `NAME` as the
-    /// organisation so that the test can tell certificates apart.
-    fn issue(&self, name: &str) -> (PathBuf, PathBuf) {
-        std::fs::write(
-            self.path("ext.cnf"),
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-        )
-        .expect("write ext");
-        let (key, csr, leaf) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.leaf"),
-        );
-        self.openssl(&[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            &format!("/O={name}/CN=localhost"),
-        ]);
-        self.openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-set_serial",
-            "7",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-            "-out",
-            &leaf,
-        ]);
-        let chain = [
-            std::fs::read(self.path(&leaf)).expect("leaf"),
-            std::fs::read(self.path("ca.pem")).expect("ca"),
-        ]
-        .concat();
-        std::fs::write(self.path(&format!("{name}.pem")), chain).expect("chain");
-        (self.path(&format!("{name}.pem")), self.path(&key))
-    }
-
-    fn ca(&self) -> PathBuf {
-        self.path("ca.pem")
-    }
-}
 
 /// A server with an HTTPS socket beside its plain one.
 fn start_tls(cert: &Path, key: &Path) -> Agora {
@@ -329,4 +220,46 @@ fn an_unusable_certificate_is_named_by_check_config_and_at_start() {
             "{extra:?}: {err}"
         );
     }
+}
+
+/// libshout over TLS from the first byte (RFC 2818), as ezstream's `HTTPS` protocol does it,
+/// the server's certificate checked against the test CA.
+#[test]
+fn ezstream_pushes_over_https() {
+    let pki = Pki::new();
+    let (cert, key) = pki.issue("first");
+    let agora = start_tls(&cert, &key);
+    let tls = agora.tls_addr.expect("https");
+    let (_, file) = fixture("vorbis");
+    let dir = TempDir::new("ezstream-tls");
+    let cfg = dir.path().join("ezstream.xml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<ezstream>
+  <servers><server><protocol>HTTPS</protocol><hostname>localhost</hostname>
+    <port>{port}</port><password>{SOURCE_PW}</password><ca_file>{ca}</ca_file>
+    <reconnect_attempts>1</reconnect_attempts></server></servers>
+  <streams><stream><mountpoint>/ez-tls.ogg</mountpoint><format>Ogg</format></stream></streams>
+  <intakes><intake><type>file</type><filename>{file}</filename></intake></intakes>
+</ezstream>
+"#,
+            port = tls.port(),
+            ca = pki.ca().display(),
+            file = file.display()
+        ),
+    )
+    .expect("write ezstream config");
+    // ezstream refuses configs readable by others (they hold a password).
+    let ok = Command::new("chmod")
+        .arg("600")
+        .arg(&cfg)
+        .status()
+        .expect("chmod")
+        .success();
+    assert!(ok);
+    let _src = Proc::spawn(Command::new("ezstream").arg("-c").arg(&cfg));
+    agora.wait_mount("/ez-tls.ogg");
+    assert_decodes(&agora.url("/ez-tls.ogg"), 4);
 }

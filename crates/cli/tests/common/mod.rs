@@ -3,6 +3,8 @@
 //! than sleeping.
 #![allow(dead_code)]
 
+pub(crate) mod pki;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
