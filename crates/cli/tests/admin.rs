@@ -839,3 +839,131 @@ fn ogg_titles_go_into_the_stream_of_mounts_that_opt_in() {
         assert_eq!(agora.source(mount).expect("mount")["title"], song.as_str());
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Admin commands by POST
+// ---------------------------------------------------------------------------------------------
+
+/// An admin command's POSTed form is read whole and bounded: the connection then carries the
+/// next request (nothing of the body is taken for it); a body too large, without a length or
+/// cut short is refused, the connection closed and nothing changed.
+#[test]
+fn an_admin_form_body_is_read_whole_bounded_and_keeps_the_connection() {
+    let agora = Agora::start();
+    let _x = mp3_mount(&agora, "/x.mp3");
+    let auth = admin_auth();
+    let title = || view(&agora, "/x.mp3").expect("mount")["title"].clone();
+
+    // Pipelined: a POST whose form holds what looks like a request line, then a GET.
+    let form = "mount=/x.mp3&mode=updinfo&song=GET+/metrics+HTTP/1.1";
+    let mut s = TcpStream::connect(agora.addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let both = format!(
+        "POST /admin/metadata.json HTTP/1.1\r\nHost: test\r\nAuthorization: {auth}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}\
+         GET /admin/listmounts.json HTTP/1.1\r\nHost: test\r\nAuthorization: {auth}\r\n\
+         Connection: close\r\n\r\n",
+        form.len()
+    );
+    s.write_all(both.as_bytes()).expect("send");
+    let mut all = Vec::new();
+    s.read_to_end(&mut all)
+        .expect("both answers, then the close");
+    let text = String::from_utf8_lossy(&all);
+    let answers: Vec<&str> = text.split("HTTP/1.1 ").skip(1).collect();
+    assert_eq!(answers.len(), 2, "{text}");
+    assert!(answers[0].starts_with("200 OK\r\n"), "{text}");
+    assert!(answers[0].contains("Connection: Keep-Alive"), "{text}");
+    assert!(answers[0].contains("Metadata update successful"), "{text}");
+    assert!(answers[1].starts_with("200 OK\r\n"), "{text}");
+    assert!(answers[1].contains("\"mount\":\"/x.mp3\""), "{text}");
+    assert!(
+        !text.contains("agora_"),
+        "the body was read as a request: {text}"
+    );
+    assert_eq!(title(), "GET /metrics HTTP/1.1");
+
+    // curl's Expect: 100-continue gets its go-ahead.
+    let mut s = TcpStream::connect(agora.addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let form = "mount=/x.mp3&mode=updinfo&song=Continued";
+    s.write_all(
+        format!(
+            "POST /admin/metadata HTTP/1.1\r\nHost: test\r\nAuthorization: {auth}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+             Expect: 100-continue\r\nConnection: close\r\n\r\n",
+            form.len()
+        )
+        .as_bytes(),
+    )
+    .expect("send head");
+    let interim = read_head(&mut s);
+    assert_eq!(interim, "HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(form.as_bytes()).expect("send body");
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).expect("answer");
+    let (code, _, body) = split_response(&all);
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(title(), "Continued");
+
+    // A body that is not a form is not read, as before: the query's parameters, then the end
+    // of the connection.
+    let (code, head, body) = raw_request(
+        agora.addr,
+        &format!(
+            "POST /admin/metadata?mount=/x.mp3&mode=updinfo&song=Plain HTTP/1.1\r\nHost: test\r\n\
+             Authorization: {auth}\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n\r\nsong=Not"
+        ),
+    );
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(head.contains("Connection: Close"), "{head}");
+    assert_eq!(title(), "Plain");
+    let (code, _, body) = raw_request(
+        agora.addr,
+        &format!(
+            "POST /admin/metadata?mount=/x.mp3&mode=updinfo&song=Continued HTTP/1.0\r\nHost: test\r\n\
+             Authorization: {auth}\r\n\r\n"
+        ),
+    );
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+
+    // Refused on the head alone (the body is never read), closed, nothing changed.
+    let cases = [
+        ("Content-Length: 9000\r\n\r\n", 413),
+        ("Transfer-Encoding: chunked\r\n\r\n", 411),
+        ("Content-Length: 5\r\nContent-Length: 6\r\n\r\n", 400),
+    ];
+    for (rest, want) in cases {
+        let mut s = TcpStream::connect(agora.addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let req = format!(
+            "POST /admin/metadata HTTP/1.1\r\nHost: test\r\nAuthorization: {auth}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\n{rest}"
+        );
+        let _ = s.write_all(req.as_bytes());
+        let all = read_lenient(&mut s);
+        let (code, head, _) = split_response(&all);
+        assert_eq!(code, want, "{rest}: {head}");
+        assert!(head.contains("Connection: Close"), "{head}");
+    }
+    // A body cut short: the client left, nothing is done.
+    let mut s = TcpStream::connect(agora.addr).expect("connect");
+    s.write_all(
+        format!(
+            "POST /admin/metadata HTTP/1.1\r\nHost: test\r\nAuthorization: {auth}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n\
+             mount=/x.mp3&mode=updinfo&song=Cut"
+        )
+        .as_bytes(),
+    )
+    .expect("send");
+    s.shutdown(std::net::Shutdown::Write).expect("half close");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    assert_eq!(read_lenient(&mut s), b"", "no answer to half a request");
+    assert_eq!(title(), "Continued");
+    assert!(view(&agora, "/x.mp3").expect("mount")["connected"] == true);
+}

@@ -14,6 +14,9 @@
 //! | `/admin/killclient` | `mount`, `id` | admin or the mount's source |
 //! | `/admin/moveclients` | `mount`, `destination` | admin or the mount's source |
 //!
+//! Parameters come from the query string, as Icecast's URLs are written, or from a form body
+//! (`POST`, `application/x-www-form-urlencoded`, at most 8 KiB), as the admin page sends them.
+//!
 //! Order of checks, for every command: known command (404), credentials (401), parameters
 //! (400), mount exists (404), then the action. A refused request changes nothing.
 //!
@@ -108,6 +111,27 @@ impl Command {
     }
 }
 
+/// A command's parameters: the query string's, then a form body's (a `POST` of
+/// `application/x-www-form-urlencoded`); the first of a name wins.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn of(req: &Request, body: &[u8]) -> Params {
+        let mut all = req.query();
+        if req.is_form() {
+            all.extend(form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())));
+        }
+        Params(all)
+    }
+
+    fn get(&self, name: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+}
+
 /// How to answer: Icecast's XML or JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Style {
@@ -147,8 +171,8 @@ impl Reply {
     }
 }
 
-/// Answer an `/admin/...` request.
-pub(crate) fn handle(req: &Request, peer: SocketAddr, shared: &Shared) -> Response {
+/// Answer an `/admin/...` request (`body`: a `POST`'s, read whole; empty otherwise).
+pub(crate) fn handle(req: &Request, body: &[u8], peer: SocketAddr, shared: &Shared) -> Response {
     let path = req.path();
     let name = path.strip_prefix("/admin/").unwrap_or(path);
     let (name, suffix) = match name.rsplit_once('.') {
@@ -171,7 +195,8 @@ pub(crate) fn handle(req: &Request, peer: SocketAddr, shared: &Shared) -> Respon
             reply.message(401, "You need to authenticate")
         };
     };
-    let mount_param = req.query_param("mount");
+    let params = Params::of(req, body);
+    let mount_param = params.get("mount");
     let relay = cmd == Command::StreamList && shared.is_relay(req);
     if relay {
         shared.relay_host(peer.ip());
@@ -195,8 +220,8 @@ pub(crate) fn handle(req: &Request, peer: SocketAddr, shared: &Shared) -> Respon
         Command::Relays => relays(&reply, shared),
         Command::ListMounts => listmounts(&reply, shared),
         Command::StreamList => {
-            if let Some(host) = req.query_param("rserver") {
-                announce(req, &host, peer, shared);
+            if let Some(host) = params.get("rserver") {
+                announce(&params, &host, peer, shared);
             }
             let mut body = String::new();
             for m in shared.registry.all() {
@@ -209,7 +234,7 @@ pub(crate) fn handle(req: &Request, peer: SocketAddr, shared: &Shared) -> Respon
             let Some(mount_path) = mount_param else {
                 return reply.message(400, "Missing parameter: mount");
             };
-            mount_command(cmd, &reply, req, &mount_path, shared)
+            mount_command(cmd, &reply, &params, &mount_path, shared)
         }
     }
 }
@@ -217,10 +242,10 @@ pub(crate) fn handle(req: &Request, peer: SocketAddr, shared: &Shared) -> Respon
 /// An edge's poll of the mount list announced it (Icecast-KH's `rserver`, `rport`,
 /// `interval`; Agora's `maxlisteners`): the origin probes it and may send it listeners. A bad
 /// announcement is logged and ignored; the mount list is answered anyway.
-fn announce(req: &Request, host: &str, peer: SocketAddr, shared: &Shared) {
-    let port = req.query_param("rport").unwrap_or_else(|| "8000".into());
-    let interval = req.query_param("interval");
-    let limit = req.query_param("maxlisteners");
+fn announce(params: &Params, host: &str, peer: SocketAddr, shared: &Shared) {
+    let port = params.get("rport").unwrap_or_else(|| "8000".into());
+    let interval = params.get("interval");
+    let limit = params.get("maxlisteners");
     match shared.edges.announce(
         host,
         &port,
@@ -241,23 +266,23 @@ fn announce(req: &Request, host: &str, peer: SocketAddr, shared: &Shared) {
 fn mount_command(
     cmd: Command,
     reply: &Reply,
-    req: &Request,
+    params: &Params,
     mount_path: &str,
     shared: &Shared,
 ) -> Response {
     // Parameters first (a bad request is 400 whether or not the mount exists).
     match cmd {
-        Command::Metadata if req.query_param("mode").as_deref() != Some("updinfo") => {
+        Command::Metadata if params.get("mode").as_deref() != Some("updinfo") => {
             return reply.message(400, "Unsupported mode (expected mode=updinfo)");
         }
-        Command::KillClient => match req.query_param("id") {
+        Command::KillClient => match params.get("id") {
             None => return reply.message(400, "Missing parameter: id"),
             Some(id) if id.parse::<u64>().is_err() => {
                 return reply.message(400, "Parameter id must be a listener id (a number)");
             }
             Some(_) => {}
         },
-        Command::MoveClients => match req.query_param("destination") {
+        Command::MoveClients => match params.get("destination") {
             None => return reply.message(400, "Missing parameter: destination"),
             Some(d) if d == mount_path => {
                 return reply.message(400, "The source and destination mounts are the same");
@@ -272,14 +297,15 @@ fn mount_command(
     match cmd {
         Command::ListClients => listclients(reply, &mount),
         Command::Metadata => {
-            let song = req.query_param("song").or_else(|| {
-                match (req.query_param("artist"), req.query_param("title")) {
-                    (Some(a), Some(t)) if !a.is_empty() => Some(format!("{a} - {t}")),
-                    (_, Some(t)) => Some(t),
-                    (Some(a), None) => Some(a),
-                    (None, None) => None,
-                }
-            });
+            let song =
+                params
+                    .get("song")
+                    .or_else(|| match (params.get("artist"), params.get("title")) {
+                        (Some(a), Some(t)) if !a.is_empty() => Some(format!("{a} - {t}")),
+                        (_, Some(t)) => Some(t),
+                        (Some(a), None) => Some(a),
+                        (None, None) => None,
+                    });
             let Some(song) = song else {
                 return reply.message(400, "Missing parameter: song (or artist/title)");
             };
@@ -296,8 +322,8 @@ fn mount_command(
             }
         }
         Command::KillClient => {
-            let id: u64 = req
-                .query_param("id")
+            let id: u64 = params
+                .get("id")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or_default();
             if mount.kill_client(id) {
@@ -307,7 +333,7 @@ fn mount_command(
             }
         }
         Command::MoveClients => {
-            let dest_path = req.query_param("destination").unwrap_or_default();
+            let dest_path = params.get("destination").unwrap_or_default();
             let Some(dest) = shared.registry.get(&dest_path) else {
                 return reply.message(404, "Destination does not exist");
             };
