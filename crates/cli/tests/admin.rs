@@ -839,3 +839,430 @@ fn ogg_titles_go_into_the_stream_of_mounts_that_opt_in() {
         assert_eq!(agora.source(mount).expect("mount")["title"], song.as_str());
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Cross-site requests (#13): the operator's browser, sent by another page
+// ---------------------------------------------------------------------------------------------
+
+/// An admin request with `headers` (no `Host`: the harness sends `Host: test`), as `GET` with
+/// the parameters in the query or as `POST` with them in a form body; (status, head, body).
+fn send_command(
+    addr: SocketAddr,
+    method: &str,
+    command: &str,
+    params: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
+    let req = if method == "POST" {
+        let mut r = request("POST", &format!("/admin/{command}"), headers);
+        r.truncate(r.len() - 2);
+        format!(
+            "{r}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{params}",
+            params.len()
+        )
+    } else {
+        request(method, &format!("/admin/{command}?{params}"), headers)
+    };
+    let (code, head, body) = raw_request(addr, &req);
+    (code, head, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The token the admin page carries (read from the page, as its script reads it).
+fn page_token(addr: SocketAddr) -> String {
+    let (code, _, page) = get(addr, "/admin/", Some(&admin_auth()));
+    assert_eq!(code, 200, "{page}");
+    let at = page
+        .find("name=\"agora-admin-token\" content=\"")
+        .unwrap_or_else(|| panic!("no token in the admin page: {page}"));
+    let rest = &page[at + "name=\"agora-admin-token\" content=\"".len()..];
+    rest[..rest.find('"').expect("end of the token")].to_string()
+}
+
+/// #13: with the operator's cached credentials, another site's page (or a page on another port
+/// of this host) made the browser change a title, kill a source, kick and move listeners. Every
+/// command that changes something, sent with what a browser says of such a request, by GET and
+/// by POST, is refused with 403 before its credentials are looked at, and nothing changes.
+#[test]
+fn state_changing_commands_sent_for_another_page_are_refused_and_change_nothing() {
+    let agora = Agora::start();
+    let _x = mp3_mount(&agora, "/x.mp3");
+    let _y = mp3_mount(&agora, "/y.mp3");
+    let l = listener(&agora, "/x.mp3");
+    let (code, body) = admin(
+        agora.addr,
+        "/admin/metadata?mount=/x.mp3&mode=updinfo&song=Before",
+    );
+    assert_eq!(code, 200, "{body}");
+    let id = client_ids(agora.addr, "/x.mp3")[0];
+
+    let commands = [
+        (
+            "metadata",
+            "mount=/x.mp3&mode=updinfo&song=Forged".to_string(),
+        ),
+        ("killclient", format!("mount=/x.mp3&id={id}")),
+        ("moveclients", "mount=/x.mp3&destination=/y.mp3".to_string()),
+        ("killsource", "mount=/x.mp3".to_string()),
+        // An edge's announcement: an announced edge may be sent listeners.
+        (
+            "streamlist.txt",
+            "rserver=evil.example&rport=80".to_string(),
+        ),
+    ];
+    let browsers: &[&[(&str, &str)]] = &[
+        // Chromium, Firefox, Safari: a page of another site, then of this host on another port.
+        &[("Sec-Fetch-Site", "cross-site")],
+        &[("Sec-Fetch-Site", "same-site")],
+        &[
+            ("Sec-Fetch-Site", "cross-site"),
+            ("Origin", "http://evil.example"),
+        ],
+        &[
+            ("Sec-Fetch-Site", "same-site"),
+            ("Origin", "http://test:9999"),
+        ],
+        // A browser too old for Sec-Fetch-*: its Origin says whose page it is.
+        &[("Origin", "http://evil.example")],
+        &[("Origin", "http://test:9999")],
+        &[("Origin", "https://test.evil.example")],
+        &[("Origin", "null")],
+        &[
+            ("Sec-Fetch-Site", "same-origin"),
+            ("Origin", "http://evil.example"),
+        ],
+        // A token that is not this server's.
+        &[
+            ("Sec-Fetch-Site", "same-origin"),
+            ("X-Agora-Token", "not-the-token"),
+        ],
+        &[("X-Agora-Token", "")],
+    ];
+    let admin_auth = admin_auth();
+    let wrong = format!("Basic {}", b64("admin:not-the-password"));
+    let refused = |browser: &[(&str, &str)]| {
+        for (command, params) in &commands {
+            for method in ["GET", "POST"] {
+                for auth in [Some(admin_auth.as_str()), Some(wrong.as_str()), None] {
+                    let mut headers = browser.to_vec();
+                    if let Some(a) = auth {
+                        headers.push(("Authorization", a));
+                    }
+                    let (code, head, body) =
+                        send_command(agora.addr, method, command, params, &headers);
+                    let what = format!("{method} {command} {browser:?} auth {}", auth.is_some());
+                    // 403 whatever the credentials: no state change, and no password oracle.
+                    assert_eq!(code, 403, "{what}: {body}");
+                    assert!(
+                        !head.contains("Access-Control-Allow-Origin"),
+                        "{what}: {head}"
+                    );
+                    let (message, ret) = iceresponse(&body);
+                    assert!(message.starts_with("Refused: "), "{what}: {message}");
+                    assert_eq!(ret, "0", "{what}");
+                }
+            }
+        }
+    };
+    for browser in browsers {
+        refused(browser);
+    }
+    // Even with the admin page's token, another site's page never gets a state change.
+    let token = page_token(agora.addr);
+    assert_eq!(token.len(), 32, "{token}");
+    refused(&[("Sec-Fetch-Site", "cross-site"), ("X-Agora-Token", &token)]);
+    refused(&[("Sec-Fetch-Site", "same-site"), ("X-Agora-Token", &token)]);
+    // JSON says it too, for the admin page's script.
+    let (code, _, body) = send_command(
+        agora.addr,
+        "POST",
+        "killsource.json",
+        "mount=/x.mp3",
+        &[
+            ("Sec-Fetch-Site", "same-site"),
+            ("Authorization", &admin_auth),
+        ],
+    );
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(json(&body)["return"], 0);
+
+    // Nothing changed: the title, the source, the listener where it was and streaming, no edge.
+    assert!(
+        !agora.log_has(&["metadata updated", "Forged"]),
+        "{}",
+        agora.log()
+    );
+    assert!(!agora.log_has(&["source removed by the admin"]));
+    assert!(!agora.log_has(&["listeners moved by the admin"]));
+    assert!(!agora.log_has(&["edge announced itself"]));
+    let v = view(&agora, "/x.mp3").expect("mount");
+    assert_eq!(v["title"], "Before");
+    assert_eq!(v["connected"], true);
+    assert_eq!(client_ids(agora.addr, "/x.mp3"), vec![id]);
+    assert_eq!(client_ids(agora.addr, "/y.mp3"), Vec::<u64>::new());
+    still_streaming(&l, "the listener after the forged commands");
+    let relays = json(&admin(agora.addr, "/admin/relays.json").1);
+    assert_eq!(relays["edges"], serde_json::json!([]), "{relays}");
+    // Each refusal is a warning naming the peer and the command.
+    for (command, _) in &commands {
+        let name = command.trim_end_matches(".txt");
+        assert!(
+            agora.log_has(&[
+                "admin request refused",
+                "peer=127.0.0.1:",
+                &format!("command=\"{name}\""),
+            ]) || agora.log_has(&[
+                "admin request refused",
+                "peer=127.0.0.1:",
+                &format!("command={name}"),
+            ]),
+            "no warning for {command}:\n{}",
+            agora.log()
+        );
+    }
+    // Commands that change nothing are answered to any browser, as before.
+    for browser in browsers {
+        let mut headers = browser.to_vec();
+        headers.push(("Authorization", &admin_auth));
+        let (code, _, body) =
+            send_command(agora.addr, "GET", "listclients", "mount=/x.mp3", &headers);
+        assert_eq!(code, 200, "listclients {browser:?}: {body}");
+    }
+}
+
+/// What the cross-site rule leaves alone: scripts (curl, by GET and by a POSTed form), the
+/// operator typing a URL (`Sec-Fetch-Site: none`), a page of this server (`same-origin` and its
+/// own `Origin`), and the admin page's token behind a proxy that rewrote `Host`.
+#[test]
+fn scripts_typed_urls_and_the_servers_own_pages_still_run_the_commands() {
+    let agora = Agora::start();
+    let _x = mp3_mount(&agora, "/x.mp3");
+    let _y = mp3_mount(&agora, "/y.mp3");
+    let first = listener(&agora, "/x.mp3");
+    let ids = client_ids(agora.addr, "/x.mp3");
+    let second = listener(&agora, "/x.mp3");
+    let admin_auth = admin_auth();
+    let title = || view(&agora, "/x.mp3").expect("mount")["title"].clone();
+
+    // curl as scripts use it: the query (Icecast's documented form) and a POSTed form.
+    let curl = |args: &[&str]| {
+        let out = Command::new("curl")
+            .args(["-s", "-u", &format!("admin:{ADMIN_PW}")])
+            .args(args)
+            .output()
+            .expect("curl must be installed (scripts/install-deps)");
+        assert!(out.status.success(), "curl {args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let url = |path: &str| format!("http://{}{path}", agora.addr);
+    let body = curl(&[&url(
+        "/admin/metadata?mount=/x.mp3&mode=updinfo&song=By+GET",
+    )]);
+    assert_eq!(iceresponse(&body).1, "1", "{body}");
+    assert_eq!(title(), "By GET");
+    let body = curl(&[
+        "--data-urlencode",
+        "song=By POST & form",
+        "-d",
+        "mount=/x.mp3&mode=updinfo",
+        &url("/admin/metadata"),
+    ]);
+    assert_eq!(iceresponse(&body).1, "1", "{body}");
+    assert_eq!(title(), "By POST & form");
+    let body = curl(&[
+        "-d",
+        &format!("mount=/x.mp3&id={}", ids[0]),
+        &url("/admin/killclient"),
+    ]);
+    assert_eq!(
+        iceresponse(&body),
+        (format!("Client {} removed", ids[0]), "1".into())
+    );
+    wait_until(
+        "the kicked listener to end",
+        Duration::from_secs(10),
+        || first.ended().is_some(),
+    );
+
+    // The operator typed or bookmarked the URL: Sec-Fetch-Site: none.
+    let (code, _, body) = send_command(
+        agora.addr,
+        "GET",
+        "metadata",
+        "mount=/x.mp3&mode=updinfo&song=Typed",
+        &[
+            ("Sec-Fetch-Site", "none"),
+            ("Sec-Fetch-User", "?1"),
+            ("Authorization", &admin_auth),
+        ],
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(title(), "Typed");
+    // A page of this server, by GET and by POST (its Origin is the Host it was sent to).
+    for (method, song, origin) in [
+        ("GET", "Same origin GET", None),
+        ("POST", "Same origin POST", Some("http://test")),
+    ] {
+        let mut headers = vec![
+            ("Sec-Fetch-Site", "same-origin"),
+            ("Authorization", admin_auth.as_str()),
+        ];
+        headers.extend(origin.map(|o| ("Origin", o)));
+        let params = format!("mount=/x.mp3&mode=updinfo&song={}", song.replace(' ', "+"));
+        let (code, _, body) = send_command(agora.addr, method, "metadata", &params, &headers);
+        assert_eq!(code, 200, "{method} {origin:?}: {body}");
+        assert_eq!(title(), song);
+    }
+    // The admin page behind a proxy that rewrote Host: its token vouches for it.
+    let token = page_token(agora.addr);
+    let (code, _, body) = send_command(
+        agora.addr,
+        "POST",
+        "moveclients.json",
+        "mount=/x.mp3&destination=/y.mp3",
+        &[
+            ("Sec-Fetch-Site", "same-origin"),
+            ("Origin", "https://radio.example"),
+            ("X-Agora-Token", &token),
+            ("Authorization", &admin_auth),
+        ],
+    );
+    assert_eq!(code, 200, "{body}");
+    agora.wait_status("the listener moved to /y.mp3", |a| {
+        a.listeners("/y.mp3") == 1 && a.listeners("/x.mp3") == 0
+    });
+    still_streaming(&second, "the moved listener");
+    // A mount's source credentials, from a source client (no browser headers), as before.
+    let (code, _, body) = send_command(
+        agora.addr,
+        "POST",
+        "killsource",
+        "mount=/x.mp3",
+        &[("Authorization", &source_auth())],
+    );
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(iceresponse(&body), ("Source Removed".into(), "1".into()));
+}
+
+/// An admin command's POSTed form is read whole and bounded: the connection then carries the
+/// next request (nothing of the body is taken for it); a body too large, without a length or
+/// cut short is refused, the connection closed and nothing changed.
+#[test]
+fn an_admin_form_body_is_read_whole_bounded_and_keeps_the_connection() {
+    let agora = Agora::start();
+    let _x = mp3_mount(&agora, "/x.mp3");
+    let auth = admin_auth();
+    let title = || view(&agora, "/x.mp3").expect("mount")["title"].clone();
+
+    // Pipelined: a POST whose form holds what looks like a request line, then a GET.
+    let form = "mount=/x.mp3&mode=updinfo&song=GET+/metrics+HTTP/1.1";
+    let mut s = TcpStream::connect(agora.addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let both = format!(
+        "POST /admin/metadata.json HTTP/1.1\r\nHost: test\r\nAuthorization: {auth}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}\
+         GET /admin/listmounts.json HTTP/1.1\r\nHost: test\r\nAuthorization: {auth}\r\n\
+         Connection: close\r\n\r\n",
+        form.len()
+    );
+    s.write_all(both.as_bytes()).expect("send");
+    let mut all = Vec::new();
+    s.read_to_end(&mut all)
+        .expect("both answers, then the close");
+    let text = String::from_utf8_lossy(&all);
+    let answers: Vec<&str> = text.split("HTTP/1.1 ").skip(1).collect();
+    assert_eq!(answers.len(), 2, "{text}");
+    assert!(answers[0].starts_with("200 OK\r\n"), "{text}");
+    assert!(answers[0].contains("Connection: Keep-Alive"), "{text}");
+    assert!(answers[0].contains("Metadata update successful"), "{text}");
+    assert!(answers[1].starts_with("200 OK\r\n"), "{text}");
+    assert!(answers[1].contains("\"mount\":\"/x.mp3\""), "{text}");
+    assert!(
+        !text.contains("agora_"),
+        "the body was read as a request: {text}"
+    );
+    assert_eq!(title(), "GET /metrics HTTP/1.1");
+
+    // curl's Expect: 100-continue gets its go-ahead.
+    let mut s = TcpStream::connect(agora.addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let form = "mount=/x.mp3&mode=updinfo&song=Continued";
+    s.write_all(
+        format!(
+            "POST /admin/metadata HTTP/1.1\r\nHost: test\r\nAuthorization: {auth}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+             Expect: 100-continue\r\nConnection: close\r\n\r\n",
+            form.len()
+        )
+        .as_bytes(),
+    )
+    .expect("send head");
+    let interim = read_head(&mut s);
+    assert_eq!(interim, "HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(form.as_bytes()).expect("send body");
+    let mut all = Vec::new();
+    s.read_to_end(&mut all).expect("answer");
+    let (code, _, body) = split_response(&all);
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(title(), "Continued");
+
+    // A body that is not a form is not read, as before: the query's parameters, then the end
+    // of the connection.
+    let (code, head, body) = raw_request(
+        agora.addr,
+        &format!(
+            "POST /admin/metadata?mount=/x.mp3&mode=updinfo&song=Plain HTTP/1.1\r\nHost: test\r\n\
+             Authorization: {auth}\r\nContent-Type: text/plain\r\nContent-Length: 8\r\n\r\nsong=Not"
+        ),
+    );
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(head.contains("Connection: Close"), "{head}");
+    assert_eq!(title(), "Plain");
+    let (code, _, body) = raw_request(
+        agora.addr,
+        &format!(
+            "POST /admin/metadata?mount=/x.mp3&mode=updinfo&song=Continued HTTP/1.0\r\nHost: test\r\n\
+             Authorization: {auth}\r\n\r\n"
+        ),
+    );
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+
+    // Refused on the head alone (the body is never read), closed, nothing changed.
+    let cases = [
+        ("Content-Length: 9000\r\n\r\n", 413),
+        ("Transfer-Encoding: chunked\r\n\r\n", 411),
+        ("Content-Length: 5\r\nContent-Length: 6\r\n\r\n", 400),
+    ];
+    for (rest, want) in cases {
+        let mut s = TcpStream::connect(agora.addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let req = format!(
+            "POST /admin/metadata HTTP/1.1\r\nHost: test\r\nAuthorization: {auth}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\n{rest}"
+        );
+        let _ = s.write_all(req.as_bytes());
+        let all = read_lenient(&mut s);
+        let (code, head, _) = split_response(&all);
+        assert_eq!(code, want, "{rest}: {head}");
+        assert!(head.contains("Connection: Close"), "{head}");
+    }
+    // A body cut short: the client left, nothing is done.
+    let mut s = TcpStream::connect(agora.addr).expect("connect");
+    s.write_all(
+        format!(
+            "POST /admin/metadata HTTP/1.1\r\nHost: test\r\nAuthorization: {auth}\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n\
+             mount=/x.mp3&mode=updinfo&song=Cut"
+        )
+        .as_bytes(),
+    )
+    .expect("send");
+    s.shutdown(std::net::Shutdown::Write).expect("half close");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    assert_eq!(read_lenient(&mut s), b"", "no answer to half a request");
+    assert_eq!(title(), "Continued");
+    assert!(view(&agora, "/x.mp3").expect("mount")["connected"] == true);
+}

@@ -580,3 +580,336 @@ fn a_browser_joining_early_hears_every_audio_format_within_seconds() {
         c.close().await.expect("close the browser");
     });
 }
+
+/// Another site's web server for the attacks of #13: serves `pages` (path, HTML) to whoever
+/// asks, one request per connection, for as long as the test process lives.
+fn serve_pages(pages: Vec<(&'static str, String)>) -> u16 {
+    let pages = std::sync::Arc::new(pages);
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the other site");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut s) = conn else { continue };
+            let pages = pages.clone();
+            // A thread each: Chromium opens connections it may never use.
+            std::thread::spawn(move || {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head);
+                let path = head.split_whitespace().nth(1).unwrap_or("/");
+                let resp = match pages.iter().find(|(p, _)| *p == path) {
+                    Some((_, html)) => format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{html}",
+                        html.len()
+                    ),
+                    None => {
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .to_string()
+                    }
+                };
+                let _ = s.write_all(resp.as_bytes());
+            });
+        }
+    });
+    port
+}
+
+/// An endless MP3 source (a sine) on `mount`.
+fn sine_source(agora: &Agora, mount: &str) -> Proc {
+    let p = Proc::spawn(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-re", "-f", "lavfi", "-i"])
+            .arg("sine=frequency=440:sample_rate=44100")
+            .args(["-c:a", "libmp3lame", "-b:a", "64k", "-f", "mp3"])
+            .arg(agora.icecast_url(mount)),
+    );
+    agora.wait_mount(mount);
+    p
+}
+
+/// Waits for a navigation to the Agora server to have finished (its answer is on screen),
+/// and returns the text it shows.
+async fn landed_on(c: &Client, origin: &str, what: &str) -> String {
+    let script = format!(
+        "return location.origin === {origin:?} && document.readyState === 'complete'
+           ? document.documentElement.textContent : null;"
+    );
+    let text = wait_js(c, what, &script, Duration::from_secs(20), |v| v.is_string()).await;
+    text.as_str().unwrap_or_default().to_string()
+}
+
+/// #13, in Chromium as it was reported: the operator opened the admin page (the browser keeps
+/// the credentials), then visited other pages. A page of another site (`localhost` against
+/// `127.0.0.1`) navigates to `/admin/metadata` and POSTs a form to `/admin/killsource`; a
+/// page of this host on another port (same site, another origin) sets a title with an `<img>`
+/// and a `no-cors` fetch, and POSTs `killsource` with a `no-cors` fetch. Each is refused and
+/// changes nothing. The admin page itself still sets a title and kills a source, by POST with
+/// its token.
+#[test]
+fn other_sites_pages_cannot_use_the_operators_credentials_but_the_admin_page_can() {
+    let dir = TempDir::new("browser-csrf");
+    let profile = dir.path().join("profile");
+    std::fs::create_dir_all(&profile).expect("profile dir");
+    let access_log = dir.path().join("access.log");
+    let (_driver, driver_url) = chromedriver(dir.path());
+    let agora = Agora::start_with_config(&format!(
+        "[server]\naccess-log = {:?}\n[mount-defaults]\ngrace-period-secs = 30\n",
+        access_log.display().to_string()
+    ));
+    let _a = sine_source(&agora, "/a.mp3");
+    let _b = sine_source(&agora, "/b.mp3");
+    let auth = format!("Basic {}", b64(&format!("admin:{ADMIN_PW}")));
+    let (code, _, body) = http_get(
+        agora.addr,
+        "/admin/metadata?mount=/a.mp3&mode=updinfo&song=Before",
+        &[("Authorization", &auth)],
+    );
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let title = || {
+        agora
+            .source("/a.mp3")
+            .map(|m| m["title"].clone())
+            .unwrap_or_default()
+    };
+    let connected = |mount: &str| {
+        let (_, _, body) = http_get(agora.addr, &format!("/api/v1/mounts{mount}"), &[]);
+        serde_json::from_slice::<Value>(&body).unwrap_or_default()["connected"] == true
+    };
+
+    let server = format!("http://{}", agora.addr);
+    let site = serve_pages(vec![
+        (
+            "/navigate",
+            format!(
+                "<!doctype html><title>Another site</title><script>
+                 location.href = '{server}/admin/metadata?mount=/a.mp3&mode=updinfo&song=Forged+by+a+link';
+                 </script>"
+            ),
+        ),
+        (
+            "/form",
+            format!(
+                "<!doctype html><title>Another site</title>
+                 <form method=post action='{server}/admin/killsource?mount=/a.mp3'>
+                 <input type=hidden name=mount value=/a.mp3></form>
+                 <script>document.forms[0].submit();</script>"
+            ),
+        ),
+        (
+            "/subresources",
+            format!(
+                "<!doctype html><title>This host, another port</title><script>
+                 window.done = 0;
+                 const img = new Image();
+                 img.onload = img.onerror = () => window.done++;
+                 img.src = '{server}/admin/metadata?mount=/a.mp3&mode=updinfo&song=Forged+by+an+image';
+                 fetch('{server}/admin/metadata?mount=/a.mp3&mode=updinfo&song=Forged+by+fetch',
+                       {{mode: 'no-cors', credentials: 'include'}})
+                   .finally(() => window.done++);
+                 fetch('{server}/admin/killsource?mount=/b.mp3',
+                       {{method: 'POST', mode: 'no-cors', credentials: 'include',
+                         body: new URLSearchParams({{mount: '/b.mp3'}})}})
+                   .finally(() => window.done++);
+                 </script>"
+            ),
+        ),
+    ]);
+
+    let rt = runtime();
+    rt.block_on(async {
+        let c = browser(&driver_url, &profile).await;
+        // The operator logs in: the browser keeps the credentials for this server.
+        c.goto(&format!("http://admin:{ADMIN_PW}@{}/admin/", agora.addr))
+            .await
+            .expect("open /admin/");
+        wait_js(
+            &c,
+            "the mounts on the admin page",
+            "return document.querySelectorAll('#mounts section').length;",
+            Duration::from_secs(10),
+            |v| v.as_u64() == Some(2),
+        )
+        .await;
+
+        // Another site: a top-level GET, then a form POST.
+        c.goto(&format!("http://localhost:{site}/navigate"))
+            .await
+            .expect("open the other site");
+        let shown = landed_on(&c, &server, "the link to the admin API to load").await;
+        assert_eq!(title(), "Before", "a forged link changed the title");
+        assert!(
+            shown.contains("Refused"),
+            "the forged link's answer: {shown}"
+        );
+        c.goto(&format!("http://localhost:{site}/form"))
+            .await
+            .expect("open the other site's form");
+        let shown = landed_on(&c, &server, "the forged form's answer").await;
+        assert!(
+            !agora.log_has(&["source removed by the admin"]),
+            "a forged form removed the source"
+        );
+        assert!(
+            shown.contains("Refused"),
+            "the forged form's answer: {shown}"
+        );
+
+        // This host on another port: an image and two no-cors fetches.
+        c.goto(&format!("http://127.0.0.1:{site}/subresources"))
+            .await
+            .expect("open the same-site page");
+        wait_js(
+            &c,
+            "the image and the fetches to be answered",
+            "return window.done;",
+            Duration::from_secs(20),
+            |v| v.as_u64() == Some(3),
+        )
+        .await;
+        assert_eq!(
+            title(),
+            "Before",
+            "an image or a no-cors fetch changed the title"
+        );
+        assert!(connected("/a.mp3") && connected("/b.mp3"));
+        for forged in ["Forged", "source removed by the admin"] {
+            assert!(!agora.log_has(&[forged]), "{forged}:\n{}", agora.log());
+        }
+        for command in ["metadata", "killsource"] {
+            assert!(
+                agora.log_has(&["admin request refused", &format!("command=\"{command}\"")]),
+                "no refusal of {command} logged:\n{}",
+                agora.log()
+            );
+        }
+
+        // The admin page still acts: a title, then the source of /a.mp3 (which must still be
+        // there to be removed).
+        c.goto(&format!("http://{}/admin/", agora.addr))
+            .await
+            .expect("back to /admin/");
+        wait_js(
+            &c,
+            "the mounts on the admin page again",
+            "return document.querySelectorAll('#mounts section').length;",
+            Duration::from_secs(10),
+            |v| v.as_u64() == Some(2),
+        )
+        .await;
+        c.execute(
+            "const f = document.querySelector('[data-key=\"/a.mp3 title\"]');
+             f.value = 'Set on the admin page'; f.form.requestSubmit();",
+            vec![],
+        )
+        .await
+        .expect("submit a title");
+        agora.wait_status("the admin page's title", |_| {
+            title() == "Set on the admin page"
+        });
+        c.execute(
+            "document.querySelector('[data-key=\"/a.mp3 killsource\"]').click();",
+            vec![],
+        )
+        .await
+        .expect("click the kill button");
+        wait_js(
+            &c,
+            "the admin page to say the source was removed",
+            "return document.getElementById('result').textContent;",
+            Duration::from_secs(10),
+            |v| v.as_str() == Some("Source Removed"),
+        )
+        .await;
+        wait_until("/a.mp3's source to go", Duration::from_secs(10), || {
+            !connected("/a.mp3")
+        });
+        assert!(connected("/b.mp3"), "the other source is still there");
+        let _ = c.close().await;
+    });
+    // The page's actions went as POST.
+    wait_until("the access log lines", Duration::from_secs(10), || {
+        let log = std::fs::read_to_string(&access_log).unwrap_or_default();
+        log.contains("\"POST /admin/metadata.json HTTP/1.1\" 200")
+            && log.contains("\"POST /admin/killsource.json HTTP/1.1\" 200")
+    });
+}
+
+/// The admin page's token is made at start: a page opened before the server restarted holds
+/// the old one. Its first action is refused (403), and the page takes the new token from the
+/// server and sends the action again, so the operator sees it done.
+#[test]
+fn the_admin_page_takes_a_restarted_servers_new_token() {
+    let dir = TempDir::new("browser-token");
+    let profile = dir.path().join("profile");
+    std::fs::create_dir_all(&profile).expect("profile dir");
+    let (_driver, driver_url) = chromedriver(dir.path());
+    let listen = format!("127.0.0.1:{}", free_port());
+    let first = Agora::start_at(&listen, "");
+    let source = sine_source(&first, "/a.mp3");
+    let rt = runtime();
+    rt.block_on(async {
+        let c = browser(&driver_url, &profile).await;
+        c.goto(&format!("http://admin:{ADMIN_PW}@{listen}/admin/"))
+            .await
+            .expect("open /admin/");
+        const BUILDS: &str = "return document.querySelectorAll('#mounts section').length
+            ? Number(document.getElementById('mounts').dataset.builds) : 0;";
+        let builds = wait_js(
+            &c,
+            "the mount on the admin page",
+            BUILDS,
+            Duration::from_secs(10),
+            |v| v.as_u64().is_some_and(|n| n > 0),
+        )
+        .await
+        .as_u64()
+        .unwrap_or_default();
+        drop(source);
+        drop(first);
+        let second = Agora::start_at(&listen, "");
+        let _source = sine_source(&second, "/a.mp3");
+        // The page lists the mount of the new server (it refreshes by itself).
+        wait_js(
+            &c,
+            "the page to list the new server's mount",
+            BUILDS,
+            Duration::from_secs(20),
+            |v| v.as_u64().is_some_and(|n| n > builds),
+        )
+        .await;
+        c.execute(
+            "const f = document.querySelector('[data-key=\"/a.mp3 title\"]');
+             f.value = 'After the restart'; f.form.requestSubmit();",
+            vec![],
+        )
+        .await
+        .expect("submit a title");
+        second.wait_status("the title from the page", |a| {
+            a.source("/a.mp3")
+                .is_some_and(|m| m["title"] == "After the restart")
+        });
+        wait_js(
+            &c,
+            "the page to say it was done",
+            "return document.getElementById('result').textContent;",
+            Duration::from_secs(10),
+            |v| v.as_str() == Some("Metadata update successful"),
+        )
+        .await;
+        assert!(
+            second.log_has(&["admin request refused", "StaleToken"]),
+            "the old token was not refused first:\n{}",
+            second.log()
+        );
+        let _ = c.close().await;
+    });
+}

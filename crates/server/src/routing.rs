@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::control::{admin, api, events, status};
 use crate::egress::listener;
@@ -24,18 +24,24 @@ use crate::wire::http::{self, Request, Response};
 /// How long a listener of an on-demand relay's mount waits for the relay to connect.
 const ON_DEMAND_WAIT: Duration = Duration::from_secs(10);
 
+/// The largest body an admin command may carry: a form of a few parameters.
+const MAX_ADMIN_BODY: u64 = 8 * 1024;
+/// How long an admin command's body may take to arrive once its head has.
+const ADMIN_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Dispatch a request. Returns the stream (and unread bytes) when the connection may carry
 /// another request (keep-alive), `None` when it is done.
 pub(crate) async fn route(
     mut stream: Connection,
     peer: SocketAddr,
     req: Request,
-    rest: BytesMut,
+    mut rest: BytesMut,
     shared: &Arc<Shared>,
 ) -> Option<(Connection, BytesMut)> {
     let method = req.method.as_str();
     let path = req.path().to_string();
     const ALLOW: &str = "GET, HEAD, PUT, OPTIONS, SOURCE";
+    let mut keep_alive = req.keep_alive();
     let resp = match method {
         "SOURCE" | "PUT" => {
             source::handle(stream, peer, req, rest, shared.clone()).await;
@@ -47,10 +53,25 @@ pub(crate) async fn route(
         "GET" | "HEAD" if path == "/status-json.xsl" || path == "/status-json.json" => {
             Response::new(200, http::JSON, status::status_json(shared))
         }
-        // POST as Icecast allows it (libshout sends metadata by POST when offered);
-        // parameters are read from the query string either way.
+        // POST as Icecast allows it, and as the admin page sends its actions: parameters
+        // from the query string, then from a form body, read whole (bounded) so that the
+        // connection may carry the next request. Another body is not read (the connection
+        // then ends after the answer, see `Request::keep_alive`).
+        "POST" if path.starts_with("/admin/") && !web::is_page(&path) && req.is_form() => {
+            match read_admin_body(&mut stream, &req, &mut rest).await {
+                Ok(Some(body)) => {
+                    keep_alive = req.wants_keep_alive();
+                    admin::handle(&req, &body, peer, shared).private()
+                }
+                Ok(None) => return None,
+                Err(resp) => {
+                    keep_alive = false;
+                    resp.private()
+                }
+            }
+        }
         "GET" | "HEAD" | "POST" if path.starts_with("/admin/") && !web::is_page(&path) => {
-            admin::handle(&req, peer, shared).private()
+            admin::handle(&req, &[], peer, shared).private()
         }
         "GET" | "HEAD" if path.starts_with("/api/v1/") => api::handle(&path, shared),
         "GET" | "HEAD" if path == "/metrics" => {
@@ -92,9 +113,9 @@ pub(crate) async fn route(
     };
     let version = response_version(&req);
     let bytes = if method == "HEAD" {
-        resp.head(&version, req.keep_alive()).into_bytes()
+        resp.head(&version, keep_alive).into_bytes()
     } else {
-        resp.encode(&version, req.keep_alive())
+        resp.encode(&version, keep_alive)
     };
     if stream.write_all(&bytes).await.is_err() {
         return None;
@@ -102,12 +123,49 @@ pub(crate) async fn route(
     shared
         .access_log
         .log(peer, &req, resp.status, bytes.len() as u64);
-    if req.keep_alive() && !shared.shutdown.is_cancelled() {
+    if keep_alive && !shared.shutdown.is_cancelled() {
         Some((stream, rest))
     } else {
         let _ = stream.shutdown().await;
         None
     }
+}
+
+/// An admin command's form body, whole: at most [`MAX_ADMIN_BODY`] bytes with a `Content-Length`,
+/// within [`ADMIN_BODY_TIMEOUT`]. What follows it in `rest` stays there (the next request of a
+/// keep-alive connection). `Ok(None)`: the client left before sending it all. A refusal (411,
+/// 400, 413, 408) is an answer that closes the connection, the body unread.
+async fn read_admin_body(
+    stream: &mut Connection,
+    req: &Request,
+    rest: &mut BytesMut,
+) -> Result<Option<bytes::Bytes>, Response> {
+    let len = req
+        .content_length()
+        .map_err(|(code, why)| Response::text(code, why))?;
+    if len > MAX_ADMIN_BODY {
+        return Err(Response::text(
+            413,
+            &format!("An admin command's body is at most {MAX_ADMIN_BODY} bytes"),
+        ));
+    }
+    let len = len as usize;
+    if rest.len() < len && req.expects_continue() {
+        let interim = format!("{} 100 Continue\r\n\r\n", response_version(req));
+        if stream.write_all(interim.as_bytes()).await.is_err() {
+            return Ok(None);
+        }
+    }
+    let deadline = tokio::time::Instant::now() + ADMIN_BODY_TIMEOUT;
+    while rest.len() < len {
+        rest.reserve(len - rest.len());
+        match tokio::time::timeout_at(deadline, stream.read_buf(rest)).await {
+            Err(_) => return Err(Response::text(408, "The request body did not come in time")),
+            Ok(Ok(0)) | Ok(Err(_)) => return Ok(None),
+            Ok(Ok(_)) => {}
+        }
+    }
+    Ok(Some(rest.split_to(len).freeze()))
 }
 
 /// Icecast 2.4 answers HTTP/1.0 except to HTTP/1.1 keep-alive clients, which need 1.1 to

@@ -115,6 +115,7 @@ impl Server {
             shared: Arc::new(Shared {
                 config,
                 credentials,
+                admin_token: crate::wire::auth::Token::generate(),
                 registry,
                 access_log,
                 shutdown: CancellationToken::new(),

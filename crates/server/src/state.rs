@@ -59,6 +59,8 @@ impl std::fmt::Debug for Credentials {
 pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) credentials: Credentials,
+    /// The admin page's token (see [`auth::Token`]), made at start.
+    pub(crate) admin_token: auth::Token,
     pub(crate) registry: Arc<Registry>,
     pub(crate) access_log: AccessLog,
     pub(crate) shutdown: CancellationToken,

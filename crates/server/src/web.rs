@@ -50,6 +50,8 @@ const ASSETS: &[(&str, &str, &str)] = &[
 const INDEX_HTML: &str = include_str!("../web/index.html");
 const WATCH_HTML: &str = include_str!("../web/watch.html");
 const ADMIN_HTML: &str = include_str!("../web/admin.html");
+/// Where the admin page's token goes in `admin.html` (the `content` of a `<meta>`).
+const TOKEN_SLOT: &str = "AGORA_ADMIN_TOKEN";
 
 const HTML: &str = "text/html; charset=utf-8";
 /// Scripts and styles from this server only. Media from this server (the mounts) or from
@@ -101,9 +103,11 @@ pub(crate) fn handle(req: &Request, shared: &Shared) -> Option<Response> {
                     .private(),
                 );
             }
-            return Some(
-                page(200, HTML, Bytes::from_static(ADMIN_HTML.as_bytes()), false).private(),
-            );
+            // The page carries the token its actions are sent with (see `control::admin`):
+            // only this answer, to the admin credentials and never to another site's script,
+            // holds it.
+            let html = ADMIN_HTML.replace(TOKEN_SLOT, shared.admin_token.reveal());
+            return Some(page(200, HTML, html, false).private());
         }
         _ => {}
     }

@@ -1,5 +1,7 @@
 // The admin page: mounts and listeners, with the Icecast admin commands as buttons. The
-// browser sends the admin credentials it was asked for when it opened this page.
+// browser sends the admin credentials it was asked for when it opened this page; the actions go
+// as POST with the page's token (X-Agora-Token), which the server gave this page alone: the
+// server refuses actions that a browser sends on another page's behalf.
 "use strict";
 (() => {
   const { el } = Agora;
@@ -19,9 +21,41 @@
     return { ok: r.ok, status: r.status, body };
   }
 
+  // The token this page was served with (a restarted server has a new one: see send()).
+  const tokenMeta = document.querySelector('meta[name="agora-admin-token"]');
+  let token = tokenMeta ? tokenMeta.content : "";
+
+  // The token of the admin page as the server serves it now (parsed, never run).
+  async function currentToken() {
+    const r = await fetch(location.origin + "/admin/", { credentials: "same-origin" });
+    if (!r.ok) return "";
+    const doc = new DOMParser().parseFromString(await r.text(), "text/html");
+    const m = doc.querySelector('meta[name="agora-admin-token"]');
+    return m ? m.content : "";
+  }
+
+  async function send(path, params) {
+    const r = await fetch(`${location.origin}/admin/${path}.json`, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { Accept: "application/json", "X-Agora-Token": token },
+      // URLSearchParams: sent as application/x-www-form-urlencoded.
+      body: new URLSearchParams(params),
+    });
+    const body = await r.json().catch(() => ({}));
+    return { ok: r.ok, status: r.status, body };
+  }
+
   async function command(path, params) {
-    const q = new URLSearchParams(params).toString();
-    const r = await json(`/admin/${path}.json?${q}`);
+    let r = await send(path, params);
+    if (r.status === 403) {
+      // The server restarted since this page was loaded: take its new token, try once more.
+      const fresh = await currentToken().catch(() => "");
+      if (fresh && fresh !== token) {
+        token = fresh;
+        r = await send(path, params);
+      }
+    }
     result.textContent = `${r.body.message || r.status}`;
     await refresh();
   }

@@ -14,8 +14,33 @@
 //! | `/admin/killclient` | `mount`, `id` | admin or the mount's source |
 //! | `/admin/moveclients` | `mount`, `destination` | admin or the mount's source |
 //!
-//! Order of checks, for every command: known command (404), credentials (401), parameters
-//! (400), mount exists (404), then the action. A refused request changes nothing.
+//! Parameters come from the query string, as Icecast's URLs are written, or from a form body
+//! (`POST`, `application/x-www-form-urlencoded`, at most 8 KiB), as the admin page sends them.
+//!
+//! Order of checks, for every command: known command (404), the cross-site rule for commands
+//! that change something (403, below), credentials (401), parameters (400), mount exists
+//! (404), then the action. A refused request changes nothing.
+//!
+//! **Cross-site rule (#13).** The commands that change something (`metadata`, `killsource`,
+//! `killclient`, `moveclients`, and `streamlist` when it carries an edge's announcement,
+//! `rserver`) are authorised by Basic credentials, which a browser sends by itself once the
+//! operator typed them, whichever page makes the request. So a request that a browser says
+//! comes from another page is refused, before its credentials are looked at (no password
+//! oracle either):
+//! - `Sec-Fetch-Site` present and other than `same-origin` or `none`: `cross-site`, and
+//!   `same-site` too (a page on another port of the same host is another origin). `none` is a
+//!   URL the operator typed or bookmarked, which Icecast's GET commands are made for.
+//! - `X-Agora-Token` present and not this server's admin-page token ([`auth::Token`]).
+//! - `Origin` present and naming another server than the request's `Host` (host and port; the
+//!   scheme is left to `Sec-Fetch-Site`, since behind a TLS proxy the server cannot know its
+//!   own), unless the request carries the admin page's token: a browser too old for
+//!   `Sec-Fetch-Site` still sends `Origin` with a POST, and the token lets the admin page
+//!   work behind a proxy that rewrites `Host`.
+//!
+//! Scripts, players and other servers (curl, libshout, ffmpeg, liquidsoap, Icecast's tools and
+//! slaves) send none of these headers and are not concerned. The admin page sends its actions
+//! as `POST` with its token. The refusal is a 403 and a warning naming the peer and the
+//! command.
 //!
 //! JSON mirrors the XML, except that lists are always lists: `{"icestats": {...,
 //! "source": [...]}}` for stats and listmounts, `{"icestats": {"source": [{"mount", "listeners",
@@ -106,6 +131,126 @@ impl Command {
             Command::Stats | Command::ListMounts | Command::StreamList | Command::Relays
         )
     }
+
+    /// Whether the command changes something (and so falls under the cross-site rule): the
+    /// actions, and the mount list when an edge announces itself with it (an announced edge may
+    /// be sent listeners).
+    fn changes_state(self, params: &Params) -> bool {
+        match self {
+            Command::Metadata
+            | Command::KillSource
+            | Command::KillClient
+            | Command::MoveClients => true,
+            Command::StreamList => params.get("rserver").is_some(),
+            Command::Stats | Command::ListMounts | Command::Relays | Command::ListClients => false,
+        }
+    }
+}
+
+/// A command's parameters: the query string's, then a form body's (a `POST` of
+/// `application/x-www-form-urlencoded`); the first of a name wins.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn of(req: &Request, body: &[u8]) -> Params {
+        let mut all = req.query();
+        if req.is_form() {
+            all.extend(form_urlencoded::parse(body).map(|(k, v)| (k.into_owned(), v.into_owned())));
+        }
+        Params(all)
+    }
+
+    fn get(&self, name: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+}
+
+/// Why a browser's request for a command that changes something was refused (see the
+/// cross-site rule in the module's documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Forgery {
+    /// `Sec-Fetch-Site` says another site (`cross-site`) or another origin of this site
+    /// (`same-site`), or something unknown.
+    FetchSite(&'static str),
+    /// A token that is not this server's admin-page token.
+    StaleToken,
+    /// An `Origin` that is not the server the request was sent to.
+    ForeignOrigin,
+}
+
+impl Forgery {
+    fn message(self) -> String {
+        match self {
+            Forgery::FetchSite(site) => format!(
+                "Refused: the request came from another site's page (Sec-Fetch-Site: {site}); \
+                 use this server's admin page, or a script"
+            ),
+            Forgery::StaleToken => {
+                "Refused: the admin page's token is not this server's; reload the page".into()
+            }
+            Forgery::ForeignOrigin => "Refused: the request came from another origin's page \
+                 (its Origin is not this server); use this server's admin page, or a script"
+                .into(),
+        }
+    }
+}
+
+/// The cross-site rule: `Some` when the request is a browser's on another page's behalf.
+fn forgery(req: &Request, shared: &Shared) -> Option<Forgery> {
+    if let Some(site) = req.header("sec-fetch-site") {
+        match site.to_ascii_lowercase().as_str() {
+            "same-origin" | "none" => {}
+            "same-site" => return Some(Forgery::FetchSite("same-site")),
+            "cross-site" => return Some(Forgery::FetchSite("cross-site")),
+            _ => return Some(Forgery::FetchSite("unknown")),
+        }
+    }
+    let token = match req.header(TOKEN_HEADER) {
+        Some(given) if shared.admin_token.matches(given) => true,
+        Some(_) => return Some(Forgery::StaleToken),
+        None => false,
+    };
+    match req.header("origin") {
+        Some(origin) if !token && !same_server(origin, req.header("host")) => {
+            Some(Forgery::ForeignOrigin)
+        }
+        _ => None,
+    }
+}
+
+/// The header the admin page sends its token in.
+const TOKEN_HEADER: &str = "x-agora-token";
+
+/// Whether `origin` (a browser's `Origin`: `scheme://host[:port]`) names the server `host` (the
+/// request's `Host`) names: the same host and port, a missing port being the scheme's default.
+/// Anything malformed (`null`, a path, credentials, no `Host`) is another server.
+fn same_server(origin: &str, host: Option<&str>) -> bool {
+    let Some(host) = host else {
+        return false;
+    };
+    if host.is_empty()
+        || host.chars().any(|c| {
+            matches!(c, '/' | '?' | '#' | '@' | '\\') || c.is_whitespace() || c.is_control()
+        })
+    {
+        return false;
+    }
+    let Ok(o) = url::Url::parse(origin) else {
+        return false;
+    };
+    // Only a bare origin, as browsers write it (lower case, no default port, no path).
+    let o = o.origin();
+    if !o.is_tuple() || !o.ascii_serialization().eq_ignore_ascii_case(origin) {
+        return false;
+    }
+    let scheme = match &o {
+        url::Origin::Tuple(scheme, _, _) if scheme == "http" || scheme == "https" => scheme,
+        _ => return false,
+    };
+    url::Url::parse(&format!("{scheme}://{host}")).is_ok_and(|h| h.origin() == o)
 }
 
 /// How to answer: Icecast's XML or JSON.
@@ -147,8 +292,8 @@ impl Reply {
     }
 }
 
-/// Answer an `/admin/...` request.
-pub(crate) fn handle(req: &Request, peer: SocketAddr, shared: &Shared) -> Response {
+/// Answer an `/admin/...` request (`body`: a `POST`'s, read whole; empty otherwise).
+pub(crate) fn handle(req: &Request, body: &[u8], peer: SocketAddr, shared: &Shared) -> Response {
     let path = req.path();
     let name = path.strip_prefix("/admin/").unwrap_or(path);
     let (name, suffix) = match name.rsplit_once('.') {
@@ -171,7 +316,20 @@ pub(crate) fn handle(req: &Request, peer: SocketAddr, shared: &Shared) -> Respon
             reply.message(401, "You need to authenticate")
         };
     };
-    let mount_param = req.query_param("mount");
+    let params = Params::of(req, body);
+    let mount_param = params.get("mount");
+    if cmd.changes_state(&params)
+        && let Some(why) = forgery(req, shared)
+    {
+        tracing::warn!(
+            %peer,
+            command = name,
+            mount = mount_param.as_deref().unwrap_or("-"),
+            reason = ?why,
+            "admin request refused by the cross-site rule"
+        );
+        return reply.message(403, &why.message());
+    }
     let relay = cmd == Command::StreamList && shared.is_relay(req);
     if relay {
         shared.relay_host(peer.ip());
@@ -195,8 +353,8 @@ pub(crate) fn handle(req: &Request, peer: SocketAddr, shared: &Shared) -> Respon
         Command::Relays => relays(&reply, shared),
         Command::ListMounts => listmounts(&reply, shared),
         Command::StreamList => {
-            if let Some(host) = req.query_param("rserver") {
-                announce(req, &host, peer, shared);
+            if let Some(host) = params.get("rserver") {
+                announce(&params, &host, peer, shared);
             }
             let mut body = String::new();
             for m in shared.registry.all() {
@@ -209,7 +367,7 @@ pub(crate) fn handle(req: &Request, peer: SocketAddr, shared: &Shared) -> Respon
             let Some(mount_path) = mount_param else {
                 return reply.message(400, "Missing parameter: mount");
             };
-            mount_command(cmd, &reply, req, &mount_path, shared)
+            mount_command(cmd, &reply, &params, &mount_path, shared)
         }
     }
 }
@@ -217,10 +375,10 @@ pub(crate) fn handle(req: &Request, peer: SocketAddr, shared: &Shared) -> Respon
 /// An edge's poll of the mount list announced it (Icecast-KH's `rserver`, `rport`,
 /// `interval`; Agora's `maxlisteners`): the origin probes it and may send it listeners. A bad
 /// announcement is logged and ignored; the mount list is answered anyway.
-fn announce(req: &Request, host: &str, peer: SocketAddr, shared: &Shared) {
-    let port = req.query_param("rport").unwrap_or_else(|| "8000".into());
-    let interval = req.query_param("interval");
-    let limit = req.query_param("maxlisteners");
+fn announce(params: &Params, host: &str, peer: SocketAddr, shared: &Shared) {
+    let port = params.get("rport").unwrap_or_else(|| "8000".into());
+    let interval = params.get("interval");
+    let limit = params.get("maxlisteners");
     match shared.edges.announce(
         host,
         &port,
@@ -241,23 +399,23 @@ fn announce(req: &Request, host: &str, peer: SocketAddr, shared: &Shared) {
 fn mount_command(
     cmd: Command,
     reply: &Reply,
-    req: &Request,
+    params: &Params,
     mount_path: &str,
     shared: &Shared,
 ) -> Response {
     // Parameters first (a bad request is 400 whether or not the mount exists).
     match cmd {
-        Command::Metadata if req.query_param("mode").as_deref() != Some("updinfo") => {
+        Command::Metadata if params.get("mode").as_deref() != Some("updinfo") => {
             return reply.message(400, "Unsupported mode (expected mode=updinfo)");
         }
-        Command::KillClient => match req.query_param("id") {
+        Command::KillClient => match params.get("id") {
             None => return reply.message(400, "Missing parameter: id"),
             Some(id) if id.parse::<u64>().is_err() => {
                 return reply.message(400, "Parameter id must be a listener id (a number)");
             }
             Some(_) => {}
         },
-        Command::MoveClients => match req.query_param("destination") {
+        Command::MoveClients => match params.get("destination") {
             None => return reply.message(400, "Missing parameter: destination"),
             Some(d) if d == mount_path => {
                 return reply.message(400, "The source and destination mounts are the same");
@@ -272,14 +430,15 @@ fn mount_command(
     match cmd {
         Command::ListClients => listclients(reply, &mount),
         Command::Metadata => {
-            let song = req.query_param("song").or_else(|| {
-                match (req.query_param("artist"), req.query_param("title")) {
-                    (Some(a), Some(t)) if !a.is_empty() => Some(format!("{a} - {t}")),
-                    (_, Some(t)) => Some(t),
-                    (Some(a), None) => Some(a),
-                    (None, None) => None,
-                }
-            });
+            let song =
+                params
+                    .get("song")
+                    .or_else(|| match (params.get("artist"), params.get("title")) {
+                        (Some(a), Some(t)) if !a.is_empty() => Some(format!("{a} - {t}")),
+                        (_, Some(t)) => Some(t),
+                        (Some(a), None) => Some(a),
+                        (None, None) => None,
+                    });
             let Some(song) = song else {
                 return reply.message(400, "Missing parameter: song (or artist/title)");
             };
@@ -296,8 +455,8 @@ fn mount_command(
             }
         }
         Command::KillClient => {
-            let id: u64 = req
-                .query_param("id")
+            let id: u64 = params
+                .get("id")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or_default();
             if mount.kill_client(id) {
@@ -307,7 +466,7 @@ fn mount_command(
             }
         }
         Command::MoveClients => {
-            let dest_path = req.query_param("destination").unwrap_or_default();
+            let dest_path = params.get("destination").unwrap_or_default();
             let Some(dest) = shared.registry.get(&dest_path) else {
                 return reply.message(404, "Destination does not exist");
             };
@@ -630,6 +789,41 @@ mod tests {
     #[test]
     fn escaping_covers_markup_and_control_characters() {
         assert_eq!(esc("a<b>&\"'\u{1}c"), "a&lt;b&gt;&amp;&quot;&apos;c");
+    }
+
+    #[test]
+    fn an_origin_is_this_server_when_it_names_the_host_and_port_asked() {
+        for (origin, host) in [
+            ("http://radio.example", "radio.example"),
+            ("http://radio.example", "radio.example:80"),
+            ("http://radio.example", "RADIO.example"),
+            ("https://radio.example", "radio.example:443"),
+            ("http://radio.example:8000", "radio.example:8000"),
+            ("http://127.0.0.1:8000", "127.0.0.1:8000"),
+            ("http://[::1]:8000", "[::1]:8000"),
+            // Behind a TLS proxy that keeps Host: the scheme is Sec-Fetch-Site's business.
+            ("https://radio.example", "radio.example"),
+        ] {
+            assert!(same_server(origin, Some(host)), "{origin} {host}");
+        }
+        for (origin, host) in [
+            ("http://evil.example", Some("radio.example")),
+            ("http://radio.example:9999", Some("radio.example:8000")),
+            ("http://radio.example", Some("radio.example:8000")),
+            ("http://radio.example.evil.example", Some("radio.example")),
+            ("null", Some("radio.example")),
+            ("", Some("radio.example")),
+            ("http://radio.example/", Some("radio.example")),
+            ("http://radio.example:80", Some("radio.example")),
+            ("http://user@radio.example", Some("radio.example")),
+            ("file://radio.example", Some("radio.example")),
+            ("http://radio.example", None),
+            ("http://radio.example", Some("")),
+            ("http://radio.example", Some("radio.example/x")),
+            ("http://radio.example", Some("evil@radio.example")),
+        ] {
+            assert!(!same_server(origin, host), "{origin} {host:?}");
+        }
     }
 
     #[test]

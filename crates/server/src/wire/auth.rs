@@ -1,5 +1,5 @@
-//! Credentials: HTTP Basic parsing, constant-time comparison, and the random passwords
-//! generated when none is configured (Agora has no fixed default password).
+//! Credentials: HTTP Basic parsing, constant-time comparison, the random passwords generated
+//! when none is configured (Agora has no fixed default password), and the admin page's token.
 
 use base64::Engine;
 use subtle::ConstantTimeEq;
@@ -28,20 +28,55 @@ pub(crate) fn credentials_match(given: &(String, String), user: &str, password: 
 
 /// A random password of 20 characters from a 62-letter alphabet (about 119 bits).
 pub fn random_password() -> String {
+    random_letters(20)
+}
+
+/// `n` random letters and digits (a 62-letter alphabet, uniform).
+fn random_letters(n: usize) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut out = String::with_capacity(20);
+    let mut out = String::with_capacity(n);
     let mut buf = [0u8; 64];
-    while out.len() < 20 {
-        // If the OS has no randomness, there is no safe password to make: stop the server.
+    while out.len() < n {
+        // If the OS has no randomness, there is no safe secret to make: stop the server.
         getrandom::fill(&mut buf).expect("the operating system's random source failed");
         for &b in &buf {
             // Rejection sampling keeps the letters uniform.
-            if (b as usize) < 62 * 4 && out.len() < 20 {
+            if (b as usize) < 62 * 4 && out.len() < n {
                 out.push(ALPHABET[b as usize % 62] as char);
             }
         }
     }
     out
+}
+
+/// The admin page's token: a secret made at start (32 letters and digits, about 190 bits) and
+/// written into the admin page, which only the admin credentials open and no other site's
+/// script can read. The page sends it with its actions (`X-Agora-Token`), so a request that
+/// carries it comes from that page (see the cross-site rule in `control::admin`). A new one at
+/// every start: a page older than the server is told to reload. Never logged: `Debug` shows
+/// none of it, and it is compared in constant time.
+pub(crate) struct Token(String);
+
+impl Token {
+    pub(crate) fn generate() -> Token {
+        Token(random_letters(32))
+    }
+
+    /// Whether `given` is this token (constant time).
+    pub(crate) fn matches(&self, given: &str) -> bool {
+        given.as_bytes().ct_eq(self.0.as_bytes()).into()
+    }
+
+    /// The token itself, for the admin page (letters and digits: safe in an HTML attribute).
+    pub(crate) fn reveal(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(..)")
+    }
 }
 
 #[cfg(test)]
@@ -72,5 +107,17 @@ mod tests {
         assert_eq!(a.len(), 20);
         assert_ne!(a, random_password());
         assert!(a.bytes().all(|c| c.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn tokens_match_themselves_only_and_never_show() {
+        let t = Token::generate();
+        assert_eq!(t.reveal().len(), 32);
+        assert!(t.reveal().bytes().all(|c| c.is_ascii_alphanumeric()));
+        assert!(t.matches(t.reveal()));
+        assert!(!t.matches(""));
+        assert!(!t.matches(&t.reveal()[..31]));
+        assert!(!t.matches(Token::generate().reveal()));
+        assert_eq!(format!("{t:?}"), "Token(..)");
     }
 }

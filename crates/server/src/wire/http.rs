@@ -154,21 +154,68 @@ impl Request {
     }
 
     /// Whether the connection may carry another request after this one's response. Never
-    /// after a request with a body (a `Content-Length` other than 0, or a `Transfer-Encoding`):
-    /// only sources' bodies are read, so any other body must not be taken for the next request.
+    /// after a request with a body (a `Content-Length` other than 0, or a `Transfer-Encoding`)
+    /// that was not read (only sources' and admin commands' bodies are), so a body is never
+    /// taken for the next request. A handler that read the whole body asks
+    /// [`Request::wants_keep_alive`] instead.
     pub(crate) fn keep_alive(&self) -> bool {
-        if self.header("transfer-encoding").is_some()
+        !self.has_body() && self.wants_keep_alive()
+    }
+
+    /// Whether the request carries a body: a `Transfer-Encoding`, or a `Content-Length` other
+    /// than 0.
+    pub(crate) fn has_body(&self) -> bool {
+        self.header("transfer-encoding").is_some()
             || self
                 .header("content-length")
                 .is_some_and(|v| v.trim() != "0")
-        {
-            return false;
-        }
+    }
+
+    /// Whether the client asked to keep the connection (HTTP/1.1 unless `Connection: close`;
+    /// HTTP/1.0 with `Connection: keep-alive`), whatever its body.
+    pub(crate) fn wants_keep_alive(&self) -> bool {
         let conn = self.header("connection").unwrap_or("").to_ascii_lowercase();
         if conn.contains("close") {
             return false;
         }
         self.is_http11() || conn.contains("keep-alive")
+    }
+
+    /// The length of a body that is read whole (an admin command's form): its `Content-Length`
+    /// (0 without one). Refused with the status that says why: a `Transfer-Encoding` (411:
+    /// such a body must say its length), `Content-Length` values that are not a number or
+    /// disagree (400: where the body ends would be a guess).
+    pub(crate) fn content_length(&self) -> Result<u64, (u16, &'static str)> {
+        if self.header("transfer-encoding").is_some() {
+            return Err((411, "A request body must come with a Content-Length"));
+        }
+        let mut length = None;
+        for (name, value) in &self.headers {
+            if !name.eq_ignore_ascii_case("content-length") {
+                continue;
+            }
+            let v = value.trim();
+            let n = (!v.is_empty() && v.bytes().all(|c| c.is_ascii_digit()))
+                .then(|| v.parse::<u64>().ok())
+                .flatten()
+                .ok_or((400, "Bad Content-Length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err((400, "Bad Content-Length"));
+            }
+            length = Some(n);
+        }
+        Ok(length.unwrap_or(0))
+    }
+
+    /// Whether the body is a form (`application/x-www-form-urlencoded`), as HTML forms and
+    /// `curl -d` send parameters.
+    pub(crate) fn is_form(&self) -> bool {
+        self.header("content-type").is_some_and(|t| {
+            t.split(';').next().is_some_and(|t| {
+                t.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
+        })
     }
 
     pub(crate) fn expects_continue(&self) -> bool {
@@ -196,6 +243,7 @@ pub(crate) fn reason(code: u16) -> &'static str {
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         409 => "Conflict",
+        411 => "Length Required",
         413 => "Payload Too Large",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
@@ -606,6 +654,44 @@ mod tests {
         assert_eq!(r.header("ICE-NAME"), Some("Test"));
         let r = parse_head(b"PUT /a HTTP/1.1\r\nExpect: 100-continue\r\n\r\n").expect("parses");
         assert!(r.expects_continue() && r.is_http11() && r.keep_alive());
+    }
+
+    #[test]
+    fn a_body_is_measured_by_its_length_alone() {
+        let req = |h: &str| {
+            parse_head(format!("POST /admin/killsource HTTP/1.1\r\n{h}\r\n\r\n").as_bytes())
+                .expect("head")
+        };
+        assert_eq!(req("Host: x").content_length(), Ok(0));
+        assert_eq!(req("Content-Length: 12").content_length(), Ok(12));
+        assert_eq!(
+            req("Content-Length: 12\r\ncontent-length: 12").content_length(),
+            Ok(12)
+        );
+        for bad in [
+            "Content-Length: 12\r\nContent-Length: 13",
+            "Content-Length: -1",
+            "Content-Length: 0x10",
+            "Content-Length: +5",
+            "Content-Length: 99999999999999999999999",
+        ] {
+            assert_eq!(
+                req(bad).content_length().map_err(|e| e.0),
+                Err(400),
+                "{bad}"
+            );
+        }
+        let chunked = req("Transfer-Encoding: chunked\r\nContent-Length: 5");
+        assert_eq!(chunked.content_length().map_err(|e| e.0), Err(411));
+        // A body ends keep-alive unless it was read; the client's wish stays known.
+        let r = req("Content-Length: 12");
+        assert!(r.has_body() && !r.keep_alive() && r.wants_keep_alive());
+        assert!(!req("Content-Length: 12\r\nConnection: close").wants_keep_alive());
+        assert!(req("Content-Type: application/x-www-form-urlencoded").is_form());
+        assert!(req("content-type: Application/X-WWW-Form-Urlencoded; charset=UTF-8").is_form());
+        assert!(!req("Content-Type: text/plain").is_form());
+        assert!(!req("Content-Type: multipart/form-data; boundary=x").is_form());
+        assert!(!req("Host: x").is_form());
     }
 
     #[test]
