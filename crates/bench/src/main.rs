@@ -128,6 +128,9 @@ struct SwarmArgs {
     /// A PEM file of CA certificates trusted for `https://` URLs, besides the system's.
     #[arg(long, value_name = "FILE")]
     ca_file: Option<std::path::PathBuf>,
+    /// The TLS cipher suite listeners offer first on `https://` URLs.
+    #[arg(long, value_enum, default_value_t = swarm::Suite::Aes128)]
+    tls_suite: swarm::Suite,
 }
 
 #[derive(Args, Debug)]
@@ -153,6 +156,8 @@ struct WorkerArgs {
     tls: bool,
     #[arg(long)]
     ca_file: Option<std::path::PathBuf>,
+    #[arg(long, value_enum, default_value_t = swarm::Suite::Aes128)]
+    tls_suite: swarm::Suite,
 }
 
 fn main() -> Result<()> {
@@ -168,7 +173,7 @@ fn main() -> Result<()> {
     match command {
         Command::Worker(w) => rt.block_on(async {
             let tls = match w.tls {
-                true => Some(swarm::Tls::new(&w.host, w.ca_file.as_deref())?),
+                true => Some(swarm::Tls::new(&w.host, w.ca_file.as_deref(), w.tls_suite)?),
                 false => None,
             };
             let plan = Plan {
@@ -351,12 +356,15 @@ impl Target {
         listeners: usize,
         latency_only: bool,
         ca_file: Option<&std::path::Path>,
+        suite: swarm::Suite,
     ) -> Result<Target> {
         let (addr, host, path, tls) = parse_url(url)?;
         Ok(Target {
             url: url.to_string(),
             addr,
-            tls: tls.then(|| swarm::Tls::new(&host, ca_file)).transpose()?,
+            tls: tls
+                .then(|| swarm::Tls::new(&host, ca_file, suite))
+                .transpose()?,
             host,
             path,
             listeners,
@@ -431,6 +439,7 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
             a.n / k + usize::from(i < a.n % k),
             false,
             a.ca_file.as_deref(),
+            a.tls_suite,
         )?);
     }
     for url in &a.latency_url {
@@ -439,6 +448,7 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
             a.latency_listeners,
             true,
             a.ca_file.as_deref(),
+            a.tls_suite,
         )?);
     }
     let mut stamps: Option<Arc<source::Stamps>> = None;
@@ -542,6 +552,7 @@ async fn run_swarm(a: SwarmArgs) -> Result<()> {
                     &t.path,
                 ])
                 .args(t.tls.as_ref().map(|_| "--tls"))
+                .args(["--tls-suite", a.tls_suite.name()])
                 .args(
                     a.ca_file
                         .iter()

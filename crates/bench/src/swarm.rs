@@ -75,8 +75,13 @@ impl std::fmt::Debug for Tls {
 }
 
 impl Tls {
-    /// For `host` (the URL's, without the port), trusting the system's roots and `ca_file`.
-    pub(crate) fn new(host: &str, ca_file: Option<&std::path::Path>) -> anyhow::Result<Tls> {
+    /// For `host` (the URL's, without the port), trusting the system's roots and `ca_file`,
+    /// offering `suite` first (the server follows the client's order).
+    pub(crate) fn new(
+        host: &str,
+        ca_file: Option<&std::path::Path>,
+        suite: Suite,
+    ) -> anyhow::Result<Tls> {
         use anyhow::Context;
         use rustls_pki_types::pem::PemObject;
         let mut roots = rustls::RootCertStore::empty();
@@ -92,12 +97,14 @@ impl Tls {
                     .context("a CA certificate")?;
             }
         }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let mut provider = rustls::crypto::ring::default_provider();
+        provider
+            .cipher_suites
+            .sort_by_key(|s| s.suite() != suite.id());
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         let bare = host
             .strip_prefix('[')
             .and_then(|h| h.split(']').next())
@@ -107,6 +114,36 @@ impl Tls {
             name: rustls_pki_types::ServerName::try_from(bare.to_string())
                 .with_context(|| format!("{bare}: not a server name"))?,
         })
+    }
+}
+
+/// The TLS 1.3 cipher suite the swarm's listeners ask for first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Suite {
+    /// AES-128-GCM: what Chromium, Firefox and Safari offer first (the default).
+    Aes128,
+    /// AES-256-GCM: what OpenSSL, GnuTLS (ffmpeg, curl, VLC) and rustls offer first.
+    Aes256,
+    /// ChaCha20-Poly1305: phones without AES instructions.
+    Chacha20,
+}
+
+impl Suite {
+    /// As on the command line.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Suite::Aes128 => "aes128",
+            Suite::Aes256 => "aes256",
+            Suite::Chacha20 => "chacha20",
+        }
+    }
+
+    fn id(self) -> rustls::CipherSuite {
+        match self {
+            Suite::Aes128 => rustls::CipherSuite::TLS13_AES_128_GCM_SHA256,
+            Suite::Aes256 => rustls::CipherSuite::TLS13_AES_256_GCM_SHA384,
+            Suite::Chacha20 => rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+        }
     }
 }
 
