@@ -145,7 +145,7 @@ impl Tls {
                 .get_mut()
                 .1
                 .writer()
-                .write_vectored(&in_pieces(bufs, &mut [IoSlice::new(&[]); PIECES]))?;
+                .write_vectored(in_pieces(bufs, &mut [IoSlice::new(&[]); PIECES]))?;
             if n == 0 {
                 // Nothing to send, or no room (cannot be: the records all went out above).
                 return Ok(0);
