@@ -2,6 +2,7 @@
 //! (`serve`), the broadcaster (`cast`), both (`demo`), or set a title (`meta`).
 
 mod cast;
+mod import;
 mod secrets;
 
 use std::io::Write;
@@ -42,6 +43,28 @@ enum Command {
     Meta(cast::MetaArgs),
     /// A server on embedded defaults plus a test-pattern cast to it: a live stream in one command.
     Demo(cast::DemoArgs),
+    /// Convert an Icecast configuration (icecast.xml) to Agora's TOML, listing what did not map.
+    #[command(after_help = IMPORT_EXAMPLES)]
+    ImportIcecast(ImportArgs),
+}
+
+const IMPORT_EXAMPLES: &str = "\
+Examples:
+  agora import-icecast /etc/icecast2/icecast.xml -o /etc/agora/agora.toml
+  agora serve --config /etc/agora/agora.toml --check-config
+
+The TOML goes to standard output (or --output); what did not map is listed on standard error,
+one element a line with its line number. Icecast's sample password (hackme) is never carried
+over: Agora makes random passwords at start.";
+
+#[derive(clap::Args, Debug)]
+struct ImportArgs {
+    /// The Icecast configuration.
+    #[arg(default_value = "/etc/icecast2/icecast.xml")]
+    file: PathBuf,
+    /// Write the TOML here instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
 }
 
 const SERVE_EXAMPLES: &str = "\
@@ -137,6 +160,7 @@ fn main() -> std::process::ExitCode {
         Command::Cast(args) => return cast::cast(*args, offset),
         Command::Meta(args) => cast::meta(args),
         Command::Demo(args) => cast::demo(args, offset),
+        Command::ImportIcecast(args) => import_icecast(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -145,6 +169,36 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn import_icecast(args: ImportArgs) -> Result<()> {
+    let xml = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let out = import::convert(&xml).with_context(|| args.file.display().to_string())?;
+    let text = format!(
+        "# Converted from {} by agora import-icecast {}.\n# Check it: agora serve --config FILE --check-config\n\n{}",
+        args.file.display(),
+        env!("CARGO_PKG_VERSION"),
+        out.toml
+    );
+    match &args.output {
+        Some(path) => std::fs::write(path, text)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => print!("{text}"),
+    }
+    let name = args.file.display();
+    for note in &out.notes {
+        eprintln!("{name}: {note}");
+    }
+    eprintln!(
+        "agora import-icecast: converted{}; {} element(s) not carried over (listed above)",
+        args.output
+            .as_ref()
+            .map(|p| format!(" to {}", p.display()))
+            .unwrap_or_default(),
+        out.notes.len()
+    );
+    Ok(())
 }
 
 fn serve(args: ServeArgs) -> Result<()> {
