@@ -415,8 +415,9 @@ fn source_gone_past_grace_closes_listeners() {
 
 /// A listener that sends its request and never reads, with a small receive buffer and an
 /// Internet-sized MSS so the server's writes block soon. (On loopback the MSS is 64 KiB, and
-/// the kernel sizes the server's send buffer from it: a stalled loopback peer absorbs ~3 MB
-/// before a write blocks, where a real client with MSS 1460 absorbs ~100 KB.)
+/// the kernel sizes the server's send buffer from it: a stalled loopback peer absorbed ~3 MB
+/// before a write blocked, where a real client with MSS 1460 absorbs ~100 KB. The server now
+/// bounds unsent bytes per socket, `tcp-notsent-lowat`, so either way its writes block soon.)
 fn stalled_listener(addr: SocketAddr, mount: &str) -> TcpStream {
     let sock = socket2::Socket::new(
         socket2::Domain::IPV4,

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
@@ -95,6 +96,7 @@ pub(crate) async fn connect(endpoint: &Endpoint) -> Result<Conn, ClientError> {
         .await
         .map_err(ClientError::Connect)?;
     let _ = tcp.set_nodelay(true);
+    watch_for_a_dead_peer(&tcp);
     let Some(TlsConfig(config)) = tls else {
         return Ok(Conn(Inner::Plain(tcp)));
     };
@@ -106,6 +108,33 @@ pub(crate) async fn connect(endpoint: &Endpoint) -> Result<Conn, ClientError> {
         .map_err(ClientError::Connect)?;
     Ok(Conn(Inner::Tls(Box::new(stream))))
 }
+
+/// Keepalive probes find a server that vanished while the connection is idle (a relay's
+/// upstream between two bursts, a push target behind a NAT that forgot the flow), and
+/// `TCP_USER_TIMEOUT` one that stopped acknowledging what is sent to it (a push, whose writes
+/// would otherwise fill the kernel's buffer for minutes before one of them times out, while
+/// the kernel retransmits for up to ~15 minutes). Best effort: a socket that refuses them
+/// still works.
+fn watch_for_a_dead_peer(tcp: &TcpStream) {
+    let sock = socket2::SockRef::from(tcp);
+    let _ = sock.set_tcp_keepalive(
+        &socket2::TcpKeepalive::new()
+            .with_time(KEEPALIVE_IDLE)
+            .with_interval(KEEPALIVE_INTERVAL)
+            .with_retries(KEEPALIVE_RETRIES),
+    );
+    let _ = sock.set_tcp_user_timeout(Some(USER_TIMEOUT));
+}
+
+/// The first keepalive probe after this long without traffic ...
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+/// ... then one every this long ...
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// ... and the connection ends after this many unanswered.
+const KEEPALIVE_RETRIES: u32 = 3;
+/// Longest that sent data may stay unacknowledged (and, with keepalive, the longest a peer
+/// may stay silent past the first unanswered probe) before the kernel ends the connection.
+const USER_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl AsyncRead for Conn {
     fn poll_read(
@@ -177,6 +206,34 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         assert_eq!(e.origin(), crate::Origin::Local);
         assert!(e.to_string().ends_with("no PEM certificate in it"), "{e}");
+    }
+
+    /// Every connection to a server has keepalive and a user timeout: a server that vanished
+    /// is noticed by the kernel, whether the connection is idle or has data on the way.
+    #[tokio::test]
+    async fn connections_watch_for_a_dead_peer() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let conn = connect(&Endpoint::new(
+            format!("http://{addr}/a").parse().expect("url"),
+        ))
+        .await
+        .expect("connect");
+        let Inner::Plain(tcp) = &conn.0 else {
+            panic!("a plain connection");
+        };
+        let sock = socket2::SockRef::from(tcp);
+        assert!(sock.keepalive().expect("SO_KEEPALIVE"));
+        assert_eq!(
+            sock.tcp_keepalive_time().expect("TCP_KEEPIDLE"),
+            KEEPALIVE_IDLE
+        );
+        assert_eq!(
+            sock.tcp_user_timeout().expect("TCP_USER_TIMEOUT"),
+            Some(USER_TIMEOUT)
+        );
     }
 
     #[tokio::test]

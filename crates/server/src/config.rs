@@ -55,6 +55,15 @@ pub(crate) const DEFAULT_COALESCE_BYTES: usize = 4096;
 /// Measured with the floor: from about 12 KB on, a `sendfile` costs less than a copy (a 34 KB
 /// WebM cluster ~30% less); below, more (BENCHMARKS.md).
 pub(crate) const DEFAULT_SENDFILE_MIN_BYTES: usize = 16 * 1024;
+/// A listener whose writes take nothing for this long is gone (a player paused for good, a
+/// client that stopped reading): about what Icecast's 512 KiB queue lasts at 128 kbit/s, the
+/// time after which Icecast would have cut it for lag.
+pub(crate) const DEFAULT_SEND_TIMEOUT_SECS: u64 = 30;
+/// How long listeners may take the rest of a closed mount's stream.
+pub(crate) const DEFAULT_DRAIN_SECS: u64 = 5;
+/// Unsent bytes a socket may hold (`TCP_NOTSENT_LOWAT`; see `server.rs`, where it is set, for
+/// why this and not a send buffer size).
+pub(crate) const DEFAULT_TCP_NOTSENT_LOWAT: u32 = 16 * 1024;
 
 /// The whole configuration file (`agora serve --config`); every field has a safe default.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -317,6 +326,12 @@ pub struct ServerSection {
     pub access_log: Option<String>,
     /// Seconds SIGTERM waits for connections to finish before exiting.
     pub shutdown_grace_secs: u64,
+    /// Seconds a write to a listener or an event stream may make no progress (the client
+    /// reads nothing) before the connection is cut; 0: never.
+    pub send_timeout_secs: u64,
+    /// `TCP_NOTSENT_LOWAT` of every accepted connection: at most about this many bytes a
+    /// socket holds that are not sent yet (0: the kernel's default, unbounded).
+    pub tcp_notsent_lowat: u32,
     /// Reverse proxies (nginx, a load balancer) whose `X-Forwarded-For` / `Forwarded` header
     /// names the client: only requests from these addresses are believed.
     pub trusted_proxies: Vec<std::net::IpAddr>,
@@ -352,6 +367,8 @@ impl Default for ServerSection {
             backlog: 16_384,
             access_log: None,
             shutdown_grace_secs: 5,
+            send_timeout_secs: DEFAULT_SEND_TIMEOUT_SECS,
+            tcp_notsent_lowat: DEFAULT_TCP_NOTSENT_LOWAT,
             trusted_proxies: Vec::new(),
             tls: Vec::new(),
         }
@@ -416,6 +433,9 @@ pub struct MountSettings {
     pub queue_size: usize,
     /// Seconds listeners are held after their source drops.
     pub grace_period_secs: u64,
+    /// Seconds a listener still writing when the mount closed has to take the rest; it is
+    /// cut after that, whatever it reads, so that the mount can end.
+    pub drain_secs: u64,
     pub lag_policy: LagPolicy,
     pub icy_metaint: usize,
     /// Titles set through `/admin/metadata` also go into the stream of a single-stream Ogg
@@ -445,6 +465,7 @@ impl Default for MountSettings {
             burst_size: DEFAULT_BURST_SIZE,
             queue_size: DEFAULT_QUEUE_SIZE,
             grace_period_secs: 10,
+            drain_secs: DEFAULT_DRAIN_SECS,
             lag_policy: LagPolicy::Disconnect,
             icy_metaint: DEFAULT_ICY_METAINT,
             ogg_title_in_stream: false,
@@ -460,6 +481,11 @@ impl Default for MountSettings {
 impl MountSettings {
     pub fn grace_period(&self) -> Duration {
         Duration::from_secs(self.grace_period_secs)
+    }
+
+    /// How long a listener may still write once the mount closed.
+    pub fn drain(&self) -> Duration {
+        Duration::from_secs(self.drain_secs)
     }
 }
 
@@ -496,6 +522,7 @@ pub struct MountConfig {
     pub burst_size: Option<usize>,
     pub queue_size: Option<usize>,
     pub grace_period_secs: Option<u64>,
+    pub drain_secs: Option<u64>,
     pub lag_policy: Option<LagPolicy>,
     pub icy_metaint: Option<usize>,
     pub ogg_title_in_stream: Option<bool>,
@@ -648,7 +675,7 @@ impl Config {
                 }
             }
             // What start-up would fail on, `--check-config` says.
-            crate::wire::tls::server_config(&t.certificate, &t.key)
+            crate::tls::server_config(&t.certificate, &t.key)
                 .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
         if self.server.max_request_head < 1024 {
@@ -656,6 +683,12 @@ impl Config {
         }
         if self.server.header_timeout_secs == 0 || self.server.source_timeout_secs == 0 {
             return bad("server.header-timeout-secs and source-timeout-secs must be > 0".into());
+        }
+        if (1..4096).contains(&self.server.tcp_notsent_lowat) {
+            return bad(format!(
+                "server.tcp-notsent-lowat {} is below 4096 (every write would be a few bytes); 0 leaves it to the kernel",
+                self.server.tcp_notsent_lowat
+            ));
         }
         for (what, p) in [
             ("auth.source-password", &self.auth.source_password),
@@ -739,6 +772,7 @@ impl Config {
                 burst_size: m.burst_size.unwrap_or(d.burst_size),
                 queue_size: m.queue_size.unwrap_or(d.queue_size),
                 grace_period_secs: m.grace_period_secs.unwrap_or(d.grace_period_secs),
+                drain_secs: m.drain_secs.unwrap_or(d.drain_secs),
                 lag_policy: m.lag_policy.unwrap_or(d.lag_policy),
                 icy_metaint: m.icy_metaint.unwrap_or(d.icy_metaint),
                 ogg_title_in_stream: m.ogg_title_in_stream.unwrap_or(d.ogg_title_in_stream),
@@ -875,6 +909,7 @@ mod tests {
             path = "/a.ogg"
             queue-size = 100000
             lag-policy = "skip"
+            drain-secs = 1
             "#,
         )
         .expect("parses");
@@ -882,7 +917,10 @@ mod tests {
         let s = c.settings_for("/a.ogg");
         assert_eq!((s.burst_size, s.queue_size), (1000, 100000));
         assert_eq!(s.lag_policy, LagPolicy::Skip);
-        assert_eq!(c.settings_for("/other").queue_size, DEFAULT_QUEUE_SIZE);
+        assert_eq!(s.drain(), Duration::from_secs(1));
+        let other = c.settings_for("/other");
+        assert_eq!(other.queue_size, DEFAULT_QUEUE_SIZE);
+        assert_eq!(other.drain_secs, DEFAULT_DRAIN_SECS);
     }
 
     #[test]
@@ -892,6 +930,14 @@ mod tests {
         assert!(e.contains("burst-size"), "{e}");
         let e = Config::from_toml("[server]\nlisten = []\nbogus = 1").expect_err("unknown key");
         assert!(e.to_string().contains("bogus"), "{e}");
+        let c = Config::from_toml("[server]\ntcp-notsent-lowat = 100").expect("parses");
+        let e = c.validate().expect_err("a tiny low-water mark").to_string();
+        assert!(e.contains("tcp-notsent-lowat"), "{e}");
+        for ok in ["0", "4096"] {
+            let c =
+                Config::from_toml(&format!("[server]\ntcp-notsent-lowat = {ok}")).expect("parses");
+            c.validate().expect(ok);
+        }
     }
 
     /// A fresh directory for password files.

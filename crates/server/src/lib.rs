@@ -25,7 +25,8 @@
 //!   `*-password-file` keys and flags).
 //! - `mount_path`: the validated name of a mount; request paths decoded once.
 //! - `wire`: the HTTP wire (`http`), credentials (`auth`), the connection (`conn`, plain or
-//!   TLS) and HTTPS certificates (`tls`).
+//!   TLS).
+//! - `tls`: HTTPS certificates and keys, read from PEM files, swapped on reload.
 //! - `ingest`: sources (`source`); relays next.
 //! - `stream`: mounts (`mount`) and their fan-out (`fanout`).
 //! - `egress`: listeners (`listener`).
@@ -38,7 +39,7 @@
 //!
 //! **Layering** (checked by `scripts/module-cycles`): a module uses only modules below it in
 //! this list: `server` → `routing` → `ingest`, `egress`, `control`, `web` → `state` →
-//! `telemetry` → `stream` → `wire`, `config` → `mount_path`, `secret`, `sync`, `watchdog`.
+//! `telemetry` → `stream` → `wire`, `config` → `mount_path`, `secret`, `tls`, `sync`, `watchdog`.
 
 mod config;
 mod control;
@@ -52,6 +53,7 @@ mod state;
 mod stream;
 mod sync;
 mod telemetry;
+mod tls;
 mod watchdog;
 mod web;
 mod wire;
@@ -60,8 +62,8 @@ pub use config::Config;
 pub use secret::{Secret, SecretFileError, read_password_file};
 pub use server::{Reloader, Server};
 pub use state::Credentials;
+pub use tls::TlsError;
 pub use wire::auth::random_password;
-pub use wire::tls::TlsError;
 
 /// Entry points for the fuzz targets in `fuzz/` and for the suite's replay of their corpora:
 /// not an API.

@@ -4,6 +4,26 @@
 //! (source, listener, status, admin), and for short requests loop on keep-alive. Accept errors
 //! (EMFILE during a storm) back off briefly instead of spinning. Shutdown: a cancellation token
 //! stops accepting and tells every task; a task tracker lets [`Server::run`] wait for them.
+//!
+//! **What the kernel holds per connection is bounded.** Left alone, Linux grows a socket's
+//! send buffer with its congestion window, up to `net.ipv4.tcp_wmem`'s maximum (4 MB): a
+//! listener that stops reading then holds megabytes of kernel memory (2,000 of them pushed a
+//! machine past the kernel's TCP memory pressure while Agora's RSS stayed at 30 MB), and it
+//! was cut for lag only once those megabytes *and* its `queue-size` were behind it. Every
+//! accepted socket gets `TCP_NOTSENT_LOWAT` (`tcp-notsent-lowat`, 16 KiB): the kernel takes a
+//! write only while fewer bytes than that wait unsent, and reports the socket writable once
+//! fewer than half do. Bytes in flight are not limited, so the congestion window is not
+//! capped: a fast listener far away gets a high bitrate as before, where a small fixed
+//! `SO_SNDBUF` would cap every connection at `sndbuf / RTT` (64 KiB at 200 ms: 2.6 Mbit/s, too
+//! little for HD video). A stalled listener (zero window: what was in flight has been
+//! acknowledged into the client's own buffer) holds about the low-water mark plus a segment:
+//! 17-22 KiB measured with `ss -tm`, against all that was sent to it before (~640 KiB in the
+//! test, all it was sent; megabytes in a longer stall). What does not fit stays in the
+//! listener's queue, where the lag policy sees it: a listener is cut about `queue-size` behind
+//! (plus its batch of at most 64 KiB and the kernel's few KiB), not megabytes later (a slow
+//! reader with a 256 KiB queue: cut 335 KiB behind, 3 MB before; `crates/cli/tests/stalls.rs`).
+//! The kernel's exact count (`SIOCOUTQ`, `TCP_INFO`) would need `unsafe` (neither `nix` nor
+//! `socket2` wraps it); with this bound it is not needed.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,9 +51,9 @@ use crate::telemetry::edges::EdgeBoard;
 use crate::telemetry::events::EventFeed;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::relays::RelayBoard;
+use crate::tls::{TlsError, TlsSettings};
 use crate::watchdog;
 use crate::wire::http::{self, HeadError, Request, Response};
-use crate::wire::tls::{TlsError, TlsSettings};
 
 /// Reloads what can change while the server runs: today the TLS certificates and keys.
 #[derive(Debug, Clone)]
@@ -301,7 +321,17 @@ async fn accept_loop(
                 // Keepalive probes find a peer that vanished without a word (a laptop's lid
                 // closed, a NAT that forgot the flow): its connection ends instead of holding a
                 // listener slot for good.
-                let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive());
+                let sock = socket2::SockRef::from(&stream);
+                let _ = sock.set_tcp_keepalive(&keepalive());
+                // A peer that acknowledges nothing for this long is gone, even while data
+                // waits for it (keepalive probes only an idle connection). A peer that is
+                // there but reads nothing still acknowledges the kernel's window probes:
+                // the send timeout of listeners and event streams ends those.
+                let _ = sock.set_tcp_user_timeout(Some(USER_TIMEOUT));
+                let lowat = shared.config.server.tcp_notsent_lowat;
+                if lowat > 0 {
+                    let _ = sock.set_tcp_notsent_lowat(lowat);
+                }
                 match &tls {
                     None => {
                         tracker.spawn(handle_connection(stream.into(), peer, shared.clone()));
@@ -320,6 +350,10 @@ async fn accept_loop(
         }
     }
 }
+
+/// `TCP_USER_TIMEOUT` of every accepted connection: how long sent data may stay
+/// unacknowledged (and keepalive probes unanswered) before the kernel ends the connection.
+const USER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// TCP keepalive on every accepted connection: the first probe after 60 s without traffic,
 /// then every 10 s; after 6 unanswered the kernel ends the connection (~2 minutes).

@@ -795,6 +795,7 @@ impl Agora {
 /// that is not a media stream); stops and closes when dropped.
 pub(crate) struct PacedSource {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    written: std::sync::Arc<std::sync::atomic::AtomicU64>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -802,7 +803,8 @@ impl PacedSource {
     /// Write `per_tick` bytes every 50 ms to `s` (an accepted source connection).
     pub(crate) fn spawn(mut s: TcpStream, per_tick: usize) -> PacedSource {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
+        let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (flag, count) = (stop.clone(), written.clone());
         let thread = std::thread::spawn(move || {
             let mut seed = 0x9e37_79b9_7f4a_7c15u64;
             while !flag.load(std::sync::atomic::Ordering::SeqCst) {
@@ -810,13 +812,20 @@ impl PacedSource {
                 if s.write_all(&xorshift_bytes(per_tick, seed)).is_err() {
                     return;
                 }
+                count.fetch_add(per_tick as u64, std::sync::atomic::Ordering::SeqCst);
                 std::thread::sleep(Duration::from_millis(50));
             }
         });
         PacedSource {
             stop,
+            written,
             thread: Some(thread),
         }
+    }
+
+    /// Bytes written to the server so far (at least what it took from the source).
+    pub(crate) fn written(&self) -> u64 {
+        self.written.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 

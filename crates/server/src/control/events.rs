@@ -114,7 +114,7 @@ pub(crate) async fn serve(
     if req.method != "HEAD" {
         out.extend_from_slice(snapshot(&shared).as_bytes());
     }
-    let ok = write_or_shutdown(&mut stream, &out, &shared).await;
+    let ok = write_or_cut(&mut stream, &out, &shared, peer).await;
     sent += out.len() as u64;
     if ok && req.method != "HEAD" {
         let mut ping = tokio::time::interval(PING);
@@ -129,7 +129,7 @@ pub(crate) async fn serve(
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
             };
-            if !write_or_shutdown(&mut stream, frame.as_bytes(), &shared).await {
+            if !write_or_cut(&mut stream, frame.as_bytes(), &shared, peer).await {
                 break;
             }
             sent += frame.len() as u64;
@@ -138,10 +138,35 @@ pub(crate) async fn serve(
     shared.access_log.log(peer, &req, 200, sent);
 }
 
-/// A write that a shutdown interrupts (a client that stopped reading must not hold it up).
-async fn write_or_shutdown(stream: &mut Connection, bytes: &[u8], shared: &Shared) -> bool {
-    tokio::select! {
-        r = stream.write_all(bytes) => r.is_ok(),
-        _ = shared.shutdown.cancelled() => false,
+/// A write that a shutdown interrupts (a client that stopped reading must not hold it up),
+/// and that ends the connection when the client takes nothing for the server's
+/// `send-timeout-secs` (an event stream nobody reads would otherwise keep its connection, and
+/// the kernel the frames it could not send, for good). False: the connection is over.
+async fn write_or_cut(
+    stream: &mut Connection,
+    bytes: &[u8],
+    shared: &Shared,
+    peer: SocketAddr,
+) -> bool {
+    let timeout = match shared.config.server.send_timeout_secs {
+        0 => Duration::MAX,
+        s => Duration::from_secs(s),
+    };
+    let mut at = 0;
+    while at < bytes.len() {
+        let write = tokio::time::timeout(timeout, stream.write(&bytes[at..]));
+        let written = tokio::select! {
+            r = write => r,
+            _ = shared.shutdown.cancelled() => return false,
+        };
+        match written {
+            Ok(Ok(0) | Err(_)) => return false,
+            Ok(Ok(n)) => at += n,
+            Err(_) => {
+                tracing::info!(%peer, "event stream cut off: it took nothing for send-timeout-secs");
+                return false;
+            }
+        }
     }
+    true
 }

@@ -8,13 +8,20 @@
 //!   under a shared lock for the time of a few reference-count increments.
 //! - A listener more than `queue-size` behind (its cursor fell off the fan-out queue, even
 //!   while it is stuck in a write) is cut off, or moved to the latest sync point when the
-//!   mount's `lag-policy = "skip"`.
+//!   mount's `lag-policy = "skip"`. What waits for it in the kernel is bounded by the
+//!   socket's `TCP_NOTSENT_LOWAT` (see `server.rs`), so it is cut about `queue-size` behind,
+//!   not megabytes later.
+//! - A listener that takes nothing leaves: a write blocked for the server's
+//!   `send-timeout-secs`, or still blocked `drain-secs` after its mount closed, ends it
+//!   ([`Stall`]); a client that reads nothing never keeps a closed mount.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
@@ -64,6 +71,10 @@ enum End {
     NewStream,
     /// Caught up: wait parked with the mount (see [`crate::stream::parking`]).
     Park,
+    /// A write took nothing for the server's `send-timeout-secs`.
+    Stalled,
+    /// A write was still blocked `drain-secs` after the mount closed.
+    Undrained,
 }
 
 /// The edge (`host:port`) a new listener of `mount` is sent to, if any: per the mount's
@@ -569,7 +580,7 @@ impl Session {
     async fn resume(mut self, mut rx: watch::Receiver<Tail>, shared: Arc<Shared>) {
         let id = self.client.id;
         let end = loop {
-            match self.stream_until_end(&mut rx).await {
+            match self.stream_until_end(&mut rx, &shared).await {
                 End::Park => {
                     // Empty: a parked listener holds no buffer (its writer lends one).
                     self.pending = VecDeque::new();
@@ -597,8 +608,12 @@ impl Session {
                         icy.sent_version = u64::MAX;
                     }
                 }
-                End::Closed if shared.shutdown.is_cancelled() => break ListenerEnd::Shutdown,
+                End::Closed | End::Undrained if shared.shutdown.is_cancelled() => {
+                    break ListenerEnd::Shutdown;
+                }
                 End::Closed => break ListenerEnd::MountClosed,
+                End::Undrained => break ListenerEnd::Undrained,
+                End::Stalled => break ListenerEnd::Stalled,
                 End::Gone => break ListenerEnd::Gone,
                 End::Lagged => break ListenerEnd::Lagged,
                 End::Killed => break ListenerEnd::Killed,
@@ -611,7 +626,9 @@ impl Session {
                 mount.slow_listeners.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(%peer, mount = %mount.path, id, "{end}");
             }
-            ListenerEnd::Killed => tracing::info!(%peer, mount = %mount.path, id, "{end}"),
+            ListenerEnd::Killed | ListenerEnd::Stalled | ListenerEnd::Undrained => {
+                tracing::info!(%peer, mount = %mount.path, id, "{end}")
+            }
             _ => tracing::debug!(%peer, mount = %mount.path, id, "{end}"),
         }
         if let Some(f) = self.fill.as_ref().filter(|f| f.padded > 0) {
@@ -777,7 +794,7 @@ impl Session {
     /// Stream until the listener leaves, lags (with the disconnect policy) or the mount closes
     /// (which is also how a server shutdown reaches every listener), or until it is caught up
     /// and can wait parked.
-    async fn stream_until_end(&mut self, rx: &mut watch::Receiver<Tail>) -> End {
+    async fn stream_until_end(&mut self, rx: &mut watch::Receiver<Tail>, shared: &Shared) -> End {
         if !self.joined {
             (self.cursor, self.need_sync) =
                 match self.mount.fanout.start(self.mount.settings.burst_size) {
@@ -789,7 +806,7 @@ impl Session {
         }
         // Unparked with part of a write left.
         if !self.pending.is_empty()
-            && let Err(end) = self.flush(rx, self.cursor).await
+            && let Err(end) = self.flush(rx, self.cursor, shared).await
         {
             return end;
         }
@@ -809,7 +826,7 @@ impl Session {
                                 if let Some(f) = self.fill.as_mut() {
                                     self.pending.push_back(f.padding());
                                 }
-                                if let Err(end) = self.flush(rx, self.cursor).await {
+                                if let Err(end) = self.flush(rx, self.cursor, shared).await {
                                     return end;
                                 }
                             }
@@ -860,7 +877,7 @@ impl Session {
             let (read, new_stream) = self.read_chunks();
             if new_stream {
                 // What was queued before the new stream still goes out.
-                return match self.flush(rx, self.cursor).await {
+                return match self.flush(rx, self.cursor, shared).await {
                     Ok(()) => End::NewStream,
                     Err(end) => end,
                 };
@@ -869,7 +886,7 @@ impl Session {
                 Read::Data(next) => {
                     let batch_start = self.cursor;
                     self.cursor = next;
-                    if let Err(end) = self.flush(rx, batch_start).await {
+                    if let Err(end) = self.flush(rx, batch_start, shared).await {
                         return end;
                     }
                     // More was published meanwhile: read it. Else the listener is caught up
@@ -941,22 +958,39 @@ impl Session {
     }
 
     /// Write everything pending. While a write is blocked, watch the fan-out: if the batch
-    /// being written has fallen off the queue, the listener is too far behind.
-    async fn flush(&mut self, rx: &mut watch::Receiver<Tail>, batch_start: u64) -> Result<(), End> {
+    /// being written has fallen off the queue, the listener is too far behind. A write that
+    /// takes nothing for the server's `send-timeout-secs`, or is still blocked `drain-secs`
+    /// after the mount closed, ends the listener (see [`Stall`]).
+    async fn flush(
+        &mut self,
+        rx: &mut watch::Receiver<Tail>,
+        batch_start: u64,
+        shared: &Shared,
+    ) -> Result<(), End> {
         while !self.pending.is_empty() {
+            // Made when the write finds the socket full: one that goes through at once reads
+            // no clock and arms no timer.
+            let mut stall: Option<Box<Stall>> = None;
             let n = loop {
                 // The I/O vector is built inside the poll, on the stack: an array held across
                 // an await would live in every listener's task state.
                 let write = std::future::poll_fn(|cx| {
                     let mut iov = [IoSlice::new(&[]); MAX_IOV];
                     let count = io_slices(&self.pending, &mut iov);
-                    self.stream.poll_send_vectored(cx, &iov[..count])
+                    match self.stream.poll_send_vectored(cx, &iov[..count]) {
+                        Poll::Ready(r) => Poll::Ready(Ok(r)),
+                        Poll::Pending => stall
+                            .get_or_insert_with(|| Box::new(Stall::new()))
+                            .poll(cx, &self.mount, shared)
+                            .map(Err),
+                    }
                 });
                 tokio::select! {
                     biased;
                     r = write => match r {
-                        Ok(0) | Err(_) => return Err(End::Gone),
-                        Ok(n) => break n,
+                        Ok(Ok(0) | Err(_)) => return Err(End::Gone),
+                        Ok(Ok(n)) => break n,
+                        Err(end) => return Err(end),
                     },
                     r = rx.changed() => {
                         // The wake-up may carry an order other than a kill (a move): looked
@@ -969,6 +1003,12 @@ impl Session {
                         if r.is_err() || (lagged && self.mount.settings.lag_policy == LagPolicy::Disconnect) {
                             return Err(if lagged { End::Lagged } else { End::Closed });
                         }
+                        if self.mount.is_closed()
+                            && let Some(s) = stall.as_mut()
+                        {
+                            // The drain's end may come before the send timeout's.
+                            s.rearm();
+                        }
                     }
                 }
             };
@@ -980,6 +1020,58 @@ impl Session {
             self.pending.shrink_to(PENDING_KEEP / 2);
         }
         Ok(())
+    }
+}
+
+/// A write that found the socket full, and when it is given up: the server's
+/// `send-timeout-secs` after that (the client reads nothing: a player paused for good, a
+/// client gone without a word that still answers the kernel's window probes), or the end of
+/// the mount's drain once it closed (a listener must not keep a closed mount, its queue and
+/// its slot, for as long as it takes to read). Boxed, and made only when a write blocks: it
+/// costs a listener that keeps up nothing, not even a clock read.
+struct Stall {
+    /// When the write found the socket full.
+    since: Instant,
+    /// Whether `timer` is decided (again after the mount closed: see [`Stall::rearm`]).
+    armed: bool,
+    /// The next deadline, and whether it is the drain's; `None`: no limit applies.
+    timer: Option<(Pin<Box<tokio::time::Sleep>>, bool)>,
+}
+
+impl Stall {
+    fn new() -> Stall {
+        Stall {
+            since: Instant::now(),
+            armed: false,
+            timer: None,
+        }
+    }
+
+    /// The mount closed: its drain may end first.
+    fn rearm(&mut self) {
+        self.armed = false;
+    }
+
+    /// Ready with the listener's end once the write is given up.
+    fn poll(&mut self, cx: &mut Context<'_>, mount: &Mount, shared: &Shared) -> Poll<End> {
+        if !self.armed {
+            self.armed = true;
+            let timeout = shared.config.server.send_timeout_secs;
+            let stalled = (timeout > 0).then(|| (self.since + Duration::from_secs(timeout), false));
+            let drained = mount.drain_deadline().map(|at| (at, true));
+            self.timer = [stalled, drained]
+                .into_iter()
+                .flatten()
+                .min_by_key(|(at, _)| *at)
+                .map(|(at, drain)| (Box::pin(tokio::time::sleep_until(at.into())), drain));
+        }
+        match &mut self.timer {
+            Some((sleep, drain)) => {
+                std::task::ready!(sleep.as_mut().poll(cx));
+                Poll::Ready(if *drain { End::Undrained } else { End::Stalled })
+            }
+            None => Poll::Pending,
+        }
     }
 }
 

@@ -122,6 +122,10 @@ pub(crate) enum ListenerEnd {
     Shutdown,
     /// A web page's player reached the end of its source's stream (it reconnects).
     NewStream,
+    /// A write took nothing for `send-timeout-secs`: the client stopped reading.
+    Stalled,
+    /// Its mount closed and a write was still blocked when the mount's `drain-secs` ended.
+    Undrained,
 }
 
 impl ListenerEnd {
@@ -131,6 +135,7 @@ impl ListenerEnd {
             ListenerEnd::Killed => Origin::Admin,
             ListenerEnd::MountClosed | ListenerEnd::NewStream => Origin::Source,
             ListenerEnd::Shutdown => Origin::Shutdown,
+            ListenerEnd::Stalled | ListenerEnd::Undrained => Origin::Timeout,
         }
     }
 
@@ -143,6 +148,8 @@ impl ListenerEnd {
             ListenerEnd::MountClosed => "mount_closed",
             ListenerEnd::Shutdown => "shutdown",
             ListenerEnd::NewStream => "new_stream",
+            ListenerEnd::Stalled => "stalled",
+            ListenerEnd::Undrained => "undrained",
         }
     }
 }
@@ -156,6 +163,10 @@ impl fmt::Display for ListenerEnd {
             ListenerEnd::MountClosed => "listener closed: mount ended",
             ListenerEnd::Shutdown => "listener closed: server shutting down",
             ListenerEnd::NewStream => "web player ended at a new stream",
+            ListenerEnd::Stalled => "listener cut off: it took nothing for send-timeout-secs",
+            ListenerEnd::Undrained => {
+                "listener cut off: its mount ended and it did not take the rest within drain-secs"
+            }
         })
     }
 }

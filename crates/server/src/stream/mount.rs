@@ -28,8 +28,8 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use agora_format::{Format, StreamInfo};
@@ -278,6 +278,8 @@ pub(crate) struct Mount {
     /// unchanged when the timer fires.
     source_epoch: AtomicU64,
     closed: AtomicBool,
+    /// When it closed: listeners still writing then have `drain-secs` from there.
+    closed_at: OnceLock<Instant>,
     /// Viewers: listeners that are not relays.
     pub(crate) listeners: AtomicUsize,
     /// Other servers relaying this mount (logged in as the relay user or an admin).
@@ -343,6 +345,7 @@ impl Mount {
             source_present: AtomicBool::new(false),
             source_epoch: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            closed_at: OnceLock::new(),
             listeners: AtomicUsize::new(0),
             relays: AtomicUsize::new(0),
             listener_peak: AtomicUsize::new(0),
@@ -441,6 +444,19 @@ impl Mount {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
+    }
+
+    /// Closed for good: no claim takes it any more (the caller then closes the fan-out).
+    fn mark_closed(&self) {
+        let _ = self.closed_at.set(Instant::now());
+        self.closed.store(true, Ordering::Release);
+    }
+
+    /// When a listener still writing to this closed mount is cut (`None` while it is open):
+    /// the mount's drain after its close, so that a client that reads nothing cannot keep a
+    /// closed mount (its queue, its listener slot, a shutdown) for as long as it likes.
+    pub(crate) fn drain_deadline(&self) -> Option<Instant> {
+        self.closed_at.get().map(|t| *t + self.settings.drain())
     }
 
     pub(crate) fn has_source(&self) -> bool {
@@ -701,7 +717,7 @@ impl Registry {
             if mount.source_epoch.load(Ordering::Acquire) != epoch || mount.has_source() {
                 return;
             }
-            mount.closed.store(true, Ordering::Release);
+            mount.mark_closed();
             if map.get(&mount.path).is_some_and(|m| Arc::ptr_eq(m, mount)) {
                 map.remove(&mount.path);
             }
@@ -744,7 +760,7 @@ impl Registry {
         self.timers.close();
         let map = std::mem::take(&mut *self.mounts.write());
         for m in map.values() {
-            m.closed.store(true, Ordering::Release);
+            m.mark_closed();
             m.fanout.close();
         }
     }

@@ -444,7 +444,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("agora-conn-tls-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let (ca, chain, key) = test_pki(&dir);
-        let server_config = crate::wire::tls::server_config(&chain, &key).expect("server config");
+        let server_config = crate::tls::server_config(&chain, &key).expect("server config");
         let mut roots = rustls::RootCertStore::empty();
         for c in rustls_pki_types::CertificateDer::pem_file_iter(&ca).expect("ca") {
             roots.add(c.expect("cert")).expect("root");

@@ -4,9 +4,7 @@
 //! - [`http`]: head framing and parsing (sans-IO), responses, the chunked-body decoder.
 //! - [`auth`]: Basic credentials, constant-time comparison, generated passwords.
 //! - [`conn`]: [`conn::Connection`], the one connection type handlers take, plain or TLS.
-//! - [`tls`]: HTTPS certificates and keys, reloadable.
 
 pub(crate) mod auth;
 pub(crate) mod conn;
 pub(crate) mod http;
-pub(crate) mod tls;
