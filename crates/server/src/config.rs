@@ -314,6 +314,12 @@ pub struct ServerSection {
     pub max_listeners: usize,
     /// Concurrent source connections.
     pub max_sources: usize,
+    /// Mounts at most, live or held in their grace period after their source left (each
+    /// holds its queue); a source that would make one more gets `503`. 0: no limit.
+    pub max_mounts: usize,
+    /// What all listeners may take together, in Mbit/s (each mount's source bitrate times
+    /// its listeners): a listener that would go beyond it gets `503`. 0: no limit.
+    pub max_bandwidth_mbps: u64,
     /// Seconds a client has to send its whole request head.
     pub header_timeout_secs: u64,
     /// Seconds a source may send nothing before it is dropped.
@@ -335,6 +341,19 @@ pub struct ServerSection {
     /// Reverse proxies (nginx, a load balancer) whose `X-Forwarded-For` / `Forwarded` header
     /// names the client: only requests from these addresses are believed.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Connections one address may have open before their request head is complete (a
+    /// slowloris holds many); beyond it new ones are closed at once. 0: no limit. A trusted
+    /// proxy's are not counted.
+    pub max_pending_per_ip: usize,
+    /// Listeners one client address may have (an IPv6 client counts by its /64); beyond it
+    /// `429`. 0: no limit. Mobile carriers put many subscribers behind one IPv4 address:
+    /// keep it generous.
+    pub max_listeners_per_ip: usize,
+    /// Wrong passwords (source, admin, relay user) one address may send within
+    /// `login-window-secs` before it gets `429` for `login-ban-secs`. 0: no limit.
+    pub max_login_failures: u32,
+    pub login_window_secs: u64,
+    pub login_ban_secs: u64,
     /// `[[server.tls]]`: HTTPS sockets, each group with its certificate and key.
     pub tls: Vec<TlsSection>,
 }
@@ -361,6 +380,8 @@ impl Default for ServerSection {
             admin_email: "admin@localhost".into(),
             max_listeners: 16_000,
             max_sources: 64,
+            max_mounts: 128,
+            max_bandwidth_mbps: 0,
             header_timeout_secs: 15,
             source_timeout_secs: 10,
             max_request_head: 16 * 1024,
@@ -369,6 +390,11 @@ impl Default for ServerSection {
             shutdown_grace_secs: 5,
             send_timeout_secs: DEFAULT_SEND_TIMEOUT_SECS,
             tcp_notsent_lowat: DEFAULT_TCP_NOTSENT_LOWAT,
+            max_pending_per_ip: 64,
+            max_listeners_per_ip: 500,
+            max_login_failures: 20,
+            login_window_secs: 60,
+            login_ban_secs: 300,
             trusted_proxies: Vec::new(),
             tls: Vec::new(),
         }
@@ -429,6 +455,10 @@ pub enum RedirectMode {
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct MountSettings {
     pub max_listeners: Option<usize>,
+    /// What the mount's listeners may take together, in kbit/s (the source's bitrate times
+    /// the listeners): a listener that would go beyond it gets `503`, rather than everyone
+    /// getting less. None: no limit.
+    pub max_bandwidth_kbps: Option<u64>,
     pub burst_size: usize,
     pub queue_size: usize,
     /// Seconds listeners are held after their source drops.
@@ -462,6 +492,7 @@ impl Default for MountSettings {
     fn default() -> Self {
         MountSettings {
             max_listeners: None,
+            max_bandwidth_kbps: None,
             burst_size: DEFAULT_BURST_SIZE,
             queue_size: DEFAULT_QUEUE_SIZE,
             grace_period_secs: 10,
@@ -519,6 +550,7 @@ pub struct MountConfig {
     /// A file holding the password (read at load into `password`).
     pub(crate) password_file: Option<PathBuf>,
     pub max_listeners: Option<usize>,
+    pub max_bandwidth_kbps: Option<u64>,
     pub burst_size: Option<usize>,
     pub queue_size: Option<usize>,
     pub grace_period_secs: Option<u64>,
@@ -769,6 +801,7 @@ impl Config {
             None => d.clone(),
             Some(m) => MountSettings {
                 max_listeners: m.max_listeners.or(d.max_listeners),
+                max_bandwidth_kbps: m.max_bandwidth_kbps.or(d.max_bandwidth_kbps),
                 burst_size: m.burst_size.unwrap_or(d.burst_size),
                 queue_size: m.queue_size.unwrap_or(d.queue_size),
                 grace_period_secs: m.grace_period_secs.unwrap_or(d.grace_period_secs),

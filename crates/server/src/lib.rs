@@ -24,6 +24,8 @@
 //! - `secret`: [`Secret`] (a password no `Debug` shows) and [`read_password_file`] (the
 //!   `*-password-file` keys and flags).
 //! - `mount_path`: the validated name of a mount; request paths decoded once.
+//! - `limits`: per-address limits (connections still sending their head, listeners, failed
+//!   logins).
 //! - `wire`: the HTTP wire (`http`), credentials (`auth`), the connection (`conn`, plain or
 //!   TLS).
 //! - `tls`: HTTPS certificates and keys, read from PEM files, swapped on reload.
@@ -39,12 +41,13 @@
 //!
 //! **Layering** (checked by `scripts/module-cycles`): a module uses only modules below it in
 //! this list: `server` → `routing` → `ingest`, `egress`, `control`, `web` → `state` →
-//! `telemetry` → `stream` → `wire`, `config` → `mount_path`, `secret`, `tls`, `sync`, `watchdog`.
+//! `telemetry` → `stream` → `wire`, `config` → `mount_path`, `secret`, `tls`, `limits` → `sync`, `watchdog`.
 
 mod config;
 mod control;
 mod egress;
 mod ingest;
+mod limits;
 mod mount_path;
 mod routing;
 mod secret;

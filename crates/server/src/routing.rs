@@ -101,7 +101,7 @@ pub(crate) async fn route(
                 listener::handle(stream, peer, req, mount, shared.clone()).await;
                 return None;
             }
-            web::handle(&req, shared).unwrap_or_else(|| {
+            web::handle(&req, peer.ip(), shared).unwrap_or_else(|| {
                 Response::text(
                     404,
                     &format!("Mount {} is not available", mount_path::shown(req.path())),
@@ -112,6 +112,10 @@ pub(crate) async fn route(
             .with_header("Allow", ALLOW),
     };
     let version = response_version(&req);
+    // A refused login ends the connection: a guess costs a connection, not a line.
+    if matches!(resp.status, 401 | 429) && req.header("authorization").is_some() {
+        keep_alive = false;
+    }
     let bytes = if method == "HEAD" {
         resp.head(&version, keep_alive).into_bytes()
     } else {

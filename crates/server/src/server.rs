@@ -43,6 +43,7 @@ use crate::config::Config;
 use crate::control::{edges, events};
 use crate::egress::push;
 use crate::ingest::{master, relay};
+use crate::limits::{IpSlot, Logins, PerIp};
 use crate::routing::route;
 use crate::state::{Credentials, Shared};
 use crate::stream::mount::Registry;
@@ -114,7 +115,9 @@ impl Server {
             .map(|a| a.port())
             .unwrap_or(8000);
         let tracker = TaskTracker::new();
-        let registry = Arc::new(Registry::with_tasks(tracker.clone()));
+        let registry = Arc::new(
+            Registry::with_tasks(tracker.clone()).with_max_mounts(config.server.max_mounts),
+        );
         let started = SystemTime::now();
         let relays = Arc::new(RelayBoard::default());
         let edges = Arc::new(EdgeBoard::default());
@@ -130,6 +133,13 @@ impl Server {
             config.server.access_log.as_deref(),
             metrics.requests.clone(),
         )?;
+        let config_limits = (
+            config.server.max_pending_per_ip,
+            config.server.max_listeners_per_ip,
+            config.server.max_login_failures,
+            config.server.login_window_secs,
+            config.server.login_ban_secs,
+        );
         Ok(Server {
             listeners,
             shared: Arc::new(Shared {
@@ -153,6 +163,13 @@ impl Server {
                 on_demand,
                 events: EventFeed::default(),
                 tracker: tracker.clone(),
+                pending_per_ip: PerIp::new(config_limits.0),
+                listeners_per_ip: PerIp::new(config_limits.1),
+                logins: Logins::new(
+                    config_limits.2,
+                    Duration::from_secs(config_limits.3),
+                    Duration::from_secs(config_limits.4),
+                ),
             }),
             tracker,
         })
@@ -317,6 +334,16 @@ async fn accept_loop(
                 backoff = Duration::from_millis(5);
                 shared.connections.fetch_add(1, Ordering::Relaxed);
                 shared.metrics.connections.inc();
+                // One address's connections still sending their head are capped (a
+                // slowloris opens many and sends slowly): beyond the cap, closed unheard.
+                let pending = match pending_slot(&shared, peer) {
+                    Ok(slot) => slot,
+                    Err(()) => {
+                        shared.metrics.refused_pending.inc();
+                        tracing::debug!(%peer, "connection closed: too many unfinished requests from this address");
+                        continue;
+                    }
+                };
                 let _ = stream.set_nodelay(true);
                 // Keepalive probes find a peer that vanished without a word (a laptop's lid
                 // closed, a NAT that forgot the flow): its connection ends instead of holding a
@@ -334,10 +361,21 @@ async fn accept_loop(
                 }
                 match &tls {
                     None => {
-                        tracker.spawn(handle_connection(stream.into(), peer, shared.clone()));
+                        tracker.spawn(handle_connection(
+                            stream.into(),
+                            peer,
+                            shared.clone(),
+                            pending,
+                        ));
                     }
                     Some(tls) => {
-                        tracker.spawn(handshake(stream, tls.current(), peer, shared.clone()));
+                        tracker.spawn(handshake(
+                            stream,
+                            tls.current(),
+                            peer,
+                            shared.clone(),
+                            pending,
+                        ));
                     }
                 }
             }
@@ -427,6 +465,7 @@ async fn handshake(
     config: Arc<rustls::ServerConfig>,
     peer: SocketAddr,
     shared: Arc<Shared>,
+    pending: Option<IpSlot>,
 ) {
     let timeout = Duration::from_secs(shared.config.server.header_timeout_secs);
     let accept = tokio_rustls::TlsAcceptor::from(config).accept(stream);
@@ -435,7 +474,7 @@ async fn handshake(
         _ = shared.shutdown.cancelled() => return,
     };
     match tls {
-        Ok(Ok(tls)) => handle_connection(tls.into(), peer, shared).await,
+        Ok(Ok(tls)) => handle_connection(tls.into(), peer, shared, pending).await,
         // Scanners and clients that do not trust the certificate fail here all day long:
         // counted, and logged at debug level only.
         Ok(Err(e)) => {
@@ -449,10 +488,37 @@ async fn handshake(
     }
 }
 
-async fn handle_connection(mut stream: Connection, peer: SocketAddr, shared: Arc<Shared>) {
+/// A slot of `peer`'s connections still sending their head: `Ok(None)` for a trusted proxy
+/// (its clients are many) or without a limit, `Err` when the address has its fill.
+fn pending_slot(shared: &Shared, peer: SocketAddr) -> Result<Option<IpSlot>, ()> {
+    if shared.config.server.trusted_proxies.contains(&peer.ip()) {
+        return Ok(None);
+    }
+    shared.pending_per_ip.acquire(peer.ip()).map(Some).ok_or(())
+}
+
+async fn handle_connection(
+    mut stream: Connection,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    mut pending: Option<IpSlot>,
+) {
     let mut buf = BytesMut::with_capacity(2048);
+    let mut first = true;
     loop {
-        let (mut req, rest) = match read_head(&mut stream, &mut buf, &shared).await {
+        // Waiting for a head (the first, or the next on a kept connection) holds a slot.
+        if !std::mem::take(&mut first) {
+            match pending_slot(&shared, peer) {
+                Ok(slot) => pending = slot,
+                Err(()) => {
+                    shared.metrics.refused_pending.inc();
+                    return;
+                }
+            }
+        }
+        let head = read_head(&mut stream, &mut buf, &shared).await;
+        drop(pending.take());
+        let (mut req, rest) = match head {
             Ok(HeadRead::Head(req, rest)) => (req, rest),
             Ok(HeadRead::Closed) => return,
             Err((code, why)) => {

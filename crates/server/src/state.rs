@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::limits::{Failed, Logins, PerIp};
 use crate::stream::mount::Registry;
 use crate::sync::Mutex;
 use crate::telemetry::access_log::AccessLog;
@@ -89,9 +90,69 @@ pub(crate) struct Shared {
     pub(crate) events: EventFeed,
     /// Every connection and listener task, so shutdown can wait for them.
     pub(crate) tracker: TaskTracker,
+    /// Connections per address whose request head is not complete yet.
+    pub(crate) pending_per_ip: Arc<PerIp>,
+    /// Listeners per client address.
+    pub(crate) listeners_per_ip: Arc<PerIp>,
+    /// Failed logins per client address, and the addresses refused for a while.
+    pub(crate) logins: Logins,
+}
+
+/// What a request's credentials are worth, checked through [`Shared::login`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Login {
+    /// The credentials match.
+    Granted,
+    /// No credentials at all (a browser's or libshout's first request): not a failure.
+    Missing,
+    /// Wrong credentials: counted towards a ban.
+    Wrong,
+    /// The address is refused for this much longer (too many wrong ones): nothing checked.
+    Banned(std::time::Duration),
 }
 
 impl Shared {
+    /// The one way a login is checked: a banned address is refused before its credentials
+    /// are looked at (so a ban is no oracle), `check` decides otherwise, and wrong
+    /// credentials count towards a ban (logged, once, when it starts: the line fail2ban can
+    /// match).
+    pub(crate) fn login(
+        &self,
+        client: IpAddr,
+        req: &Request,
+        check: impl FnOnce() -> bool,
+    ) -> Login {
+        if let Some(left) = self.logins.banned(client) {
+            return Login::Banned(left);
+        }
+        if check() {
+            return Login::Granted;
+        }
+        if req.header("authorization").is_none() {
+            return Login::Missing;
+        }
+        if let Failed::Banned { failures } = self.logins.failed(client) {
+            tracing::warn!(
+                client = %client,
+                failures,
+                window_secs = self.logins.window().as_secs(),
+                ban_secs = self.logins.ban().as_secs(),
+                "too many failed logins: address refused for a while"
+            );
+        }
+        Login::Wrong
+    }
+
+    /// The answer to a banned address: `429` with `Retry-After`.
+    pub(crate) fn banned_response(left: std::time::Duration) -> Response {
+        let secs = left.as_secs().max(1);
+        Response::text(
+            429,
+            &format!("Too many failed logins from this address: try again in {secs} s"),
+        )
+        .with_header("Retry-After", secs.to_string())
+    }
+
     /// Whether the request carries the admin credentials.
     pub(crate) fn is_admin(&self, req: &Request) -> bool {
         req.header("authorization")

@@ -13,7 +13,7 @@
 //! escape it); every asset is in [`ASSETS`], nothing is read from disk at run time.
 
 use crate::control::admin;
-use crate::state::Shared;
+use crate::state::{Login, Shared};
 use bytes::Bytes;
 
 use crate::wire::http::{self, Request, Response};
@@ -79,7 +79,7 @@ fn page(code: u16, content_type: &'static str, body: impl Into<Bytes>, framing: 
 }
 
 /// Answer a page, asset or playlist request; `None` if the path is none of those.
-pub(crate) fn handle(req: &Request, shared: &Shared) -> Option<Response> {
+pub(crate) fn handle(req: &Request, client: std::net::IpAddr, shared: &Shared) -> Option<Response> {
     let path = req.path();
     match path {
         "/" | "/index.html" => {
@@ -91,7 +91,11 @@ pub(crate) fn handle(req: &Request, shared: &Shared) -> Option<Response> {
             ));
         }
         p if is_page(p) => {
-            if !shared.is_admin(req) {
+            let login = shared.login(client, req, || shared.is_admin(req));
+            if let Login::Banned(left) = login {
+                return Some(Shared::banned_response(left).private());
+            }
+            if login != Login::Granted {
                 return Some(
                     page(
                         401,

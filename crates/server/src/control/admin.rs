@@ -57,7 +57,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::control::status::{self, SourceStatus};
-use crate::state::Shared;
+use crate::state::{Login, Shared};
 use crate::stream::mount::Mount;
 use crate::wire::auth;
 use crate::wire::http::{JSON, Request, Response, TEXT};
@@ -330,23 +330,42 @@ pub(crate) fn handle(req: &Request, body: &[u8], peer: SocketAddr, shared: &Shar
         );
         return reply.message(403, &why.message());
     }
+    let login = shared.login(peer.ip(), req, || {
+        shared.is_admin(req)
+            || (cmd == Command::StreamList && shared.is_relay(req))
+            || (cmd.about_a_mount()
+                && mount_param
+                    .as_deref()
+                    .is_some_and(|m| is_mount_source(req, m, shared)))
+    });
+    match login {
+        Login::Granted => {}
+        Login::Banned(left) => {
+            let secs = left.as_secs().max(1);
+            return reply
+                .message(
+                    429,
+                    &format!("Too many failed logins from this address: try again in {secs} s"),
+                )
+                .with_header("Retry-After", secs.to_string());
+        }
+        Login::Missing | Login::Wrong => {
+            if login == Login::Wrong {
+                tracing::warn!(
+                    command = name,
+                    mount = mount_param.as_deref().unwrap_or("-"),
+                    "admin request refused: bad credentials"
+                );
+            } else {
+                // A client's first, credential-less try (libshout, a browser): expected.
+                tracing::debug!(command = name, "admin request without credentials: 401");
+            }
+            return reply.message(401, "You need to authenticate");
+        }
+    }
     let relay = cmd == Command::StreamList && shared.is_relay(req);
     if relay {
         shared.relay_host(peer.ip());
-    }
-    let allowed = shared.is_admin(req)
-        || relay
-        || (cmd.about_a_mount()
-            && mount_param
-                .as_deref()
-                .is_some_and(|m| is_mount_source(req, m, shared)));
-    if !allowed {
-        tracing::warn!(
-            command = name,
-            mount = mount_param.as_deref().unwrap_or("-"),
-            "admin request refused: bad credentials"
-        );
-        return reply.message(401, "You need to authenticate");
     }
     match cmd {
         Command::Stats => stats(&reply, shared),
@@ -367,7 +386,7 @@ pub(crate) fn handle(req: &Request, body: &[u8], peer: SocketAddr, shared: &Shar
             let Some(mount_path) = mount_param else {
                 return reply.message(400, "Missing parameter: mount");
             };
-            mount_command(cmd, &reply, &params, &mount_path, shared)
+            mount_command(req, cmd, &reply, &params, &mount_path, shared)
         }
     }
 }
@@ -397,6 +416,7 @@ fn announce(params: &Params, host: &str, peer: SocketAddr, shared: &Shared) {
 }
 
 fn mount_command(
+    req: &Request,
     cmd: Command,
     reply: &Reply,
     params: &Params,
@@ -478,8 +498,25 @@ fn mount_command(
                     "The destination carries another format; its listeners could not play it",
                 );
             }
-            let n = mount.move_clients(&dest);
-            tracing::info!(from = %mount.path, to = %dest.path, listeners = n, "listeners moved by the admin");
+            // The mount's source may move its listeners only to a mount it is the source
+            // of too; an admin anywhere.
+            if !shared.is_admin(req) && !is_mount_source(req, &dest.path, shared) {
+                return reply.message(
+                    403,
+                    "Moving listeners to a mount needs its source's credentials (or an admin's)",
+                );
+            }
+            let (moved, stayed) = mount.move_clients(&dest);
+            tracing::info!(from = %mount.path, to = %dest.path, listeners = moved, stayed, "listeners moved by the admin");
+            if stayed > 0 {
+                return reply.message(
+                    200,
+                    &format!(
+                        "{moved} clients moved from {} to {}; {stayed} stayed: the destination is at its listener limit",
+                        mount.path, dest.path
+                    ),
+                );
+            }
             reply.message(
                 200,
                 &format!("Clients moved from {} to {}", mount.path, dest.path),

@@ -29,6 +29,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
 use crate::config::{LagPolicy, RedirectMode};
+use crate::limits::Key;
 use crate::state::Shared;
 use crate::stream::ending::ListenerEnd;
 use crate::stream::fanout::{Read, Start, StreamHeaders, Tail};
@@ -111,7 +112,7 @@ pub(crate) async fn handle(
         .registry
         .total_listeners
         .fetch_add(1, Ordering::AcqRel);
-    let total_guard = TotalGuard(shared.clone());
+    let mut total_guard = TotalGuard(shared.clone(), Key::NONE);
     // Another server relaying the mount logs in as the relay user (or an admin): it is
     // counted as a relay, not a viewer, and never sent elsewhere.
     let relay = shared.is_relay_listener(&req, peer.ip());
@@ -145,6 +146,33 @@ pub(crate) async fn handle(
             )
             .await;
         return;
+    }
+    // Bandwidth: the source's bitrate per listener, against the mount's and the server's
+    // caps (relays are the edges' business).
+    if !relay && let Some(why) = over_bandwidth(&mount, &shared) {
+        tracing::warn!(%peer, mount = %mount.path, "listener refused: {why}");
+        shared
+            .refuse(&mut stream, peer, &req, Response::text(503, why))
+            .await;
+        return;
+    }
+    // Listeners per client address (not for relays: an edge is one address with many).
+    if !relay {
+        match shared.listeners_per_ip.take(peer.ip()) {
+            Some(key) => total_guard.1 = key,
+            None => {
+                tracing::info!(%peer, mount = %mount.path, "listener refused: too many listeners from this address");
+                shared
+                    .refuse(
+                        &mut stream,
+                        peer,
+                        &req,
+                        Response::text(429, "Too many listeners from this address"),
+                    )
+                    .await;
+                return;
+            }
+        }
     }
     let mut agent = req.header("user-agent").unwrap_or("");
     if agent.len() > MAX_USER_AGENT {
@@ -297,10 +325,36 @@ fn first_bytes(mount: &Mount, n: usize) -> Vec<u8> {
     out
 }
 
-struct TotalGuard(Arc<Shared>);
+/// Why one more listener of `mount` would take more than a bandwidth cap allows: its
+/// `max-bandwidth-kbps`, or the server's `max-bandwidth-mbps` (every mount's source bitrate
+/// times its listeners). A mount whose source sent nothing yet costs nothing.
+fn over_bandwidth(mount: &Mount, shared: &Shared) -> Option<&'static str> {
+    let bps = mount.ingest_bps.load(Ordering::Relaxed);
+    let takes = |m: &Mount| {
+        m.ingest_bps.load(Ordering::Relaxed) * m.listeners.load(Ordering::Relaxed) as u64
+    };
+    if let Some(cap) = mount.settings.max_bandwidth_kbps
+        && takes(mount) + bps > cap * 1000
+    {
+        return Some("Bandwidth limit reached for this mount");
+    }
+    let cap = shared.config.server.max_bandwidth_mbps;
+    if cap > 0 {
+        let all: u64 = shared.registry.all().iter().map(|m| takes(m)).sum();
+        if all + bps > cap * 1_000_000 {
+            return Some("Server bandwidth limit reached");
+        }
+    }
+    None
+}
+
+/// Counts the listener in the server, and holds its slot of its address's listeners (one
+/// word: a `Session` is paid per listener).
+struct TotalGuard(Arc<Shared>, Key);
 
 impl Drop for TotalGuard {
     fn drop(&mut self) {
+        self.0.listeners_per_ip.give_back(self.1);
         self.0
             .registry
             .total_listeners

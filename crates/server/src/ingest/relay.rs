@@ -111,14 +111,12 @@ pub(crate) async fn run(relay: Relay, shared: Arc<Shared>, stop: CancellationTok
                 }
             }
             Ok(pull) => match claim(&relay, &pull, &shared) {
-                Err(ClaimError::InUse) => {
-                    change(
-                        &mut state,
-                        State::MountBusy,
-                        &relay,
-                        &entry.status,
-                        "a source is live on the local mount",
-                    );
+                Err(e @ (ClaimError::InUse | ClaimError::TooMany)) => {
+                    let why = match e {
+                        ClaimError::InUse => "a source is live on the local mount",
+                        ClaimError::TooMany => "the server's mount limit (max-mounts) is reached",
+                    };
+                    change(&mut state, State::MountBusy, &relay, &entry.status, why);
                     REFUSED_RETRY
                 }
                 Ok(claim) => {

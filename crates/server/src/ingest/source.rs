@@ -25,7 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::ingest::feed::Ingest;
 use crate::mount_path::{self, MountPath};
-use crate::state::Shared;
+use crate::state::{Login, Shared};
 use crate::stream::ending::SourceEnd;
 use crate::stream::mount::{ClaimError, Mount, StreamMeta};
 use crate::wire::auth;
@@ -86,12 +86,20 @@ pub(crate) async fn handle(
         .source_password
         .as_deref()
         .unwrap_or(&shared.credentials.source_password);
-    let given = req.header("authorization").and_then(auth::parse_basic);
-    let ok = given
-        .as_ref()
-        .is_some_and(|g| auth::credentials_match(g, &policy.source_user, password));
-    if !ok {
-        if given.is_some() {
+    let login = shared.login(peer.ip(), &req, || {
+        req.header("authorization")
+            .and_then(auth::parse_basic)
+            .is_some_and(|g| auth::credentials_match(&g, &policy.source_user, password))
+    });
+    if let Login::Banned(left) = login {
+        tracing::debug!(%peer, mount = %path, "source refused: address banned for failed logins");
+        shared
+            .refuse(&mut stream, peer, &req, Shared::banned_response(left))
+            .await;
+        return;
+    }
+    if login != Login::Granted {
+        if login == Login::Wrong {
             tracing::warn!(%peer, mount = %path, "source refused: wrong credentials");
         } else {
             // libshout's first, unauthenticated probe lands here on every connect.
@@ -137,25 +145,38 @@ pub(crate) async fn handle(
             .await;
         return;
     }
-    let claim =
-        match shared
-            .registry
-            .claim(&path, || policy, stream_meta(&req), peer.ip().to_string())
-        {
-            Ok(c) => c,
-            Err(ClaimError::InUse) => {
-                tracing::warn!(%peer, mount = %path, "source refused: mountpoint in use");
-                shared
-                    .refuse(
-                        &mut stream,
-                        peer,
-                        &req,
-                        Response::text(409, "Mountpoint in use"),
-                    )
-                    .await;
-                return;
-            }
-        };
+    let claim = match shared.registry.claim(
+        &path,
+        || policy,
+        stream_meta(&req),
+        peer.ip().to_string(),
+    ) {
+        Ok(c) => c,
+        Err(ClaimError::InUse) => {
+            tracing::warn!(%peer, mount = %path, "source refused: mountpoint in use");
+            shared
+                .refuse(
+                    &mut stream,
+                    peer,
+                    &req,
+                    Response::text(409, "Mountpoint in use"),
+                )
+                .await;
+            return;
+        }
+        Err(ClaimError::TooMany) => {
+            tracing::warn!(%peer, mount = %path, "source refused: the server's mount limit (max-mounts)");
+            shared
+                .refuse(
+                    &mut stream,
+                    peer,
+                    &req,
+                    Response::text(503, "Too many mounts on this server"),
+                )
+                .await;
+            return;
+        }
+    };
     let mount = claim.mount.clone();
     let mut accept = Vec::new();
     if req.expects_continue() {

@@ -154,6 +154,26 @@ pub(crate) fn icy_block(title: &str) -> Bytes {
 /// Longest title taken from a stream (an Ogg chain's comments, an upstream's ICY metadata).
 pub(crate) const MAX_STREAM_TITLE: usize = 1024;
 
+/// A title as every listener may get it: control characters (CR, LF, NUL, ESC, TAB, DEL and
+/// the C1 controls: a forged ICY block, a terminal escape in a log, a broken JSON consumer)
+/// become spaces, runs of spaces one, and the text is cut to [`MAX_STREAM_TITLE`] bytes at a
+/// character boundary.
+pub(crate) fn clean_title(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(MAX_STREAM_TITLE));
+    for c in text.chars() {
+        let c = if c.is_control() { ' ' } else { c };
+        if c == ' ' && (out.is_empty() || out.ends_with(' ')) {
+            continue;
+        }
+        if out.len() + c.len_utf8() > MAX_STREAM_TITLE {
+            break;
+        }
+        out.push(c);
+    }
+    out.truncate(out.trim_end().len());
+    out
+}
+
 /// Listener ids, unique in the process (a listener keeps its id when moved to another mount).
 static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -428,13 +448,26 @@ impl Mount {
 
     /// `/admin/moveclients`: every listener of this mount continues on `dest`. Returns how
     /// many were told to move.
-    pub(crate) fn move_clients(&self, dest: &Arc<Mount>) -> usize {
-        let clients = self.clients();
-        for c in &clients {
+    /// Order this mount's listeners to `dest`: all relays, and as many viewers as `dest`'s
+    /// listener limit has room for (the rest stay). Returns (moved, stayed).
+    pub(crate) fn move_clients(&self, dest: &Arc<Mount>) -> (usize, usize) {
+        let mut room = dest.settings.max_listeners.map_or(usize::MAX, |max| {
+            max.saturating_sub(dest.listeners.load(Ordering::Acquire))
+        });
+        let (mut moved, mut stayed) = (0, 0);
+        for c in self.clients() {
+            if !c.relay {
+                if room == 0 {
+                    stayed += 1;
+                    continue;
+                }
+                room -= 1;
+            }
             c.order(Order::Move(dest.clone()));
+            moved += 1;
         }
         self.fanout.wake();
-        clients.len()
+        (moved, stayed)
     }
 
     /// Tell pages something changed (the events hub recomputes and sends the differences).
@@ -496,21 +529,17 @@ impl Mount {
     /// the mount's title, unless it is already that; never put back into the stream.
     /// The stream's bytes choose the text, so it is cut to [`MAX_STREAM_TITLE`] bytes (an Ogg
     /// comment header may hold a megabyte).
-    pub(crate) fn set_title_from_stream(&self, mut text: String) {
-        if text.len() > MAX_STREAM_TITLE {
-            let mut cut = MAX_STREAM_TITLE;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            text.truncate(cut);
-        }
+    pub(crate) fn set_title_from_stream(&self, text: String) {
+        let text = clean_title(&text);
         if self.title.load().text != text {
             self.title.rcu(|t| Title::new(text.clone(), t.version + 1));
             self.poke();
         }
     }
 
+    /// A title from the admin API (`/admin/metadata`): cleaned as a stream's is.
     pub(crate) fn set_title(&self, text: String) {
+        let text = clean_title(&text);
         self.title.rcu(|t| Title::new(text.clone(), t.version + 1));
         if self.settings.ogg_title_in_stream {
             *self.inband_title.lock() = Some(text);
@@ -602,6 +631,8 @@ impl Drop for ListenerGuard {
 pub(crate) enum ClaimError {
     #[error("Mountpoint in use")]
     InUse,
+    #[error("Too many mounts")]
+    TooMany,
 }
 
 /// Held by the connected source; dropping it starts the grace period.
@@ -634,6 +665,9 @@ pub(crate) struct Registry {
     /// end each parked listener in a task of its own when the mount closes).
     tasks: TaskTracker,
     closing: CancellationToken,
+    /// Mounts at most, live or held in their grace period (0: no limit): a source that
+    /// would make one more is refused (each mount holds its queue).
+    max_mounts: usize,
 }
 
 impl Registry {
@@ -644,6 +678,12 @@ impl Registry {
             tasks,
             ..Registry::default()
         }
+    }
+
+    /// At most `n` mounts (0: no limit).
+    pub(crate) fn with_max_mounts(mut self, n: usize) -> Self {
+        self.max_mounts = n;
+        self
     }
 
     pub(crate) fn get(&self, path: &str) -> Option<Arc<Mount>> {
@@ -676,7 +716,11 @@ impl Registry {
                 }
                 m.clone()
             }
-            _ => {
+            open => {
+                // A closed mount still in the map is replaced, not added to.
+                if open.is_none() && self.max_mounts > 0 && map.len() >= self.max_mounts {
+                    return Err(ClaimError::TooMany);
+                }
                 let m = Arc::new(Mount::new(
                     path.to_string(),
                     policy(),
@@ -768,6 +812,18 @@ impl Registry {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn titles_lose_control_characters_and_stay_short() {
+        assert_eq!(
+            clean_title("Talk\r\nStreamTitle='x';\0\x1b[31m red\tend\u{85} "),
+            "Talk StreamTitle='x'; [31m red end"
+        );
+        assert_eq!(clean_title("  Keynote  -  Opening "), "Keynote - Opening");
+        let long = "é".repeat(MAX_STREAM_TITLE);
+        let cut = clean_title(&long);
+        assert!(cut.len() <= MAX_STREAM_TITLE && cut.chars().all(|c| c == 'é'));
+    }
     use super::*;
 
     #[test]

@@ -41,6 +41,8 @@ pub(crate) struct Metrics {
     pub(crate) runtime_stalls: Counter,
     /// TLS handshakes that failed or timed out.
     pub(crate) tls_handshake_failures: Counter,
+    /// Connections closed at once: their address had `max-pending-per-ip` unfinished heads.
+    pub(crate) refused_pending: Counter,
     source_ends: Family<EndLabels, Counter>,
     listener_ends: Family<EndLabels, Counter>,
 }
@@ -79,6 +81,12 @@ impl Metrics {
             "TLS handshakes on HTTPS sockets that failed or did not complete in the header timeout",
             tls_handshake_failures.clone(),
         );
+        let refused_pending = Counter::default();
+        registry.register(
+            "connections_refused_pending",
+            "Connections closed at once because their address had max-pending-per-ip requests still unfinished",
+            refused_pending.clone(),
+        );
         let source_ends = Family::<EndLabels, Counter>::default();
         registry.register(
             "source_ends",
@@ -100,6 +108,7 @@ impl Metrics {
             connections,
             runtime_stalls,
             tls_handshake_failures,
+            refused_pending,
             source_ends,
             listener_ends,
         }
