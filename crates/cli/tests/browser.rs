@@ -625,14 +625,19 @@ fn serve_pages(pages: Vec<(&'static str, String)>) -> u16 {
 
 /// An endless MP3 source (a sine) on `mount`.
 fn sine_source(agora: &Agora, mount: &str) -> Proc {
+    sine_source_as(agora, mount, mount)
+}
+
+/// [`sine_source`] pushed to `path` (percent-encoded, say), the mount named `name`.
+fn sine_source_as(agora: &Agora, path: &str, name: &str) -> Proc {
     let p = Proc::spawn(
         Command::new("ffmpeg")
             .args(["-nostdin", "-v", "error", "-re", "-f", "lavfi", "-i"])
             .arg("sine=frequency=440:sample_rate=44100")
             .args(["-c:a", "libmp3lame", "-b:a", "64k", "-f", "mp3"])
-            .arg(agora.icecast_url(mount)),
+            .arg(agora.icecast_url(path)),
     );
-    agora.wait_mount(mount);
+    agora.wait_mount(name);
     p
 }
 
@@ -911,5 +916,85 @@ fn the_admin_page_takes_a_restarted_servers_new_token() {
             second.log()
         );
         let _ = c.close().await;
+    });
+}
+
+/// #13's URL space, in Chromium: a source with the password tries to take over the pages'
+/// paths (each refused), then the admin page still works, and a mount whose name has a space
+/// and an accent is listed on the front page with a watch page that plays it.
+#[test]
+fn pages_survive_takeover_attempts_and_play_a_mount_named_with_accents() {
+    let dir = TempDir::new("browser-urls");
+    let profile = dir.path().join("profile");
+    std::fs::create_dir_all(&profile).expect("profile dir");
+    let (_driver, driver_url) = chromedriver(dir.path());
+    let agora = Agora::start();
+    for path in [
+        "/admin/",
+        "/admin/index.html",
+        "/index.html",
+        "/assets/agora.js",
+        "/assets/admin.js",
+        "/watch/x",
+        "/Saal%20%C3%9C.mp3.m3u",
+    ] {
+        let (_s, head) = raw_source(
+            agora.addr,
+            path,
+            "SOURCE",
+            &[("Content-Type", "audio/mpeg")],
+        );
+        assert!(head.starts_with("HTTP/1.0 400"), "{path}: {head}");
+    }
+    let _sine = sine_source_as(&agora, "/Saal%20%C3%9C.mp3", "/Saal Ü.mp3");
+    let rt = runtime();
+    rt.block_on(async {
+        let c = browser(&driver_url, &profile).await;
+        // The admin page runs its own script and lists the mount by its name.
+        c.goto(&format!("http://admin:{ADMIN_PW}@{}/admin/", agora.addr))
+            .await
+            .expect("open /admin/");
+        wait_js(
+            &c,
+            "the mount on the admin page",
+            "const h = document.querySelector('#mounts section h2'); return h ? h.textContent : null;",
+            Duration::from_secs(10),
+            |v| v.as_str().is_some_and(|s| s.contains("/Saal Ü.mp3")),
+        )
+        .await;
+        // The front page links to the watch page, which plays the mount.
+        c.goto(&format!("http://{}/", agora.addr))
+            .await
+            .expect("open /");
+        let href = wait_js(
+            &c,
+            "the mount's watch link",
+            "const a = document.querySelector('#mounts a'); return a ? a.href : null;",
+            Duration::from_secs(10),
+            |v| v.is_string(),
+        )
+        .await;
+        let href = href.as_str().unwrap_or_default().to_string();
+        assert!(href.ends_with("/watch/Saal%20%C3%9C.mp3"), "{href}");
+        c.goto(&href).await.expect("open the watch page");
+        let t0 = wait_js(&c, "the stream to play", CURRENT_TIME, Duration::from_secs(40), |v| {
+            v.as_f64().is_some_and(|t| t > 0.2)
+        })
+        .await
+        .as_f64()
+        .unwrap_or_default();
+        wait_js(&c, "2 s of playback", CURRENT_TIME, Duration::from_secs(30), |v| {
+            v.as_f64().is_some_and(|t| t >= t0 + 2.0)
+        })
+        .await;
+        let m3u = c
+            .execute("return document.getElementById('m3u').href;", vec![])
+            .await
+            .expect("the playlist link");
+        assert!(
+            m3u.as_str().is_some_and(|h| h.ends_with("/Saal%20%C3%9C.mp3.m3u")),
+            "{m3u}"
+        );
+        c.close().await.expect("close the browser");
     });
 }

@@ -138,3 +138,31 @@ fn a_percent_encoded_mount_is_decoded_once_for_sources_and_listeners() {
     let (code, _, _) = http_get(agora.addr, "/caf%25C3%25A9.mp3", &[]);
     assert_eq!(code, 404);
 }
+
+#[test]
+fn playlists_of_a_mount_with_spaces_and_accents_hold_a_url_players_open() {
+    let agora = Agora::start();
+    let (fx, file) = fixture("mp3");
+    let _src = ffmpeg_push(&agora, &file, "/Saal%20%C3%9C.mp3", fx.muxer, true);
+    agora.wait_mount("/Saal Ü.mp3");
+    let (code, _, m3u) = http_get(agora.addr, "/Saal%20%C3%9C.mp3.m3u", &[]);
+    assert_eq!(code, 200);
+    let m3u = String::from_utf8_lossy(&m3u).to_string();
+    let url = m3u.trim();
+    assert!(url.ends_with("/Saal%20%C3%9C.mp3"), "{m3u}");
+    let (code, _, xspf) = http_get(agora.addr, "/Saal%20%C3%9C.mp3.xspf", &[]);
+    assert_eq!(code, 200);
+    assert!(
+        String::from_utf8_lossy(&xspf).contains("/Saal%20%C3%9C.mp3</location>"),
+        "{}",
+        String::from_utf8_lossy(&xspf)
+    );
+    // What a player opens: the URL in the playlist as fetched by a real client.
+    let out = std::process::Command::new("curl")
+        .args(["-sS", &format!("{}.m3u", agora.url("/Saal%20%C3%9C.mp3"))])
+        .output()
+        .expect("curl");
+    let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(url, agora.url("/Saal%20%C3%9C.mp3"));
+    assert_decodes(&url, 3);
+}

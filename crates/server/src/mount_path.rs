@@ -129,6 +129,34 @@ pub(crate) fn shown(path: &str) -> String {
     s
 }
 
+/// Bytes a path keeps as they are in a URL (RFC 3986's unreserved characters, `/` and the
+/// sub-delimiters a mount name may hold); everything else (a space, non-ASCII) is escaped.
+const PATH_KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'/')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'!')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')')
+    .remove(b'*')
+    .remove(b'+')
+    .remove(b',')
+    .remove(b';')
+    .remove(b'=')
+    .remove(b':')
+    .remove(b'@');
+
+/// A mount's path as it goes into a URL for players (a playlist): percent-encoded, so that
+/// `/Saal Ü.ogg` is `/Saal%20%C3%9C.ogg`; [`decode_path`] gives the name back.
+pub(crate) fn encoded(path: &str) -> String {
+    percent_encoding::utf8_percent_encode(path, PATH_KEEP).to_string()
+}
+
 /// The path of a request target, percent-decoded once (`+` stays a `+`: that is a form's
 /// rule, not a path's). Bytes that are not UTF-8 are refused; a malformed escape stays as
 /// written, and its `%` is then refused by [`MountPath::parse`].
@@ -143,6 +171,22 @@ pub(crate) fn decode_path(target: &str) -> Result<String, BadMountPath> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_encoded_path_decodes_to_the_name() {
+        for name in [
+            "/live.ogg",
+            "/Saal Ü/Vortrag (1).ogg",
+            "/a+b@c:d.mp3",
+            "/日本.opus",
+        ] {
+            let e = encoded(name);
+            assert!(e.is_ascii() && !e.contains(' '), "{e}");
+            assert_eq!(decode_path(&e).as_deref(), Ok(name));
+        }
+        assert_eq!(encoded("/Saal Ü.ogg"), "/Saal%20%C3%9C.ogg");
+        assert_eq!(encoded("/live.ogg"), "/live.ogg");
+    }
 
     #[test]
     fn every_malformed_or_reserved_path_is_refused() {

@@ -132,7 +132,9 @@ pub(crate) fn handle(req: &Request, client: std::net::IpAddr, shared: &Shared) -
         (".m3u", "audio/x-mpegurl"),
         (".xspf", "application/xspf+xml"),
     ] {
-        if let Some(mount_path) = path.strip_suffix(ext) {
+        if let Some(raw) = path.strip_suffix(ext) {
+            // The mount's name, decoded once as a listener's request is.
+            let mount_path = &crate::mount_path::decode_path(raw).ok()?;
             let mount = shared.registry.get(mount_path)?;
             let url = stream_url(req, shared, mount_path);
             let body = if ext == ".m3u" {
@@ -173,5 +175,5 @@ fn stream_url(req: &Request, shared: &Shared, mount: &str) -> String {
         .map(str::to_string)
         .unwrap_or_else(|| format!("{}:{}", shared.config.server.hostname, shared.public_port));
     let scheme = if req.secure { "https" } else { "http" };
-    format!("{scheme}://{host}{mount}")
+    format!("{scheme}://{host}{}", crate::mount_path::encoded(mount))
 }
