@@ -116,19 +116,6 @@ impl fmt::Display for MountPath {
     }
 }
 
-/// A path as it may be logged: control characters escaped, at most 100 characters.
-pub(crate) fn shown(path: &str) -> String {
-    let mut s: String = path
-        .chars()
-        .take(100)
-        .flat_map(char::escape_debug)
-        .collect();
-    if path.chars().nth(100).is_some() {
-        s.push_str("...");
-    }
-    s
-}
-
 /// The path of a request target, percent-decoded once (`+` stays a `+`: that is a form's
 /// rule, not a path's). Bytes that are not UTF-8 are refused; a malformed escape stays as
 /// written, and its `%` is then refused by [`MountPath::parse`].

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::logging::Limiter;
 use crate::stream::mount::Registry;
 use crate::sync::Mutex;
 use crate::telemetry::access_log::AccessLog;
@@ -87,6 +88,8 @@ pub(crate) struct Shared {
     /// On-demand relays by local mount: a listener's request wakes the relay (fixed at start).
     pub(crate) on_demand: HashMap<String, Arc<tokio::sync::Notify>>,
     pub(crate) events: EventFeed,
+    /// The log lines peers can make the server write over and over, a few at a time.
+    pub(crate) logs: Limiter,
     /// Every connection and listener task, so shutdown can wait for them.
     pub(crate) tracker: TaskTracker,
 }

@@ -22,6 +22,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 
 use crate::config::{LagPolicy, RedirectMode};
+use crate::logging::{About, Kind};
 use crate::state::Shared;
 use crate::stream::ending::ListenerEnd;
 use crate::stream::fanout::{Read, Start, StreamHeaders, Tail};
@@ -124,7 +125,12 @@ pub(crate) async fn handle(
         return;
     }
     if server_full {
-        tracing::warn!(%peer, mount = %mount.path, "listener refused: server listener limit");
+        if shared
+            .logs
+            .admit(Kind::ListenerRefused, About::Peer(peer.ip()))
+        {
+            tracing::warn!(%peer, mount = %mount.path, "listener refused: server listener limit");
+        }
         shared
             .refuse(
                 &mut stream,
@@ -145,7 +151,12 @@ pub(crate) async fn handle(
     }
     let client = Client::new(peer, agent, relay);
     let Some(listener_guard) = mount.add_listener(&client) else {
-        tracing::warn!(%peer, mount = %mount.path, "listener refused: mount listener limit");
+        if shared
+            .logs
+            .admit(Kind::ListenerRefused, About::Peer(peer.ip()))
+        {
+            tracing::warn!(%peer, mount = %mount.path, "listener refused: mount listener limit");
+        }
         shared
             .refuse(
                 &mut stream,
@@ -609,7 +620,12 @@ impl Session {
         match end {
             ListenerEnd::Lagged => {
                 mount.slow_listeners.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(%peer, mount = %mount.path, id, "{end}");
+                if shared
+                    .logs
+                    .admit(Kind::ListenerLagged, About::Peer(peer.ip()))
+                {
+                    tracing::info!(%peer, mount = %mount.path, id, "{end}");
+                }
             }
             ListenerEnd::Killed => tracing::info!(%peer, mount = %mount.path, id, "{end}"),
             _ => tracing::debug!(%peer, mount = %mount.path, id, "{end}"),

@@ -11,6 +11,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::logging::shown;
+
 /// A parsed request head. Header names are kept as sent; lookups ignore case.
 #[derive(Debug, Clone)]
 pub(crate) struct Request {
@@ -80,17 +82,26 @@ pub(crate) fn parse_head(head: &[u8]) -> Result<Request, HeadError> {
     let (Some(method), Some(target), version, None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(HeadError::Malformed(format!("bad request line {line:?}")));
+        return Err(HeadError::Malformed(format!(
+            "bad request line {:?}",
+            shown(line)
+        )));
     };
     let version = version.unwrap_or("HTTP/1.0");
     let proto_ok = version.split_once('/').is_some_and(|(p, v)| {
         !p.is_empty() && p.bytes().all(|c| c.is_ascii_uppercase()) && !v.is_empty()
     });
     if !proto_ok {
-        return Err(HeadError::Malformed(format!("bad protocol {version:?}")));
+        return Err(HeadError::Malformed(format!(
+            "bad protocol {:?}",
+            shown(version)
+        )));
     }
     if !method.bytes().all(|c| c.is_ascii_uppercase()) {
-        return Err(HeadError::Malformed(format!("bad method {method:?}")));
+        return Err(HeadError::Malformed(format!(
+            "bad method {:?}",
+            shown(method)
+        )));
     }
     let mut hdrs = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let rest = &head[line_end + 1..];
