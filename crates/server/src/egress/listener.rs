@@ -107,7 +107,8 @@ pub(crate) async fn handle(
     let relay = shared.is_relay_listener(&req, peer.ip());
     let server_full = total >= shared.config.server.max_listeners;
     if !relay && let Some(edge) = edge_for(&mount, &shared, server_full) {
-        // `target` is the path and query as sent (httparse admits no CR, LF or space in it).
+        // `target` is the path and query as sent (`parse_head` admits no control character or
+        // space in it).
         let location = match req.target.starts_with('/') {
             true => format!("http://{edge}{}", req.target),
             false => format!("http://{edge}{}", mount.path),

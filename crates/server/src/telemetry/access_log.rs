@@ -257,10 +257,19 @@ mod tests {
     #[test]
     fn fields_a_client_chose_are_escaped_as_apache_does() {
         let user = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "a b\x1b:pw");
-        let head = format!(
-            "GET /x\x1b[2J\"y\\z\r HTTP/1.1\r\nAuthorization: Basic {user}\r\nReferer: http://r/\"q\"\r\nUser-Agent: ua\\\"\t\u{9b}x\r\n\r\n"
-        );
-        let req = crate::wire::http::parse_head(head.as_bytes()).expect("head");
+        // Built by hand: `parse_head` refuses control characters in the request line, but
+        // the escaping does not count on it.
+        let req = Request {
+            method: "GET".into(),
+            target: "/x\x1b[2J\"y\\z\r".into(),
+            version: "HTTP/1.1".into(),
+            headers: vec![
+                ("Authorization".into(), format!("Basic {user}")),
+                ("Referer".into(), "http://r/\"q\"".into()),
+                ("User-Agent".into(), "ua\\\"\t\u{9b}x".into()),
+            ],
+            secure: false,
+        };
         let log = AccessLog::open(None, Family::default()).expect("log");
         let peer: SocketAddr = "192.0.2.1:5000".parse().expect("peer");
         let line = format!("{} {}", req.method, req.target.replace('"', "%22"));
