@@ -1027,7 +1027,8 @@ fn access_log_has_a_combined_line_per_request_and_listener() {
         "listener line: {listener}"
     );
     assert!(
-        listener.contains(" \"http://x/\" \"test _agent_\" "),
+        // Quotes inside a field escaped as Apache does.
+        listener.contains(" \"http://x/\" \"test \\\"agent\\\"\" "),
         "listener line: {listener}"
     );
     let secs = listener.rsplit(' ').next().unwrap_or("");

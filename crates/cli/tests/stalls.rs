@@ -326,7 +326,8 @@ fn stalled_listeners_hold_bounded_kernel_memory() {
     // Pushed while they are stalled; a queue larger than that, so none is cut for lag.
     const PUSHED: usize = 400 * 1024;
     let agora = Agora::start_with_config(
-        "[mount-defaults]\nqueue-size = 4194304\nburst-size = 16384\ncoalesce-ms = 0\n",
+        // All from this one address: no per-address listener cap.
+        "[server]\nmax-listeners-per-ip = 0\nmax-pending-per-ip = 0\n[mount-defaults]\nqueue-size = 4194304\nburst-size = 16384\ncoalesce-ms = 0\n",
     );
     let (mut src, head) = raw_source(agora.addr, "/many", "PUT", &[]);
     assert!(head.starts_with("HTTP/1.0 200 OK\r\n"), "{head}");

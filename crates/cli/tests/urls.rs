@@ -85,12 +85,10 @@ fn reserved_and_malformed_mount_names_are_refused_and_the_pages_stay() {
     }
     assert!(agora.sources().is_empty(), "{:?}", agora.sources());
     assert_eq!(pages(&agora), before, "the pages changed");
-    // Every refusal is logged, with the path's control characters escaped.
+    // The first refusals are logged, with the path's control characters escaped; the rest
+    // from this peer are counted in a summary (#13: logs bounded per peer).
     let log = agora.log();
-    assert!(
-        log.matches("source refused").count() >= 2 * cases.len(),
-        "{log}"
-    );
+    assert!(log.matches("source refused").count() >= 5, "{log}");
     assert!(
         !log.contains('\u{1b}') && !log.contains("X-Evil: 1\n") && !log.contains('\0'),
         "{log}"

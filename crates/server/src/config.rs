@@ -390,7 +390,7 @@ impl Default for ServerSection {
             shutdown_grace_secs: 5,
             send_timeout_secs: DEFAULT_SEND_TIMEOUT_SECS,
             tcp_notsent_lowat: DEFAULT_TCP_NOTSENT_LOWAT,
-            max_pending_per_ip: 64,
+            max_pending_per_ip: 256,
             max_listeners_per_ip: 500,
             max_login_failures: 20,
             login_window_secs: 60,

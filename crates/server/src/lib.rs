@@ -35,19 +35,23 @@
 //! - `control`: `status`, `admin`, `api`, `events`.
 //! - `telemetry`: `access_log`, `metrics`, the `events` feed.
 //! - `web`: the embedded pages (`/`, `/watch/<mount>`, `/admin/`), playlists.
+//! - `logging`: the server's own log against floods and forgeries: peer text shown escaped
+//!   and bounded, and the lines a peer can repeat limited per peer (a few, then a summary).
 //! - `sync`: the server's locks and the rule that keeps them from deadlocking (every guard
 //!   is a leaf), checked in debug builds.
 //! - `watchdog`: a heartbeat on the runtime and a thread that reports when it stops.
 //!
 //! **Layering** (checked by `scripts/module-cycles`): a module uses only modules below it in
 //! this list: `server` → `routing` → `ingest`, `egress`, `control`, `web` → `state` →
-//! `telemetry` → `stream` → `wire`, `config` → `mount_path`, `secret`, `tls`, `limits` → `sync`, `watchdog`.
+//! `telemetry` → `stream` → `wire`, `config` → `mount_path`, `logging`, `secret`, `tls`,
+//! `limits` → `sync`, `watchdog`.
 
 mod config;
 mod control;
 mod egress;
 mod ingest;
 mod limits;
+mod logging;
 mod mount_path;
 mod routing;
 mod secret;

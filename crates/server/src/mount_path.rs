@@ -116,19 +116,6 @@ impl fmt::Display for MountPath {
     }
 }
 
-/// A path as it may be logged: control characters escaped, at most 100 characters.
-pub(crate) fn shown(path: &str) -> String {
-    let mut s: String = path
-        .chars()
-        .take(100)
-        .flat_map(char::escape_debug)
-        .collect();
-    if path.chars().nth(100).is_some() {
-        s.push_str("...");
-    }
-    s
-}
-
 /// Bytes a path keeps as they are in a URL (RFC 3986's unreserved characters, `/` and the
 /// sub-delimiters a mount name may hold); everything else (a space, non-ASCII) is escaped.
 const PATH_KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC

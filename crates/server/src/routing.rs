@@ -14,7 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::control::{admin, api, events, status};
 use crate::egress::listener;
 use crate::ingest::source;
-use crate::mount_path::{self, MountPath};
+use crate::logging::shown;
+use crate::mount_path::MountPath;
 use crate::state::Shared;
 use crate::telemetry::metrics;
 use crate::web;
@@ -104,7 +105,7 @@ pub(crate) async fn route(
             web::handle(&req, peer.ip(), shared).unwrap_or_else(|| {
                 Response::text(
                     404,
-                    &format!("Mount {} is not available", mount_path::shown(req.path())),
+                    &format!("Mount {} is not available", shown(req.path())),
                 )
             })
         }

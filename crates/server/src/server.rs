@@ -44,6 +44,7 @@ use crate::control::{edges, events};
 use crate::egress::push;
 use crate::ingest::{master, relay};
 use crate::limits::{IpSlot, Logins, PerIp};
+use crate::logging::{About, Kind, Limiter, shown};
 use crate::routing::route;
 use crate::state::{Credentials, Shared};
 use crate::stream::mount::Registry;
@@ -162,6 +163,7 @@ impl Server {
                 relay_hosts: Default::default(),
                 on_demand,
                 events: EventFeed::default(),
+                logs: Limiter::default(),
                 tracker: tracker.clone(),
                 pending_per_ip: PerIp::new(config_limits.0),
                 listeners_per_ip: PerIp::new(config_limits.1),
@@ -232,6 +234,7 @@ impl Server {
                 None
             }
         };
+        tracker.spawn(sweep_logs(shared.clone()));
         for (l, tls) in listeners {
             tracker.spawn(accept_loop(l, tls, shared.clone(), tracker.clone()));
         }
@@ -393,6 +396,22 @@ async fn accept_loop(
 /// unacknowledged (and keepalive probes unanswered) before the kernel ends the connection.
 const USER_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Summarise, every second, the rate-limited log lines whose window has passed (a flood that
+/// stopped is summarised too); at shutdown, every window at once.
+async fn sweep_logs(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => shared.logs.sweep(),
+            _ = shared.shutdown.cancelled() => {
+                shared.logs.flush();
+                return;
+            }
+        }
+    }
+}
+
 /// TCP keepalive on every accepted connection: the first probe after 60 s without traffic,
 /// then every 10 s; after 6 unanswered the kernel ends the connection (~2 minutes).
 fn keepalive() -> socket2::TcpKeepalive {
@@ -522,7 +541,9 @@ async fn handle_connection(
             Ok(HeadRead::Head(req, rest)) => (req, rest),
             Ok(HeadRead::Closed) => return,
             Err((code, why)) => {
-                tracing::info!(%peer, code, reason = %why, "bad request");
+                if shared.logs.admit(Kind::BadRequest, About::Peer(peer.ip())) {
+                    tracing::info!(%peer, code, reason = %why, "bad request");
+                }
                 let resp = Response::text(code, &why);
                 let _ = stream.write_all(&resp.encode("HTTP/1.0", false)).await;
                 shared
@@ -535,8 +556,7 @@ async fn handle_connection(
         let trusted = &shared.config.server.trusted_proxies;
         let client = http::forwarded_client(&req, peer, trusted);
         req.secure = stream.is_tls() || http::forwarded_https(&req, peer, trusted);
-        let span =
-            tracing::info_span!("conn", peer = %client, method = %req.method, path = %req.path());
+        let span = tracing::info_span!("conn", peer = %client, method = %req.method, path = %shown(req.path()));
         match route(stream, client, req, rest, &shared)
             .instrument(span)
             .await

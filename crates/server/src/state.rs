@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::limits::{Failed, Logins, PerIp};
+use crate::logging::Limiter;
 use crate::stream::mount::Registry;
 use crate::sync::Mutex;
 use crate::telemetry::access_log::AccessLog;
@@ -88,6 +89,8 @@ pub(crate) struct Shared {
     /// On-demand relays by local mount: a listener's request wakes the relay (fixed at start).
     pub(crate) on_demand: HashMap<String, Arc<tokio::sync::Notify>>,
     pub(crate) events: EventFeed,
+    /// The log lines peers can make the server write over and over, a few at a time.
+    pub(crate) logs: Limiter,
     /// Every connection and listener task, so shutdown can wait for them.
     pub(crate) tracker: TaskTracker,
     /// Connections per address whose request head is not complete yet.

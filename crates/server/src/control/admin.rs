@@ -57,6 +57,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::control::status::{self, SourceStatus};
+use crate::logging::{About, Kind, shown};
 use crate::state::{Login, Shared};
 use crate::stream::mount::Mount;
 use crate::wire::auth;
@@ -318,16 +319,23 @@ pub(crate) fn handle(req: &Request, body: &[u8], peer: SocketAddr, shared: &Shar
     };
     let params = Params::of(req, body);
     let mount_param = params.get("mount");
+    let mount_shown = shown(mount_param.as_deref().unwrap_or("-"));
     if cmd.changes_state(&params)
         && let Some(why) = forgery(req, shared)
     {
-        tracing::warn!(
-            %peer,
-            command = name,
-            mount = mount_param.as_deref().unwrap_or("-"),
-            reason = ?why,
-            "admin request refused by the cross-site rule"
-        );
+        // Keyed by command too (a handful): each command's refusal is seen.
+        if shared
+            .logs
+            .admit(Kind::CrossSite, About::PeerCommand(peer.ip(), name))
+        {
+            tracing::warn!(
+                %peer,
+                command = ?shown(name),
+                mount = ?mount_shown,
+                reason = ?why,
+                "admin request refused by the cross-site rule"
+            );
+        }
         return reply.message(403, &why.message());
     }
     let login = shared.login(peer.ip(), req, || {
@@ -351,14 +359,21 @@ pub(crate) fn handle(req: &Request, body: &[u8], peer: SocketAddr, shared: &Shar
         }
         Login::Missing | Login::Wrong => {
             if login == Login::Wrong {
-                tracing::warn!(
-                    command = name,
-                    mount = mount_param.as_deref().unwrap_or("-"),
-                    "admin request refused: bad credentials"
-                );
+                // The line fail2ban matches (docs/fail2ban/agora.conf): `peer` first.
+                if shared
+                    .logs
+                    .admit(Kind::AdminCredentials, About::Peer(peer.ip()))
+                {
+                    tracing::warn!(
+                        %peer,
+                        command = ?shown(name),
+                        mount = ?mount_shown,
+                        "admin request refused: wrong credentials"
+                    );
+                }
             } else {
                 // A client's first, credential-less try (libshout, a browser): expected.
-                tracing::debug!(command = name, "admin request without credentials: 401");
+                tracing::debug!(command = ?shown(name), "admin request without credentials: 401");
             }
             return reply.message(401, "You need to authenticate");
         }
@@ -411,7 +426,14 @@ fn announce(params: &Params, host: &str, peer: SocketAddr, shared: &Shared) {
             "edge announced itself: probing it"
         ),
         Ok(false) => {}
-        Err(e) => tracing::warn!(from = %peer.ip(), "edge announcement ignored: {e}"),
+        Err(e) => {
+            if shared
+                .logs
+                .admit(Kind::EdgeAnnouncement, About::Peer(peer.ip()))
+            {
+                tracing::warn!(from = %peer.ip(), "edge announcement ignored: {e}");
+            }
+        }
     }
 }
 
@@ -462,7 +484,9 @@ fn mount_command(
             let Some(song) = song else {
                 return reply.message(400, "Missing parameter: song (or artist/title)");
             };
-            tracing::info!(mount = %mount.path, title = %song, "metadata updated");
+            if shared.logs.admit(Kind::TitleSet, About::Mount(&mount.path)) {
+                tracing::info!(mount = %mount.path, title = %shown(&song), "metadata updated");
+            }
             mount.set_title(song);
             reply.message(200, "Metadata update successful")
         }

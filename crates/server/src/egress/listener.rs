@@ -30,6 +30,7 @@ use tokio::sync::watch;
 
 use crate::config::{LagPolicy, RedirectMode};
 use crate::limits::Key;
+use crate::logging::{About, Kind};
 use crate::state::Shared;
 use crate::stream::ending::ListenerEnd;
 use crate::stream::fanout::{Read, Start, StreamHeaders, Tail};
@@ -118,7 +119,8 @@ pub(crate) async fn handle(
     let relay = shared.is_relay_listener(&req, peer.ip());
     let server_full = total >= shared.config.server.max_listeners;
     if !relay && let Some(edge) = edge_for(&mount, &shared, server_full) {
-        // `target` is the path and query as sent (httparse admits no CR, LF or space in it).
+        // `target` is the path and query as sent (`parse_head` admits no control character or
+        // space in it).
         let location = match req.target.starts_with('/') {
             true => format!("http://{edge}{}", req.target),
             false => format!("http://{edge}{}", mount.path),
@@ -136,7 +138,12 @@ pub(crate) async fn handle(
         return;
     }
     if server_full {
-        tracing::warn!(%peer, mount = %mount.path, "listener refused: server listener limit");
+        if shared
+            .logs
+            .admit(Kind::ListenerRefused, About::Peer(peer.ip()))
+        {
+            tracing::warn!(%peer, mount = %mount.path, "listener refused: server listener limit");
+        }
         shared
             .refuse(
                 &mut stream,
@@ -184,7 +191,12 @@ pub(crate) async fn handle(
     }
     let client = Client::new(peer, agent, relay);
     let Some(listener_guard) = mount.add_listener(&client) else {
-        tracing::warn!(%peer, mount = %mount.path, "listener refused: mount listener limit");
+        if shared
+            .logs
+            .admit(Kind::ListenerRefused, About::Peer(peer.ip()))
+        {
+            tracing::warn!(%peer, mount = %mount.path, "listener refused: mount listener limit");
+        }
         shared
             .refuse(
                 &mut stream,
@@ -678,7 +690,12 @@ impl Session {
         match end {
             ListenerEnd::Lagged => {
                 mount.slow_listeners.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(%peer, mount = %mount.path, id, "{end}");
+                if shared
+                    .logs
+                    .admit(Kind::ListenerLagged, About::Peer(peer.ip()))
+                {
+                    tracing::info!(%peer, mount = %mount.path, id, "{end}");
+                }
             }
             ListenerEnd::Killed | ListenerEnd::Stalled | ListenerEnd::Undrained => {
                 tracing::info!(%peer, mount = %mount.path, id, "{end}")

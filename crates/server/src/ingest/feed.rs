@@ -1,12 +1,17 @@
 //! The one path every stream takes into a mount, whoever brings it (a source client's
 //! connection, a relay's pull): bytes in, counted, framed by the demuxer, published to the
 //! mount, with in-band Ogg titles put in when the mount asks for them.
+//!
+//! What a source sends decides how often the lines here come (a new Ogg chain every few
+//! milliseconds, a bad page after every good one), so each is limited per mount
+//! ([`Limiter`]), and titles from the stream are shown escaped.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use agora_format::{Demuxer, Event, Format, ogg_title::Retitler};
 
+use crate::logging::{About, Kind, Limiter, shown};
 use crate::stream::ending::SourceEnd;
 use crate::stream::mount::Mount;
 
@@ -14,6 +19,7 @@ use crate::stream::mount::Mount;
 #[derive(Debug)]
 pub(crate) struct Ingest<'a> {
     mount: &'a Mount,
+    logs: &'a Limiter,
     demux: Demuxer,
     /// `ogg-title-in-stream`: titles set by the admin go into the Ogg stream.
     titles: Option<Retitler>,
@@ -23,9 +29,10 @@ pub(crate) struct Ingest<'a> {
 }
 
 impl<'a> Ingest<'a> {
-    pub(crate) fn new(mount: &'a Mount) -> Self {
+    pub(crate) fn new(mount: &'a Mount, logs: &'a Limiter) -> Self {
         Ingest {
             mount,
+            logs,
             demux: Demuxer::new(),
             titles: mount.settings.ogg_title_in_stream.then(Retitler::new),
             reported_format: false,
@@ -47,7 +54,7 @@ impl<'a> Ingest<'a> {
             self.window = (Instant::now(), 0);
         }
         self.demux.push(body);
-        drain(&mut self.demux, mount, &mut self.titles)?;
+        drain(&mut self.demux, mount, self.logs, &mut self.titles)?;
         if !self.reported_format
             && let Some(f) = self.demux.format()
         {
@@ -74,27 +81,35 @@ impl<'a> Ingest<'a> {
 fn drain(
     demux: &mut Demuxer,
     mount: &Mount,
+    logs: &Limiter,
     titles: &mut Option<Retitler>,
 ) -> Result<(), SourceEnd> {
+    let about = About::Mount(&mount.path);
     loop {
         match demux.poll() {
             Ok(None) => return Ok(()),
             Ok(Some(Event::Headers(h))) => {
-                tracing::info!(mount = %mount.path, bytes = h.len(), codecs = %demux.info().subtype(), "stream headers");
+                if logs.admit(Kind::StreamHeaders, about) {
+                    tracing::info!(mount = %mount.path, bytes = h.len(), codecs = %demux.info().subtype(), "stream headers");
+                }
                 if let Some(t) = titles.as_mut() {
                     let result = if demux.format() == Some(Format::Ogg) {
                         t.headers(&h).map_err(|e| e.to_string())
                     } else {
                         Err("the stream is not Ogg".to_string())
                     };
-                    if let Err(why) = result {
+                    if let Err(why) = result
+                        && logs.admit(Kind::TitlesOut, about)
+                    {
                         tracing::warn!(mount = %mount.path, "ogg-title-in-stream is on, but titles stay out of this stream: {why}");
                     }
                 }
                 if demux.format() == Some(Format::Ogg)
                     && let Some(title) = agora_format::ogg::comment_title(&h)
                 {
-                    tracing::info!(mount = %mount.path, %title, "title from the stream's comments");
+                    if logs.admit(Kind::StreamTitle, about) {
+                        tracing::info!(mount = %mount.path, title = %shown(&title), "title from the stream's comments");
+                    }
                     mount.set_title_from_stream(title);
                 }
                 mount.set_headers(h);
@@ -114,12 +129,14 @@ fn drain(
                                     // then listeners get the new ones before the next page.
                                     mount.publish(eos, false);
                                     mount.set_headers(headers);
-                                    tracing::info!(mount = %mount.path, title = %title, "title put into the Ogg stream (new chain link)");
+                                    if logs.admit(Kind::InbandTitle, about) {
+                                        tracing::info!(mount = %mount.path, title = %shown(&title), "title put into the Ogg stream (new chain link)");
+                                    }
                                 }
-                                Some(Err(e)) => {
+                                Some(Err(e)) if logs.admit(Kind::InbandTitle, about) => {
                                     tracing::warn!(mount = %mount.path, "title not put into the stream: {e}")
                                 }
-                                None => {}
+                                Some(Err(_)) | None => {}
                             }
                         }
                         t.data(c.bytes)
@@ -128,7 +145,11 @@ fn drain(
                 mount.publish(bytes, c.sync);
             }
             Err(e) if e.is_fatal() => return Err(SourceEnd::Rejected(e)),
-            Err(e) => tracing::warn!(mount = %mount.path, "source sent bad data: {e}"),
+            Err(e) => {
+                if logs.admit(Kind::BadData, about) {
+                    tracing::warn!(mount = %mount.path, "source sent bad data: {e}");
+                }
+            }
         }
     }
 }

@@ -20,7 +20,8 @@ use agora_client::{Endpoint, ServerUrl};
 use tokio_util::sync::CancellationToken;
 
 use crate::ingest::relay::{self, Relay};
-use crate::mount_path::{self, MountPath};
+use crate::logging::shown;
+use crate::mount_path::MountPath;
 use crate::state::Shared;
 
 /// Follow the master until the server shuts down.
@@ -61,7 +62,7 @@ pub(crate) async fn run(
                     .filter(|m| match MountPath::parse(m) {
                         Ok(_) => true,
                         Err(e) => {
-                            tracing::debug!(master = %url, mount = %mount_path::shown(m), "not relayed: {e}");
+                            tracing::debug!(master = %url, mount = %shown(m), "not relayed: {e}");
                             false
                         }
                     })

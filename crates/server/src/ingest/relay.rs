@@ -31,6 +31,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::ingest::feed::Ingest;
+use crate::logging::{self, About, shown};
 use crate::state::Shared;
 use crate::stream::ending::SourceEnd;
 use crate::stream::mount::{ClaimError, SourceClaim, StreamMeta};
@@ -219,7 +220,7 @@ async fn pull_into(
 ) -> SourceEnd {
     let mount = &claim.mount;
     let kill = mount.source_kill_token();
-    let mut ingest = Ingest::new(mount);
+    let mut ingest = Ingest::new(mount, &shared.logs);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut idle_since: Option<tokio::time::Instant> = None;
     loop {
@@ -259,7 +260,12 @@ async fn pull_into(
                 if let Some(title) = m.title
                     && title != mount.title().text
                 {
-                    tracing::info!(mount = %mount.path, %title, "title from upstream");
+                    if shared
+                        .logs
+                        .admit(logging::Kind::StreamTitle, About::Mount(&mount.path))
+                    {
+                        tracing::info!(mount = %mount.path, title = %shown(&title), "title from upstream");
+                    }
                     mount.set_title_from_stream(title);
                 }
             }

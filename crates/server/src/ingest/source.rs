@@ -24,7 +24,8 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::ingest::feed::Ingest;
-use crate::mount_path::{self, MountPath};
+use crate::logging::{About, Kind, shown};
+use crate::mount_path::MountPath;
 use crate::state::{Login, Shared};
 use crate::stream::ending::SourceEnd;
 use crate::stream::mount::{ClaimError, Mount, StreamMeta};
@@ -74,7 +75,12 @@ pub(crate) async fn handle(
     let path = match MountPath::from_target(&req.target) {
         Ok(path) => path.into_string(),
         Err(e) => {
-            tracing::warn!(%peer, path = %mount_path::shown(req.path()), "source refused: {e}");
+            if shared
+                .logs
+                .admit(Kind::SourceRefused, About::Peer(peer.ip()))
+            {
+                tracing::warn!(%peer, path = %shown(req.path()), "source refused: {e}");
+            }
             shared
                 .refuse(&mut stream, peer, &req, Response::text(400, &e.to_string()))
                 .await;
@@ -92,18 +98,27 @@ pub(crate) async fn handle(
             .is_some_and(|g| auth::credentials_match(&g, &policy.source_user, password))
     });
     if let Login::Banned(left) = login {
-        tracing::debug!(%peer, mount = %path, "source refused: address banned for failed logins");
+        if shared
+            .logs
+            .admit(Kind::SourceRefused, About::Peer(peer.ip()))
+        {
+            tracing::info!(%peer, mount = %path, "source refused: address banned for failed logins");
+        }
         shared
             .refuse(&mut stream, peer, &req, Shared::banned_response(left))
             .await;
         return;
     }
     if login != Login::Granted {
-        if login == Login::Wrong {
-            tracing::warn!(%peer, mount = %path, "source refused: wrong credentials");
-        } else {
+        let by = About::Peer(peer.ip());
+        if login == Login::Missing {
             // libshout's first, unauthenticated probe lands here on every connect.
-            tracing::info!(%peer, mount = %path, "source asked without credentials: 401");
+            if shared.logs.admit(Kind::SourceProbe, by) {
+                tracing::info!(%peer, mount = %path, "source asked without credentials: 401");
+            }
+        } else if shared.logs.admit(Kind::SourceCredentials, by) {
+            // The line fail2ban matches (docs/fail2ban/agora.conf): `peer` first.
+            tracing::warn!(%peer, mount = %path, "source refused: wrong credentials");
         }
         shared
             .refuse(
@@ -134,7 +149,12 @@ pub(crate) async fn handle(
     let sources = shared.sources.fetch_add(1, Ordering::AcqRel);
     let _count = SourceCount(&shared);
     if sources >= shared.config.server.max_sources {
-        tracing::warn!(%peer, mount = %path, "source refused: too many sources");
+        if shared
+            .logs
+            .admit(Kind::SourceRefused, About::Peer(peer.ip()))
+        {
+            tracing::warn!(%peer, mount = %path, "source refused: too many sources");
+        }
         shared
             .refuse(
                 &mut stream,
@@ -152,27 +172,28 @@ pub(crate) async fn handle(
         peer.ip().to_string(),
     ) {
         Ok(c) => c,
-        Err(ClaimError::InUse) => {
-            tracing::warn!(%peer, mount = %path, "source refused: mountpoint in use");
+        Err(e @ (ClaimError::InUse | ClaimError::TooMany)) => {
+            let (code, why) = match e {
+                ClaimError::InUse => (409, "Mountpoint in use"),
+                ClaimError::TooMany => (503, "Too many mounts on this server"),
+            };
+            if shared
+                .logs
+                .admit(Kind::SourceRefused, About::Peer(peer.ip()))
+            {
+                match e {
+                    ClaimError::InUse => {
+                        tracing::warn!(%peer, mount = %path, "source refused: mountpoint in use")
+                    }
+                    ClaimError::TooMany => tracing::warn!(
+                        %peer,
+                        mount = %path,
+                        "source refused: the server's mount limit (max-mounts)"
+                    ),
+                }
+            }
             shared
-                .refuse(
-                    &mut stream,
-                    peer,
-                    &req,
-                    Response::text(409, "Mountpoint in use"),
-                )
-                .await;
-            return;
-        }
-        Err(ClaimError::TooMany) => {
-            tracing::warn!(%peer, mount = %path, "source refused: the server's mount limit (max-mounts)");
-            shared
-                .refuse(
-                    &mut stream,
-                    peer,
-                    &req,
-                    Response::text(503, "Too many mounts on this server"),
-                )
+                .refuse(&mut stream, peer, &req, Response::text(code, why))
                 .await;
             return;
         }
@@ -193,14 +214,21 @@ pub(crate) async fn handle(
         return;
     }
     shared.source_connections.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(%peer, mount = %path, method = %req.method, agent = req.header("user-agent").unwrap_or("-"), "source connected");
+    if shared
+        .logs
+        .admit(Kind::SourceConnected, About::Peer(peer.ip()))
+    {
+        let agent = shown(req.header("user-agent").unwrap_or("-"));
+        tracing::info!(%peer, mount = %path, method = %req.method, agent = ?agent, "source connected");
+    }
     let started = Instant::now();
     let end = pump(&mut stream, &req, rest, &mount, &shared).await;
     let read = mount.bytes_read.load(Ordering::Relaxed);
     let secs = started.elapsed().as_secs();
-    if end.is_orderly() {
+    let logged = shared.logs.admit(Kind::SourceEnded, About::Peer(peer.ip()));
+    if logged && end.is_orderly() {
         tracing::info!(%peer, mount = %path, secs, reason = %end, "source ended");
-    } else {
+    } else if logged {
         tracing::warn!(%peer, mount = %path, secs, reason = %end, origin = end.origin().label(), "source dropped");
     }
     shared.metrics.source_ended(&end);
@@ -232,7 +260,7 @@ async fn pump(
         .then(|| req.header("content-length").and_then(|v| v.parse().ok()))
         .flatten();
     let kill = mount.source_kill_token();
-    let mut ingest = Ingest::new(mount);
+    let mut ingest = Ingest::new(mount, &shared.logs);
     let mut raw = rest;
     let mut body = BytesMut::new();
     loop {

@@ -11,6 +11,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use bytes::{Buf, Bytes, BytesMut};
 
+use crate::logging::shown;
+
 /// A parsed request head. Header names are kept as sent; lookups ignore case.
 #[derive(Debug, Clone)]
 pub(crate) struct Request {
@@ -76,21 +78,33 @@ pub(crate) fn parse_head(head: &[u8]) -> Result<Request, HeadError> {
     let line = std::str::from_utf8(&head[..line_end])
         .map_err(|_| HeadError::Malformed("request line is not UTF-8".into()))?
         .trim_end_matches('\r');
+    let bad_line = || HeadError::Malformed(format!("bad request line {:?}", shown(line)));
+    // A control character (a CR inside the line, ESC, NUL, TAB) is no part of a request line
+    // (httparse refuses them too): a target with one would reach a redirect's `Location`.
+    if line.chars().any(char::is_control) {
+        return Err(bad_line());
+    }
     let mut parts = line.split(' ').filter(|p| !p.is_empty());
     let (Some(method), Some(target), version, None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err(HeadError::Malformed(format!("bad request line {line:?}")));
+        return Err(bad_line());
     };
     let version = version.unwrap_or("HTTP/1.0");
     let proto_ok = version.split_once('/').is_some_and(|(p, v)| {
         !p.is_empty() && p.bytes().all(|c| c.is_ascii_uppercase()) && !v.is_empty()
     });
     if !proto_ok {
-        return Err(HeadError::Malformed(format!("bad protocol {version:?}")));
+        return Err(HeadError::Malformed(format!(
+            "bad protocol {:?}",
+            shown(version)
+        )));
     }
     if !method.bytes().all(|c| c.is_ascii_uppercase()) {
-        return Err(HeadError::Malformed(format!("bad method {method:?}")));
+        return Err(HeadError::Malformed(format!(
+            "bad method {:?}",
+            shown(method)
+        )));
     }
     let mut hdrs = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let rest = &head[line_end + 1..];
@@ -505,6 +519,8 @@ impl Dechunker {
 pub fn fuzz_request_head(data: &[u8]) {
     if let Some(n) = head_len(data) {
         if let Ok(req) = parse_head(&data[..n]) {
+            // No control character in a target (it would reach a `Location`, and logs).
+            assert!(!req.target.chars().any(char::is_control), "{req:?}");
             let _ = req.path();
             // A mount path from the wire: decoded once, and what passes stays valid.
             if let Ok(p) = crate::mount_path::MountPath::from_target(&req.target) {
@@ -709,6 +725,11 @@ mod tests {
             b"GET / junk\r\n\r\n",
             b"GET / HTTP/1.0\r\nno colon here\r\n\r\n",
             b"\xff\xfe / HTTP/1.0\r\n\r\n",
+            b"GET /a\rb HTTP/1.0\r\n\r\n",
+            b"GET /a\x1b[2Jb HTTP/1.0\r\n\r\n",
+            b"GET /a\0b HTTP/1.0\r\n\r\n",
+            b"GET\t/a HTTP/1.0\r\n\r\n",
+            b"GET /a\xc2\x9bb HTTP/1.0\r\n\r\n",
         ] {
             assert!(
                 parse_head(bad).is_err(),
