@@ -486,6 +486,41 @@ pub struct MountSettings {
     /// Parked listeners send ranges of at least this many bytes with `sendfile` from an
     /// in-memory copy of the queue (0: never, and no copy is kept).
     pub sendfile_min_bytes: usize,
+    /// Listeners log in (HTTP Basic) as a user of this htpasswd file of bcrypt hashes
+    /// (`htpasswd -B`), read again when it changes; relative to the configuration file.
+    pub listener_htpasswd: Option<PathBuf>,
+    /// Listeners are let in by this URL, asked as Icecast's url authentication asks its
+    /// `listener_add` URL (a form POSTed; `icecast-auth-user: 1` in the answer lets in).
+    pub listener_auth_url: Option<AuthUrl>,
+    /// How long the URL has to answer; a listener it does not answer in time gets `503`.
+    pub listener_auth_timeout_secs: u64,
+    /// How long a listener let in (by the file or the URL) is let in again without asking,
+    /// for the same user, password and, for the URL, address (0: ask every time).
+    pub listener_auth_cache_secs: u64,
+}
+
+/// Default of `listener-auth-timeout-secs`.
+pub(crate) const DEFAULT_LISTENER_AUTH_TIMEOUT_SECS: u64 = 5;
+/// Default of `listener-auth-cache-secs`.
+pub(crate) const DEFAULT_LISTENER_AUTH_CACHE_SECS: u64 = 30;
+
+/// A URL that may carry credentials (`http://user:pass@host/path`): `Debug` shows it without
+/// the password.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct AuthUrl(pub(crate) String);
+
+impl fmt::Debug for AuthUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", redact(&self.0))
+    }
+}
+
+impl AuthUrl {
+    /// The URL parsed (an error shows it without its password).
+    pub(crate) fn parse(&self) -> Result<agora_client::ServerUrl, agora_client::UrlError> {
+        self.0.parse()
+    }
 }
 
 impl Default for MountSettings {
@@ -505,6 +540,10 @@ impl Default for MountSettings {
             coalesce_bytes: DEFAULT_COALESCE_BYTES,
             browser_fill: true,
             sendfile_min_bytes: DEFAULT_SENDFILE_MIN_BYTES,
+            listener_htpasswd: None,
+            listener_auth_url: None,
+            listener_auth_timeout_secs: DEFAULT_LISTENER_AUTH_TIMEOUT_SECS,
+            listener_auth_cache_secs: DEFAULT_LISTENER_AUTH_CACHE_SECS,
         }
     }
 }
@@ -563,6 +602,12 @@ pub struct MountConfig {
     pub coalesce_bytes: Option<usize>,
     pub browser_fill: Option<bool>,
     pub sendfile_min_bytes: Option<usize>,
+    /// Listener authentication of this mount (see [`MountSettings`]): either key set here
+    /// replaces both of `[mount-defaults]`.
+    pub listener_htpasswd: Option<PathBuf>,
+    pub listener_auth_url: Option<AuthUrl>,
+    pub listener_auth_timeout_secs: Option<u64>,
+    pub listener_auth_cache_secs: Option<u64>,
     /// Overrides the source's `ice-name`.
     pub stream_name: Option<String>,
     pub stream_description: Option<String>,
@@ -636,6 +681,16 @@ impl Config {
             ),
         ] {
             take_password_file("[auth]", key, value, file, base)?;
+        }
+        // htpasswd files, like password files, are relative to the configuration's directory.
+        if let Some(dir) = base {
+            for file in std::iter::once(&mut self.mount_defaults.listener_htpasswd)
+                .chain(self.mounts.iter_mut().map(|m| &mut m.listener_htpasswd))
+                .flatten()
+                .filter(|f| f.is_relative())
+            {
+                *file = dir.join(&*file);
+            }
         }
         for m in &mut self.mounts {
             let table = format!("[[mount]] {}", m.path);
@@ -799,22 +854,40 @@ impl Config {
         let d = &self.mount_defaults;
         match self.mount(path) {
             None => d.clone(),
-            Some(m) => MountSettings {
-                max_listeners: m.max_listeners.or(d.max_listeners),
-                max_bandwidth_kbps: m.max_bandwidth_kbps.or(d.max_bandwidth_kbps),
-                burst_size: m.burst_size.unwrap_or(d.burst_size),
-                queue_size: m.queue_size.unwrap_or(d.queue_size),
-                grace_period_secs: m.grace_period_secs.unwrap_or(d.grace_period_secs),
-                drain_secs: m.drain_secs.unwrap_or(d.drain_secs),
-                lag_policy: m.lag_policy.unwrap_or(d.lag_policy),
-                icy_metaint: m.icy_metaint.unwrap_or(d.icy_metaint),
-                ogg_title_in_stream: m.ogg_title_in_stream.unwrap_or(d.ogg_title_in_stream),
-                redirect: m.redirect.unwrap_or(d.redirect),
-                coalesce_ms: m.coalesce_ms.unwrap_or(d.coalesce_ms),
-                coalesce_bytes: m.coalesce_bytes.unwrap_or(d.coalesce_bytes),
-                browser_fill: m.browser_fill.unwrap_or(d.browser_fill),
-                sendfile_min_bytes: m.sendfile_min_bytes.unwrap_or(d.sendfile_min_bytes),
-            },
+            Some(m) => {
+                let own_gate = m.listener_htpasswd.is_some() || m.listener_auth_url.is_some();
+                MountSettings {
+                    max_listeners: m.max_listeners.or(d.max_listeners),
+                    max_bandwidth_kbps: m.max_bandwidth_kbps.or(d.max_bandwidth_kbps),
+                    burst_size: m.burst_size.unwrap_or(d.burst_size),
+                    queue_size: m.queue_size.unwrap_or(d.queue_size),
+                    grace_period_secs: m.grace_period_secs.unwrap_or(d.grace_period_secs),
+                    drain_secs: m.drain_secs.unwrap_or(d.drain_secs),
+                    lag_policy: m.lag_policy.unwrap_or(d.lag_policy),
+                    icy_metaint: m.icy_metaint.unwrap_or(d.icy_metaint),
+                    ogg_title_in_stream: m.ogg_title_in_stream.unwrap_or(d.ogg_title_in_stream),
+                    redirect: m.redirect.unwrap_or(d.redirect),
+                    coalesce_ms: m.coalesce_ms.unwrap_or(d.coalesce_ms),
+                    coalesce_bytes: m.coalesce_bytes.unwrap_or(d.coalesce_bytes),
+                    browser_fill: m.browser_fill.unwrap_or(d.browser_fill),
+                    sendfile_min_bytes: m.sendfile_min_bytes.unwrap_or(d.sendfile_min_bytes),
+                    // A mount's own gate replaces the defaults' whole (never a file and a URL).
+                    listener_htpasswd: match own_gate {
+                        true => m.listener_htpasswd.clone(),
+                        false => d.listener_htpasswd.clone(),
+                    },
+                    listener_auth_url: match own_gate {
+                        true => m.listener_auth_url.clone(),
+                        false => d.listener_auth_url.clone(),
+                    },
+                    listener_auth_timeout_secs: m
+                        .listener_auth_timeout_secs
+                        .unwrap_or(d.listener_auth_timeout_secs),
+                    listener_auth_cache_secs: m
+                        .listener_auth_cache_secs
+                        .unwrap_or(d.listener_auth_cache_secs),
+                }
+            }
         }
     }
 
@@ -888,6 +961,30 @@ fn check_settings(what: &str, s: &MountSettings) -> Result<(), ConfigError> {
     if s.icy_metaint == 0 || s.icy_metaint > 1 << 20 {
         return Err(ConfigError::Invalid(format!(
             "{what}: icy-metaint must be between 1 and 1048576"
+        )));
+    }
+    if s.listener_htpasswd.is_some() && s.listener_auth_url.is_some() {
+        return Err(ConfigError::Invalid(format!(
+            "{what}: listener-htpasswd and listener-auth-url are both set; keep one"
+        )));
+    }
+    if let Some(file) = &s.listener_htpasswd {
+        // What the gate would refuse at its first listener, the check says now.
+        crate::htpasswd::load(file)
+            .map_err(|e| ConfigError::Invalid(format!("{what}: listener-htpasswd: {e}")))?;
+    }
+    if let Some(url) = &s.listener_auth_url {
+        url.parse()
+            .map_err(|e| ConfigError::Invalid(format!("{what}: listener-auth-url: {e}")))?;
+    }
+    if !(1..=60).contains(&s.listener_auth_timeout_secs) {
+        return Err(ConfigError::Invalid(format!(
+            "{what}: listener-auth-timeout-secs must be between 1 and 60"
+        )));
+    }
+    if s.listener_auth_cache_secs > 86_400 {
+        return Err(ConfigError::Invalid(format!(
+            "{what}: listener-auth-cache-secs must be at most 86400 (a day)"
         )));
     }
     if s.coalesce_ms > 1000 {
