@@ -77,6 +77,9 @@ fn an_htpasswd_file_lets_its_users_listen_and_no_one_else() {
         &format!("http://alice:wonderland@{}/private.opus", agora.addr),
         3,
     );
+    // An admin (like a relay) passes the gate.
+    let (code, head) = listen(agora.addr, "/private.opus", Some(("admin", ADMIN_PW)));
+    assert_eq!(code, 200, "{head}");
     // Another mount needs nothing.
     let (code, head) = listen(agora.addr, "/public.opus", None);
     assert_eq!(code, 200, "{head}");
@@ -190,11 +193,7 @@ impl Hook {
         }
     }
 
-    fn answer(
-        mut conn: TcpStream,
-        forms: &Mutex<Vec<Form>>,
-        held: &Mutex<Vec<TcpStream>>,
-    ) {
+    fn answer(mut conn: TcpStream, forms: &Mutex<Vec<Form>>, held: &Mutex<Vec<TcpStream>>) {
         let head = read_head(&mut conn);
         let len: usize = head
             .lines()

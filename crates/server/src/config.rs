@@ -492,6 +492,12 @@ pub struct MountSettings {
     /// Listeners are let in by this URL, asked as Icecast's url authentication asks its
     /// `listener_add` URL (a form POSTed; `icecast-auth-user: 1` in the answer lets in).
     pub listener_auth_url: Option<AuthUrl>,
+    /// A file holding the password sent to `listener-auth-url` (the user goes in the URL),
+    /// for a password kept out of the configuration; read at load.
+    pub(crate) listener_auth_password_file: Option<PathBuf>,
+    /// What `listener-auth-password-file` held.
+    #[serde(skip)]
+    pub(crate) listener_auth_password: Option<Secret>,
     /// How long the URL has to answer; a listener it does not answer in time gets `503`.
     pub listener_auth_timeout_secs: u64,
     /// How long a listener let in (by the file or the URL) is let in again without asking,
@@ -542,6 +548,8 @@ impl Default for MountSettings {
             sendfile_min_bytes: DEFAULT_SENDFILE_MIN_BYTES,
             listener_htpasswd: None,
             listener_auth_url: None,
+            listener_auth_password_file: None,
+            listener_auth_password: None,
             listener_auth_timeout_secs: DEFAULT_LISTENER_AUTH_TIMEOUT_SECS,
             listener_auth_cache_secs: DEFAULT_LISTENER_AUTH_CACHE_SECS,
         }
@@ -606,6 +614,9 @@ pub struct MountConfig {
     /// replaces both of `[mount-defaults]`.
     pub listener_htpasswd: Option<PathBuf>,
     pub listener_auth_url: Option<AuthUrl>,
+    pub(crate) listener_auth_password_file: Option<PathBuf>,
+    #[serde(skip)]
+    pub(crate) listener_auth_password: Option<Secret>,
     pub listener_auth_timeout_secs: Option<u64>,
     pub listener_auth_cache_secs: Option<u64>,
     /// Overrides the source's `ice-name`.
@@ -692,6 +703,14 @@ impl Config {
                 *file = dir.join(&*file);
             }
         }
+        let d = &mut self.mount_defaults;
+        take_password_file(
+            "[mount-defaults]",
+            "listener-auth-password",
+            &mut d.listener_auth_password,
+            &mut d.listener_auth_password_file,
+            base,
+        )?;
         for m in &mut self.mounts {
             let table = format!("[[mount]] {}", m.path);
             take_password_file(
@@ -699,6 +718,13 @@ impl Config {
                 "password",
                 &mut m.password,
                 &mut m.password_file,
+                base,
+            )?;
+            take_password_file(
+                &table,
+                "listener-auth-password",
+                &mut m.listener_auth_password,
+                &mut m.listener_auth_password_file,
                 base,
             )?;
         }
@@ -880,6 +906,11 @@ impl Config {
                         true => m.listener_auth_url.clone(),
                         false => d.listener_auth_url.clone(),
                     },
+                    listener_auth_password_file: None,
+                    listener_auth_password: match own_gate {
+                        true => m.listener_auth_password.clone(),
+                        false => d.listener_auth_password.clone(),
+                    },
                     listener_auth_timeout_secs: m
                         .listener_auth_timeout_secs
                         .unwrap_or(d.listener_auth_timeout_secs),
@@ -976,6 +1007,15 @@ fn check_settings(what: &str, s: &MountSettings) -> Result<(), ConfigError> {
     if let Some(url) = &s.listener_auth_url {
         url.parse()
             .map_err(|e| ConfigError::Invalid(format!("{what}: listener-auth-url: {e}")))?;
+        if s.listener_auth_password.is_some() && password_text(&url.0).is_some() {
+            return Err(ConfigError::Invalid(format!(
+                "{what}: listener-auth-url has a password and listener-auth-password-file is set; keep one"
+            )));
+        }
+    } else if s.listener_auth_password.is_some() {
+        return Err(ConfigError::Invalid(format!(
+            "{what}: listener-auth-password-file is set without listener-auth-url"
+        )));
     }
     if !(1..=60).contains(&s.listener_auth_timeout_secs) {
         return Err(ConfigError::Invalid(format!(
@@ -1082,7 +1122,7 @@ mod tests {
     fn every_password_can_come_from_a_file_and_no_debug_shows_one() {
         let dir = secrets_dir("files");
         for name in [
-            "source", "admin", "relay", "mount", "upstream", "push", "master",
+            "source", "admin", "relay", "mount", "upstream", "push", "master", "hook",
         ] {
             std::fs::write(dir.join(format!("{name}.pw")), format!("{name}-s3cret\n"))
                 .expect("write");
@@ -1100,6 +1140,13 @@ mod tests {
             [[mount]]
             path = "/b.ogg"
             password = "inline-s3cret"
+            [[mount]]
+            path = "/c.ogg"
+            listener-auth-url = "http://agora@hook.example:9000/auth"
+            listener-auth-password-file = "hook.pw"
+            [[mount]]
+            path = "/d.ogg"
+            listener-auth-url = "http://agora:url-s3cret@hook.example:9000/auth"
             [[relay]]
             upstream = "http://relay@up.example:8000/x.ogg"
             password-file = "upstream.pw"
@@ -1147,12 +1194,22 @@ mod tests {
         );
         let master = c.master.as_ref().expect("master");
         assert_eq!(url(master.master_url()).as_deref(), Some("master-s3cret"));
+        assert_eq!(
+            pw(&c.settings_for("/c.ogg").listener_auth_password).as_deref(),
+            Some("hook-s3cret")
+        );
+        assert!(debug_has_no_secret(&c.settings_for("/d.ogg")));
         let debug = format!("{c:?}");
         assert!(!debug.contains("s3cret"), "{debug}");
         assert!(debug.contains("relay:***@up.example"), "{debug}");
         // A password is printed by no `Debug` on the way to a connection either.
         let debug = format!("{:?}", c.policy_for("/b.ogg"));
         assert!(!debug.contains("s3cret"), "{debug}");
+    }
+
+    fn debug_has_no_secret(s: &MountSettings) -> bool {
+        let debug = format!("{s:?}");
+        !debug.contains("s3cret") && debug.contains("agora:***@hook.example")
     }
 
     #[test]

@@ -174,11 +174,16 @@ impl Gate {
         } else {
             let url = s.listener_auth_url.as_ref()?;
             let endpoint = match url.parse().map(Endpoint::with_system_roots) {
-                Ok(Ok(e)) => e,
+                Ok(Ok(mut e)) => {
+                    e.password = s.listener_auth_password.as_deref().map(str::to_string);
+                    e
+                }
                 Ok(Err(e)) => {
                     // Every listener will get 503 and this line says why.
                     tracing::error!(mount = what, "listener-auth-url: {e}");
-                    Endpoint::new(url.parse().ok()?)
+                    let mut e = Endpoint::new(url.parse().ok()?);
+                    e.password = s.listener_auth_password.as_deref().map(str::to_string);
+                    e
                 }
                 Err(e) => {
                     tracing::error!(mount = what, "listener-auth-url: {e}");
