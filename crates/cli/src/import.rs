@@ -332,11 +332,7 @@ impl Builder {
                     continue;
                 }
                 "authentication" => {
-                    self.note(
-                        c,
-                        doc,
-                        "listener authentication is not supported yet: left out",
-                    );
+                    self.listener_auth(c, doc, &mut m);
                     continue;
                 }
                 "intro"
@@ -390,6 +386,65 @@ impl Builder {
             self.mounts.push(Value::Table(m));
         } else {
             self.note(n, doc, "no <mount-name>: left out");
+        }
+    }
+
+    /// A mount's `<authentication type="htpasswd|url">` as `listener-htpasswd` or
+    /// `listener-auth-url`; the options Agora does not have are noted.
+    fn listener_auth(&mut self, n: Node<'_, '_>, doc: &roxmltree::Document<'_>, m: &mut Table) {
+        let kind = n.attribute("type").unwrap_or("");
+        let options: Vec<(Node<'_, '_>, &str, &str)> = elements(n)
+            .filter(|o| o.tag_name().name() == "option")
+            .filter_map(|o| Some((o, o.attribute("name")?, o.attribute("value")?)))
+            .collect();
+        match kind {
+            "htpasswd" => {
+                let Some((_, _, file)) = options.iter().find(|(_, k, _)| *k == "filename") else {
+                    return self.note(
+                        n,
+                        doc,
+                        "htpasswd authentication without a filename: left out",
+                    );
+                };
+                m.insert("listener-htpasswd".into(), (*file).into());
+                self.note(
+                    n,
+                    doc,
+                    "listener-htpasswd: Icecast's htpasswd files hold MD5 hashes, Agora reads bcrypt \
+                     only: make the file again with `htpasswd -B` (--check-config names each MD5 line)",
+                );
+                for (o, k, _) in &options {
+                    if *k != "filename" {
+                        self.note(*o, doc, format!("option {k}: not supported: left out"));
+                    }
+                }
+            }
+            "url" => {
+                let Some((_, _, add)) = options.iter().find(|(_, k, _)| *k == "listener_add")
+                else {
+                    return self.note(n, doc, "url authentication without listener_add: left out");
+                };
+                let find = |name: &str| options.iter().find(|(_, k, _)| *k == name).map(|o| o.2);
+                let add = with_credentials(add, find("username"), find("password"));
+                m.insert("listener-auth-url".into(), add.into());
+                for (o, k, v) in &options {
+                    match *k {
+                        "listener_add" | "username" | "password" => {}
+                        "auth_header" if v.trim().eq_ignore_ascii_case("icecast-auth-user: 1") => {}
+                        "auth_header" => self.note(
+                            *o,
+                            doc,
+                            "Agora lets in on `icecast-auth-user: 1` only: left out",
+                        ),
+                        _ => self.note(*o, doc, format!("option {k}: not supported: left out")),
+                    }
+                }
+            }
+            other => self.note(
+                n,
+                doc,
+                format!("listener authentication of type {other:?} is not supported: left out"),
+            ),
         }
     }
 
@@ -514,6 +569,21 @@ impl Builder {
     }
 }
 
+/// `url` with `user:password@` (percent-encoded) after its scheme, when both are given and
+/// it has no credentials yet.
+fn with_credentials(url: &str, user: Option<&str>, password: Option<&str>) -> String {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
+    match (url.split_once("://"), user, password) {
+        (Some((scheme, rest)), Some(u), Some(p))
+            if !rest.split('/').next().unwrap_or("").contains('@') =>
+        {
+            format!("{scheme}://{}:{}@{rest}", enc(u), enc(p))
+        }
+        _ => url.to_string(),
+    }
+}
+
 /// `http://[user:password@]host:port/mount`, the user and password percent-encoded; as
 /// icecast2, credentials only with both a user and a password.
 fn url(host: &str, port: i64, mount: &str, user: Option<&str>, password: Option<&str>) -> String {
@@ -570,6 +640,16 @@ mod tests {
     <stream-name>Keynote</stream-name>
   </mount>
   <mount type="default"><burst-size>32768</burst-size></mount>
+  <mount><mount-name>/members.ogg</mount-name>
+    <authentication type="htpasswd"><option name="filename" value="/etc/icecast2/members"/>
+      <option name="allow_duplicate_users" value="0"/></authentication></mount>
+  <mount><mount-name>/paid.ogg</mount-name>
+    <authentication type="url">
+      <option name="listener_add" value="http://auth.example.org/add.php"/>
+      <option name="listener_remove" value="http://auth.example.org/remove.php"/>
+      <option name="username" value="ice"/><option name="password" value="p@ss"/>
+      <option name="auth_header" value="icecast-auth-user: 1"/>
+    </authentication></mount>
   <relay><server>origin.example.org</server><port>8000</port><mount>/a.mp3</mount>
     <local-mount>/b.mp3</local-mount><on-demand>1</on-demand></relay>
   <master-server>master.example.org</master-server>
@@ -622,6 +702,31 @@ mod tests {
             t["master"]["url"].as_str(),
             Some("http://relay:s3cret@master.example.org:8001/")
         );
+        // Listener authentication: the file (with a note: Icecast's are MD5) and the URL.
+        assert_eq!(
+            t["mount"][1]["listener-htpasswd"].as_str(),
+            Some("/etc/icecast2/members")
+        );
+        assert_eq!(
+            t["mount"][2]["listener-auth-url"].as_str(),
+            Some("http://ice:p%40ss@auth.example.org/add.php")
+        );
+        let why = |e: &str| {
+            out.notes
+                .iter()
+                .filter(|n| n.element == e)
+                .map(|n| n.why.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        assert!(
+            why("mount/authentication").contains("MD5"),
+            "{:?}",
+            out.notes
+        );
+        assert!(why("mount/authentication/option").contains("allow_duplicate_users"));
+        assert!(why("mount/authentication/option").contains("listener_remove"));
+        assert!(!why("mount/authentication/option").contains("auth_header"));
         let noted: Vec<&str> = out.notes.iter().map(|n| n.element.as_str()).collect();
         for e in [
             "limits/client-timeout",

@@ -71,6 +71,11 @@ impl ResponseHead {
             .map(|(_, v)| &v[..])
     }
 
+    /// Every header, in order (names in lower case).
+    pub(crate) fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.headers.iter().map(|(n, v)| (n.as_str(), &v[..]))
+    }
+
     /// A header's value as text: UTF-8, or else Latin-1 (Icecast's default charset for
     /// stream names), trimmed.
     pub(crate) fn text(&self, name: &str) -> Option<String> {

@@ -23,6 +23,8 @@
 //!   turned off) and the one connection type, plain TCP or TLS.
 //! - [`push`]: the source handshake and the [`push::Push`] a stream is written to.
 //! - [`meta`]: the now-playing title through `/admin/metadata`.
+//! - [`form`]: a form POSTed to a URL and its answer's head (the server's listener
+//!   authentication hook, as Icecast's url authentication).
 //! - [`pull`]: a listener's request with ICY metadata, the response head as
 //!   [`pull::StreamInfo`], and the stream as [`icy::IcyEvent`]s.
 //! - [`icy`]: the sans-IO ICY de-interleaver: audio bytes out, metadata blocks parsed.
@@ -41,6 +43,7 @@
 
 pub mod backoff;
 pub mod conn;
+pub mod form;
 #[doc(hidden)]
 pub mod fuzz_checks;
 mod http;

@@ -486,6 +486,47 @@ pub struct MountSettings {
     /// Parked listeners send ranges of at least this many bytes with `sendfile` from an
     /// in-memory copy of the queue (0: never, and no copy is kept).
     pub sendfile_min_bytes: usize,
+    /// Listeners log in (HTTP Basic) as a user of this htpasswd file of bcrypt hashes
+    /// (`htpasswd -B`), read again when it changes; relative to the configuration file.
+    pub listener_htpasswd: Option<PathBuf>,
+    /// Listeners are let in by this URL, asked as Icecast's url authentication asks its
+    /// `listener_add` URL (a form POSTed; `icecast-auth-user: 1` in the answer lets in).
+    pub listener_auth_url: Option<AuthUrl>,
+    /// A file holding the password sent to `listener-auth-url` (the user goes in the URL),
+    /// for a password kept out of the configuration; read at load.
+    pub(crate) listener_auth_password_file: Option<PathBuf>,
+    /// What `listener-auth-password-file` held.
+    #[serde(skip)]
+    pub(crate) listener_auth_password: Option<Secret>,
+    /// How long the URL has to answer; a listener it does not answer in time gets `503`.
+    pub listener_auth_timeout_secs: u64,
+    /// How long a listener let in (by the file or the URL) is let in again without asking,
+    /// for the same user, password and, for the URL, address (0: ask every time).
+    pub listener_auth_cache_secs: u64,
+}
+
+/// Default of `listener-auth-timeout-secs`.
+pub(crate) const DEFAULT_LISTENER_AUTH_TIMEOUT_SECS: u64 = 5;
+/// Default of `listener-auth-cache-secs`.
+pub(crate) const DEFAULT_LISTENER_AUTH_CACHE_SECS: u64 = 30;
+
+/// A URL that may carry credentials (`http://user:pass@host/path`): `Debug` shows it without
+/// the password.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct AuthUrl(pub(crate) String);
+
+impl fmt::Debug for AuthUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", redact(&self.0))
+    }
+}
+
+impl AuthUrl {
+    /// The URL parsed (an error shows it without its password).
+    pub(crate) fn parse(&self) -> Result<agora_client::ServerUrl, agora_client::UrlError> {
+        self.0.parse()
+    }
 }
 
 impl Default for MountSettings {
@@ -505,6 +546,12 @@ impl Default for MountSettings {
             coalesce_bytes: DEFAULT_COALESCE_BYTES,
             browser_fill: true,
             sendfile_min_bytes: DEFAULT_SENDFILE_MIN_BYTES,
+            listener_htpasswd: None,
+            listener_auth_url: None,
+            listener_auth_password_file: None,
+            listener_auth_password: None,
+            listener_auth_timeout_secs: DEFAULT_LISTENER_AUTH_TIMEOUT_SECS,
+            listener_auth_cache_secs: DEFAULT_LISTENER_AUTH_CACHE_SECS,
         }
     }
 }
@@ -563,6 +610,15 @@ pub struct MountConfig {
     pub coalesce_bytes: Option<usize>,
     pub browser_fill: Option<bool>,
     pub sendfile_min_bytes: Option<usize>,
+    /// Listener authentication of this mount (see [`MountSettings`]): either key set here
+    /// replaces both of `[mount-defaults]`.
+    pub listener_htpasswd: Option<PathBuf>,
+    pub listener_auth_url: Option<AuthUrl>,
+    pub(crate) listener_auth_password_file: Option<PathBuf>,
+    #[serde(skip)]
+    pub(crate) listener_auth_password: Option<Secret>,
+    pub listener_auth_timeout_secs: Option<u64>,
+    pub listener_auth_cache_secs: Option<u64>,
     /// Overrides the source's `ice-name`.
     pub stream_name: Option<String>,
     pub stream_description: Option<String>,
@@ -637,6 +693,24 @@ impl Config {
         ] {
             take_password_file("[auth]", key, value, file, base)?;
         }
+        // htpasswd files, like password files, are relative to the configuration's directory.
+        if let Some(dir) = base {
+            for file in std::iter::once(&mut self.mount_defaults.listener_htpasswd)
+                .chain(self.mounts.iter_mut().map(|m| &mut m.listener_htpasswd))
+                .flatten()
+                .filter(|f| f.is_relative())
+            {
+                *file = dir.join(&*file);
+            }
+        }
+        let d = &mut self.mount_defaults;
+        take_password_file(
+            "[mount-defaults]",
+            "listener-auth-password",
+            &mut d.listener_auth_password,
+            &mut d.listener_auth_password_file,
+            base,
+        )?;
         for m in &mut self.mounts {
             let table = format!("[[mount]] {}", m.path);
             take_password_file(
@@ -644,6 +718,13 @@ impl Config {
                 "password",
                 &mut m.password,
                 &mut m.password_file,
+                base,
+            )?;
+            take_password_file(
+                &table,
+                "listener-auth-password",
+                &mut m.listener_auth_password,
+                &mut m.listener_auth_password_file,
                 base,
             )?;
         }
@@ -799,22 +880,45 @@ impl Config {
         let d = &self.mount_defaults;
         match self.mount(path) {
             None => d.clone(),
-            Some(m) => MountSettings {
-                max_listeners: m.max_listeners.or(d.max_listeners),
-                max_bandwidth_kbps: m.max_bandwidth_kbps.or(d.max_bandwidth_kbps),
-                burst_size: m.burst_size.unwrap_or(d.burst_size),
-                queue_size: m.queue_size.unwrap_or(d.queue_size),
-                grace_period_secs: m.grace_period_secs.unwrap_or(d.grace_period_secs),
-                drain_secs: m.drain_secs.unwrap_or(d.drain_secs),
-                lag_policy: m.lag_policy.unwrap_or(d.lag_policy),
-                icy_metaint: m.icy_metaint.unwrap_or(d.icy_metaint),
-                ogg_title_in_stream: m.ogg_title_in_stream.unwrap_or(d.ogg_title_in_stream),
-                redirect: m.redirect.unwrap_or(d.redirect),
-                coalesce_ms: m.coalesce_ms.unwrap_or(d.coalesce_ms),
-                coalesce_bytes: m.coalesce_bytes.unwrap_or(d.coalesce_bytes),
-                browser_fill: m.browser_fill.unwrap_or(d.browser_fill),
-                sendfile_min_bytes: m.sendfile_min_bytes.unwrap_or(d.sendfile_min_bytes),
-            },
+            Some(m) => {
+                let own_gate = m.listener_htpasswd.is_some() || m.listener_auth_url.is_some();
+                MountSettings {
+                    max_listeners: m.max_listeners.or(d.max_listeners),
+                    max_bandwidth_kbps: m.max_bandwidth_kbps.or(d.max_bandwidth_kbps),
+                    burst_size: m.burst_size.unwrap_or(d.burst_size),
+                    queue_size: m.queue_size.unwrap_or(d.queue_size),
+                    grace_period_secs: m.grace_period_secs.unwrap_or(d.grace_period_secs),
+                    drain_secs: m.drain_secs.unwrap_or(d.drain_secs),
+                    lag_policy: m.lag_policy.unwrap_or(d.lag_policy),
+                    icy_metaint: m.icy_metaint.unwrap_or(d.icy_metaint),
+                    ogg_title_in_stream: m.ogg_title_in_stream.unwrap_or(d.ogg_title_in_stream),
+                    redirect: m.redirect.unwrap_or(d.redirect),
+                    coalesce_ms: m.coalesce_ms.unwrap_or(d.coalesce_ms),
+                    coalesce_bytes: m.coalesce_bytes.unwrap_or(d.coalesce_bytes),
+                    browser_fill: m.browser_fill.unwrap_or(d.browser_fill),
+                    sendfile_min_bytes: m.sendfile_min_bytes.unwrap_or(d.sendfile_min_bytes),
+                    // A mount's own gate replaces the defaults' whole (never a file and a URL).
+                    listener_htpasswd: match own_gate {
+                        true => m.listener_htpasswd.clone(),
+                        false => d.listener_htpasswd.clone(),
+                    },
+                    listener_auth_url: match own_gate {
+                        true => m.listener_auth_url.clone(),
+                        false => d.listener_auth_url.clone(),
+                    },
+                    listener_auth_password_file: None,
+                    listener_auth_password: match own_gate {
+                        true => m.listener_auth_password.clone(),
+                        false => d.listener_auth_password.clone(),
+                    },
+                    listener_auth_timeout_secs: m
+                        .listener_auth_timeout_secs
+                        .unwrap_or(d.listener_auth_timeout_secs),
+                    listener_auth_cache_secs: m
+                        .listener_auth_cache_secs
+                        .unwrap_or(d.listener_auth_cache_secs),
+                }
+            }
         }
     }
 
@@ -888,6 +992,39 @@ fn check_settings(what: &str, s: &MountSettings) -> Result<(), ConfigError> {
     if s.icy_metaint == 0 || s.icy_metaint > 1 << 20 {
         return Err(ConfigError::Invalid(format!(
             "{what}: icy-metaint must be between 1 and 1048576"
+        )));
+    }
+    if s.listener_htpasswd.is_some() && s.listener_auth_url.is_some() {
+        return Err(ConfigError::Invalid(format!(
+            "{what}: listener-htpasswd and listener-auth-url are both set; keep one"
+        )));
+    }
+    if let Some(file) = &s.listener_htpasswd {
+        // What the gate would refuse at its first listener, the check says now.
+        crate::htpasswd::load(file)
+            .map_err(|e| ConfigError::Invalid(format!("{what}: listener-htpasswd: {e}")))?;
+    }
+    if let Some(url) = &s.listener_auth_url {
+        url.parse()
+            .map_err(|e| ConfigError::Invalid(format!("{what}: listener-auth-url: {e}")))?;
+        if s.listener_auth_password.is_some() && password_text(&url.0).is_some() {
+            return Err(ConfigError::Invalid(format!(
+                "{what}: listener-auth-url has a password and listener-auth-password-file is set; keep one"
+            )));
+        }
+    } else if s.listener_auth_password.is_some() {
+        return Err(ConfigError::Invalid(format!(
+            "{what}: listener-auth-password-file is set without listener-auth-url"
+        )));
+    }
+    if !(1..=60).contains(&s.listener_auth_timeout_secs) {
+        return Err(ConfigError::Invalid(format!(
+            "{what}: listener-auth-timeout-secs must be between 1 and 60"
+        )));
+    }
+    if s.listener_auth_cache_secs > 86_400 {
+        return Err(ConfigError::Invalid(format!(
+            "{what}: listener-auth-cache-secs must be at most 86400 (a day)"
         )));
     }
     if s.coalesce_ms > 1000 {
@@ -985,7 +1122,7 @@ mod tests {
     fn every_password_can_come_from_a_file_and_no_debug_shows_one() {
         let dir = secrets_dir("files");
         for name in [
-            "source", "admin", "relay", "mount", "upstream", "push", "master",
+            "source", "admin", "relay", "mount", "upstream", "push", "master", "hook",
         ] {
             std::fs::write(dir.join(format!("{name}.pw")), format!("{name}-s3cret\n"))
                 .expect("write");
@@ -1003,6 +1140,13 @@ mod tests {
             [[mount]]
             path = "/b.ogg"
             password = "inline-s3cret"
+            [[mount]]
+            path = "/c.ogg"
+            listener-auth-url = "http://agora@hook.example:9000/auth"
+            listener-auth-password-file = "hook.pw"
+            [[mount]]
+            path = "/d.ogg"
+            listener-auth-url = "http://agora:url-s3cret@hook.example:9000/auth"
             [[relay]]
             upstream = "http://relay@up.example:8000/x.ogg"
             password-file = "upstream.pw"
@@ -1050,12 +1194,22 @@ mod tests {
         );
         let master = c.master.as_ref().expect("master");
         assert_eq!(url(master.master_url()).as_deref(), Some("master-s3cret"));
+        assert_eq!(
+            pw(&c.settings_for("/c.ogg").listener_auth_password).as_deref(),
+            Some("hook-s3cret")
+        );
+        assert!(debug_has_no_secret(&c.settings_for("/d.ogg")));
         let debug = format!("{c:?}");
         assert!(!debug.contains("s3cret"), "{debug}");
         assert!(debug.contains("relay:***@up.example"), "{debug}");
         // A password is printed by no `Debug` on the way to a connection either.
         let debug = format!("{:?}", c.policy_for("/b.ogg"));
         assert!(!debug.contains("s3cret"), "{debug}");
+    }
+
+    fn debug_has_no_secret(s: &MountSettings) -> bool {
+        let debug = format!("{s:?}");
+        !debug.contains("s3cret") && debug.contains("agora:***@hook.example")
     }
 
     #[test]

@@ -24,6 +24,9 @@
 //! - `secret`: [`Secret`] (a password no `Debug` shows) and [`read_password_file`] (the
 //!   `*-password-file` keys and flags).
 //! - `mount_path`: the validated name of a mount; request paths decoded once.
+//! - `listener_auth`: a mount's listener authentication (an htpasswd file of bcrypt
+//!   hashes, or a URL asked as Icecast's url authentication), bcrypt off the runtime.
+//! - `htpasswd`: the one parser of htpasswd files (bcrypt lines only).
 //! - `limits`: per-address limits (connections still sending their head, listeners, failed
 //!   logins).
 //! - `wire`: the HTTP wire (`http`), credentials (`auth`), the connection (`conn`, plain or
@@ -43,14 +46,16 @@
 //!
 //! **Layering** (checked by `scripts/module-cycles`): a module uses only modules below it in
 //! this list: `server` → `routing` → `ingest`, `egress`, `control`, `web` → `state` →
-//! `telemetry` → `stream` → `wire`, `config` → `mount_path`, `logging`, `secret`, `tls`,
-//! `limits` → `sync`, `watchdog`.
+//! `telemetry` → `stream`, `listener_auth` → `wire`, `config` → `mount_path`, `logging`,
+//! `secret`, `htpasswd`, `tls`, `limits` → `sync`, `watchdog`.
 
 mod config;
 mod control;
 mod egress;
+mod htpasswd;
 mod ingest;
 mod limits;
+mod listener_auth;
 mod logging;
 mod mount_path;
 mod routing;

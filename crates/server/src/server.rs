@@ -141,6 +141,7 @@ impl Server {
             config.server.login_window_secs,
             config.server.login_ban_secs,
         );
+        let listener_auth = crate::listener_auth::Gates::new(&config);
         Ok(Server {
             listeners,
             shared: Arc::new(Shared {
@@ -172,6 +173,7 @@ impl Server {
                     Duration::from_secs(config_limits.3),
                     Duration::from_secs(config_limits.4),
                 ),
+                listener_auth,
             }),
             tracker,
         })

@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::limits::{Failed, Logins, PerIp};
+use crate::listener_auth::Gates;
 use crate::logging::Limiter;
 use crate::stream::mount::Registry;
 use crate::sync::Mutex;
@@ -99,6 +100,8 @@ pub(crate) struct Shared {
     pub(crate) listeners_per_ip: Arc<PerIp>,
     /// Failed logins per client address, and the addresses refused for a while.
     pub(crate) logins: Logins,
+    /// The mounts whose listeners log in, and how.
+    pub(crate) listener_auth: Gates,
 }
 
 /// What a request's credentials are worth, checked through [`Shared::login`].
@@ -128,7 +131,28 @@ impl Shared {
         if let Some(left) = self.logins.banned(client) {
             return Login::Banned(left);
         }
-        if check() {
+        self.judge(client, req, check())
+    }
+
+    /// [`Shared::login`] for a check that must be awaited (a listener's, which may take a
+    /// bcrypt or a request to a URL): the same order and counting; `Err` when the check could
+    /// not decide (nothing counted).
+    pub(crate) async fn login_awaited<E>(
+        &self,
+        client: IpAddr,
+        req: &Request,
+        check: impl std::future::Future<Output = Result<bool, E>>,
+    ) -> Result<Login, E> {
+        if let Some(left) = self.logins.banned(client) {
+            return Ok(Login::Banned(left));
+        }
+        let granted = check.await?;
+        Ok(self.judge(client, req, granted))
+    }
+
+    /// What a checked login is worth; wrong credentials are counted.
+    fn judge(&self, client: IpAddr, req: &Request, granted: bool) -> Login {
+        if granted {
             return Login::Granted;
         }
         if req.header("authorization").is_none() {

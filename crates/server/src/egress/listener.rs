@@ -30,13 +30,15 @@ use tokio::sync::watch;
 
 use crate::config::{LagPolicy, RedirectMode};
 use crate::limits::Key;
+use crate::listener_auth::{Ask, Gate};
 use crate::logging::{About, Kind};
-use crate::state::Shared;
+use crate::state::{Login, Shared};
 use crate::stream::ending::ListenerEnd;
 use crate::stream::fanout::{Read, Start, StreamHeaders, Tail};
 use crate::stream::mount::{Client, ListenerGuard, Mount, Order, Title};
 use crate::stream::parking::Parked;
 use crate::telemetry::access_log;
+use crate::wire::auth;
 use crate::wire::conn::Connection;
 use crate::wire::http::{self, Request, Response};
 
@@ -108,15 +110,32 @@ pub(crate) async fn handle(
     mount: Arc<Mount>,
     shared: Arc<Shared>,
 ) {
+    // Another server relaying the mount logs in as the relay user (or an admin): it is
+    // counted as a relay, not a viewer, never sent elsewhere, and passes the mount's gate.
+    let relay = shared.is_relay_listener(&req, peer.ip());
+    let mut agent = req.header("user-agent").unwrap_or("");
+    if agent.len() > MAX_USER_AGENT {
+        let mut cut = MAX_USER_AGENT;
+        while !agent.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        agent = &agent[..cut];
+    }
+    let client = Client::new(peer, agent, relay);
+    // The mount's gate before any limit: a listener that is not let in takes no slot.
+    if !relay
+        && let Some(gate) = shared.listener_auth.for_mount(&mount.path)
+        && let Some(refusal) = authenticate(gate, &req, peer, &client, &mount, &shared).await
+    {
+        shared.refuse(&mut stream, peer, &req, refusal).await;
+        return;
+    }
     // Server-wide limit first, then the mount's own.
     let total = shared
         .registry
         .total_listeners
         .fetch_add(1, Ordering::AcqRel);
     let mut total_guard = TotalGuard(shared.clone(), Key::NONE);
-    // Another server relaying the mount logs in as the relay user (or an admin): it is
-    // counted as a relay, not a viewer, and never sent elsewhere.
-    let relay = shared.is_relay_listener(&req, peer.ip());
     let server_full = total >= shared.config.server.max_listeners;
     if !relay && let Some(edge) = edge_for(&mount, &shared, server_full) {
         // `target` is the path and query as sent (`parse_head` admits no control character or
@@ -181,15 +200,6 @@ pub(crate) async fn handle(
             }
         }
     }
-    let mut agent = req.header("user-agent").unwrap_or("");
-    if agent.len() > MAX_USER_AGENT {
-        let mut cut = MAX_USER_AGENT;
-        while !agent.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        agent = &agent[..cut];
-    }
-    let client = Client::new(peer, agent, relay);
     let Some(listener_guard) = mount.add_listener(&client) else {
         if shared
             .logs
@@ -307,6 +317,57 @@ pub(crate) async fn handle(
     // task left more memory behind the joins (RSS per listener at 5,000 Ogg Theora listeners:
     // 1.63-2.45 KiB against 1.64).
     shared.tracker.spawn(session.run(rx, shared.clone()));
+}
+
+/// The realm of a mount's `401`: Icecast's.
+const REALM: &str = "Basic realm=\"Icecast2 Server\"";
+
+/// Ask the mount's gate about a listener, through [`Shared::login_awaited`] (a banned address
+/// is refused unasked; wrong credentials count towards a ban). `None`: let in; otherwise the
+/// refusal: `401` with `WWW-Authenticate` for missing or wrong credentials (Icecast's answer
+/// to both), `429` for a banned address, `503` when the gate could not decide in time.
+async fn authenticate(
+    gate: &Gate,
+    req: &Request,
+    peer: SocketAddr,
+    client: &Client,
+    mount: &Mount,
+    shared: &Shared,
+) -> Option<Response> {
+    let ask = Ask {
+        credentials: req.header("authorization").and_then(auth::parse_basic),
+        target: &req.target,
+        ip: peer.ip(),
+        agent: &client.user_agent,
+        client: client.id,
+        server: &shared.config.server.hostname,
+        port: shared.public_port,
+    };
+    let login = shared.login_awaited(peer.ip(), req, gate.check(ask)).await;
+    match login {
+        Ok(Login::Granted) => None,
+        Ok(Login::Missing) => Some(
+            Response::text(401, "You need to authenticate").with_header("WWW-Authenticate", REALM),
+        ),
+        Ok(Login::Wrong) => {
+            tracing::info!(%peer, mount = %mount.path, "listener refused: wrong credentials");
+            Some(
+                Response::text(401, "You need to authenticate")
+                    .with_header("WWW-Authenticate", REALM),
+            )
+        }
+        Ok(Login::Banned(left)) => Some(Shared::banned_response(left)),
+        Err(why) => {
+            tracing::warn!(%peer, mount = %mount.path, "listener refused: {why}");
+            Some(
+                Response::text(
+                    503,
+                    "Listener authentication is unavailable; try again later",
+                )
+                .with_header("Retry-After", "5"),
+            )
+        }
+    }
 }
 
 /// `Range: bytes=0-N` with an end: a probe for the first N+1 bytes (`bytes=0-` and other
