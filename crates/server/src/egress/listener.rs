@@ -96,6 +96,16 @@ fn edge_for(mount: &Mount, shared: &Shared, server_full: bool) -> Option<String>
     wanted.then(|| shared.edges.pick(&mount.path)).flatten()
 }
 
+/// With `fallback-when-full`, the live fallback of a full mount, when it carries the same
+/// format (it may be full too: the caller asks it).
+fn when_full(mount: &Mount, shared: &Shared) -> Option<Arc<Mount>> {
+    if !mount.settings.fallback_when_full {
+        return None;
+    }
+    let dest = shared.registry.live_fallback(mount)?;
+    (mount.format().is_none() || dest.format() == mount.format()).then_some(dest)
+}
+
 /// Answer one listener request on `mount`: limits, the response head, then the streaming
 /// session, spawned as its own task so that nothing of the request (its head, buffers, the
 /// connection task's state) stays in memory while the listener streams: a mount with 15,000
@@ -104,7 +114,7 @@ pub(crate) async fn handle(
     mut stream: Connection,
     peer: SocketAddr,
     req: Request,
-    mount: Arc<Mount>,
+    mut mount: Arc<Mount>,
     shared: Arc<Shared>,
 ) {
     // Server-wide limit first, then the mount's own.
@@ -183,7 +193,17 @@ pub(crate) async fn handle(
         agent = &agent[..cut];
     }
     let client = Client::new(peer, agent, relay);
-    let Some(listener_guard) = mount.add_listener(&client) else {
+    let full = mount.clone();
+    let added = mount.add_listener(&client).or_else(|| {
+        // Full: the fallback's listener, with `fallback-when-full` (an edge came first).
+        let dest = when_full(&full, &shared)?;
+        let guard = dest.add_listener(&client)?;
+        client.leave_home(&full.path);
+        tracing::info!(%peer, mount = %full.path, fallback = %dest.path, "mount full: listener sent to its fallback");
+        mount = dest;
+        Some(guard)
+    });
+    let Some(listener_guard) = added else {
         tracing::warn!(%peer, mount = %mount.path, "listener refused: mount listener limit");
         shared
             .refuse(
@@ -634,7 +654,19 @@ impl Session {
     async fn resume(mut self, mut rx: watch::Receiver<Tail>, shared: Arc<Shared>) {
         let id = self.client.id;
         let end = loop {
-            match self.stream_until_end(&mut rx, &shared).await {
+            let mut end = self.stream_until_end(&mut rx, &shared).await;
+            if matches!(end, End::Closed) && !shared.shutdown.is_cancelled() {
+                // A mount closing moves its listeners to its fallback before it closes; one
+                // that saw the close before its order still goes.
+                match self.client.take_order() {
+                    Some(Order::Move(dest)) if !Arc::ptr_eq(&dest, &self.mount) => {
+                        end = End::Moved(dest);
+                    }
+                    Some(Order::Kill) => end = End::Killed,
+                    _ => {}
+                }
+            }
+            match end {
                 End::Park => {
                     // Empty: a parked listener holds no buffer (its writer lends one).
                     self.pending = VecDeque::new();
