@@ -327,10 +327,17 @@ impl Builder {
                 "stream-description" if !default => "stream-description",
                 "stream-url" if !default => "stream-url",
                 "genre" if !default => "genre",
-                "fallback-mount" | "fallback-override" | "fallback-when-full" => {
-                    self.note(c, doc, "fallback mounts are not supported yet: left out");
+                "fallback-mount" if !default => "fallback",
+                "fallback-mount" => {
+                    self.note(
+                        c,
+                        doc,
+                        "Agora sets a fallback per mount, not for every mount: left out",
+                    );
                     continue;
                 }
+                "fallback-override" => "fallback-override",
+                "fallback-when-full" => "fallback-when-full",
                 "authentication" => {
                     self.listener_auth(c, doc, &mut m);
                     continue;
@@ -364,6 +371,10 @@ impl Builder {
                     Some(v) => v.into(),
                     None => continue,
                 }
+            } else if matches!(key, "fallback-override" | "fallback-when-full") {
+                // Icecast 2.5 also says `all`, `own` or `none` for the override.
+                let t = text(c);
+                (Self::flag(c) || matches!(t.as_str(), "all" | "own")).into()
             } else {
                 text(c).into()
             };
@@ -376,6 +387,11 @@ impl Builder {
                 continue;
             }
             m.insert(key.into(), value);
+        }
+        // Icecast's listeners stay on the fallback unless the override is set; Agora's come
+        // back by default: the imported mount keeps Icecast's behaviour.
+        if m.contains_key("fallback") && !m.contains_key("fallback-override") {
+            m.insert("fallback-override".into(), false.into());
         }
         if default {
             // `max-listeners` of every mount is a per-mount limit in [mount-defaults].
@@ -639,7 +655,6 @@ mod tests {
     <fallback-mount>/standby.ogg</fallback-mount>
     <stream-name>Keynote</stream-name>
   </mount>
-  <mount type="default"><burst-size>32768</burst-size></mount>
   <mount><mount-name>/members.ogg</mount-name>
     <authentication type="htpasswd"><option name="filename" value="/etc/icecast2/members"/>
       <option name="allow_duplicate_users" value="0"/></authentication></mount>
@@ -650,6 +665,13 @@ mod tests {
       <option name="username" value="ice"/><option name="password" value="p@ss"/>
       <option name="auth_header" value="icecast-auth-user: 1"/>
     </authentication></mount>
+  <mount type="normal">
+    <mount-name>/hall-b.ogg</mount-name>
+    <fallback-mount>/standby.ogg</fallback-mount>
+    <fallback-override>1</fallback-override>
+    <fallback-when-full>1</fallback-when-full>
+  </mount>
+  <mount type="default"><burst-size>32768</burst-size><fallback-mount>/x.ogg</fallback-mount></mount>
   <relay><server>origin.example.org</server><port>8000</port><mount>/a.mp3</mount>
     <local-mount>/b.mp3</local-mount><on-demand>1</on-demand></relay>
   <master-server>master.example.org</master-server>
@@ -693,6 +715,13 @@ mod tests {
         );
         assert_eq!(t["mount"][0]["path"].as_str(), Some("/live.ogg"));
         assert_eq!(t["mount"][0]["max-listeners"].as_integer(), Some(300));
+        // Fallbacks: Icecast's listeners stay on the fallback unless it says otherwise.
+        assert_eq!(t["mount"][0]["fallback"].as_str(), Some("/standby.ogg"));
+        assert_eq!(t["mount"][0]["fallback-override"].as_bool(), Some(false));
+        assert_eq!(t["mount"][3]["fallback"].as_str(), Some("/standby.ogg"));
+        assert_eq!(t["mount"][3]["fallback-override"].as_bool(), Some(true));
+        assert_eq!(t["mount"][3]["fallback-when-full"].as_bool(), Some(true));
+        assert!(t["mount-defaults"].get("fallback").is_none());
         assert_eq!(
             t["relay"][0]["upstream"].as_str(),
             Some("http://origin.example.org:8000/a.mp3")
@@ -731,20 +760,19 @@ mod tests {
         for e in [
             "limits/client-timeout",
             "authentication/source-password",
-            "mount/fallback-mount",
             "paths/webroot",
             "logging/loglevel",
             "security",
         ] {
             assert!(noted.contains(&e), "{e} not noted: {noted:?}");
         }
-        // Each note names its line.
+        // Each note names its line (the default mount's fallback, which Agora sets per mount).
         let fallback = out
             .notes
             .iter()
             .find(|n| n.element == "mount/fallback-mount")
             .expect("note");
-        assert_eq!(fallback.line, 27);
+        assert_eq!(fallback.line, 46);
     }
 
     #[test]

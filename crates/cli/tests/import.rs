@@ -135,7 +135,11 @@ fn mounts_relays_a_master_and_https_are_carried_over() {
     )
     .expect("write");
     let (toml, notes) = import(&xml, &dir.path().join("agora.toml"));
-    assert!(notes.contains("<mount/fallback-mount>"), "{notes}");
+    assert!(!notes.contains("fallback"), "{notes}");
+    assert!(
+        toml.contains("fallback = \"/standby.ogg\"") && toml.contains("fallback-override = false"),
+        "{toml}"
+    );
     check_config(&dir.path().join("agora.toml"));
 
     let agora = Agora::start_with_config(&toml);

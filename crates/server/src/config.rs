@@ -61,6 +61,8 @@ pub(crate) const DEFAULT_SENDFILE_MIN_BYTES: usize = 16 * 1024;
 pub(crate) const DEFAULT_SEND_TIMEOUT_SECS: u64 = 30;
 /// How long listeners may take the rest of a closed mount's stream.
 pub(crate) const DEFAULT_DRAIN_SECS: u64 = 5;
+/// Most fallbacks followed from one mount (Icecast's cascade limit).
+pub(crate) const MAX_FALLBACK_DEPTH: usize = 10;
 /// Unsent bytes a socket may hold (`TCP_NOTSENT_LOWAT`; see `server.rs`, where it is set, for
 /// why this and not a send buffer size).
 pub(crate) const DEFAULT_TCP_NOTSENT_LOWAT: u32 = 16 * 1024;
@@ -486,6 +488,14 @@ pub struct MountSettings {
     /// Parked listeners send ranges of at least this many bytes with `sendfile` from an
     /// in-memory copy of the queue (0: never, and no copy is kept).
     pub sendfile_min_bytes: usize,
+    /// Listeners moved to this mount's fallback (its source gone past the grace period)
+    /// come back when a source returns to it. On by default, unlike Icecast: at a
+    /// conference the fallback is a "we'll be right back" slate, and the audience wants the
+    /// talk back, not the slate until it reconnects.
+    pub fallback_override: bool,
+    /// A listener beyond `max-listeners` goes to the mount's fallback (when it is live and
+    /// has room) instead of being refused; an edge the redirect mode picks comes first.
+    pub fallback_when_full: bool,
     /// Listeners log in (HTTP Basic) as a user of this htpasswd file of bcrypt hashes
     /// (`htpasswd -B`), read again when it changes; relative to the configuration file.
     pub listener_htpasswd: Option<PathBuf>,
@@ -546,6 +556,8 @@ impl Default for MountSettings {
             coalesce_bytes: DEFAULT_COALESCE_BYTES,
             browser_fill: true,
             sendfile_min_bytes: DEFAULT_SENDFILE_MIN_BYTES,
+            fallback_override: true,
+            fallback_when_full: false,
             listener_htpasswd: None,
             listener_auth_url: None,
             listener_auth_password_file: None,
@@ -576,6 +588,8 @@ pub(crate) struct MountPolicy {
     /// `None`: the server's source password.
     pub(crate) source_password: Option<Secret>,
     pub(crate) overrides: StreamOverrides,
+    /// Where the mount's listeners go when it closes (`[[mount]] fallback`).
+    pub(crate) fallback: Option<String>,
 }
 
 /// Stream information from the configuration, which wins over what the source sends.
@@ -610,6 +624,11 @@ pub struct MountConfig {
     pub coalesce_bytes: Option<usize>,
     pub browser_fill: Option<bool>,
     pub sendfile_min_bytes: Option<usize>,
+    /// The mount its listeners go to when its source is gone past the grace period, instead
+    /// of being closed (Icecast's `fallback-mount`); of the same format.
+    pub fallback: Option<String>,
+    pub fallback_override: Option<bool>,
+    pub fallback_when_full: Option<bool>,
     /// Listener authentication of this mount (see [`MountSettings`]): either key set here
     /// replaces both of `[mount-defaults]`.
     pub listener_htpasswd: Option<PathBuf>,
@@ -828,6 +847,7 @@ impl Config {
             }
             check_settings(&m.path, &self.settings_for(&m.path))?;
         }
+        self.check_fallbacks()?;
         if let Some(m) = &self.master {
             m.master_url()?;
             m.announce_addr()?;
@@ -872,7 +892,22 @@ impl Config {
                 url: m.and_then(|m| m.stream_url.clone()),
                 genre: m.and_then(|m| m.genre.clone()),
             },
+            fallback: self.fallback_of(path).map(str::to_string),
         }
+    }
+
+    /// The fallback `[[mount]]` gives `path`, if any.
+    pub(crate) fn fallback_of(&self, path: &str) -> Option<&str> {
+        self.mount(path).and_then(|m| m.fallback.as_deref())
+    }
+
+    /// Every configured fallback, by mount path (what the registry follows for a fallback
+    /// that is itself absent, see `Registry::live_fallback`).
+    pub(crate) fn fallbacks(&self) -> std::collections::BTreeMap<String, String> {
+        self.mounts
+            .iter()
+            .filter_map(|m| Some((m.path.clone(), m.fallback.clone()?)))
+            .collect()
     }
 
     /// The effective settings of a mount path.
@@ -898,6 +933,8 @@ impl Config {
                     browser_fill: m.browser_fill.unwrap_or(d.browser_fill),
                     sendfile_min_bytes: m.sendfile_min_bytes.unwrap_or(d.sendfile_min_bytes),
                     // A mount's own gate replaces the defaults' whole (never a file and a URL).
+                    fallback_override: m.fallback_override.unwrap_or(d.fallback_override),
+                    fallback_when_full: m.fallback_when_full.unwrap_or(d.fallback_when_full),
                     listener_htpasswd: match own_gate {
                         true => m.listener_htpasswd.clone(),
                         false => d.listener_htpasswd.clone(),
@@ -920,6 +957,57 @@ impl Config {
                 }
             }
         }
+    }
+
+    /// Each `fallback` is a valid mount path other than its mount's, of the same format when
+    /// both names say one (by extension: a mount's real format is only known from its bytes,
+    /// and a move to a live fallback of another format is refused then), and the chain of
+    /// fallbacks from any mount ends within [`MAX_FALLBACK_DEPTH`] mounts without a loop.
+    fn check_fallbacks(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        for m in &self.mounts {
+            let Some(f) = &m.fallback else { continue };
+            if let Err(e) = MountPath::parse(f) {
+                return bad(format!("mount {}: fallback {f:?}: {e}", m.path));
+            }
+            if *f == m.path {
+                return bad(format!(
+                    "mount {}: the fallback is the mount itself; name another mount",
+                    m.path
+                ));
+            }
+            let by_ext = crate::mount_path::format_by_extension;
+            if let (Some(a), Some(b)) = (by_ext(&m.path), by_ext(f))
+                && a != b
+            {
+                return bad(format!(
+                    "mount {}: fallback {f} is another format ({b:?}, the mount is {a:?} by their names); its listeners could not play it",
+                    m.path
+                ));
+            }
+            let mut chain = vec![m.path.as_str()];
+            let mut next = Some(f.as_str());
+            while let Some(p) = next {
+                if chain.contains(&p) {
+                    chain.push(p);
+                    return bad(format!(
+                        "mount {}: the fallbacks loop: {}",
+                        m.path,
+                        chain.join(" -> ")
+                    ));
+                }
+                chain.push(p);
+                if chain.len() > MAX_FALLBACK_DEPTH + 1 {
+                    return bad(format!(
+                        "mount {}: more than {MAX_FALLBACK_DEPTH} fallbacks in a row: {} ...",
+                        m.path,
+                        chain.join(" -> ")
+                    ));
+                }
+                next = self.fallback_of(p);
+            }
+        }
+        Ok(())
     }
 
     fn mount(&self, path: &str) -> Option<&MountConfig> {
@@ -1327,6 +1415,50 @@ mod tests {
                 e.contains(why) && e.contains("master.announce"),
                 "{bad}: {e}"
             );
+        }
+    }
+
+    #[test]
+    fn fallbacks_are_checked_by_path_format_and_chain() {
+        let c = Config::from_toml(
+            "[mount-defaults]\nfallback-when-full = true\n[[mount]]\npath = \"/live.opus\"\nfallback = \"/standby.ogg\"\nfallback-override = false\n[[mount]]\npath = \"/standby.ogg\"\nfallback = \"/slate\"\n",
+        )
+        .expect("parses");
+        c.validate()
+            .expect("a chain of two, formats by name alike or unknown");
+        let p = c.policy_for("/live.opus");
+        assert_eq!(p.fallback.as_deref(), Some("/standby.ogg"));
+        assert!(!p.settings.fallback_override && p.settings.fallback_when_full);
+        let other = c.policy_for("/other");
+        assert!(other.fallback.is_none() && other.settings.fallback_override);
+        assert_eq!(c.fallbacks().len(), 2);
+        let chain: String = (0..=MAX_FALLBACK_DEPTH)
+            .map(|i| format!("[[mount]]\npath = \"/m{i}\"\nfallback = \"/m{}\"\n", i + 1))
+            .collect();
+        for (toml, says) in [
+            (
+                "[[mount]]\npath = \"/a\"\nfallback = \"/a\"",
+                "the fallback is the mount itself",
+            ),
+            (
+                "[[mount]]\npath = \"/a\"\nfallback = \"a\"",
+                "fallback \"a\": a mount path",
+            ),
+            (
+                "[[mount]]\npath = \"/a.mp3\"\nfallback = \"/b.AAC\"",
+                "another format (Aac",
+            ),
+            (
+                "[[mount]]\npath = \"/a\"\nfallback = \"/b\"\n[[mount]]\npath = \"/b\"\nfallback = \"/c\"\n[[mount]]\npath = \"/c\"\nfallback = \"/b\"",
+                "the fallbacks loop: /a -> /b -> /c -> /b",
+            ),
+            (chain.as_str(), "more than 10 fallbacks in a row"),
+        ] {
+            let e = Config::from_toml(toml)
+                .expect("parses")
+                .validate()
+                .expect_err(toml);
+            assert!(e.to_string().contains(says), "{toml}\n{e}");
         }
     }
 

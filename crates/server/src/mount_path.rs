@@ -155,6 +155,22 @@ pub(crate) fn decode_path(target: &str) -> Result<String, BadMountPath> {
         .map_err(|_| BadMountPath::Encoding)
 }
 
+/// The format a mount's name promises by its extension (`.webm`/`.mkv`/`.mka` WebM,
+/// `.ogg`/`.oga`/`.ogv`/`.opus`/`.spx` Ogg, `.mp3` MP3, `.aac`/`.adts` AAC); `None` for any
+/// other name. Only a hint for configuration checks: a mount's format is what its bytes are.
+pub(crate) fn format_by_extension(path: &str) -> Option<agora_format::Format> {
+    use agora_format::Format;
+    let name = path.rsplit('/').next()?;
+    let (_, ext) = name.rsplit_once('.')?;
+    Some(match ext.to_ascii_lowercase().as_str() {
+        "webm" | "mkv" | "mka" => Format::WebM,
+        "ogg" | "oga" | "ogv" | "opus" | "spx" => Format::Ogg,
+        "mp3" => Format::Mp3,
+        "aac" | "adts" => Format::Aac,
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -117,7 +117,9 @@ impl Server {
             .unwrap_or(8000);
         let tracker = TaskTracker::new();
         let registry = Arc::new(
-            Registry::with_tasks(tracker.clone()).with_max_mounts(config.server.max_mounts),
+            Registry::with_tasks(tracker.clone())
+                .with_max_mounts(config.server.max_mounts)
+                .with_fallbacks(config.fallbacks()),
         );
         let started = SystemTime::now();
         let relays = Arc::new(RelayBoard::default());

@@ -13,6 +13,7 @@
 //! | `/admin/killsource` | `mount` | admin or the mount's source |
 //! | `/admin/killclient` | `mount`, `id` | admin or the mount's source |
 //! | `/admin/moveclients` | `mount`, `destination` | admin or the mount's source |
+//! | `/admin/fallbacks` | `mount`, `fallback` (empty: none) | admin or the mount's source |
 //!
 //! Parameters come from the query string, as Icecast's URLs are written, or from a form body
 //! (`POST`, `application/x-www-form-urlencoded`, at most 8 KiB), as the admin page sends them.
@@ -22,7 +23,7 @@
 //! (404), then the action. A refused request changes nothing.
 //!
 //! **Cross-site rule (#13).** The commands that change something (`metadata`, `killsource`,
-//! `killclient`, `moveclients`, and `streamlist` when it carries an edge's announcement,
+//! `killclient`, `moveclients`, `fallbacks`, and `streamlist` when it carries an edge's announcement,
 //! `rserver`) are authorised by Basic credentials, which a browser sends by itself once the
 //! operator typed them, whichever page makes the request. So a request that a browser says
 //! comes from another page is refused, before its credentials are looked at (no password
@@ -58,8 +59,9 @@ use serde_json::{Map, Value, json};
 
 use crate::control::status::{self, SourceStatus};
 use crate::logging::{About, Kind, shown};
+use crate::mount_path::MountPath;
 use crate::state::{Login, Shared};
-use crate::stream::mount::Mount;
+use crate::stream::mount::{Mount, MoveKind};
 use crate::wire::auth;
 use crate::wire::http::{JSON, Request, Response, TEXT};
 
@@ -107,6 +109,7 @@ enum Command {
     KillSource,
     KillClient,
     MoveClients,
+    Fallbacks,
 }
 
 impl Command {
@@ -121,6 +124,7 @@ impl Command {
             "killsource" => Command::KillSource,
             "killclient" => Command::KillClient,
             "moveclients" => Command::MoveClients,
+            "fallbacks" => Command::Fallbacks,
             _ => return None,
         })
     }
@@ -141,7 +145,8 @@ impl Command {
             Command::Metadata
             | Command::KillSource
             | Command::KillClient
-            | Command::MoveClients => true,
+            | Command::MoveClients
+            | Command::Fallbacks => true,
             Command::StreamList => params.get("rserver").is_some(),
             Command::Stats | Command::ListMounts | Command::Relays | Command::ListClients => false,
         }
@@ -457,6 +462,16 @@ fn mount_command(
             }
             Some(_) => {}
         },
+        Command::Fallbacks => match params.get("fallback") {
+            None => return reply.message(400, "Missing parameter: fallback (empty for none)"),
+            Some(f) if f == mount_path => {
+                return reply.message(400, "A mount cannot be its own fallback");
+            }
+            Some(f) if !f.is_empty() && MountPath::parse(&f).is_err() => {
+                return reply.message(400, "Parameter fallback must be a mount path");
+            }
+            Some(_) => {}
+        },
         Command::MoveClients => match params.get("destination") {
             None => return reply.message(400, "Missing parameter: destination"),
             Some(d) if d == mount_path => {
@@ -530,7 +545,7 @@ fn mount_command(
                     "Moving listeners to a mount needs its source's credentials (or an admin's)",
                 );
             }
-            let (moved, stayed) = mount.move_clients(&dest);
+            let (moved, stayed) = mount.move_clients(&dest, MoveKind::Admin);
             tracing::info!(from = %mount.path, to = %dest.path, listeners = moved, stayed, "listeners moved by the admin");
             if stayed > 0 {
                 return reply.message(
@@ -545,6 +560,41 @@ fn mount_command(
                 200,
                 &format!("Clients moved from {} to {}", mount.path, dest.path),
             )
+        }
+        Command::Fallbacks => {
+            let fallback = params.get("fallback").filter(|f| !f.is_empty());
+            if let Some(f) = &fallback {
+                // The same rule as the configuration's, with what is known now: the mount's
+                // format from its bytes, the fallback's from its bytes when live, else from
+                // the names.
+                let by_ext = crate::mount_path::format_by_extension;
+                let here = mount.format().or_else(|| by_ext(&mount.path));
+                let there = shared
+                    .registry
+                    .get(f)
+                    .and_then(|d| d.format())
+                    .or_else(|| by_ext(f));
+                if here.is_some() && there.is_some() && here != there {
+                    return reply.message(
+                        409,
+                        "The fallback carries another format; the mount's listeners could not play it",
+                    );
+                }
+            }
+            // As with moveclients: the mount's source may send its listeners only to a mount
+            // it is the source of too; an admin anywhere.
+            if let Some(f) = &fallback
+                && !shared.is_admin(req)
+                && !is_mount_source(req, f, shared)
+            {
+                return reply.message(
+                    403,
+                    "A fallback needs its source's credentials (or an admin's)",
+                );
+            }
+            mount.set_fallback(fallback.as_deref());
+            tracing::info!(mount = %mount.path, fallback = fallback.as_deref().unwrap_or("none"), "fallback set by the admin");
+            reply.message(200, "Fallback configured")
         }
         Command::Stats | Command::ListMounts | Command::StreamList | Command::Relays => {
             reply.message(404, "Unknown admin command")
@@ -580,6 +630,9 @@ struct StatsSource {
     total_bytes_sent: u64,
     /// Seconds the current source has been connected.
     connected: u64,
+    /// Where listeners go when the mount closes (Icecast's `fallback` in its stats).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fallback: Option<String>,
 }
 
 fn stats_source(m: &Mount, shared: &Shared) -> Map<String, Value> {
@@ -598,6 +651,7 @@ fn stats_source(m: &Mount, shared: &Shared) -> Map<String, Value> {
         total_bytes_read: m.bytes_read.load(Ordering::Relaxed),
         total_bytes_sent: m.bytes_sent.get(),
         connected: source_seconds(m),
+        fallback: m.fallback().map(|f| f.to_string()),
     };
     match json!(row) {
         Value::Object(o) => o,
@@ -700,8 +754,8 @@ fn stats(reply: &Reply, shared: &Shared) -> Response {
 #[derive(Debug, Serialize)]
 struct ListMount {
     mount: String,
-    /// Icecast's fallback mount: Agora has none.
-    fallback: (),
+    /// The mount's fallback (`null` without one; Icecast's XML has an empty element).
+    fallback: Option<String>,
     listeners: usize,
     /// Seconds the source has been connected.
     connected: u64,
@@ -770,7 +824,7 @@ fn listmounts(reply: &Reply, shared: &Shared) -> Response {
                     let (listeners, connected, content_type) = row(m);
                     ListMount {
                         mount: m.path.clone(),
-                        fallback: (),
+                        fallback: m.fallback().map(|f| f.to_string()),
                         listeners,
                         connected,
                         source_connected: m.has_source(),
@@ -789,8 +843,9 @@ fn listmounts(reply: &Reply, shared: &Shared) -> Response {
             for m in &mounts {
                 let (listeners, secs, ctype) = row(m);
                 out.push_str(&format!(
-                    "<source mount=\"{}\"><fallback></fallback><listeners>{listeners}</listeners><Connected>{secs}</Connected><content-type>{}</content-type></source>",
+                    "<source mount=\"{}\"><fallback>{}</fallback><listeners>{listeners}</listeners><Connected>{secs}</Connected><content-type>{}</content-type></source>",
                     esc(&m.path),
+                    esc(m.fallback().as_deref().map_or("", String::as_str)),
                     esc(&ctype)
                 ));
             }

@@ -99,6 +99,16 @@ fn edge_for(mount: &Mount, shared: &Shared, server_full: bool) -> Option<String>
     wanted.then(|| shared.edges.pick(&mount.path)).flatten()
 }
 
+/// With `fallback-when-full`, the live fallback of a full mount, when it carries the same
+/// format (it may be full too: the caller asks it).
+fn when_full(mount: &Mount, shared: &Shared) -> Option<Arc<Mount>> {
+    if !mount.settings.fallback_when_full {
+        return None;
+    }
+    let dest = shared.registry.live_fallback(mount)?;
+    (mount.format().is_none() || dest.format() == mount.format()).then_some(dest)
+}
+
 /// Answer one listener request on `mount`: limits, the response head, then the streaming
 /// session, spawned as its own task so that nothing of the request (its head, buffers, the
 /// connection task's state) stays in memory while the listener streams: a mount with 15,000
@@ -107,7 +117,7 @@ pub(crate) async fn handle(
     mut stream: Connection,
     peer: SocketAddr,
     req: Request,
-    mount: Arc<Mount>,
+    mut mount: Arc<Mount>,
     shared: Arc<Shared>,
 ) {
     // Another server relaying the mount logs in as the relay user (or an admin): it is
@@ -176,7 +186,12 @@ pub(crate) async fn handle(
     // Bandwidth: the source's bitrate per listener, against the mount's and the server's
     // caps (relays are the edges' business).
     if !relay && let Some(why) = over_bandwidth(&mount, &shared) {
-        tracing::warn!(%peer, mount = %mount.path, "listener refused: {why}");
+        if shared
+            .logs
+            .admit(Kind::ListenerRefused, About::Peer(peer.ip()))
+        {
+            tracing::warn!(%peer, mount = %mount.path, "listener refused: {why}");
+        }
         shared
             .refuse(&mut stream, peer, &req, Response::text(503, why))
             .await;
@@ -187,7 +202,12 @@ pub(crate) async fn handle(
         match shared.listeners_per_ip.take(peer.ip()) {
             Some(key) => total_guard.1 = key,
             None => {
-                tracing::info!(%peer, mount = %mount.path, "listener refused: too many listeners from this address");
+                if shared
+                    .logs
+                    .admit(Kind::ListenerRefused, About::Peer(peer.ip()))
+                {
+                    tracing::info!(%peer, mount = %mount.path, "listener refused: too many listeners from this address");
+                }
                 shared
                     .refuse(
                         &mut stream,
@@ -200,7 +220,17 @@ pub(crate) async fn handle(
             }
         }
     }
-    let Some(listener_guard) = mount.add_listener(&client) else {
+    let full = mount.clone();
+    let added = mount.add_listener(&client).or_else(|| {
+        // Full: the fallback's listener, with `fallback-when-full` (an edge came first).
+        let dest = when_full(&full, &shared)?;
+        let guard = dest.add_listener(&client)?;
+        client.leave_home(&full.path);
+        tracing::info!(%peer, mount = %full.path, fallback = %dest.path, "mount full: listener sent to its fallback");
+        mount = dest;
+        Some(guard)
+    });
+    let Some(listener_guard) = added else {
         if shared
             .logs
             .admit(Kind::ListenerRefused, About::Peer(peer.ip()))
@@ -707,7 +737,19 @@ impl Session {
     async fn resume(mut self, mut rx: watch::Receiver<Tail>, shared: Arc<Shared>) {
         let id = self.client.id;
         let end = loop {
-            match self.stream_until_end(&mut rx, &shared).await {
+            let mut end = self.stream_until_end(&mut rx, &shared).await;
+            if matches!(end, End::Closed) && !shared.shutdown.is_cancelled() {
+                // A mount closing moves its listeners to its fallback before it closes; one
+                // that saw the close before its order still goes.
+                match self.client.take_order() {
+                    Some(Order::Move(dest)) if !Arc::ptr_eq(&dest, &self.mount) => {
+                        end = End::Moved(dest);
+                    }
+                    Some(Order::Kill) => end = End::Killed,
+                    _ => {}
+                }
+            }
+            match end {
                 End::Park => {
                     // Empty: a parked listener holds no buffer (its writer lends one).
                     self.pending = VecDeque::new();

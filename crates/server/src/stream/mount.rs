@@ -6,14 +6,26 @@
 //!   source connects ──► Live ──source drops──► Waiting (listeners held, grace timer runs)
 //!                        ▲                         │            │
 //!                        └──source reconnects──────┘            └─ grace elapses ─► Closed
+//!                                                            (listeners to the fallback first)
 //! ```
+//! **Fallbacks.** A mount closing at the end of its grace period orders its listeners to its
+//! fallback (`[[mount]] fallback`, or `/admin/fallbacks`) before its fan-out closes:
+//! [`Registry::live_fallback`] follows the chain to the first live mount (at most
+//! [`MAX_FALLBACK_DEPTH`], never a mount twice), and the move happens only if that mount's
+//! format is the closing one's. Each listener remembers its *home* on its [`Client`] (the
+//! first mount a fallback took it from). A closed mount is never reopened: a source coming
+//! back makes a new [`Mount`], and with `fallback-override` a task of the registry waits for
+//! its first bytes, then orders the listeners whose home is that path back to it from
+//! every mount of the same format. All of it is orders carried out by each listener's own
+//! task, as `/admin/moveclients` (an order seen after the close still moves the listener).
 //! The [`Registry`] owns every transition: [`Registry::claim`] (a source arrives; the mount
 //! is created with its [`MountPolicy`], resolved once from the configuration, or taken over
 //! in its grace period), `Registry::source_left` (called when the source's [`SourceClaim`]
 //! is dropped, however its task ended) and the grace timer, a task of the registry's own
 //! that [`Registry::close_all`] cancels at shutdown.
 //!
-//! **Invariants:** at most one source per mount (a second gets 409); counters are atomics read
+//! **Invariants:** at most one source per mount (a second gets 409); listeners move only
+//! between mounts of the same format; a listener returns home only to a live mount; counters are atomics read
 //! by the status page without touching the fan-out; a closed mount is removed from the
 //! registry, and its fan-out wakes every listener so they end; the stream information readers
 //! see is the source's with the operator's overrides already applied (applied once, at the
@@ -33,13 +45,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use agora_format::{Format, StreamInfo};
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{MountPolicy, MountSettings, StreamOverrides};
+use crate::config::{MAX_FALLBACK_DEPTH, MountPolicy, MountSettings, StreamOverrides};
 use crate::stream::fanout::{Fanout, StreamHeaders, Wake};
 use crate::stream::parking::{Parked, Parking};
 
@@ -205,6 +217,11 @@ pub(crate) struct Client {
     /// `ORDER_*`; set by the admin, taken by the listener task.
     order: AtomicU8,
     move_to: Mutex<Option<Arc<Mount>>>,
+    /// The mount a fallback took it from (moved when that mount's source was gone, or sent
+    /// here when it was full): where it returns when a source comes back to that mount and
+    /// the mount has `fallback-override`. Kept through a cascade of fallbacks; forgotten when
+    /// it returns or an admin moves it.
+    home: Mutex<Option<Arc<str>>>,
 }
 
 impl Client {
@@ -217,7 +234,21 @@ impl Client {
             connected: Instant::now(),
             order: AtomicU8::new(ORDER_NONE),
             move_to: Mutex::new(None),
+            home: Mutex::new(None),
         })
+    }
+
+    /// Taken from `path` by a fallback (a home it already had is kept: the first one).
+    pub(crate) fn leave_home(&self, path: &str) {
+        self.home.lock().get_or_insert_with(|| path.into());
+    }
+
+    fn forget_home(&self) {
+        *self.home.lock() = None;
+    }
+
+    fn is_from(&self, path: &str) -> bool {
+        self.home.lock().as_deref() == Some(path)
     }
 
     /// The pending order, if any, when any order was given to any listener since `seen` (the
@@ -321,6 +352,20 @@ pub(crate) struct Mount {
     changed: Arc<Notify>,
     /// A title for the source task to put into an Ogg stream (`ogg-title-in-stream`).
     inband_title: Mutex<Option<String>>,
+    /// Where listeners go when the mount closes (`[[mount]] fallback`, or
+    /// `/admin/fallbacks`): a snapshot, swapped whole.
+    fallback: ArcSwapOption<String>,
+}
+
+/// Why listeners are moved: it decides which move and what they remember of their home.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MoveKind {
+    /// `/admin/moveclients`: every listener; they forget any home (the operator decided).
+    Admin,
+    /// The mount closed: every listener to its fallback, remembering this mount as home.
+    Fallback,
+    /// A source came back to the destination: only the listeners whose home it is.
+    Return,
 }
 
 impl Mount {
@@ -328,6 +373,7 @@ impl Mount {
         let MountPolicy {
             settings,
             overrides,
+            fallback,
             ..
         } = policy;
         Mount {
@@ -377,7 +423,19 @@ impl Mount {
             clients: Mutex::new(BTreeMap::new()),
             changed,
             inband_title: Mutex::new(None),
+            fallback: ArcSwapOption::new(fallback.map(Arc::new)),
         }
+    }
+
+    /// The mount's fallback now (see [`Registry::live_fallback`]).
+    pub(crate) fn fallback(&self) -> Option<Arc<String>> {
+        self.fallback.load_full()
+    }
+
+    /// `/admin/fallbacks`: a new fallback for this mount (until it closes), or none.
+    pub(crate) fn set_fallback(&self, path: Option<&str>) {
+        self.fallback.store(path.map(|p| Arc::new(p.to_string())));
+        self.poke();
     }
 
     /// The source side's state now: a snapshot, taken without a lock and held as long as
@@ -446,22 +504,28 @@ impl Mount {
         true
     }
 
-    /// `/admin/moveclients`: every listener of this mount continues on `dest`. Returns how
-    /// many were told to move.
-    /// Order this mount's listeners to `dest`: all relays, and as many viewers as `dest`'s
-    /// listener limit has room for (the rest stay). Returns (moved, stayed).
-    pub(crate) fn move_clients(&self, dest: &Arc<Mount>) -> (usize, usize) {
+    /// Order this mount's listeners to `dest` (`kind` says which, and what they remember):
+    /// all relays, and as many viewers as `dest`'s listener limit has room for (the rest
+    /// stay). Returns (moved, stayed).
+    pub(crate) fn move_clients(&self, dest: &Arc<Mount>, kind: MoveKind) -> (usize, usize) {
         let mut room = dest.settings.max_listeners.map_or(usize::MAX, |max| {
             max.saturating_sub(dest.listeners.load(Ordering::Acquire))
         });
         let (mut moved, mut stayed) = (0, 0);
         for c in self.clients() {
+            if kind == MoveKind::Return && !c.is_from(&dest.path) {
+                continue;
+            }
             if !c.relay {
                 if room == 0 {
                     stayed += 1;
                     continue;
                 }
                 room -= 1;
+            }
+            match kind {
+                MoveKind::Admin | MoveKind::Return => c.forget_home(),
+                MoveKind::Fallback => c.leave_home(&self.path),
             }
             c.order(Order::Move(dest.clone()));
             moved += 1;
@@ -668,6 +732,8 @@ pub(crate) struct Registry {
     /// Mounts at most, live or held in their grace period (0: no limit): a source that
     /// would make one more is refused (each mount holds its queue).
     max_mounts: usize,
+    /// The configured fallback of each mount path (followed for a fallback that is absent).
+    fallbacks: BTreeMap<String, String>,
 }
 
 impl Registry {
@@ -684,6 +750,41 @@ impl Registry {
     pub(crate) fn with_max_mounts(mut self, n: usize) -> Self {
         self.max_mounts = n;
         self
+    }
+
+    /// The configured fallbacks, by mount path (`Config::fallbacks`).
+    pub(crate) fn with_fallbacks(mut self, fallbacks: BTreeMap<String, String>) -> Self {
+        self.fallbacks = fallbacks;
+        self
+    }
+
+    /// Where `m`'s listeners go: the first live mount (a source connected, its format known)
+    /// on the chain of fallbacks from `m` (each mount's own, or the configured one of a mount
+    /// that is absent), at most [`MAX_FALLBACK_DEPTH`] mounts and never a mount twice (an
+    /// admin may have made a loop). A mount in its grace period is passed over, as an absent
+    /// one: its own fallback is looked at.
+    pub(crate) fn live_fallback(&self, m: &Mount) -> Option<Arc<Mount>> {
+        let mut seen: Vec<Arc<String>> = vec![Arc::new(m.path.clone())];
+        let mut next = m.fallback();
+        while let Some(path) = next {
+            if seen.len() > MAX_FALLBACK_DEPTH || seen.contains(&path) {
+                return None;
+            }
+            let here = self.get(&path);
+            if let Some(f) = here.as_ref()
+                && !f.is_closed()
+                && f.has_source()
+                && f.format().is_some()
+            {
+                return here;
+            }
+            next = match here {
+                Some(f) => f.fallback(),
+                None => self.fallbacks.get(&*path).cloned().map(Arc::new),
+            };
+            seen.push(path);
+        }
+        None
     }
 
     pub(crate) fn get(&self, path: &str) -> Option<Arc<Mount>> {
@@ -706,6 +807,7 @@ impl Registry {
         source_ip: String,
     ) -> Result<SourceClaim, ClaimError> {
         let mut map = self.mounts.write();
+        let mut created = false;
         let mount = match map.get(path) {
             Some(m) if !m.is_closed() => {
                 if m.source_present
@@ -729,6 +831,7 @@ impl Registry {
                 ));
                 m.source_present.store(true, Ordering::Release);
                 map.insert(path.to_string(), m.clone());
+                created = true;
                 m
             }
         };
@@ -748,10 +851,53 @@ impl Registry {
         });
         drop(map);
         mount.poke();
+        if created && mount.settings.fallback_override {
+            self.call_listeners_home(&mount);
+        }
         Ok(SourceClaim {
             mount,
             registry: self.clone(),
         })
+    }
+
+    /// A source came back to `home` (a new mount, `fallback-override` on): once its first
+    /// bytes are in (the format known), its listeners that a fallback took come back from
+    /// wherever they are now (a task of the registry's own, like the grace timers).
+    fn call_listeners_home(self: &Arc<Self>, home: &Arc<Mount>) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let (registry, home, closing) = (self.clone(), home.clone(), self.closing.clone());
+        self.timers.spawn(async move {
+            let mut rx = home.fanout.subscribe();
+            let started = tokio::select! {
+                r = rx.wait_for(|t| t.next_seq > 0 || t.closed) => r.is_ok_and(|t| !t.closed),
+                () = closing.cancelled() => false,
+            };
+            if started {
+                registry.return_listeners(&home);
+            }
+        });
+    }
+
+    /// Order the listeners whose home is `home` back to it, from every other mount of the
+    /// same format; a fallback of another format keeps them (logged: players could not follow).
+    fn return_listeners(&self, home: &Arc<Mount>) {
+        if home.is_closed() {
+            return;
+        }
+        let format = home.format();
+        for m in self.all() {
+            if Arc::ptr_eq(&m, home) || !m.clients().iter().any(|c| c.is_from(&home.path)) {
+                continue;
+            }
+            if m.format() != format {
+                tracing::warn!(mount = %home.path, fallback = %m.path, "source back, but its listeners stay on the fallback: the formats differ ({:?} here, {:?} there)", format, m.format());
+                continue;
+            }
+            let (moved, stayed) = m.move_clients(home, MoveKind::Return);
+            tracing::info!(mount = %home.path, from = %m.path, listeners = moved, stayed, "source back: listeners return from the fallback");
+        }
     }
 
     /// Close `mount` if no source claimed it since `epoch`.
@@ -766,10 +912,34 @@ impl Registry {
                 map.remove(&mount.path);
             }
         }
-        // Closed and out of the map: no claim can take it any more.
+        // Closed and out of the map: no claim can take it any more. Its listeners go to the
+        // fallback first (their order is given before the close wakes them).
+        self.fall_back(mount);
         mount.fanout.close();
         mount.poke();
         tracing::info!(mount = %mount.path, "mount closed: no source within the grace period");
+    }
+
+    /// `mount` is closing: order its listeners to its live fallback, when it has one of the
+    /// same format (else they end with the mount, and the log says why).
+    fn fall_back(&self, mount: &Arc<Mount>) {
+        let Some(wanted) = mount.fallback() else {
+            return;
+        };
+        if mount.clients.lock().is_empty() {
+            return;
+        }
+        let Some(dest) = self.live_fallback(mount) else {
+            tracing::info!(mount = %mount.path, fallback = %wanted, "no live fallback: listeners end with the mount");
+            return;
+        };
+        let (from, to) = (mount.format(), dest.format());
+        if from != to {
+            tracing::warn!(mount = %mount.path, fallback = %dest.path, "listeners not moved to the fallback: it carries another format ({to:?}, the mount {from:?}); they end with the mount");
+            return;
+        }
+        let (moved, stayed) = mount.move_clients(&dest, MoveKind::Fallback);
+        tracing::info!(mount = %mount.path, fallback = %dest.path, listeners = moved, stayed, "source gone: listeners moved to the fallback");
     }
 
     /// A mount's source went away: hold its listeners through the grace period, then close
@@ -858,6 +1028,75 @@ mod tests {
         let b = icy_block(&long);
         assert_eq!(b[0], 255);
         assert_eq!(b.len(), 1 + 255 * 16);
+    }
+
+    /// A mount closing sends its listeners to its live fallback (passing over an absent one
+    /// to its configured fallback), remembering their home; a source back at home calls them
+    /// back once its first bytes are in.
+    #[tokio::test]
+    async fn listeners_fall_back_and_return_home() {
+        let reg = Arc::new(
+            Registry::default()
+                .with_fallbacks(BTreeMap::from([("/gone".to_string(), "/b".to_string())])),
+        );
+        let policy = |fallback: Option<&str>| MountPolicy {
+            settings: MountSettings {
+                grace_period_secs: 0,
+                ..MountSettings::default()
+            },
+            fallback: fallback.map(str::to_string),
+            ..MountPolicy::default()
+        };
+        let live = |claim: &SourceClaim| {
+            claim
+                .mount
+                .set_stream(Some(Format::Ogg), StreamInfo::default());
+            claim.mount.publish(Bytes::from_static(b"x"), true);
+        };
+        let b = reg
+            .claim("/b", || policy(None), StreamMeta::default(), "ip".into())
+            .expect("free");
+        live(&b);
+        let a = reg
+            .claim(
+                "/a",
+                || policy(Some("/gone")),
+                StreamMeta::default(),
+                "ip".into(),
+            )
+            .expect("free");
+        live(&a);
+        let client = Client::new("127.0.0.1:1".parse().expect("addr"), "ua", false);
+        let guard = a.mount.add_listener(&client).expect("room");
+        let mut rx = a.mount.fanout.subscribe();
+        drop(a);
+        rx.wait_for(|t| t.closed).await.expect("closed");
+        match client.take_order() {
+            Some(Order::Move(to)) => assert!(Arc::ptr_eq(&to, &b.mount)),
+            other => panic!("not moved to the fallback: {other:?}"),
+        }
+        assert!(client.is_from("/a"));
+        // What the listener's own task does with the order.
+        drop(guard);
+        let _on_b = b.mount.adopt_listener(&client);
+        let back = reg
+            .claim(
+                "/a",
+                || policy(Some("/gone")),
+                StreamMeta::default(),
+                "ip".into(),
+            )
+            .expect("free");
+        assert!(client.take_order().is_none(), "not before the first bytes");
+        live(&back);
+        let order = loop {
+            if let Some(o) = client.take_order() {
+                break o;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        assert!(matches!(order, Order::Move(to) if Arc::ptr_eq(&to, &back.mount)));
+        assert!(!client.is_from("/a"), "home forgotten on the way back");
     }
 
     #[tokio::test]

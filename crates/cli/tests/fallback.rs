@@ -1,0 +1,371 @@
+//! Fallback mounts (#13 item 8): a mount whose source is gone past its grace period moves its
+//! listeners to its fallback, and with `fallback-override` they come back when a source
+//! returns; a player decodes across both moves. Formats must match: by name at
+//! configuration time, by the live streams' bytes at run time.
+
+mod common;
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// The admin's `Authorization` header value.
+fn admin_auth() -> String {
+    format!("Basic {}", b64(&format!("admin:{ADMIN_PW}")))
+}
+
+/// An admin command's JSON answer.
+fn admin_json(agora: &Agora, path: &str) -> serde_json::Value {
+    let auth = admin_auth();
+    let (code, _, body) = http_get(agora.addr, path, &[("Authorization", &auth)]);
+    assert_eq!(code, 200, "{path}: {}", String::from_utf8_lossy(&body));
+    serde_json::from_slice(&body).expect("admin JSON")
+}
+
+/// Bytes the server sent to the listeners of `mount` (0 when it is absent).
+fn bytes_sent(agora: &Agora, mount: &str) -> u64 {
+    let stats = admin_json(agora, "/admin/stats.json");
+    stats["icestats"]["source"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["mount"] == mount)
+        .and_then(|s| s["total_bytes_sent"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Listeners of `mount` as `/admin/listmounts` counts them (0 when it is absent).
+fn listeners_of(agora: &Agora, mount: &str) -> u64 {
+    let list = admin_json(agora, "/admin/listmounts.json");
+    list["icestats"]["source"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["mount"] == mount)
+        .and_then(|s| s["listeners"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Wait until `mount` is live with its format known (its first bytes in).
+fn wait_live(agora: &Agora, mount: &str) {
+    agora.wait_status(&format!("{mount} live"), |a| {
+        let list = admin_json(a, "/admin/listmounts.json");
+        list["icestats"]["source"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| s["mount"] == mount && s["content-type"] != "")
+    });
+}
+
+/// Push `file` in real time, looped for as long as the test needs it.
+fn push_looped(agora: &Agora, file: &Path, mount: &str, muxer: &str) -> Proc {
+    Proc::spawn(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-re", "-stream_loop", "-1", "-i"])
+            .arg(file)
+            .args(["-c", "copy", "-f", muxer])
+            .arg(agora.icecast_url(mount)),
+    )
+}
+
+/// ffmpeg as a player of `url`: decoding for as long as the test lets it, errors on stderr.
+fn player(url: &str) -> Proc {
+    Proc(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-rw_timeout", "20000000", "-i"])
+            .arg(url)
+            .args(["-t", "600", "-f", "null", "-"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ffmpeg"),
+    )
+}
+
+/// Stop the player with SIGINT (it ends as a user's Ctrl-C ends it) and return what it
+/// printed at `-v error`: empty when every byte it got decoded cleanly.
+fn stop_player(mut p: Proc) -> String {
+    assert!(
+        p.0.try_wait().expect("try_wait").is_none(),
+        "the player stopped by itself"
+    );
+    send_signal(p.0.id(), "INT");
+    let _ = p.0.wait();
+    let mut err = String::new();
+    if let Some(mut e) = p.0.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    err
+}
+
+/// Wait until `mount` sent `more` bytes beyond `from` to its listeners: the stream flows.
+fn wait_flowing(agora: &Agora, mount: &str, from: u64, more: u64) {
+    agora.wait_status(&format!("{more} more bytes sent on {mount}"), |a| {
+        bytes_sent(a, mount) >= from + more
+    });
+}
+
+const CONFIG: &str = r#"
+[[mount]]
+path = "/live.opus"
+fallback = "/standby.opus"
+grace-period-secs = 1
+"#;
+
+/// A player on `/live.opus` when its source goes: after the grace period it is on
+/// `/standby.opus` and keeps decoding; when the source is back it returns (fallback-override,
+/// on by default), decoding across both moves without an error.
+#[test]
+fn listeners_move_to_the_fallback_and_back_decoding_throughout() {
+    let agora = Agora::start_with_config(CONFIG);
+    let (_, opus) = fixture("opus");
+    let _standby = push_looped(&agora, &opus, "/standby.opus", "ogg");
+    let live = push_looped(&agora, &opus, "/live.opus", "ogg");
+    wait_live(&agora, "/standby.opus");
+    wait_live(&agora, "/live.opus");
+    let listmounts = admin_json(&agora, "/admin/listmounts.json");
+    let row = listmounts["icestats"]["source"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["mount"] == "/live.opus").cloned())
+        .expect("listed");
+    assert_eq!(row["fallback"], "/standby.opus", "{row}");
+
+    let player = player(&agora.url("/live.opus"));
+    agora.wait_status("the player on /live.opus", |a| {
+        listeners_of(a, "/live.opus") == 1
+    });
+    wait_flowing(&agora, "/live.opus", 0, 80_000);
+
+    // The source goes: after the grace period the player is on the fallback.
+    drop(live);
+    agora.wait_status("the player moved to /standby.opus", |a| {
+        a.source("/live.opus").is_none() && listeners_of(a, "/standby.opus") == 1
+    });
+    agora.wait_log(&[
+        "listeners moved to the fallback",
+        "/live.opus",
+        "/standby.opus",
+    ]);
+    let sent = bytes_sent(&agora, "/standby.opus");
+    wait_flowing(&agora, "/standby.opus", sent, 40_000);
+
+    // The source is back: the player returns to it.
+    let _live = push_looped(&agora, &opus, "/live.opus", "ogg");
+    agora.wait_status("the player back on /live.opus", |a| {
+        listeners_of(a, "/live.opus") == 1 && listeners_of(a, "/standby.opus") == 0
+    });
+    agora.wait_log(&["listeners return from the fallback", "/live.opus"]);
+    wait_flowing(&agora, "/live.opus", 0, 80_000);
+
+    let err = stop_player(player);
+    assert!(
+        err.trim().is_empty(),
+        "the player could not decode across the moves:\n{err}"
+    );
+}
+
+/// With `fallback-override = false` the listeners stay on the fallback when the source
+/// returns (Icecast's default); new listeners of the mount get the source.
+#[test]
+fn without_override_listeners_stay_on_the_fallback() {
+    let agora = Agora::start_with_config(&format!("{CONFIG}fallback-override = false\n"));
+    let (_, opus) = fixture("opus");
+    let _standby = push_looped(&agora, &opus, "/standby.opus", "ogg");
+    let live = push_looped(&agora, &opus, "/live.opus", "ogg");
+    wait_live(&agora, "/standby.opus");
+    wait_live(&agora, "/live.opus");
+    let (s, head) = open_listener(agora.addr, "/live.opus");
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    let first = Drain::spawn(s);
+    drop(live);
+    agora.wait_status("the listener moved to /standby.opus", |a| {
+        listeners_of(a, "/standby.opus") == 1
+    });
+    let _live = push_looped(&agora, &opus, "/live.opus", "ogg");
+    wait_live(&agora, "/live.opus");
+    // A new listener of the source gets a burst and then live data: the source has been
+    // back for seconds, longer than a return would take.
+    let (s, head) = open_listener(agora.addr, "/live.opus");
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    let second = Drain::spawn(s);
+    wait_flowing(&agora, "/live.opus", 0, 100_000);
+    assert_eq!(listeners_of(&agora, "/standby.opus"), 1);
+    assert_eq!(listeners_of(&agora, "/live.opus"), 1);
+    let before = first.bytes();
+    wait_until(
+        "the first listener keeps receiving",
+        Duration::from_secs(30),
+        || first.bytes() > before + 20_000,
+    );
+    assert!(first.ended().is_none() && second.ended().is_none());
+    assert!(!agora.log_has(&["listeners return from the fallback"]));
+}
+
+/// What `agora serve --check-config` says about a configuration (it must refuse it).
+fn refused(toml: &str) -> String {
+    let dir = TempDir::new("agora-fallback-check");
+    let cfg = dir.path().join("agora.toml");
+    std::fs::write(&cfg, toml).expect("config");
+    let out = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--check-config",
+            "--config",
+        ])
+        .arg(&cfg)
+        .output()
+        .expect("run agora");
+    assert!(!out.status.success(), "accepted:\n{toml}");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+/// A fallback to the mount itself, to an invalid path, of another format by name, or in a
+/// loop is refused with words that say which mount and why; a chain is accepted.
+#[test]
+fn check_config_refuses_bad_fallbacks() {
+    for (toml, says) in [
+        (
+            "[[mount]]\npath = \"/live.ogg\"\nfallback = \"/live.ogg\"\n",
+            "mount /live.ogg: the fallback is the mount itself",
+        ),
+        (
+            "[[mount]]\npath = \"/live.ogg\"\nfallback = \"standby.ogg\"\n",
+            "mount /live.ogg: fallback \"standby.ogg\": a mount path starts with /",
+        ),
+        (
+            "[[mount]]\npath = \"/live.ogg\"\nfallback = \"/admin/x.ogg\"\n",
+            "mount /live.ogg: fallback \"/admin/x.ogg\"",
+        ),
+        (
+            "[[mount]]\npath = \"/live.webm\"\nfallback = \"/standby.mp3\"\n",
+            "mount /live.webm: fallback /standby.mp3 is another format",
+        ),
+        (
+            "[[mount]]\npath = \"/a.ogg\"\nfallback = \"/b.ogg\"\n[[mount]]\npath = \"/b.ogg\"\nfallback = \"/a.ogg\"\n",
+            "the fallbacks loop: /a.ogg -> /b.ogg -> /a.ogg",
+        ),
+    ] {
+        let err = refused(toml);
+        assert!(err.contains(says), "{toml}\n{err}");
+    }
+    let dir = TempDir::new("agora-fallback-ok");
+    let cfg = dir.path().join("agora.toml");
+    std::fs::write(
+        &cfg,
+        "[[mount]]\npath = \"/live.opus\"\nfallback = \"/standby.ogg\"\n[[mount]]\npath = \"/standby.ogg\"\nfallback = \"/slate\"\n",
+    )
+    .expect("config");
+    let out = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--check-config",
+            "--config",
+        ])
+        .arg(&cfg)
+        .output()
+        .expect("run agora");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The fallback is live but carries another format (its name said nothing): the listeners
+/// are not moved (they end with the mount, as without a fallback) and the log says why.
+#[test]
+fn a_fallback_of_another_format_is_refused_at_run_time() {
+    let agora = Agora::start_with_config(
+        "[[mount]]\npath = \"/live.opus\"\nfallback = \"/standby\"\ngrace-period-secs = 1\n",
+    );
+    let (_, opus) = fixture("opus");
+    let (_, mp3) = fixture("mp3");
+    let _standby = push_looped(&agora, &mp3, "/standby", "mp3");
+    let live = push_looped(&agora, &opus, "/live.opus", "ogg");
+    wait_live(&agora, "/standby");
+    wait_live(&agora, "/live.opus");
+    let (s, head) = open_listener(agora.addr, "/live.opus");
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    let listener = Drain::spawn(s);
+    wait_flowing(&agora, "/live.opus", 0, 70_000);
+    drop(live);
+    wait_until("the listener's end", Duration::from_secs(30), || {
+        listener.ended().is_some()
+    });
+    assert_eq!(listener.ended().as_deref(), Some("EOF"));
+    agora.wait_log(&[
+        "listeners not moved to the fallback",
+        "/live.opus",
+        "/standby",
+        "another format",
+    ]);
+    assert_eq!(listeners_of(&agora, "/standby"), 0);
+}
+
+/// `/admin/fallbacks` sets a mount's fallback at run time (shown by listmounts), refuses one
+/// of another format (409) or without the fallback's credentials (403); with
+/// `fallback-when-full`, a listener beyond `max-listeners` is sent to the fallback.
+#[test]
+fn fallbacks_set_by_the_admin_and_when_full() {
+    let agora = Agora::start_with_config(
+        "[[mount]]\npath = \"/live.mp3\"\nmax-listeners = 1\nfallback-when-full = true\ngrace-period-secs = 1\n[[mount]]\npath = \"/other.mp3\"\npassword = \"other-pw\"\n",
+    );
+    let (_, mp3) = fixture("mp3");
+    let (_, opus) = fixture("opus");
+    let _standby = push_looped(&agora, &mp3, "/standby.mp3", "mp3");
+    let _opus = push_looped(&agora, &opus, "/talk.opus", "ogg");
+    let live = push_looped(&agora, &mp3, "/live.mp3", "mp3");
+    for m in ["/standby.mp3", "/talk.opus", "/live.mp3"] {
+        wait_live(&agora, m);
+    }
+    let auth = admin_auth();
+    let set = |fallback: &str, auth: &str| {
+        http_get(
+            agora.addr,
+            &format!("/admin/fallbacks?mount=/live.mp3&fallback={fallback}"),
+            &[("Authorization", auth)],
+        )
+        .0
+    };
+    assert_eq!(set("/talk.opus", &auth), 409);
+    // The mount's source may not send its listeners to a mount it is not the source of.
+    assert_eq!(set("/other.mp3", &source_auth()), 403);
+    assert_eq!(set("/standby.mp3", &auth), 200);
+    let list = admin_json(&agora, "/admin/listmounts.json");
+    let row = list["icestats"]["source"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["mount"] == "/live.mp3").cloned())
+        .expect("listed");
+    assert_eq!(row["fallback"], "/standby.mp3", "{row}");
+
+    // Full: the second listener is served the fallback.
+    let (s, head) = open_listener(agora.addr, "/live.mp3");
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    let first = Drain::spawn(s);
+    let (s, head) = open_listener(agora.addr, "/live.mp3");
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    let second = Drain::spawn(s);
+    agora.wait_status("one listener on each", |a| {
+        listeners_of(a, "/live.mp3") == 1 && listeners_of(a, "/standby.mp3") == 1
+    });
+    agora.wait_log(&["mount full: listener sent to its fallback", "/live.mp3"]);
+
+    // The source goes: the first listener follows to the fallback set by the admin.
+    drop(live);
+    agora.wait_status("both listeners on /standby.mp3", |a| {
+        listeners_of(a, "/standby.mp3") == 2
+    });
+    let before = (first.bytes(), second.bytes());
+    wait_until("both keep receiving", Duration::from_secs(30), || {
+        first.bytes() > before.0 + 20_000 && second.bytes() > before.1 + 20_000
+    });
+}
