@@ -6,7 +6,6 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
-use std::time::Duration;
 
 use common::*;
 
@@ -177,19 +176,7 @@ fn icy_metadata_interleaved_on_mp3() {
         )],
     );
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
-    let mut s = TcpStream::connect(agora.addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    s.write_all(request("GET", "/icy.mp3", &[("Icy-MetaData", "1")]).as_bytes())
-        .expect("send");
-    let mut got = Vec::new();
-    let mut buf = [0u8; 8192];
-    while got.len() < 40_000 {
-        let n = s.read(&mut buf).expect("read");
-        assert!(n > 0);
-        got.extend_from_slice(&buf[..n]);
-    }
-    let (_, head, body) = split_response(&got);
+    let (head, body) = read_icy(agora.addr, "/icy.mp3", 40_000);
     assert!(head.contains("icy-metaint:16000\r\n"), "{head}");
     let len = body[16000] as usize * 16;
     let block = String::from_utf8_lossy(&body[16001..16001 + len]).to_string();

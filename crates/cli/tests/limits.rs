@@ -215,19 +215,7 @@ fn titles_lose_control_characters_everywhere_they_go() {
         .to_string();
     assert_eq!(title, "Talk StreamTitle='x'; [31m red");
     // The ICY block carries the clean title (the quote made typographic, as always).
-    let mut s = TcpStream::connect(agora.addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    s.write_all(request("GET", "/t.mp3", &[("Icy-MetaData", "1")]).as_bytes())
-        .expect("send");
-    let mut got = Vec::new();
-    let mut buf = [0u8; 8192];
-    while got.len() < 40_000 {
-        let n = s.read(&mut buf).expect("read");
-        assert!(n > 0);
-        got.extend_from_slice(&buf[..n]);
-    }
-    let (_, head, body) = split_response(&got);
+    let (head, body) = read_icy(agora.addr, "/t.mp3", 40_000);
     let interval: usize = head
         .lines()
         .find_map(|l| l.strip_prefix("icy-metaint:"))

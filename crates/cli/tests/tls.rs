@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -22,6 +22,20 @@ fn start_tls(cert: &Path, key: &Path) -> Agora {
     ));
     assert!(agora.tls_addr.is_some(), "no https address in the banner");
     agora
+}
+
+/// A server with an HTTPS socket (certificate "first" of a new test CA) and `/live.ogg`
+/// pushed by ffmpeg: (the CA, the certificate and key files, the server, its HTTPS address,
+/// the source).
+fn https_server_with_a_live_mount() -> (Pki, (PathBuf, PathBuf), Agora, SocketAddr, Proc) {
+    let pki = Pki::new();
+    let (cert, key) = pki.issue("first");
+    let agora = start_tls(&cert, &key);
+    let tls = agora.tls_addr.expect("https");
+    let (fx, file) = fixture("vorbis");
+    let src = ffmpeg_push(&agora, &file, "/live.ogg", fx.muxer, false);
+    agora.wait_mount("/live.ogg");
+    (pki, (cert, key), agora, tls, src)
 }
 
 fn https_url(addr: SocketAddr, mount: &str) -> String {
@@ -64,13 +78,7 @@ fn served_organisation(addr: SocketAddr, ca: &Path) -> String {
 
 #[test]
 fn a_listener_over_https_decodes_beside_a_plain_one() {
-    let pki = Pki::new();
-    let (cert, key) = pki.issue("first");
-    let agora = start_tls(&cert, &key);
-    let tls = agora.tls_addr.expect("https");
-    let (fx, file) = fixture("vorbis");
-    let _src = ffmpeg_push(&agora, &file, "/live.ogg", fx.muxer, false);
-    agora.wait_mount("/live.ogg");
+    let (pki, _, agora, tls, _src) = https_server_with_a_live_mount();
     // The same mount over HTTPS (the certificate and its name checked) and over HTTP.
     assert_decodes_with(ffmpeg_verifying(&pki.ca()), &https_url(tls, "/live.ogg"), 5);
     assert_decodes(&agora.url("/live.ogg"), 3);
@@ -126,13 +134,7 @@ fn a_source_pushes_over_tls() {
 
 #[test]
 fn a_certificate_swapped_on_sighup_serves_new_connections_and_keeps_old_ones() {
-    let pki = Pki::new();
-    let (cert, key) = pki.issue("first");
-    let agora = start_tls(&cert, &key);
-    let tls = agora.tls_addr.expect("https");
-    let (fx, file) = fixture("vorbis");
-    let _src = ffmpeg_push(&agora, &file, "/live.ogg", fx.muxer, false);
-    agora.wait_mount("/live.ogg");
+    let (pki, (cert, key), agora, tls, _src) = https_server_with_a_live_mount();
     assert_eq!(served_organisation(tls, &pki.ca()), "first");
 
     // A listener over HTTPS, decoding 12 s of the stream across the swap.

@@ -250,6 +250,29 @@ pub(crate) fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> Str
     r
 }
 
+/// A listener asking `mount` for ICY metadata (`Icy-MetaData: 1`): its response head and at
+/// least `n` bytes of its body.
+pub(crate) fn read_icy(addr: SocketAddr, mount: &str, n: usize) -> (String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    s.write_all(request("GET", mount, &[("Icy-MetaData", "1")]).as_bytes())
+        .expect("send");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        if let Some(p) = got.windows(4).position(|w| w == b"\r\n\r\n")
+            && got.len() - p - 4 >= n
+        {
+            let (_, head, body) = split_response(&got);
+            return (head, body);
+        }
+        let k = s.read(&mut buf).expect("read");
+        assert!(k > 0, "the stream ended after {} bytes", got.len());
+        got.extend_from_slice(&buf[..k]);
+    }
+}
+
 /// Send raw bytes, read the whole response until close.
 pub(crate) fn raw_request(addr: SocketAddr, req: &str) -> (u16, String, Vec<u8>) {
     let mut s = TcpStream::connect(addr).expect("connect");
