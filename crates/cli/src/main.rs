@@ -85,7 +85,7 @@ Push a stream to it:
       icecast://source:PASSWORD@127.0.0.1:8000/live.webm
   oggfwd -p -n \"Conference live\" 127.0.0.1 8000 PASSWORD /live.ogg < talk.ogg";
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 struct ServeArgs {
     /// Address to listen on (repeatable). Default 127.0.0.1:8000.
     #[arg(long = "listen", value_name = "ADDR")]
@@ -201,7 +201,9 @@ fn import_icecast(args: ImportArgs) -> Result<()> {
     Ok(())
 }
 
-fn serve(args: ServeArgs) -> Result<()> {
+/// The configuration `agora serve` runs with: the file (or the defaults), the command line and
+/// the environment winning over it, validated. Read at start and again by every reload.
+fn load_config(args: &ServeArgs) -> Result<Config> {
     let mut config = match &args.config {
         Some(path) => Config::from_file(path)?,
         None => Config::default(),
@@ -212,28 +214,33 @@ fn serve(args: ServeArgs) -> Result<()> {
     // The command line and the environment win over the file.
     for (value, file, flag, password) in [
         (
-            args.source_password,
+            &args.source_password,
             &args.source_password_file,
             "--source-password-file",
             &mut config.auth.source_password,
         ),
         (
-            args.admin_password,
+            &args.admin_password,
             &args.admin_password_file,
             "--admin-password-file",
             &mut config.auth.admin_password,
         ),
     ] {
         if let Some(p) = value {
-            *password = Some(p.into());
+            *password = Some(p.as_str().into());
         } else if let Some(path) = file {
             *password = Some(secrets::read_file(flag, path).map_err(anyhow::Error::msg)?);
         }
     }
     if args.access_log.is_some() {
-        config.server.access_log = args.access_log;
+        config.server.access_log = args.access_log.clone();
     }
     config.validate()?;
+    Ok(config)
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    let config = load_config(&args)?;
     if args.check_config {
         println!("configuration OK");
         return Ok(());
@@ -275,15 +282,34 @@ fn serve(args: ServeArgs) -> Result<()> {
             gen_admin,
         )?;
         let token = server.shutdown_token();
-        // SIGHUP: certificates read again (an ACME client renewed them); a bad new pair is
-        // refused and the old one stays.
+        // SIGHUP (`systemctl reload`): the configuration read again and applied without
+        // closing a connection, certificates included (an ACME client renewed them); a file
+        // with an error is refused whole and the configuration in force stays.
         let reloader = server.reloader();
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let reload_args = args.clone();
         tokio::spawn(async move {
             while hup.recv().await.is_some() {
-                match reloader.reload_certificates() {
-                    Ok(n) => tracing::info!(groups = n, "SIGHUP: reloaded"),
-                    Err(e) => tracing::error!("SIGHUP: reload refused, nothing changed: {e}"),
+                // Reading files: off the async workers.
+                let (args, reloader) = (reload_args.clone(), reloader.clone());
+                let done = tokio::task::spawn_blocking(move || {
+                    let config = load_config(&args)?;
+                    reloader.reload(config).map_err(anyhow::Error::from)
+                })
+                .await;
+                match done {
+                    Ok(Ok(r)) => tracing::info!(
+                        mounts = r.mounts,
+                        links_started = r.links_started,
+                        links_stopped = r.links_stopped,
+                        tls_groups = r.tls_groups,
+                        waiting = r.pending.len(),
+                        "SIGHUP: configuration reloaded"
+                    ),
+                    Ok(Err(e)) => tracing::error!(
+                        "SIGHUP: reload refused, the configuration in force stays: {e:#}"
+                    ),
+                    Err(e) => tracing::error!("SIGHUP: reload failed: {e}"),
                 }
             }
         });

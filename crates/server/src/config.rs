@@ -593,7 +593,7 @@ pub(crate) struct MountPolicy {
 }
 
 /// Stream information from the configuration, which wins over what the source sends.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct StreamOverrides {
     pub(crate) name: Option<String>,
     pub(crate) description: Option<String>,
@@ -1022,8 +1022,26 @@ fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
             Some(span) => {
                 let before = &text[..span.start.min(text.len())];
                 let line = before.matches('\n').count() + 1;
-                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-                format!("line {line}, column {column}: {}", e.message().trim_end())
+                let start = before.rfind('\n').map_or(0, |i| i + 1);
+                let column = before.len() - start + 1;
+                // The key the value belongs to, when the line is `key = value` (the key only:
+                // the value may be a password).
+                let this_line = text[start..].lines().next().unwrap_or("");
+                let key = this_line
+                    .split_once('=')
+                    .map(|(k, _)| k.trim())
+                    .filter(|k| {
+                        !k.is_empty()
+                            && span.start >= start + this_line.find('=').unwrap_or(0)
+                            && k.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                    })
+                    .map(|k| format!(" ({k})"))
+                    .unwrap_or_default();
+                format!(
+                    "line {line}, column {column}{key}: {}",
+                    e.message().trim_end()
+                )
             }
             None => e.message().trim_end().to_string(),
         };
@@ -1380,6 +1398,32 @@ mod tests {
             assert!(e.contains(&format!("line {line}, column")), "{toml}\n{e}");
             assert!(e.contains(says), "{toml}\n{e}");
             assert!(!e.contains("s3c") && !e.contains("1234"), "{toml}\n{e}");
+        }
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_names_its_key() {
+        for (toml, key) in [
+            (
+                "[[mount]]
+path = \"/a\"
+max-listeners = \"many\"",
+                "(max-listeners)",
+            ),
+            (
+                "[server]
+  max-mounts =  -1",
+                "(max-mounts)",
+            ),
+            (
+                "[auth]
+source-password = 12345678",
+                "(source-password)",
+            ),
+        ] {
+            let e = Config::from_toml(toml).expect_err(toml).to_string();
+            assert!(e.contains(key), "{toml}\n{e}");
+            assert!(!e.contains("1234"), "{toml}\n{e}");
         }
     }
 

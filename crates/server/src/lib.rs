@@ -18,6 +18,8 @@
 //!
 //! Map (each module's doc has its own):
 //! - `server`: bind (large backlog), accept loop, reading request heads, shutdown.
+//! - `reload`: a new configuration applied while the server runs (SIGHUP), and the relays,
+//!   pushes and `[master]` started and stopped to match it.
 //! - `routing`: which handler answers a request.
 //! - `state`: `Shared`, what every connection shares.
 //! - `config`: TOML configuration, defaults, validation.
@@ -45,7 +47,7 @@
 //! - `watchdog`: a heartbeat on the runtime and a thread that reports when it stops.
 //!
 //! **Layering** (checked by `scripts/module-cycles`): a module uses only modules below it in
-//! this list: `server` → `routing` → `ingest`, `egress`, `control`, `web` → `state` →
+//! this list: `server` → `reload` → `routing` → `ingest`, `egress`, `control`, `web` → `state` →
 //! `telemetry` → `stream`, `listener_auth` → `wire`, `config` → `mount_path`, `logging`,
 //! `secret`, `htpasswd`, `tls`, `limits` → `sync`, `watchdog`.
 
@@ -58,6 +60,7 @@ mod limits;
 mod listener_auth;
 mod logging;
 mod mount_path;
+mod reload;
 mod routing;
 mod secret;
 mod server;
@@ -71,8 +74,9 @@ mod web;
 mod wire;
 
 pub use config::Config;
+pub use reload::{ReloadError, Reloaded, Reloader};
 pub use secret::{Secret, SecretFileError, read_password_file};
-pub use server::{Reloader, Server};
+pub use server::Server;
 pub use state::Credentials;
 pub use tls::TlsError;
 pub use wire::auth::random_password;

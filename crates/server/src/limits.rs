@@ -18,6 +18,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::sync::Mutex;
@@ -48,8 +49,9 @@ impl Key {
 #[derive(Debug)]
 pub(crate) struct PerIp {
     counts: Mutex<HashMap<Key, u32>>,
-    /// 0: no limit (nothing is counted).
-    cap: u32,
+    /// 0: no limit (nothing is counted). A reload may change it: slots taken without a limit
+    /// are not counted once one is set (a new limit counts from then on).
+    cap: AtomicU32,
 }
 
 /// One held slot of a [`PerIp`]; given back when dropped.
@@ -63,8 +65,14 @@ impl PerIp {
     pub(crate) fn new(cap: usize) -> Arc<PerIp> {
         Arc::new(PerIp {
             counts: Mutex::new(HashMap::new()),
-            cap: u32::try_from(cap).unwrap_or(u32::MAX),
+            cap: AtomicU32::new(u32::try_from(cap).unwrap_or(u32::MAX)),
         })
+    }
+
+    /// A new limit (a reload): slots held beyond it stay until given back; new ones wait.
+    pub(crate) fn set_cap(&self, cap: usize) {
+        self.cap
+            .store(u32::try_from(cap).unwrap_or(u32::MAX), Ordering::Relaxed);
     }
 
     /// A slot for `ip`, or `None` when it holds `cap` already.
@@ -80,13 +88,14 @@ impl PerIp {
     /// [`PerIp::give_back`] (a listener keeps one word, not a guard): the key to give back
     /// ([`Key::NONE`] without a limit), or `None` when `ip` holds `cap` already.
     pub(crate) fn take(&self, ip: IpAddr) -> Option<Key> {
-        if self.cap == 0 {
+        let cap = self.cap.load(Ordering::Relaxed);
+        if cap == 0 {
             return Some(Key::NONE);
         }
         let key = Key::of(ip);
         let mut counts = self.counts.lock();
         let n = counts.entry(key).or_insert(0);
-        if *n >= self.cap {
+        if *n >= cap {
             return None;
         }
         *n += 1;
@@ -135,10 +144,13 @@ pub(crate) const LOGINS_MAX: usize = 16_384;
 #[derive(Debug)]
 pub(crate) struct Logins {
     table: Mutex<HashMap<Key, Failures>>,
-    /// Failures allowed per window (0: no limit).
-    max: u32,
-    window: Duration,
-    ban: Duration,
+    /// Failures allowed per window (0: no limit). This and the next two are atomics so that a
+    /// reload can change them ([`Logins::set_rule`]).
+    max: AtomicU32,
+    /// The window, in milliseconds.
+    window_ms: AtomicU64,
+    /// The ban, in milliseconds.
+    ban_ms: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -160,17 +172,31 @@ pub(crate) enum Failed {
 
 impl Logins {
     pub(crate) fn new(max: u32, window: Duration, ban: Duration) -> Logins {
-        Logins {
+        let logins = Logins {
             table: Mutex::new(HashMap::new()),
-            max,
-            window,
-            ban,
-        }
+            max: AtomicU32::new(0),
+            window_ms: AtomicU64::new(0),
+            ban_ms: AtomicU64::new(0),
+        };
+        logins.set_rule(max, window, ban);
+        logins
+    }
+
+    /// A new rule (a reload): counts and bans under way are kept.
+    pub(crate) fn set_rule(&self, max: u32, window: Duration, ban: Duration) {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        self.window_ms.store(ms(window), Ordering::Relaxed);
+        self.ban_ms.store(ms(ban), Ordering::Relaxed);
+        self.max.store(max, Ordering::Relaxed);
+    }
+
+    fn max(&self) -> u32 {
+        self.max.load(Ordering::Relaxed)
     }
 
     /// How long `ip` is still refused, if it is.
     pub(crate) fn banned(&self, ip: IpAddr) -> Option<Duration> {
-        if self.max == 0 {
+        if self.max() == 0 {
             return None;
         }
         let now = Instant::now();
@@ -180,14 +206,15 @@ impl Logins {
 
     /// A wrong password (or user) from `ip`.
     pub(crate) fn failed(&self, ip: IpAddr) -> Failed {
-        if self.max == 0 {
+        let max = self.max();
+        if max == 0 {
             return Failed::Counted;
         }
+        let (window, ban) = (self.window(), self.ban());
         let now = Instant::now();
         let key = Key::of(ip);
         let mut table = self.table.lock();
         if table.len() >= LOGINS_MAX && !table.contains_key(&key) {
-            let window = self.window;
             table.retain(|_, f| {
                 now.duration_since(f.since) < window || f.banned_until.is_some_and(|u| u > now)
             });
@@ -211,7 +238,7 @@ impl Logins {
             since: now,
             banned_until: None,
         });
-        if f.banned_until.is_some_and(|u| u <= now) || now.duration_since(f.since) >= self.window {
+        if f.banned_until.is_some_and(|u| u <= now) || now.duration_since(f.since) >= window {
             *f = Failures {
                 count: 0,
                 since: now,
@@ -219,8 +246,8 @@ impl Logins {
             };
         }
         f.count += 1;
-        if f.count >= self.max && f.banned_until.is_none() {
-            f.banned_until = Some(now + self.ban);
+        if f.count >= max && f.banned_until.is_none() {
+            f.banned_until = Some(now + ban);
             return Failed::Banned { failures: f.count };
         }
         Failed::Counted
@@ -228,12 +255,12 @@ impl Logins {
 
     /// The ban's length.
     pub(crate) fn ban(&self) -> Duration {
-        self.ban
+        Duration::from_millis(self.ban_ms.load(Ordering::Relaxed))
     }
 
     /// The window failures are counted in.
     pub(crate) fn window(&self) -> Duration {
-        self.window
+        Duration::from_millis(self.window_ms.load(Ordering::Relaxed))
     }
 }
 

@@ -57,7 +57,7 @@ pub(crate) const HOOK_REQUESTS: usize = 64;
 /// as slow as a real user's, so timing does not tell users apart.
 const UNKNOWN_USER_HASH: &str = "$2b$10$y7IcBaStjxETR9U.J8Ak3uz1JNpdvNx.0yS0YfAQ9bPbTHXDumhH6";
 
-/// Every mount's gate, fixed at start: the `[[mount]]`s with one of their own, and
+/// Every mount's gate, made at start and again by each reload: the `[[mount]]`s with one of their own, and
 /// `[mount-defaults]`' for every other mount.
 #[derive(Debug, Default)]
 pub(crate) struct Gates {
@@ -88,11 +88,8 @@ impl Gates {
     }
 
     /// The gate of the mount at `path`, if its listeners must log in.
-    pub(crate) fn for_mount(&self, path: &str) -> Option<&Gate> {
-        self.by_mount
-            .get(path)
-            .or(self.defaults.as_ref())
-            .map(|g| &**g)
+    pub(crate) fn for_mount(&self, path: &str) -> Option<Arc<Gate>> {
+        self.by_mount.get(path).or(self.defaults.as_ref()).cloned()
     }
 }
 

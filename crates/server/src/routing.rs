@@ -88,7 +88,8 @@ pub(crate) async fn route(
             // path, a built-in route's) is never looked up as one.
             let mount_path = MountPath::from_target(&req.target).map(MountPath::into_string);
             let path = mount_path.as_deref().unwrap_or("");
-            if let Some(wake) = shared.on_demand.get(path) {
+            let wake = shared.on_demand.load().get(path).cloned();
+            if let Some(wake) = wake {
                 // An on-demand relay: wake it, and give it a moment to bring the stream.
                 wake.notify_one();
                 let deadline = tokio::time::Instant::now() + ON_DEMAND_WAIT;

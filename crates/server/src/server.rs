@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwap;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -41,10 +42,9 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::control::{edges, events};
-use crate::egress::push;
-use crate::ingest::{master, relay};
 use crate::limits::{IpSlot, Logins, PerIp};
 use crate::logging::{About, Kind, Limiter, shown};
+use crate::reload::{Links, Reloader};
 use crate::routing::route;
 use crate::state::{Credentials, Shared};
 use crate::stream::mount::Registry;
@@ -53,48 +53,29 @@ use crate::telemetry::edges::EdgeBoard;
 use crate::telemetry::events::EventFeed;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::relays::RelayBoard;
-use crate::tls::{TlsError, TlsSettings};
+use crate::tls::TlsSettings;
 use crate::watchdog;
 use crate::wire::http::{self, HeadError, Request, Response};
-
-/// Reloads what can change while the server runs: today the TLS certificates and keys.
-#[derive(Debug, Clone)]
-pub struct Reloader {
-    tls: Vec<Arc<TlsSettings>>,
-}
-
-impl Reloader {
-    /// Read every TLS group's certificate and key again and use them for new connections
-    /// (connections already up keep theirs). All or nothing: if one group's files cannot be
-    /// used, every group keeps what it had and the error says why. Returns how many groups
-    /// were reloaded.
-    pub fn reload_certificates(&self) -> Result<usize, TlsError> {
-        let fresh = self
-            .tls
-            .iter()
-            .map(|t| t.reread())
-            .collect::<Result<Vec<_>, _>>()?;
-        for (t, config) in self.tls.iter().zip(fresh) {
-            t.swap(config);
-            tracing::info!(certificate = %t.certificate().display(), "TLS certificate reloaded");
-        }
-        Ok(self.tls.len())
-    }
-}
 
 /// A bound, not yet running, server.
 #[derive(Debug)]
 pub struct Server {
     /// Each socket, with the TLS settings of its group if it speaks HTTPS.
     listeners: Vec<(TcpListener, Option<Arc<TlsSettings>>)>,
+    /// Each TLS group's configured addresses, with its settings (for reloads).
+    tls_groups: Vec<(Vec<SocketAddr>, Arc<TlsSettings>)>,
     shared: Arc<Shared>,
     tracker: TaskTracker,
+    /// The relays, pushes and `[master]` running (started by [`Server::run`], changed by
+    /// reloads).
+    links: Arc<Links>,
 }
 
 impl Server {
     /// Bind every listen address (with a large backlog) and prepare shared state.
     pub async fn bind(config: Config, credentials: Credentials) -> std::io::Result<Server> {
         let mut listeners = Vec::new();
+        let mut tls_groups = Vec::new();
         for addr in &config.server.listen {
             listeners.push((bind_with_backlog(*addr, config.server.backlog)?, None));
         }
@@ -109,6 +90,7 @@ impl Server {
                     Some(tls.clone()),
                 ));
             }
+            tls_groups.push((t.listen.clone(), tls));
         }
         let public_port = listeners
             .first()
@@ -124,13 +106,6 @@ impl Server {
         let started = SystemTime::now();
         let relays = Arc::new(RelayBoard::default());
         let edges = Arc::new(EdgeBoard::default());
-        let on_demand = config
-            .relays
-            .iter()
-            .filter(|r| r.on_demand)
-            .filter_map(|r| r.local_mount().ok())
-            .map(|m| (m, Arc::new(tokio::sync::Notify::new())))
-            .collect();
         let metrics = Metrics::new(registry.clone(), relays.clone(), edges.clone(), started);
         let access_log = AccessLog::open(
             config.server.access_log.as_deref(),
@@ -146,9 +121,11 @@ impl Server {
         let listener_auth = crate::listener_auth::Gates::new(&config);
         Ok(Server {
             listeners,
+            tls_groups,
+            links: Arc::default(),
             shared: Arc::new(Shared {
-                config,
-                credentials,
+                config: ArcSwap::from_pointee(config),
+                credentials: ArcSwap::from_pointee(credentials),
                 admin_token: crate::wire::auth::Token::generate(),
                 registry,
                 access_log,
@@ -164,7 +141,7 @@ impl Server {
                 relays,
                 edges,
                 relay_hosts: Default::default(),
-                on_demand,
+                on_demand: Default::default(),
                 events: EventFeed::default(),
                 logs: Limiter::default(),
                 tracker: tracker.clone(),
@@ -175,7 +152,7 @@ impl Server {
                     Duration::from_secs(config_limits.3),
                     Duration::from_secs(config_limits.4),
                 ),
-                listener_auth,
+                listener_auth: ArcSwap::from_pointee(listener_auth),
             }),
             tracker,
         })
@@ -199,15 +176,15 @@ impl Server {
             .collect()
     }
 
-    /// What reloads the server's certificates while it runs (on SIGHUP, say).
+    /// What reloads the server's configuration and certificates while it runs (on SIGHUP,
+    /// say).
     pub fn reloader(&self) -> Reloader {
-        let mut tls: Vec<Arc<TlsSettings>> = Vec::new();
-        for t in self.listeners.iter().filter_map(|(_, t)| t.as_ref()) {
-            if !tls.iter().any(|have| Arc::ptr_eq(have, t)) {
-                tls.push(t.clone());
-            }
+        Reloader {
+            shared: self.shared.clone(),
+            tls: self.tls_groups.clone(),
+            links: self.links.clone(),
+            busy: Arc::default(),
         }
-        Reloader { tls }
     }
 
     /// A token that, once cancelled, makes [`Server::run`] stop accepting and wind down.
@@ -222,6 +199,8 @@ impl Server {
             listeners,
             shared,
             tracker,
+            links,
+            ..
         } = self;
         let _watchdog = match watchdog::start(
             &tokio::runtime::Handle::current(),
@@ -244,63 +223,13 @@ impl Server {
         }
         tracker.spawn(events::hub(shared.clone()));
         tracker.spawn(edges::probe(shared.clone()));
-        for r in &shared.config.relays {
-            // Checked by `Config::validate`; a relay that does not parse is skipped, loudly.
-            match (r.upstream_url(), r.local_mount()) {
-                (Ok(upstream), Ok(mount)) => {
-                    tracing::info!(%upstream, %mount, "relay configured");
-                    let on_demand = shared
-                        .on_demand
-                        .get(&mount)
-                        .map(|wake| (wake.clone(), Duration::from_secs(r.linger_secs)));
-                    tracker.spawn(relay::run(
-                        relay::Relay {
-                            upstream,
-                            mount,
-                            on_demand,
-                        },
-                        shared.clone(),
-                        shared.shutdown.child_token(),
-                    ));
-                }
-                (Err(e), _) | (_, Err(e)) => tracing::error!("relay not started: {e}"),
-            }
-        }
-        for p in &shared.config.pushes {
-            match p.target_url() {
-                Ok(target) => {
-                    tracing::info!(mount = %p.mount, %target, "push configured");
-                    let p = push::PushRelay {
-                        mount: p.mount.clone(),
-                        target,
-                    };
-                    tracker.spawn(push::run(p, shared.clone()));
-                }
-                Err(e) => tracing::error!("push not started: {e}"),
-            }
-        }
-        if let Some(m) = &shared.config.master {
-            match m.master_url() {
-                Ok(url) => {
-                    let interval = Duration::from_secs(m.interval_secs);
-                    let announce = m.announce_addr().ok().flatten().map(|(host, port)| {
-                        agora_client::meta::Announce {
-                            host,
-                            port,
-                            interval_secs: m.interval_secs,
-                            max_listeners: Some(shared.config.server.max_listeners),
-                        }
-                    });
-                    tracker.spawn(master::run(url, interval, announce, shared.clone()));
-                }
-                Err(e) => tracing::error!("master not followed: {e}"),
-            }
-        }
+        // Relays, pushes and `[master]`: started from the configuration, as a reload would.
+        links.update(&shared.config(), &shared);
         shared.shutdown.cancelled().await;
         tracing::info!("shutting down: closing mounts");
         shared.registry.close_all();
         tracker.close();
-        let grace = Duration::from_secs(shared.config.server.shutdown_grace_secs);
+        let grace = Duration::from_secs(shared.config().server.shutdown_grace_secs);
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
             tracing::warn!(
                 remaining = tracker.len(),
@@ -362,7 +291,7 @@ async fn accept_loop(
                 // there but reads nothing still acknowledges the kernel's window probes:
                 // the send timeout of listeners and event streams ends those.
                 let _ = sock.set_tcp_user_timeout(Some(USER_TIMEOUT));
-                let lowat = shared.config.server.tcp_notsent_lowat;
+                let lowat = shared.config().server.tcp_notsent_lowat;
                 if lowat > 0 {
                     let _ = sock.set_tcp_notsent_lowat(lowat);
                 }
@@ -438,8 +367,8 @@ async fn read_head(
     buf: &mut BytesMut,
     shared: &Shared,
 ) -> Result<HeadRead, (u16, String)> {
-    let limit = shared.config.server.max_request_head;
-    let timeout = Duration::from_secs(shared.config.server.header_timeout_secs);
+    let limit = shared.config().server.max_request_head;
+    let timeout = Duration::from_secs(shared.config().server.header_timeout_secs);
     let deadline = tokio::time::Instant::now() + timeout;
     let too_large = || {
         let e = HeadError::TooLarge { limit };
@@ -490,7 +419,7 @@ async fn handshake(
     shared: Arc<Shared>,
     pending: Option<IpSlot>,
 ) {
-    let timeout = Duration::from_secs(shared.config.server.header_timeout_secs);
+    let timeout = Duration::from_secs(shared.config().server.header_timeout_secs);
     let accept = tokio_rustls::TlsAcceptor::from(config).accept(stream);
     let tls = tokio::select! {
         r = tokio::time::timeout(timeout, accept) => r,
@@ -514,7 +443,7 @@ async fn handshake(
 /// A slot of `peer`'s connections still sending their head: `Ok(None)` for a trusted proxy
 /// (its clients are many) or without a limit, `Err` when the address has its fill.
 fn pending_slot(shared: &Shared, peer: SocketAddr) -> Result<Option<IpSlot>, ()> {
-    if shared.config.server.trusted_proxies.contains(&peer.ip()) {
+    if shared.config().server.trusted_proxies.contains(&peer.ip()) {
         return Ok(None);
     }
     shared.pending_per_ip.acquire(peer.ip()).map(Some).ok_or(())
@@ -557,7 +486,7 @@ async fn handle_connection(
             }
         };
         // Behind a trusted reverse proxy, the client is the one it names.
-        let trusted = &shared.config.server.trusted_proxies;
+        let trusted = &shared.config().server.trusted_proxies;
         let client = http::forwarded_client(&req, peer, trusted);
         req.secure = stream.is_tls() || http::forwarded_https(&req, peer, trusted);
         let span = tracing::info_span!("conn", peer = %client, method = %req.method, path = %shown(req.path()));

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwap;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -60,8 +61,11 @@ impl std::fmt::Debug for Credentials {
 /// State shared by every connection.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) credentials: Credentials,
+    /// The configuration in force: swapped whole by a reload (see `reload.rs`); read with
+    /// [`Shared::config`].
+    pub(crate) config: ArcSwap<Config>,
+    /// The credentials in force, swapped whole by a reload: read with [`Shared::credentials`].
+    pub(crate) credentials: ArcSwap<Credentials>,
     /// The admin page's token (see [`auth::Token`]), made at start.
     pub(crate) admin_token: auth::Token,
     pub(crate) registry: Arc<Registry>,
@@ -87,8 +91,9 @@ pub(crate) struct Shared {
     /// Hosts that listed the mounts as the relay user lately, and when (see
     /// [`Shared::relay_host`]).
     pub(crate) relay_hosts: Mutex<HashMap<IpAddr, Instant>>,
-    /// On-demand relays by local mount: a listener's request wakes the relay (fixed at start).
-    pub(crate) on_demand: HashMap<String, Arc<tokio::sync::Notify>>,
+    /// On-demand relays by local mount: a listener's request wakes the relay (swapped whole
+    /// when a reload changes the relays).
+    pub(crate) on_demand: ArcSwap<HashMap<String, Arc<tokio::sync::Notify>>>,
     pub(crate) events: EventFeed,
     /// The log lines peers can make the server write over and over, a few at a time.
     pub(crate) logs: Limiter,
@@ -100,8 +105,8 @@ pub(crate) struct Shared {
     pub(crate) listeners_per_ip: Arc<PerIp>,
     /// Failed logins per client address, and the addresses refused for a while.
     pub(crate) logins: Logins,
-    /// The mounts whose listeners log in, and how.
-    pub(crate) listener_auth: Gates,
+    /// The mounts whose listeners log in, and how (swapped whole by a reload).
+    pub(crate) listener_auth: ArcSwap<Gates>,
 }
 
 /// What a request's credentials are worth, checked through [`Shared::login`].
@@ -118,6 +123,17 @@ pub(crate) enum Login {
 }
 
 impl Shared {
+    /// The configuration in force now: a snapshot that a reload does not change (it replaces
+    /// it). Hold it for as long as one decision needs the same configuration.
+    pub(crate) fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// The credentials in force now (a snapshot, as [`Shared::config`]).
+    pub(crate) fn credentials(&self) -> Arc<Credentials> {
+        self.credentials.load_full()
+    }
+
     /// The one way a login is checked: a banned address is refused before its credentials
     /// are looked at (so a ban is no oracle), `check` decides otherwise, and wrong
     /// credentials count towards a ban (logged, once, when it starts: the line fail2ban can
@@ -182,14 +198,11 @@ impl Shared {
 
     /// Whether the request carries the admin credentials.
     pub(crate) fn is_admin(&self, req: &Request) -> bool {
+        let credentials = self.credentials.load();
         req.header("authorization")
             .and_then(auth::parse_basic)
             .is_some_and(|g| {
-                auth::credentials_match(
-                    &g,
-                    &self.credentials.admin_user,
-                    &self.credentials.admin_password,
-                )
+                auth::credentials_match(&g, &credentials.admin_user, &credentials.admin_password)
             })
     }
 
@@ -226,10 +239,11 @@ impl Shared {
     /// Whether the request carries the relay user's credentials (`[auth] relay-password`),
     /// which list the mounts and mark a listener as a relay, as Icecast's `<relay-user>`.
     pub(crate) fn is_relay(&self, req: &Request) -> bool {
-        let Some(pass) = self.config.auth.relay_password.as_deref() else {
+        let config = self.config.load();
+        let Some(pass) = config.auth.relay_password.as_deref() else {
             return false;
         };
-        let user = self.config.auth.relay_user.as_deref().unwrap_or("relay");
+        let user = config.auth.relay_user.as_deref().unwrap_or("relay");
         req.header("authorization")
             .and_then(auth::parse_basic)
             .is_some_and(|g| auth::credentials_match(&g, user, pass))

@@ -56,16 +56,17 @@ pub enum TlsError {
 /// The TLS side of a group of sockets: where its files are, and the configuration read from
 /// them last.
 pub(crate) struct TlsSettings {
-    certificate: PathBuf,
-    key: PathBuf,
+    /// The certificate and key files: a reload may name others.
+    files: ArcSwap<(PathBuf, PathBuf)>,
     current: ArcSwap<ServerConfig>,
 }
 
 impl std::fmt::Debug for TlsSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let files = self.files.load();
         f.debug_struct("TlsSettings")
-            .field("certificate", &self.certificate)
-            .field("key", &self.key)
+            .field("certificate", &files.0)
+            .field("key", &files.1)
             .finish_non_exhaustive()
     }
 }
@@ -74,8 +75,7 @@ impl TlsSettings {
     /// Read the certificate chain and key.
     pub(crate) fn load(certificate: &Path, key: &Path) -> Result<TlsSettings, TlsError> {
         Ok(TlsSettings {
-            certificate: certificate.to_path_buf(),
-            key: key.to_path_buf(),
+            files: ArcSwap::from_pointee((certificate.to_path_buf(), key.to_path_buf())),
             current: ArcSwap::new(server_config(certificate, key)?),
         })
     }
@@ -87,7 +87,8 @@ impl TlsSettings {
 
     /// Read the files again: the new configuration, not yet in use (see [`TlsSettings::swap`]).
     pub(crate) fn reread(&self) -> Result<Arc<ServerConfig>, TlsError> {
-        server_config(&self.certificate, &self.key)
+        let files = self.files.load();
+        server_config(&files.0, &files.1)
     }
 
     /// Use `config` for the handshakes from now on.
@@ -95,9 +96,17 @@ impl TlsSettings {
         self.current.store(config);
     }
 
+    /// Use `config`, read from other files, from now on; those files are read on the next
+    /// reload.
+    pub(crate) fn swap_files(&self, certificate: &Path, key: &Path, config: Arc<ServerConfig>) {
+        self.files
+            .store(Arc::new((certificate.to_path_buf(), key.to_path_buf())));
+        self.swap(config);
+    }
+
     /// The certificate file (for log lines).
-    pub(crate) fn certificate(&self) -> &Path {
-        &self.certificate
+    pub(crate) fn certificate(&self) -> PathBuf {
+        self.files.load().0.clone()
     }
 }
 

@@ -173,7 +173,7 @@ fn stream_url(req: &Request, shared: &Shared, mount: &str) -> String {
                     .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
         })
         .map(str::to_string)
-        .unwrap_or_else(|| format!("{}:{}", shared.config.server.hostname, shared.public_port));
+        .unwrap_or_else(|| format!("{}:{}", shared.config().server.hostname, shared.public_port));
     let scheme = if req.secure { "https" } else { "http" };
     format!("{scheme}://{host}{}", crate::mount_path::encoded(mount))
 }

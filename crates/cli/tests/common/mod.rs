@@ -204,6 +204,11 @@ impl Agora {
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// The configuration file the server was started with (rewrite it, then SIGHUP).
+    pub(crate) fn config_path(&self) -> PathBuf {
+        self._dir.path().join("agora.toml")
+    }
 }
 
 impl Drop for Agora {

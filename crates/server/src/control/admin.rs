@@ -88,11 +88,12 @@ pub(crate) fn esc(s: &str) -> String {
 /// Whether the request carries the source credentials of `mount` (Icecast accepts them for
 /// the commands about that mount).
 fn is_mount_source(req: &Request, mount: &str, shared: &Shared) -> bool {
-    let policy = shared.config.policy_for(mount);
+    let credentials = shared.credentials();
+    let policy = shared.config().policy_for(mount);
     let pass = policy
         .source_password
         .as_deref()
-        .unwrap_or(&shared.credentials.source_password);
+        .unwrap_or(&credentials.source_password);
     req.header("authorization")
         .and_then(auth::parse_basic)
         .is_some_and(|g| auth::credentials_match(&g, &policy.source_user, pass))
@@ -639,7 +640,7 @@ fn stats_source(m: &Mount, shared: &Shared) -> Map<String, Value> {
     let st = m.state();
     let row = StatsSource {
         status: SourceStatus::of(m, shared),
-        max_listeners: match m.settings.max_listeners {
+        max_listeners: match m.settings().max_listeners {
             Some(n) => json!(n),
             None => json!("unlimited"),
         },

@@ -89,7 +89,7 @@ pub(crate) async fn serve(
     shared: Arc<Shared>,
 ) {
     let ev = &shared.events;
-    if ev.connections.fetch_add(1, Ordering::AcqRel) >= shared.config.server.max_listeners {
+    if ev.connections.fetch_add(1, Ordering::AcqRel) >= shared.config().server.max_listeners {
         ev.connections.fetch_sub(1, Ordering::AcqRel);
         let resp = Response::text(503, "Too many event streams").encode("HTTP/1.0", false);
         let _ = stream.write_all(&resp).await;
@@ -148,7 +148,7 @@ async fn write_or_cut(
     shared: &Shared,
     peer: SocketAddr,
 ) -> bool {
-    let timeout = match shared.config.server.send_timeout_secs {
+    let timeout = match shared.config().server.send_timeout_secs {
         0 => Duration::MAX,
         s => Duration::from_secs(s),
     };

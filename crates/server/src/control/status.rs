@@ -78,7 +78,9 @@ impl SourceStatus {
         SourceStatus {
             listenurl: format!(
                 "http://{}:{}{}",
-                shared.config.server.hostname, shared.public_port, m.path
+                shared.config().server.hostname,
+                shared.public_port,
+                m.path
             ),
             listeners: m.listeners.load(Ordering::Relaxed),
             listener_peak: m.listener_peak.load(Ordering::Relaxed),
@@ -112,9 +114,9 @@ struct IcecastSource {
 /// The server-level fields of `icestats`.
 pub(crate) fn server_fields(shared: &Shared) -> Map<String, Value> {
     let mut ice = Map::new();
-    ice.insert("admin".into(), json!(shared.config.server.admin_email));
-    ice.insert("host".into(), json!(shared.config.server.hostname));
-    ice.insert("location".into(), json!(shared.config.server.location));
+    ice.insert("admin".into(), json!(shared.config().server.admin_email));
+    ice.insert("host".into(), json!(shared.config().server.hostname));
+    ice.insert("location".into(), json!(shared.config().server.location));
     ice.insert("server_id".into(), json!(crate::wire::http::SERVER));
     ice.insert("server_start".into(), json!(rfc2822(shared.started)));
     ice.insert(

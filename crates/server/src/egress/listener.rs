@@ -85,13 +85,13 @@ enum End {
 /// `redirect` mode, when this server or the mount is full, or always; the edge is the board's
 /// pick (healthy, carries the mount, least loaded).
 fn edge_for(mount: &Mount, shared: &Shared, server_full: bool) -> Option<String> {
-    let wanted = match mount.settings.redirect {
+    let wanted = match mount.settings().redirect {
         RedirectMode::Never => false,
         RedirectMode::Always => true,
         RedirectMode::WhenFull => {
             server_full
                 || mount
-                    .settings
+                    .settings()
                     .max_listeners
                     .is_some_and(|max| mount.listeners.load(Ordering::Relaxed) >= max)
         }
@@ -102,7 +102,7 @@ fn edge_for(mount: &Mount, shared: &Shared, server_full: bool) -> Option<String>
 /// With `fallback-when-full`, the live fallback of a full mount, when it carries the same
 /// format (it may be full too: the caller asks it).
 fn when_full(mount: &Mount, shared: &Shared) -> Option<Arc<Mount>> {
-    if !mount.settings.fallback_when_full {
+    if !mount.settings().fallback_when_full {
         return None;
     }
     let dest = shared.registry.live_fallback(mount)?;
@@ -133,9 +133,12 @@ pub(crate) async fn handle(
     }
     let client = Client::new(peer, agent, relay);
     // The mount's gate before any limit: a listener that is not let in takes no slot.
-    if !relay
-        && let Some(gate) = shared.listener_auth.for_mount(&mount.path)
-        && let Some(refusal) = authenticate(gate, &req, peer, &client, &mount, &shared).await
+    let gate = match relay {
+        true => None,
+        false => shared.listener_auth.load().for_mount(&mount.path),
+    };
+    if let Some(gate) = gate
+        && let Some(refusal) = authenticate(&gate, &req, peer, &client, &mount, &shared).await
     {
         shared.refuse(&mut stream, peer, &req, refusal).await;
         return;
@@ -146,7 +149,7 @@ pub(crate) async fn handle(
         .total_listeners
         .fetch_add(1, Ordering::AcqRel);
     let mut total_guard = TotalGuard(shared.clone(), Key::NONE);
-    let server_full = total >= shared.config.server.max_listeners;
+    let server_full = total >= shared.config().server.max_listeners;
     if !relay && let Some(edge) = edge_for(&mount, &shared, server_full) {
         // `target` is the path and query as sent (`parse_head` admits no control character or
         // space in it).
@@ -299,7 +302,7 @@ pub(crate) async fn handle(
     let head = response_head(
         &mount,
         format.content_type(video),
-        icy.then_some(mount.settings.icy_metaint),
+        icy.then_some(mount.settings().icy_metaint),
     );
     if stream.write_all(head.as_bytes()).await.is_err() {
         return;
@@ -309,7 +312,7 @@ pub(crate) async fn handle(
         return;
     }
     shared.listener_connections.fetch_add(1, Ordering::Relaxed);
-    let fill = (mount.settings.browser_fill && !relay && !icy)
+    let fill = (mount.settings().browser_fill && !relay && !icy)
         .then(|| Padding::for_browser(format, &req))
         .flatten()
         .map(|p| Box::new(Fill::new(p)));
@@ -323,8 +326,8 @@ pub(crate) async fn handle(
             .is_some()
             .then(|| mount.source_epoch()),
         icy: icy.then(|| Icy {
-            interval: mount.settings.icy_metaint,
-            until_meta: mount.settings.icy_metaint,
+            interval: mount.settings().icy_metaint,
+            until_meta: mount.settings().icy_metaint,
             sent_version: u64::MAX,
         }),
         sent_headers: None,
@@ -370,7 +373,7 @@ async fn authenticate(
         ip: peer.ip(),
         agent: &client.user_agent,
         client: client.id,
-        server: &shared.config.server.hostname,
+        server: &shared.config().server.hostname,
         port: shared.public_port,
     };
     let login = shared.login_awaited(peer.ip(), req, gate.check(ask)).await;
@@ -417,7 +420,7 @@ fn first_bytes(mount: &Mount, n: usize) -> Vec<u8> {
     let headers = mount.current_headers();
     out.extend_from_slice(&headers.bytes[..headers.bytes.len().min(n)]);
     if out.len() < n {
-        let cursor = match mount.fanout.start(mount.settings.burst_size) {
+        let cursor = match mount.fanout.start(mount.settings().burst_size) {
             Start::At(c) | Start::NextSync(c) => c,
         };
         let _ = mount.fanout.read_each(cursor, n, usize::MAX, |b, _| {
@@ -436,12 +439,12 @@ fn over_bandwidth(mount: &Mount, shared: &Shared) -> Option<&'static str> {
     let takes = |m: &Mount| {
         m.ingest_bps.load(Ordering::Relaxed) * m.listeners.load(Ordering::Relaxed) as u64
     };
-    if let Some(cap) = mount.settings.max_bandwidth_kbps
+    if let Some(cap) = mount.settings().max_bandwidth_kbps
         && takes(mount) + bps > cap * 1000
     {
         return Some("Bandwidth limit reached for this mount");
     }
-    let cap = shared.config.server.max_bandwidth_mbps;
+    let cap = shared.config().server.max_bandwidth_mbps;
     if cap > 0 {
         let all: u64 = shared.registry.all().iter().map(|m| takes(m)).sum();
         if all + bps > cap * 1_000_000 {
@@ -932,7 +935,7 @@ impl Session {
     /// metadata, no browser fill, nothing pending, no new headers) and it is at least the
     /// mount's `sendfile-min-bytes`. Never over TLS (the bytes must be encrypted on the way).
     fn plain_range(&self) -> Option<(u64, usize, u64)> {
-        let min = self.mount.settings.sendfile_min_bytes;
+        let min = self.mount.settings().sendfile_min_bytes;
         if min == 0
             || self.icy.is_some()
             || self.fill.is_some()
@@ -971,7 +974,7 @@ impl Session {
     async fn stream_until_end(&mut self, rx: &mut watch::Receiver<Tail>, shared: &Shared) -> End {
         if !self.joined {
             (self.cursor, self.need_sync) =
-                match self.mount.fanout.start(self.mount.settings.burst_size) {
+                match self.mount.fanout.start(self.mount.settings().burst_size) {
                     Start::At(s) => (s, false),
                     Start::NextSync(s) => (s, true),
                 };
@@ -1075,7 +1078,7 @@ impl Session {
                 Read::Empty => {}
                 Read::Closed => return End::Closed,
                 Read::Lagged => {
-                    match self.mount.settings.lag_policy {
+                    match self.mount.settings().lag_policy {
                         LagPolicy::Disconnect => return End::Lagged,
                         LagPolicy::Skip => {
                             self.mount.slow_listeners.fetch_add(1, Ordering::Relaxed);
@@ -1174,7 +1177,7 @@ impl Session {
                             return Err(End::Killed);
                         }
                         let lagged = self.mount.fanout.is_lagged(batch_start);
-                        if r.is_err() || (lagged && self.mount.settings.lag_policy == LagPolicy::Disconnect) {
+                        if r.is_err() || (lagged && self.mount.settings().lag_policy == LagPolicy::Disconnect) {
                             return Err(if lagged { End::Lagged } else { End::Closed });
                         }
                         if self.mount.is_closed()
@@ -1230,7 +1233,7 @@ impl Stall {
     fn poll(&mut self, cx: &mut Context<'_>, mount: &Mount, shared: &Shared) -> Poll<End> {
         if !self.armed {
             self.armed = true;
-            let timeout = shared.config.server.send_timeout_secs;
+            let timeout = shared.config().server.send_timeout_secs;
             let stalled = (timeout > 0).then(|| (self.since + Duration::from_secs(timeout), false));
             let drained = mount.drain_deadline().map(|at| (at, true));
             self.timer = [stalled, drained]

@@ -24,6 +24,7 @@ use agora_client::backoff::Backoff;
 use agora_client::push::{Dialect, Push, StreamMeta as PushMeta};
 use agora_client::{ClientError, Endpoint, Origin, ServerUrl};
 use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
 
 use crate::state::Shared;
 use crate::stream::fanout::{Read, Start, StreamHeaders};
@@ -55,8 +56,9 @@ enum Ended {
     Shutdown,
 }
 
-/// Run the push until the server shuts down.
-pub(crate) async fn run(p: PushRelay, shared: Arc<Shared>) {
+/// Run the push until `stop` is cancelled (the server shuts down, or a reload removed or
+/// changed the push).
+pub(crate) async fn run(p: PushRelay, shared: Arc<Shared>, stop: CancellationToken) {
     let endpoint = match Endpoint::with_system_roots(p.target.clone()) {
         Ok(e) => e,
         Err(e) => {
@@ -101,7 +103,7 @@ pub(crate) async fn run(p: PushRelay, shared: Arc<Shared>) {
             }
             tokio::select! {
                 _ = tokio::time::sleep(MOUNT_POLL) => {}
-                _ = shared.shutdown.cancelled() => return,
+                _ = stop.cancelled() => return,
             }
         };
         let st = mount.state();
@@ -135,7 +137,7 @@ pub(crate) async fn run(p: PushRelay, shared: Arc<Shared>) {
             Ok(push) => {
                 say("pushing".into());
                 backoff.reset();
-                match forward(push, &mount, &endpoint, &shared, board).await {
+                match forward(push, &mount, &endpoint, board, &stop).await {
                     Ended::Shutdown => return,
                     Ended::MountClosed => {
                         say("waiting for the mount's stream".into());
@@ -150,7 +152,7 @@ pub(crate) async fn run(p: PushRelay, shared: Arc<Shared>) {
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = shared.shutdown.cancelled() => return,
+            _ = stop.cancelled() => return,
         }
     }
 }
@@ -161,8 +163,8 @@ async fn forward(
     mut push: Push,
     mount: &Arc<Mount>,
     endpoint: &Endpoint,
-    shared: &Shared,
     board: &RelayStatus,
+    stop: &CancellationToken,
 ) -> Ended {
     let mut rx = mount.fanout.subscribe();
     let mut sent_headers: Option<Arc<StreamHeaders>> = None;
@@ -196,7 +198,7 @@ async fn forward(
                     tokio::select! {
                         r = rx.changed() => if r.is_err() { return Ended::MountClosed },
                         e = push.closed() => return Ended::Target(e),
-                        _ = shared.shutdown.cancelled() => return Ended::Shutdown,
+                        _ = stop.cancelled() => return Ended::Shutdown,
                     }
                     continue;
                 }
@@ -236,7 +238,7 @@ async fn forward(
                 tokio::select! {
                     r = rx.changed() => if r.is_err() { return Ended::MountClosed },
                     e = push.closed() => return Ended::Target(e),
-                    _ = shared.shutdown.cancelled() => return Ended::Shutdown,
+                    _ = stop.cancelled() => return Ended::Shutdown,
                 }
             }
             Read::Lagged => {

@@ -34,7 +34,7 @@ impl<'a> Ingest<'a> {
             mount,
             logs,
             demux: Demuxer::new(),
-            titles: mount.settings.ogg_title_in_stream.then(Retitler::new),
+            titles: mount.settings().ogg_title_in_stream.then(Retitler::new),
             reported_format: false,
             window: (Instant::now(), 0),
         }

@@ -24,12 +24,14 @@ use crate::logging::shown;
 use crate::mount_path::MountPath;
 use crate::state::Shared;
 
-/// Follow the master until the server shuts down.
+/// Follow the master until `stop` is cancelled (the server shuts down, or a reload removed
+/// or changed `[master]`); its relays stop with it.
 pub(crate) async fn run(
     url: ServerUrl,
     interval: Duration,
     announce: Option<Announce>,
     shared: Arc<Shared>,
+    stop: CancellationToken,
 ) {
     let endpoint = match Endpoint::with_system_roots(url.clone()) {
         Ok(e) => e,
@@ -38,17 +40,19 @@ pub(crate) async fn run(
             return;
         }
     };
-    // Mounts relayed by `[[relay]]` tables are theirs, not the master's.
-    let configured: BTreeSet<String> = shared
-        .config
-        .relays
-        .iter()
-        .filter_map(|r| r.local_mount().ok())
-        .collect();
-    let max = shared.config.server.max_sources;
     let mut relays: BTreeMap<String, CancellationToken> = BTreeMap::new();
     let mut last: Option<String> = None;
     loop {
+        // Mounts relayed by `[[relay]]` tables are theirs, not the master's (asked at every
+        // poll: a reload may add or remove them).
+        let config = shared.config();
+        let configured: BTreeSet<String> = config
+            .relays
+            .iter()
+            .filter_map(|r| r.local_mount().ok())
+            .collect();
+        let max = config.server.max_sources;
+        drop(config);
         let state = match agora_client::meta::stream_list(&endpoint, max + 1, announce.as_ref())
             .await
         {
@@ -74,7 +78,7 @@ pub(crate) async fn run(
                     let mut upstream = url.clone();
                     upstream.mount = mount.clone();
                     tracing::info!(master = %url, %mount, "master lists a new mount: relaying it");
-                    let stop = shared.shutdown.child_token();
+                    let stop = stop.child_token();
                     relays.insert(mount.clone(), stop.clone());
                     let relay = Relay {
                         upstream,
@@ -86,6 +90,11 @@ pub(crate) async fn run(
                         .spawn(relay::run(relay, shared.clone(), stop));
                 }
                 relays.retain(|mount, stop| {
+                    if configured.contains(mount) {
+                        tracing::info!(master = %url, %mount, "a [[relay]] now relays the mount: the master's relay stopped");
+                        stop.cancel();
+                        return false;
+                    }
                     let keep = listed.contains(mount);
                     if !keep {
                         tracing::info!(master = %url, %mount, "master no longer lists the mount: relay stopped");
@@ -113,7 +122,7 @@ pub(crate) async fn run(
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
-            _ = shared.shutdown.cancelled() => return,
+            _ = stop.cancelled() => return,
         }
     }
 }

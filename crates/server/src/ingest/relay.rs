@@ -64,8 +64,8 @@ enum State {
     Failing(String),
 }
 
-/// Run the relay until `stop` is cancelled (the server shuts down, or a master no longer lists
-/// the mount).
+/// Run the relay until `stop` is cancelled (the server shuts down, a master no longer lists
+/// the mount, or a reload removed or changed the relay).
 pub(crate) async fn run(relay: Relay, shared: Arc<Shared>, stop: CancellationToken) {
     let endpoint = match Endpoint::with_system_roots(relay.upstream.clone()) {
         Ok(e) => e,
@@ -95,7 +95,12 @@ pub(crate) async fn run(relay: Relay, shared: Arc<Shared>, stop: CancellationTok
                 tracing::info!(upstream = %relay.upstream, mount = %relay.mount, "on-demand relay: a listener asked");
             }
         }
-        let wait = match Pull::connect(&endpoint).await {
+        // A relay a reload stopped while it connects must not claim the mount afterwards.
+        let connected = tokio::select! {
+            r = Pull::connect(&endpoint) => r,
+            _ = stop.cancelled() => return,
+        };
+        let wait = match connected {
             Err(e) => {
                 let refused = e.origin() == Origin::Server;
                 change(
@@ -203,7 +208,7 @@ fn claim(relay: &Relay, pull: &Pull, shared: &Shared) -> Result<SourceClaim, Cla
     };
     shared.registry.claim(
         &relay.mount,
-        || shared.config.policy_for(&relay.mount),
+        || shared.config().policy_for(&relay.mount),
         meta,
         relay.upstream.to_string(),
     )

@@ -87,11 +87,12 @@ pub(crate) async fn handle(
             return;
         }
     };
-    let policy = shared.config.policy_for(&path);
+    let credentials = shared.credentials();
+    let policy = shared.config().policy_for(&path);
     let password = policy
         .source_password
         .as_deref()
-        .unwrap_or(&shared.credentials.source_password);
+        .unwrap_or(&credentials.source_password);
     let login = shared.login(peer.ip(), &req, || {
         req.header("authorization")
             .and_then(auth::parse_basic)
@@ -148,7 +149,7 @@ pub(crate) async fn handle(
     }
     let sources = shared.sources.fetch_add(1, Ordering::AcqRel);
     let _count = SourceCount(&shared);
-    if sources >= shared.config.server.max_sources {
+    if sources >= shared.config().server.max_sources {
         if shared
             .logs
             .admit(Kind::SourceRefused, About::Peer(peer.ip()))
@@ -252,7 +253,7 @@ async fn pump(
     mount: &Mount,
     shared: &Shared,
 ) -> SourceEnd {
-    let timeout = Duration::from_secs(shared.config.server.source_timeout_secs);
+    let timeout = Duration::from_secs(shared.config().server.source_timeout_secs);
     let mut dechunker = req.is_chunked().then(Dechunker::default);
     // A PUT with a length is a finite upload; SOURCE ignores lengths (libshout's probe sends
     // `Content-Length: 0` but the real request has none, and Icecast 2.4 ignores it too).

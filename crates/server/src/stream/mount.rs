@@ -312,9 +312,12 @@ impl Client {
 #[derive(Debug)]
 pub(crate) struct Mount {
     pub(crate) path: String,
-    pub(crate) settings: MountSettings,
-    /// Stream information the operator imposes, applied to every source's.
-    overrides: StreamOverrides,
+    /// The settings in force: a snapshot a reload replaces ([`Mount::reconfigure`]); read
+    /// with [`Mount::settings`].
+    settings: ArcSwap<MountSettings>,
+    /// Stream information the operator imposes, applied to every source's (and again by a
+    /// reload that changes it).
+    overrides: ArcSwap<StreamOverrides>,
     pub(crate) fanout: Fanout,
     /// Caught-up listeners, written to by the mount's writers (see [`Parking`]).
     parking: Parking,
@@ -394,8 +397,8 @@ impl Mount {
             },
             parking: Parking::new(tasks),
             path,
-            settings,
-            overrides,
+            settings: ArcSwap::from_pointee(settings),
+            overrides: ArcSwap::from_pointee(overrides),
             state: ArcSwap::from_pointee(SourceState {
                 meta: StreamMeta::default(),
                 format: None,
@@ -425,6 +428,54 @@ impl Mount {
             inband_title: Mutex::new(None),
             fallback: ArcSwapOption::new(fallback.map(Arc::new)),
         }
+    }
+
+    /// The settings in force now.
+    pub(crate) fn settings(&self) -> arc_swap::Guard<Arc<MountSettings>> {
+        self.settings.load()
+    }
+
+    /// A reload's new policy for this live mount: the settings take effect now, except those
+    /// its fan-out was built with (`queue-size`, `coalesce-*`, `sendfile-min-bytes`), which
+    /// apply from its next source (a new mount); those are returned by name when they
+    /// changed, for the reload to say so. Changed stream overrides are applied to the stream
+    /// information now; `fallback`, when the configuration changed it, replaces the mount's
+    /// (an `/admin/fallbacks` choice stays otherwise).
+    pub(crate) fn reconfigure(
+        &self,
+        policy: &MountPolicy,
+        fallback_changed: bool,
+    ) -> Vec<&'static str> {
+        let old = self.settings.load_full();
+        let mut new = policy.settings.clone();
+        let mut later = Vec::new();
+        if new.queue_size != old.queue_size {
+            later.push("queue-size");
+            new.queue_size = old.queue_size;
+        }
+        if new.coalesce_ms != old.coalesce_ms {
+            later.push("coalesce-ms");
+            new.coalesce_ms = old.coalesce_ms;
+        }
+        if new.coalesce_bytes != old.coalesce_bytes {
+            later.push("coalesce-bytes");
+            new.coalesce_bytes = old.coalesce_bytes;
+        }
+        if new.sendfile_min_bytes != old.sendfile_min_bytes {
+            later.push("sendfile-min-bytes");
+            new.sendfile_min_bytes = old.sendfile_min_bytes;
+        }
+        self.settings.store(Arc::new(new));
+        if **self.overrides.load() != policy.overrides {
+            self.overrides.store(Arc::new(policy.overrides.clone()));
+            let overrides = policy.overrides.clone();
+            self.update_state(|st| st.meta.apply(&overrides));
+        }
+        if fallback_changed {
+            self.fallback.store(policy.fallback.clone().map(Arc::new));
+        }
+        self.poke();
+        later
     }
 
     /// The mount's fallback now (see [`Registry::live_fallback`]).
@@ -508,7 +559,7 @@ impl Mount {
     /// all relays, and as many viewers as `dest`'s listener limit has room for (the rest
     /// stay). Returns (moved, stayed).
     pub(crate) fn move_clients(&self, dest: &Arc<Mount>, kind: MoveKind) -> (usize, usize) {
-        let mut room = dest.settings.max_listeners.map_or(usize::MAX, |max| {
+        let mut room = dest.settings().max_listeners.map_or(usize::MAX, |max| {
             max.saturating_sub(dest.listeners.load(Ordering::Acquire))
         });
         let (mut moved, mut stayed) = (0, 0);
@@ -553,7 +604,7 @@ impl Mount {
     /// the mount's drain after its close, so that a client that reads nothing cannot keep a
     /// closed mount (its queue, its listener slot, a shutdown) for as long as it likes.
     pub(crate) fn drain_deadline(&self) -> Option<Instant> {
-        self.closed_at.get().map(|t| *t + self.settings.drain())
+        self.closed_at.get().map(|t| *t + self.settings().drain())
     }
 
     pub(crate) fn has_source(&self) -> bool {
@@ -605,7 +656,7 @@ impl Mount {
     pub(crate) fn set_title(&self, text: String) {
         let text = clean_title(&text);
         self.title.rcu(|t| Title::new(text.clone(), t.version + 1));
-        if self.settings.ogg_title_in_stream {
+        if self.settings().ogg_title_in_stream {
             *self.inband_title.lock() = Some(text);
         }
         self.poke();
@@ -613,7 +664,7 @@ impl Mount {
 
     /// The title waiting to go into the stream, if any (taken by the source task).
     pub(crate) fn take_inband_title(&self) -> Option<String> {
-        if !self.settings.ogg_title_in_stream {
+        if !self.settings().ogg_title_in_stream {
             return None;
         }
         self.inband_title.lock().take()
@@ -630,7 +681,7 @@ impl Mount {
             self.relays.fetch_add(1, Ordering::AcqRel);
             return Some(self.register(client));
         }
-        let max = self.settings.max_listeners.unwrap_or(usize::MAX);
+        let max = self.settings().max_listeners.unwrap_or(usize::MAX);
         let mut cur = self.listeners.load(Ordering::Relaxed);
         loop {
             if cur >= max {
@@ -731,9 +782,10 @@ pub(crate) struct Registry {
     closing: CancellationToken,
     /// Mounts at most, live or held in their grace period (0: no limit): a source that
     /// would make one more is refused (each mount holds its queue).
-    max_mounts: usize,
-    /// The configured fallback of each mount path (followed for a fallback that is absent).
-    fallbacks: BTreeMap<String, String>,
+    max_mounts: AtomicUsize,
+    /// The configured fallback of each mount path (followed for a fallback that is absent);
+    /// swapped whole by a reload.
+    fallbacks: ArcSwap<BTreeMap<String, String>>,
 }
 
 impl Registry {
@@ -747,15 +799,25 @@ impl Registry {
     }
 
     /// At most `n` mounts (0: no limit).
-    pub(crate) fn with_max_mounts(mut self, n: usize) -> Self {
-        self.max_mounts = n;
+    pub(crate) fn with_max_mounts(self, n: usize) -> Self {
+        self.set_max_mounts(n);
         self
     }
 
     /// The configured fallbacks, by mount path (`Config::fallbacks`).
-    pub(crate) fn with_fallbacks(mut self, fallbacks: BTreeMap<String, String>) -> Self {
-        self.fallbacks = fallbacks;
+    pub(crate) fn with_fallbacks(self, fallbacks: BTreeMap<String, String>) -> Self {
+        self.set_fallbacks(fallbacks);
         self
+    }
+
+    /// A new mount cap (a reload): mounts beyond it stay; new ones wait for room.
+    pub(crate) fn set_max_mounts(&self, n: usize) {
+        self.max_mounts.store(n, Ordering::Relaxed);
+    }
+
+    /// New configured fallbacks (a reload).
+    pub(crate) fn set_fallbacks(&self, fallbacks: BTreeMap<String, String>) {
+        self.fallbacks.store(Arc::new(fallbacks));
     }
 
     /// Where `m`'s listeners go: the first live mount (a source connected, its format known)
@@ -780,7 +842,7 @@ impl Registry {
             }
             next = match here {
                 Some(f) => f.fallback(),
-                None => self.fallbacks.get(&*path).cloned().map(Arc::new),
+                None => self.fallbacks.load().get(&*path).cloned().map(Arc::new),
             };
             seen.push(path);
         }
@@ -820,7 +882,8 @@ impl Registry {
             }
             open => {
                 // A closed mount still in the map is replaced, not added to.
-                if open.is_none() && self.max_mounts > 0 && map.len() >= self.max_mounts {
+                let max_mounts = self.max_mounts.load(Ordering::Relaxed);
+                if open.is_none() && max_mounts > 0 && map.len() >= max_mounts {
                     return Err(ClaimError::TooMany);
                 }
                 let m = Arc::new(Mount::new(
@@ -838,7 +901,7 @@ impl Registry {
         mount.source_epoch.fetch_add(1, Ordering::AcqRel);
         let now = SystemTime::now();
         let mut meta = meta;
-        meta.apply(&mount.overrides);
+        meta.apply(&mount.overrides.load());
         mount.update_state(|st| {
             st.meta = meta.clone();
             st.source_ip = source_ip.clone();
@@ -851,7 +914,7 @@ impl Registry {
         });
         drop(map);
         mount.poke();
-        if created && mount.settings.fallback_override {
+        if created && mount.settings().fallback_override {
             self.call_listeners_home(&mount);
         }
         Ok(SourceClaim {
@@ -949,7 +1012,7 @@ impl Registry {
         m.ingest_bps.store(0, Ordering::Relaxed);
         let epoch = m.source_epoch.fetch_add(1, Ordering::AcqRel) + 1;
         m.source_present.store(false, Ordering::Release);
-        let grace = m.settings.grace_period();
+        let grace = m.settings().grace_period();
         tracing::info!(mount = %m.path, grace_secs = grace.as_secs(), "source gone; holding listeners");
         m.poke();
         // Web players end with their source (they reconnect to the next one).
