@@ -195,6 +195,48 @@ fn a_client_that_does_not_speak_tls_is_dropped_and_counted() {
     );
 }
 
+/// A client that opens the HTTPS socket and stalls in the handshake (nothing sent, or half a
+/// ClientHello) holds its connection no longer than a slow request head would.
+#[test]
+fn a_handshake_that_stalls_is_cut_at_the_header_timeout() {
+    let pki = Pki::new();
+    let (cert, key) = pki.issue("first");
+    let agora = Agora::start_with_config(&format!(
+        "[server]\nheader-timeout-secs = 2\n\n[[server.tls]]\nlisten = [\"127.0.0.1:0\"]\ncertificate = {:?}\nkey = {:?}\n",
+        cert.display().to_string(),
+        key.display().to_string()
+    ));
+    let tls = agora.tls_addr.expect("https");
+    // A TLS record header announcing a 512-byte handshake message, and 3 of its bytes.
+    let stalls: [&[u8]; 2] = [b"", &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01]];
+    for (i, first) in stalls.iter().enumerate() {
+        let mut s = TcpStream::connect(tls).expect("connect");
+        s.write_all(first).expect("send");
+        s.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let started = std::time::Instant::now();
+        let mut got = Vec::new();
+        let r = s.read_to_end(&mut got);
+        let took = started.elapsed();
+        assert!(r.is_ok() && got.is_empty(), "{r:?} {got:?}");
+        assert!(
+            took >= Duration::from_millis(1500) && took < Duration::from_secs(10),
+            "closed after {took:?}"
+        );
+        let n = i + 1;
+        wait_until(
+            "the stalled handshake counted",
+            Duration::from_secs(20),
+            || {
+                let (code, _, body) = http_get(agora.addr, "/metrics", &[]);
+                code == 200
+                    && String::from_utf8_lossy(&body)
+                        .contains(&format!("agora_tls_handshake_failures_total {n}"))
+            },
+        );
+    }
+}
+
 #[test]
 fn an_unusable_certificate_is_named_by_check_config_and_at_start() {
     let pki = Pki::new();
