@@ -475,8 +475,17 @@ pub(crate) fn demo(args: DemoArgs, offset: time::UtcOffset) -> Result<()> {
             status: StatusMode::Log,
         };
         println!("  watch:   http://{addr}/watch/live.webm   in a browser");
+        println!("  streams: http://{addr}/   (every stream on this server)");
         println!("  play:    ffplay {url}   (or mpv, VLC)");
         println!("  admin:   http://{addr}/admin/   (user admin)");
+        println!(
+            "  push:    source password {} (user source), e.g.",
+            credentials.source_password
+        );
+        println!(
+            "           ffmpeg -re -f lavfi -i sine -c:a libopus -f ogg icecast://source:{}@{addr}/second.opus",
+            credentials.source_password
+        );
         match agora_cast::run(cfg, stop.clone()).await {
             Ok(_) => {}
             Err(e @ CastError::FfmpegMissing) => {

@@ -635,7 +635,7 @@ fn demo_serves_a_live_test_stream() {
     let mut stdout = demo.0.stdout.take().expect("stdout");
     let mut buf = [0u8; 1024];
     // Read through the last line of the banner (each line may come in its own read).
-    while !out.contains("admin:") {
+    while !out.contains("icecast://") || !out.ends_with('\n') {
         let n = stdout.read(&mut buf).expect("read");
         assert!(n > 0, "demo exited: {out}");
         out.push_str(&String::from_utf8_lossy(&buf[..n]));
@@ -649,6 +649,26 @@ fn demo_serves_a_live_test_stream() {
             .is_ok_and(|s| s.success())
     });
     assert_decodes(&url, 3);
+    // The banner's push example, run as printed: a second stream with the source password.
+    let example = out
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("ffmpeg ") && l.contains("icecast://source:"))
+        .unwrap_or_else(|| panic!("no push example in the banner: {out}"));
+    let words: Vec<&str> = example.split_whitespace().collect();
+    let second = words
+        .last()
+        .and_then(|u| u.rsplit_once('/'))
+        .map(|(_, m)| format!("http://127.0.0.1:{port}/{m}"))
+        .expect("a mount in the example");
+    let _push = Proc::spawn(Command::new(words[0]).args(&words[1..]));
+    wait_until("the pushed stream", Duration::from_secs(30), || {
+        Command::new("ffprobe")
+            .args(["-v", "quiet", &second])
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    assert_decodes(&second, 3);
 }
 
 /// Without ffmpeg, `agora demo` still serves and says how to install it.
