@@ -431,9 +431,7 @@ pub(crate) fn demo(args: DemoArgs, offset: time::UtcOffset) -> Result<()> {
         admin_password: agora_server::random_password(),
     };
     runtime()?.block_on(async move {
-        let server = agora_server::Server::bind(config, credentials.clone())
-            .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let server = agora_server::Server::bind(config, credentials.clone()).await?;
         let addr = server
             .local_addrs()
             .first()

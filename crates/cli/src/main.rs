@@ -270,9 +270,8 @@ fn serve(args: ServeArgs) -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let server = Server::bind(config.clone(), credentials.clone())
-            .await
-            .with_context(|| format!("cannot listen on {:?}", config.server.listen))?;
+        // The error names the address, file or certificate and the system's reason.
+        let server = Server::bind(config.clone(), credentials.clone()).await?;
         let addrs = server.local_addrs();
         banner(
             &addrs,

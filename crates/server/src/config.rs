@@ -810,6 +810,9 @@ impl Config {
             crate::tls::server_config(&t.certificate, &t.key)
                 .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
+        if let Some(p) = self.server.access_log.as_deref().filter(|p| *p != "-") {
+            check_log_file("server.access-log", Path::new(p))?;
+        }
         if self.server.max_request_head < 1024 {
             return bad("server.max-request-head must be at least 1024 bytes".into());
         }
@@ -1012,6 +1015,50 @@ impl Config {
 
     fn mount(&self, path: &str) -> Option<&MountConfig> {
         self.mounts.iter().find(|m| m.path == path)
+    }
+}
+
+/// That the server can append to the log file at `path` (what start-up would fail on, said
+/// before it does): an existing file is opened for appending (nothing written), a new one's
+/// folder must exist and take a file (a probe file is made and removed).
+fn check_log_file(key: &str, path: &Path) -> Result<(), ConfigError> {
+    let bad = |why: String| {
+        Err(ConfigError::Invalid(format!(
+            "{key} {}: {why}",
+            path.display()
+        )))
+    };
+    if path.is_dir() {
+        return bad("is a folder; name a file in it".into());
+    }
+    if path.exists() {
+        return match std::fs::OpenOptions::new().append(true).open(path) {
+            Ok(_) => Ok(()),
+            Err(e) => bad(format!("cannot be written to: {e}")),
+        };
+    }
+    let folder = match path.parent() {
+        Some(f) if !f.as_os_str().is_empty() => f,
+        _ => Path::new("."),
+    };
+    if !folder.is_dir() {
+        return bad(format!(
+            "its folder {} does not exist (create it: mkdir -p {})",
+            folder.display(),
+            folder.display()
+        ));
+    }
+    let probe = folder.join(format!(".agora-check-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => bad(format!("no file can be made in {}: {e}", folder.display())),
     }
 }
 

@@ -76,7 +76,7 @@ mod wire;
 pub use config::Config;
 pub use reload::{ReloadError, Reloaded, Reloader};
 pub use secret::{Secret, SecretFileError, read_password_file};
-pub use server::Server;
+pub use server::{Server, StartError};
 pub use state::Credentials;
 pub use tls::TlsError;
 pub use wire::auth::random_password;

@@ -53,9 +53,51 @@ use crate::telemetry::edges::EdgeBoard;
 use crate::telemetry::events::EventFeed;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::relays::RelayBoard;
-use crate::tls::TlsSettings;
+use crate::tls::{TlsError, TlsSettings};
 use crate::watchdog;
 use crate::wire::http::{self, HeadError, Request, Response};
+
+/// Why the server could not start: the address, file or certificate, and the system's
+/// reason, said once.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr}: {why}{}", listen_hint(why, *addr))]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// What the system said (in the message, not a `source`: said once).
+        why: std::io::Error,
+    },
+    /// The access log could not be opened.
+    #[error("cannot open the access log {path}: {why}")]
+    AccessLog {
+        /// The file.
+        path: String,
+        /// What the system said.
+        why: std::io::Error,
+    },
+    /// A TLS certificate or key cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// What an operator can do about a bind error.
+fn listen_hint(e: &std::io::Error, addr: SocketAddr) -> String {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            " (another program listens there, perhaps another agora or icecast2: stop it or choose another port)".into()
+        }
+        std::io::ErrorKind::PermissionDenied if addr.port() < 1024 => {
+            " (ports below 1024 need root or CAP_NET_BIND_SERVICE, e.g. AmbientCapabilities=CAP_NET_BIND_SERVICE in a systemd unit)".into()
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            " (no network interface of this machine has that address)".into()
+        }
+        _ => String::new(),
+    }
+}
 
 /// A bound, not yet running, server.
 #[derive(Debug)]
@@ -73,22 +115,20 @@ pub struct Server {
 
 impl Server {
     /// Bind every listen address (with a large backlog) and prepare shared state.
-    pub async fn bind(config: Config, credentials: Credentials) -> std::io::Result<Server> {
+    pub async fn bind(config: Config, credentials: Credentials) -> Result<Server, StartError> {
         let mut listeners = Vec::new();
         let mut tls_groups = Vec::new();
+        let bind = |addr: SocketAddr| {
+            bind_with_backlog(addr, config.server.backlog)
+                .map_err(|why| StartError::Listen { addr, why })
+        };
         for addr in &config.server.listen {
-            listeners.push((bind_with_backlog(*addr, config.server.backlog)?, None));
+            listeners.push((bind(*addr)?, None));
         }
         for t in &config.server.tls {
-            let tls = Arc::new(
-                TlsSettings::load(&t.certificate, &t.key)
-                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?,
-            );
+            let tls = Arc::new(TlsSettings::load(&t.certificate, &t.key)?);
             for addr in &t.listen {
-                listeners.push((
-                    bind_with_backlog(*addr, config.server.backlog)?,
-                    Some(tls.clone()),
-                ));
+                listeners.push((bind(*addr)?, Some(tls.clone())));
             }
             tls_groups.push((t.listen.clone(), tls));
         }
@@ -110,7 +150,11 @@ impl Server {
         let access_log = AccessLog::open(
             config.server.access_log.as_deref(),
             metrics.requests.clone(),
-        )?;
+        )
+        .map_err(|why| StartError::AccessLog {
+            path: config.server.access_log.clone().unwrap_or_default(),
+            why,
+        })?;
         let config_limits = (
             config.server.max_pending_per_ip,
             config.server.max_listeners_per_ip,
