@@ -183,6 +183,15 @@ pub enum FormatError {
         /// The bound.
         limit: usize,
     },
+    /// A WebM element larger than the framer's limit (fatal): decided from its head, before
+    /// its body is held.
+    #[error("EBML element of {size} bytes, larger than the limit of {limit} bytes")]
+    ElementTooLarge {
+        /// The element's size, ID and size field included, as its head says.
+        size: u64,
+        /// The bound.
+        limit: usize,
+    },
 }
 
 impl FormatError {
@@ -190,7 +199,9 @@ impl FormatError {
     pub fn is_fatal(&self) -> bool {
         matches!(
             self,
-            FormatError::Ebml(_) | FormatError::HeadersTooLarge { .. }
+            FormatError::Ebml(_)
+                | FormatError::HeadersTooLarge { .. }
+                | FormatError::ElementTooLarge { .. }
         )
     }
 }
@@ -253,12 +264,25 @@ pub const MAX_CHUNK: usize = 64 * 1024;
 ///
 /// Coalescing rule: the units produced by one `push` are merged into one chunk unless a unit
 /// is a sync point in a sparse-sync stream (video), or a sync point following units that are
-/// not, where a new chunk starts so the sync point stays a chunk boundary. The one copy this makes happens once per source, never per listener.
+/// not, where a new chunk starts so the sync point stays a chunk boundary. The one copy this
+/// makes happens once per source, never per listener, and is at most [`MAX_CHUNK`] bytes: a
+/// unit that would take the merged chunk past it starts a chunk of its own (a large WebM
+/// element is never copied).
+///
+/// Ownership rule: every chunk under [`MAX_CHUNK`] and every `Headers` comes out in memory of
+/// its own (a merged chunk is a copy anyway; a lone one is copied). A `Bytes` split from a
+/// framer's buffer keeps that whole buffer alive, and a source can make most of a buffer
+/// bytes that are dropped (header pages copied into a capture, bad pages, garbage) with a
+/// tiny page kept at its end: the mount's queue, which counts the bytes of its chunks, would
+/// then hold 30-byte pages that each kept 100 KiB or more alive. Larger chunks are WebM
+/// elements, buffered in an allocation of their own size.
 pub struct Demuxer {
     state: State,
     pending: Vec<Event>,
     /// An error met while gathering units, reported on the poll after the data before it.
     stashed_error: Option<FormatError>,
+    /// The WebM framer's element limit ([`webm::WebmFramer::with_max_element`]).
+    max_element: usize,
 }
 
 enum State {
@@ -290,16 +314,31 @@ impl Demuxer {
             state: State::Sniffing(BytesMut::new()),
             pending: Vec::new(),
             stashed_error: None,
+            max_element: webm::MAX_ELEMENT as usize,
         }
     }
 
     /// A demuxer for a known format (skips sniffing).
     pub fn with_format(format: Format) -> Self {
+        let max_element = webm::MAX_ELEMENT as usize;
         Demuxer {
-            state: State::Framing(format, framer_for(format)),
+            state: State::Framing(format, framer_for(format, max_element)),
             pending: Vec::new(),
             stashed_error: None,
+            max_element,
         }
+    }
+
+    /// Refuse WebM elements larger than `bytes` ([`FormatError::ElementTooLarge`]) instead of
+    /// [`webm::MAX_ELEMENT`]: the largest unit a source can make the framer hold. Ogg pages
+    /// (at most [`ogg::MAX_PAGE`]) and MPEG frames are small by their format. Call it before
+    /// the first push.
+    pub fn max_element(mut self, bytes: usize) -> Self {
+        self.max_element = bytes;
+        if let State::Framing(format, _) = self.state {
+            self.state = State::Framing(format, framer_for(format, bytes));
+        }
+        self
     }
 
     /// The detected format, once decided.
@@ -330,7 +369,7 @@ impl Demuxer {
                     detect::Sniff::NeedMore => Some(Format::Opaque),
                 };
                 if let Some(format) = decided {
-                    let mut fr = framer_for(format);
+                    let mut fr = framer_for(format, self.max_element);
                     fr.push(buf);
                     self.state = State::Framing(format, fr);
                 }
@@ -346,7 +385,7 @@ impl Demuxer {
                 sync: true,
             })),
             State::Sniffing(_) => None,
-            State::Framing(_, fr) => fr.flush(),
+            State::Framing(_, fr) => fr.flush().map(owned),
         }
     }
 
@@ -384,10 +423,18 @@ impl Demuxer {
                         return Ok(Some(out));
                     }
                     if matches!(ev, Event::Headers(_)) {
-                        return Ok(Some(ev));
+                        return Ok(Some(owned(ev)));
+                    }
+                    // Merging copies: a unit that would take the chunk past MAX_CHUNK goes
+                    // into a chunk of its own, so no large unit is ever copied.
+                    let held: usize = self.pending.iter().map(event_len).sum();
+                    if !self.pending.is_empty() && held + event_len(&ev) > MAX_CHUNK {
+                        let out = merge(&mut self.pending);
+                        self.pending.push(ev);
+                        return Ok(Some(out));
                     }
                     self.pending.push(ev);
-                    if self.pending.iter().map(event_len).sum::<usize>() >= MAX_CHUNK {
+                    if held + event_len(self.pending.last().expect("pushed")) >= MAX_CHUNK {
                         return Ok(Some(merge(&mut self.pending)));
                     }
                 }
@@ -411,10 +458,11 @@ fn event_len(ev: &Event) -> usize {
     }
 }
 
-/// Merge pending events: a lone event is returned as is (no copy); several chunks are joined.
+/// Merge pending events: a lone event is returned as is (or [`owned`]); several chunks are
+/// joined.
 fn merge(pending: &mut Vec<Event>) -> Event {
     if pending.len() == 1 {
-        return pending.pop().expect("one pending event");
+        return owned(pending.pop().expect("one pending event"));
     }
     let len: usize = pending.iter().map(event_len).sum();
     let mut out = BytesMut::with_capacity(len);
@@ -433,10 +481,23 @@ fn merge(pending: &mut Vec<Event>) -> Event {
     })
 }
 
-fn framer_for(format: Format) -> Box<dyn Framer> {
+/// A lone event in memory of its own when it is headers or a chunk under [`MAX_CHUNK`] (see
+/// [`Demuxer`]'s ownership rule): a copy of at most that, or of the headers.
+fn owned(ev: Event) -> Event {
+    match ev {
+        Event::Headers(b) => Event::Headers(Bytes::copy_from_slice(&b)),
+        Event::Chunk(c) if c.bytes.len() < MAX_CHUNK => Event::Chunk(Chunk {
+            bytes: Bytes::copy_from_slice(&c.bytes),
+            sync: c.sync,
+        }),
+        ev => ev,
+    }
+}
+
+fn framer_for(format: Format, max_element: usize) -> Box<dyn Framer> {
     match format {
         Format::Ogg => Box::new(ogg::OggFramer::new()),
-        Format::WebM => Box::new(webm::WebmFramer::new()),
+        Format::WebM => Box::new(webm::WebmFramer::with_max_element(max_element)),
         Format::Mp3 => Box::new(mpeg::MpegFramer::new(mpeg::Kind::Mp3)),
         Format::Aac => Box::new(mpeg::MpegFramer::new(mpeg::Kind::Adts)),
         Format::Opaque => Box::new(Opaque::default()),
@@ -487,6 +548,7 @@ mod tests {
             ),
             pending: Vec::new(),
             stashed_error: None,
+            max_element: 0,
         };
         let mut out = Vec::new();
         loop {
@@ -549,6 +611,35 @@ mod tests {
             true,
         );
         assert_eq!(out, vec![chunk(b"tag", false), chunk(b"abc", true)]);
+    }
+
+    #[test]
+    fn a_unit_that_would_take_a_chunk_past_max_chunk_is_not_copied() {
+        static BIG: [u8; MAX_CHUNK + 1] = [7; MAX_CHUNK + 1];
+        static HALF: [u8; MAX_CHUNK / 2 + 1] = [8; MAX_CHUNK / 2 + 1];
+        let out = demux(
+            vec![
+                chunk(b"a", true),
+                chunk(&BIG, false),
+                chunk(b"b", false),
+                chunk(&HALF, false),
+                chunk(&HALF, false),
+            ],
+            false,
+        );
+        let lens: Vec<usize> = out
+            .iter()
+            .map(|e| match e {
+                Ok(Event::Chunk(c)) => c.bytes.len(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(lens, vec![1, MAX_CHUNK + 1, 1 + HALF.len(), HALF.len()]);
+        // The large unit is the framer's own bytes, not a copy.
+        let Ok(Event::Chunk(c)) = &out[1] else {
+            panic!()
+        };
+        assert_eq!(c.bytes.as_ptr(), BIG.as_ptr());
     }
 
     #[test]

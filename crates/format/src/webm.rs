@@ -52,13 +52,20 @@
 //!
 //! **Errors.** Bytes before the first EBML magic are skipped and reported once as a non-fatal
 //! [`FormatError::Garbage`]. EBML has no resync marker inside a Segment, so malformed VINTs,
-//! unknown sizes other than on a Segment or a Cluster, elements larger than [`MAX_ELEMENT`] and
-//! elements overrunning their Cluster are fatal [`FormatError::Ebml`]; after a fatal error the
-//! framer drops input and repeats that error.
+//! unknown sizes other than on a Segment or a Cluster and elements overrunning their Cluster
+//! are fatal [`FormatError::Ebml`]; an element larger than the framer's limit
+//! ([`MAX_ELEMENT`] unless [`WebmFramer::with_max_element`] says otherwise) is a fatal
+//! [`FormatError::ElementTooLarge`], decided from its head before any of its body is held.
+//! After a fatal error the framer drops input and repeats that error.
 //!
 //! **Memory bound:** the buffer holds at most the headers ([`HEADERS_LIMIT`]), or a Cluster
-//! prefix ([`PREFIX_LIMIT`]) plus one element ([`MAX_ELEMENT`]), plus the bytes of the last
-//! push. Output is zero-copy: every event is a `split_to(..).freeze()` of the input buffer.
+//! prefix ([`PREFIX_LIMIT`]) plus one element (the limit), plus the bytes of the last push.
+//! Output is zero-copy: every event is a `split_to(..).freeze()` of the input buffer. A large
+//! element (over [`EXACT_FROM`]) gets a buffer of exactly its size once its head is read,
+//! (plus the rest of one push) instead of growing by doubling: growing a 16 MiB element that way allocated, copied and
+//! freed 1, 2, 4, 8 and 16 MiB blocks on the way, and the chunk then pinned a block up to
+//! twice its size (the allocator keeps freed blocks for a while: a source of 16 MiB elements
+//! held ~100 MB of RSS, BENCHMARKS.md).
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -72,9 +79,14 @@ pub const HEADERS_LIMIT: usize = 1024 * 1024;
 /// a non-sync chunk.
 pub const PREFIX_LIMIT: usize = 1024 * 1024;
 
-/// Largest element taken whole after the headers (a block, Cues, Tags...). A 4K keyframe is a
-/// few MiB; a larger size is taken for corruption rather than buffered.
+/// Default largest element taken whole after the headers (a block, Cues, Tags...), for
+/// [`WebmFramer::new`]. A 4K keyframe is a few MiB; a larger size is taken for corruption (or
+/// hostility) rather than buffered. The server sets its own (`max-element-size`).
 pub const MAX_ELEMENT: u64 = 16 * 1024 * 1024;
+
+/// Elements of more than this many bytes are buffered in an allocation of exactly their size
+/// (see the module doc); smaller ones share the growing buffer.
+pub const EXACT_FROM: usize = 64 * 1024;
 
 const EBML_MAGIC: [u8; 4] = [0x1A, 0x45, 0xDF, 0xA3];
 
@@ -159,17 +171,20 @@ fn read_head(buf: &[u8]) -> Result<Option<Head>, FormatError> {
     }
 }
 
-/// Length of a whole element that is taken in one piece: it needs a known, bounded size.
-fn element_len(head: Head) -> Result<usize, FormatError> {
+/// Length of a whole element that is taken in one piece: it needs a known size of at most
+/// `limit` bytes (ID and size included).
+fn element_len(head: Head, limit: usize) -> Result<usize, FormatError> {
     let size = head.size.ok_or(FormatError::Ebml(
         "unknown size on an element other than a Segment or a Cluster",
     ))?;
-    if size > MAX_ELEMENT {
-        return Err(FormatError::Ebml("element larger than 16 MiB"));
-    }
     usize::try_from(size)
-        .map(|s| head.len + s)
-        .map_err(|_| FormatError::Ebml("element larger than 16 MiB"))
+        .ok()
+        .and_then(|s| s.checked_add(head.len))
+        .filter(|&len| len <= limit)
+        .ok_or(FormatError::ElementTooLarge {
+            size: size.saturating_add(head.len as u64),
+            limit,
+        })
 }
 
 /// The children of a master element's body. Parsing stops (quietly) at anything malformed,
@@ -340,6 +355,8 @@ pub struct WebmFramer {
     pending: Tracks,
     /// A fatal error, repeated on every poll.
     failed: Option<FormatError>,
+    /// Largest element taken whole, in bytes (ID and size included).
+    max_element: usize,
 }
 
 impl Default for WebmFramer {
@@ -349,8 +366,14 @@ impl Default for WebmFramer {
 }
 
 impl WebmFramer {
-    /// A framer at the start of a WebM stream.
+    /// A framer at the start of a WebM stream, taking elements of up to [`MAX_ELEMENT`] bytes.
     pub fn new() -> Self {
+        Self::with_max_element(MAX_ELEMENT as usize)
+    }
+
+    /// A framer at the start of a WebM stream that refuses any element after the headers
+    /// larger than `bytes` (ID and size included) with [`FormatError::ElementTooLarge`].
+    pub fn with_max_element(bytes: usize) -> Self {
         WebmFramer {
             buf: BytesMut::new(),
             phase: Phase::Seek,
@@ -359,6 +382,19 @@ impl WebmFramer {
             tracks: Tracks::default(),
             pending: Tracks::default(),
             failed: None,
+            max_element: bytes,
+        }
+    }
+
+    /// The element ending at `end` in the buffer is incomplete: a large one gets a buffer of
+    /// its size now, plus [`EXACT_FROM`] for the rest of the push that completes it (a server
+    /// reads less than that at a time), with one copy of what is held so far. So the buffer
+    /// does not double its way there, and the chunk it becomes pins no more than it needs.
+    fn room_for(&mut self, end: usize) {
+        if end > EXACT_FROM && self.buf.capacity() < end {
+            let mut exact = BytesMut::with_capacity(end + EXACT_FROM);
+            exact.extend_from_slice(&self.buf);
+            self.buf = exact;
         }
     }
 
@@ -505,8 +541,9 @@ impl WebmFramer {
             }
             SEGMENT => Err(FormatError::Ebml("a Segment without an EBML header")),
             _ => {
-                let len = element_len(head)?;
+                let len = element_len(head, self.max_element)?;
                 if self.buf.len() < len {
+                    self.room_for(len);
                     return Ok(Step::Need);
                 }
                 Ok(Step::Out(self.chunk(len, false)))
@@ -533,7 +570,7 @@ impl WebmFramer {
         if head.id == EBML || (left.is_none() && head.id_len == 4) {
             return Ok(self.end_cluster());
         }
-        let len = element_len(head)?;
+        let len = element_len(head, self.max_element)?;
         let left = match left {
             Some(left) => Some(
                 left.checked_sub(len as u64)
@@ -543,6 +580,7 @@ impl WebmFramer {
         };
         let end = self.held + len;
         let Some(body) = self.buf.get(self.held + head.len..end) else {
+            self.room_for(end);
             return Ok(Step::Need);
         };
         if !prefix {
@@ -1016,12 +1054,13 @@ mod tests {
     fn malformed_elements_are_fatal_and_the_error_sticks() {
         let h = av_headers();
         let cluster = || [h.clone(), unknown(CLUSTER), timecode()].concat();
-        let huge = [id_bytes(SIMPLE_BLOCK), size_vint(MAX_ELEMENT + 1)].concat();
+        let huge = [id_bytes(SIMPLE_BLOCK), size_vint(MAX_ELEMENT - 1)].concat();
+        let too_large = FormatError::ElementTooLarge {
+            size: MAX_ELEMENT - 1 + huge.len() as u64,
+            limit: MAX_ELEMENT as usize,
+        };
         let cases: Vec<(Vec<u8>, FormatError)> = vec![
-            (
-                [cluster(), huge.clone()].concat(),
-                FormatError::Ebml("element larger than 16 MiB"),
-            ),
+            ([cluster(), huge.clone()].concat(), too_large.clone()),
             (
                 [cluster(), unknown(BLOCK_GROUP)].concat(),
                 FormatError::Ebml("unknown size on an element other than a Segment or a Cluster"),
@@ -1048,7 +1087,7 @@ mod tests {
             ),
             (
                 [h.clone(), el(CLUSTER, &[]), huge].concat(),
-                FormatError::Ebml("element larger than 16 MiB"),
+                too_large.clone(),
             ),
             (
                 [h.clone(), id_bytes(ATTACHMENTS), size_vint(2 << 20)].concat(),
@@ -1078,5 +1117,76 @@ mod tests {
             assert!(f.buf.is_empty(), "case {i}");
             assert_eq!(f.flush(), None);
         }
+    }
+
+    #[test]
+    fn an_element_over_the_limit_is_refused_from_its_head() {
+        // Blocks in a Cluster prefix, after it, in a BlockGroup, and an unknown element.
+        let limit = 100_000;
+        let big = simple_block(1, true, limit);
+        let group = el(BLOCK_GROUP, &el(BLOCK, &vec![0x81; limit]));
+        let other = el(0xEC, &vec![0; limit]);
+        for (i, tail) in [
+            big.clone(),
+            [simple_block(1, true, 10), big.clone()].concat(),
+            [simple_block(1, true, 10), group.clone()].concat(),
+            [simple_block(1, true, 10), other.clone()].concat(),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut f = WebmFramer::with_max_element(limit);
+            // Only the head of the large element: refused before its body comes.
+            let at = tail.len() - limit + 16;
+            f.push(
+                &[
+                    av_headers(),
+                    unknown(CLUSTER),
+                    timecode(),
+                    tail[..at].to_vec(),
+                ]
+                .concat(),
+            );
+            let out = drain(&mut f);
+            let Some(Err(FormatError::ElementTooLarge { size, limit: l })) = out.last() else {
+                panic!("case {i}: {out:?}")
+            };
+            assert!(*size > limit as u64 && *l == limit, "case {i}: {size}");
+            assert!(f.buf.capacity() < 1024, "case {i}: nothing held");
+        }
+        // At the limit, it goes through.
+        let fits = (1..16)
+            .map(|k| simple_block(1, true, limit - k))
+            .find(|b| b.len() == limit)
+            .expect("a block of the limit's size");
+        let mut f = WebmFramer::with_max_element(limit);
+        f.push(&[av_headers(), unknown(CLUSTER), timecode(), fits].concat());
+        assert!(drain(&mut f).iter().all(Result::is_ok));
+    }
+
+    #[test]
+    fn a_large_element_is_buffered_in_one_allocation_of_its_size() {
+        let block = simple_block(1, true, 3 << 20);
+        let data = [av_headers(), unknown(CLUSTER), timecode(), block.clone()].concat();
+        let mut f = WebmFramer::new();
+        let mut chunks = Vec::new();
+        let mut first_buffer = None;
+        for piece in data.chunks(16 * 1024) {
+            f.push(piece);
+            for ev in drain(&mut f) {
+                if let Ok(Event::Chunk(c)) = ev {
+                    chunks.push(c);
+                }
+            }
+            if f.buf.len() > EXACT_FROM {
+                // Once the block's head is read the buffer never moves again.
+                let at = f.buf.as_ptr() as usize;
+                assert_eq!(*first_buffer.get_or_insert(at), at);
+                assert!(f.buf.capacity() <= block.len() + 2 * EXACT_FROM);
+            }
+        }
+        assert_eq!(chunks.len(), 1);
+        assert!(chunks[0].sync);
+        assert!(chunks[0].bytes.ends_with(&block));
     }
 }

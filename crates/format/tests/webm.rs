@@ -627,7 +627,10 @@ fn bogus_sizes_are_fatal_and_truncation_is_quiet() {
         (
             "huge block",
             &huge_block,
-            FormatError::Ebml("element larger than 16 MiB"),
+            FormatError::ElementTooLarge {
+                size: (1 << 40) + 9,
+                limit: agora_format::webm::MAX_ELEMENT as usize,
+            },
         ),
         (
             "huge Tracks",

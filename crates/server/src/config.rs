@@ -45,6 +45,10 @@ use crate::secret::{Secret, SecretFileError, read_password_file};
 pub(crate) const DEFAULT_BURST_SIZE: usize = 64 * 1024;
 /// Icecast's documented default queue: how far behind a listener may fall.
 pub(crate) const DEFAULT_QUEUE_SIZE: usize = 512 * 1024;
+/// Default of `max-element-size`: room for a 4K keyframe (a few MiB) with a margin.
+pub(crate) const DEFAULT_MAX_ELEMENT_SIZE: usize = 8 * 1024 * 1024;
+/// The range `max-element-size` may take.
+const MAX_ELEMENT_SIZE_RANGE: std::ops::RangeInclusive<usize> = 64 * 1024..=64 * 1024 * 1024;
 /// Icecast's default ICY metadata interval.
 pub(crate) const DEFAULT_ICY_METAINT: usize = 16000;
 /// How long small source writes are gathered before listeners are woken (see
@@ -463,6 +467,11 @@ pub struct MountSettings {
     pub max_bandwidth_kbps: Option<u64>,
     pub burst_size: usize,
     pub queue_size: usize,
+    /// Largest WebM element (a video frame's block, mostly) a source may send; a larger one
+    /// ends the source before its body is read. What one source can make the server hold is
+    /// a few times this (the element being read, the newest chunk in the queue, its copy in
+    /// the `sendfile` spool) plus `queue-size` (docs/operating.md).
+    pub max_element_size: usize,
     /// Seconds listeners are held after their source drops.
     pub grace_period_secs: u64,
     /// Seconds a listener still writing when the mount closed has to take the rest; it is
@@ -546,6 +555,7 @@ impl Default for MountSettings {
             max_bandwidth_kbps: None,
             burst_size: DEFAULT_BURST_SIZE,
             queue_size: DEFAULT_QUEUE_SIZE,
+            max_element_size: DEFAULT_MAX_ELEMENT_SIZE,
             grace_period_secs: 10,
             drain_secs: DEFAULT_DRAIN_SECS,
             lag_policy: LagPolicy::Disconnect,
@@ -614,6 +624,7 @@ pub struct MountConfig {
     pub max_bandwidth_kbps: Option<u64>,
     pub burst_size: Option<usize>,
     pub queue_size: Option<usize>,
+    pub max_element_size: Option<usize>,
     pub grace_period_secs: Option<u64>,
     pub drain_secs: Option<u64>,
     pub lag_policy: Option<LagPolicy>,
@@ -925,6 +936,7 @@ impl Config {
                     max_bandwidth_kbps: m.max_bandwidth_kbps.or(d.max_bandwidth_kbps),
                     burst_size: m.burst_size.unwrap_or(d.burst_size),
                     queue_size: m.queue_size.unwrap_or(d.queue_size),
+                    max_element_size: m.max_element_size.unwrap_or(d.max_element_size),
                     grace_period_secs: m.grace_period_secs.unwrap_or(d.grace_period_secs),
                     drain_secs: m.drain_secs.unwrap_or(d.drain_secs),
                     lag_policy: m.lag_policy.unwrap_or(d.lag_policy),
@@ -1142,6 +1154,12 @@ fn check_settings(what: &str, s: &MountSettings) -> Result<(), ConfigError> {
             s.burst_size, s.queue_size
         )));
     }
+    if !MAX_ELEMENT_SIZE_RANGE.contains(&s.max_element_size) {
+        return Err(ConfigError::Invalid(format!(
+            "{what}: max-element-size {} is outside 65536..=67108864 (64 KiB to 64 MiB)",
+            s.max_element_size
+        )));
+    }
     if s.icy_metaint == 0 || s.icy_metaint > 1 << 20 {
         return Err(ConfigError::Invalid(format!(
             "{what}: icy-metaint must be between 1 and 1048576"
@@ -1251,6 +1269,24 @@ mod tests {
         let c = Config::from_toml("[mount-defaults]\nburst-size = 600000").expect("parses");
         let e = c.validate().expect_err("burst >= queue").to_string();
         assert!(e.contains("burst-size"), "{e}");
+        for bad in ["1000", "100000000"] {
+            let c = Config::from_toml(&format!(
+                "[[mount]]\npath = \"/v.webm\"\nmax-element-size = {bad}"
+            ))
+            .expect("parses");
+            let e = c.validate().expect_err(bad).to_string();
+            assert!(
+                e.contains("max-element-size") && e.contains("/v.webm"),
+                "{e}"
+            );
+        }
+        let c = Config::from_toml("[mount-defaults]\nmax-element-size = 33554432").expect("parses");
+        c.validate().expect("32 MiB is allowed");
+        assert_eq!(c.settings_for("/x").max_element_size, 32 << 20);
+        assert_eq!(
+            Config::default().settings_for("/x").max_element_size,
+            DEFAULT_MAX_ELEMENT_SIZE
+        );
         let e = Config::from_toml("[server]\nlisten = []\nbogus = 1").expect_err("unknown key");
         assert!(e.to_string().contains("bogus"), "{e}");
         let c = Config::from_toml("[server]\ntcp-notsent-lowat = 100").expect("parses");

@@ -33,7 +33,9 @@ impl<'a> Ingest<'a> {
         Ingest {
             mount,
             logs,
-            demux: Demuxer::new(),
+            // The largest unit the source can make the framer hold (and the queue keep as
+            // its newest chunk): the mount's `max-element-size`.
+            demux: Demuxer::new().max_element(mount.settings().max_element_size),
             titles: mount.settings().ogg_title_in_stream.then(Retitler::new),
             reported_format: false,
             window: (Instant::now(), 0),

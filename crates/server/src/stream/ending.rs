@@ -98,6 +98,10 @@ impl fmt::Display for SourceEnd {
             SourceEnd::Finished => f.write_str("the source ended its stream"),
             SourceEnd::Io(e) => write!(f, "{e}"),
             SourceEnd::BadChunking(e) => write!(f, "{e}"),
+            // The one limit an operator may have to raise for a real stream: named.
+            SourceEnd::Rejected(e @ agora_format::FormatError::ElementTooLarge { .. }) => {
+                write!(f, "stream rejected: {e} (the mount's max-element-size)")
+            }
             SourceEnd::Rejected(e) => write!(f, "stream rejected: {e}"),
             SourceEnd::Timeout(d) => write!(f, "no data for {} s", d.as_secs()),
             SourceEnd::Killed => f.write_str("removed by the admin (killsource)"),

@@ -4,7 +4,10 @@
 //! **Architecture invariants** (tests in this file and `tests/` pin them):
 //! - *Bounded.* The queue holds at most `queue_size` bytes plus the newest chunk, and at most
 //!   [`KEEP_SPANS`] spans of at most [`MAX_SPAN`] bytes each; the oldest chunks are dropped as
-//!   new ones arrive, whatever listeners do.
+//!   new ones arrive, whatever listeners do. The stream headers the chunks hold count too,
+//!   once per run of chunks that share them: a source that starts a new Ogg chain (or WebM
+//!   Segment) with a megabyte of headers before every small page would otherwise make a
+//!   queue of tiny chunks hold thousands of distinct headers (gigabytes for a 512 KiB queue).
 //! - *Listeners never copy stream bytes.* A read hands out clones of [`Bytes`] (a reference
 //!   count increment); the bytes go from here to the socket in a vectored write.
 //! - *The source never waits for a listener.* [`Fanout::publish`] takes the write lock for a
@@ -66,6 +69,9 @@ struct Entry {
     at: Instant,
     /// The span this chunk is part of, if any.
     span: Option<Span>,
+    /// What it counts towards the queue's size: its bytes, plus its headers' when the chunk
+    /// before it has other headers.
+    cost: usize,
 }
 
 /// Consecutive small chunks, announced to readers together, copied into one buffer (see the
@@ -110,7 +116,7 @@ struct Queue {
     entries: VecDeque<Entry>,
     /// Sequence number of `entries[0]`.
     first_seq: u64,
-    /// Bytes held in `entries`.
+    /// Bytes held in `entries`, headers counted once per run (see [`Entry::cost`]).
     held: usize,
     /// Stream offset after the last entry.
     end_offset: u64,
@@ -356,6 +362,11 @@ impl Fanout {
             if let Some(spool) = &self.spool {
                 spool.append(offset, &bytes);
             }
+            let new_headers = q
+                .entries
+                .back()
+                .is_none_or(|e| !Arc::ptr_eq(&e.headers, &headers));
+            let cost = len + if new_headers { headers.bytes.len() } else { 0 };
             q.entries.push_back(Entry {
                 offset,
                 bytes,
@@ -363,12 +374,13 @@ impl Fanout {
                 headers,
                 at: Instant::now(),
                 span: None,
+                cost,
             });
-            q.held += len;
+            q.held += cost;
             q.end_offset += len as u64;
             while q.held > q.queue_size && q.entries.len() > 1 {
                 if let Some(old) = q.entries.pop_front() {
-                    q.held -= old.bytes.len();
+                    q.held -= old.cost;
                     q.first_seq += 1;
                 }
             }
@@ -624,6 +636,29 @@ mod tests {
                 out.push(bytes.clone())
             })
         }
+    }
+
+    #[test]
+    fn headers_count_towards_the_queue_so_new_chains_cannot_pile_them_up() {
+        // A source that starts a new chain with 100 KB of headers before every 50-byte page.
+        let f = Fanout::new(16 * 1024);
+        let mut alive = Vec::new();
+        for i in 0..200u8 {
+            let h = StreamHeaders::new(b(100_000, i));
+            alive.push(Arc::downgrade(&h));
+            f.publish(b(50, i), true, h.clone());
+            f.publish(b(50, i), false, h);
+            assert!(f.held() <= 16 * 1024 + 100_050, "{}", f.held());
+        }
+        let kept = alive.iter().filter(|w| w.strong_count() > 0).count();
+        assert_eq!(kept, 1, "only the newest chain's headers are held");
+        // Headers shared by consecutive chunks count once.
+        let f = Fanout::new(16 * 1024);
+        let h = StreamHeaders::new(b(1000, 0));
+        for _ in 0..10 {
+            f.publish(b(100, 1), true, h.clone());
+        }
+        assert_eq!(f.held(), 1000 + 10 * 100);
     }
 
     #[test]

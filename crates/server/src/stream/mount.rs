@@ -436,7 +436,8 @@ impl Mount {
     }
 
     /// A reload's new policy for this live mount: the settings take effect now, except those
-    /// its fan-out was built with (`queue-size`, `coalesce-*`, `sendfile-min-bytes`), which
+    /// its fan-out and its source's framer were built with (`queue-size`, `coalesce-*`,
+    /// `sendfile-min-bytes`, `max-element-size`), which
     /// apply from its next source (a new mount); those are returned by name when they
     /// changed, for the reload to say so. Changed stream overrides are applied to the stream
     /// information now; `fallback`, when the configuration changed it, replaces the mount's
@@ -460,6 +461,11 @@ impl Mount {
         if new.coalesce_bytes != old.coalesce_bytes {
             later.push("coalesce-bytes");
             new.coalesce_bytes = old.coalesce_bytes;
+        }
+        if new.max_element_size != old.max_element_size {
+            // The source's framer was made with it.
+            later.push("max-element-size");
+            new.max_element_size = old.max_element_size;
         }
         if new.sendfile_min_bytes != old.sendfile_min_bytes {
             later.push("sendfile-min-bytes");
