@@ -42,7 +42,7 @@ use tracing::Instrument;
 use crate::config::Config;
 use crate::control::{edges, events};
 use crate::egress::push;
-use crate::ingest::{master, relay};
+use crate::ingest::{loop_file, master, relay};
 use crate::limits::{IpSlot, Logins, PerIp};
 use crate::logging::{About, Kind, Limiter, shown};
 use crate::routing::route;
@@ -265,6 +265,13 @@ impl Server {
                 }
                 (Err(e), _) | (_, Err(e)) => tracing::error!("relay not started: {e}"),
             }
+        }
+        for (mount, media) in shared.config.loop_files() {
+            tracker.spawn(loop_file::run(
+                mount.to_string(),
+                media.clone(),
+                shared.clone(),
+            ));
         }
         for p in &shared.config.pushes {
             match p.target_url() {

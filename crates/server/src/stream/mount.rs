@@ -51,7 +51,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{MAX_FALLBACK_DEPTH, MountPolicy, MountSettings, StreamOverrides};
+use crate::config::{Intro, MAX_FALLBACK_DEPTH, MountPolicy, MountSettings, StreamOverrides};
 use crate::stream::fanout::{Fanout, StreamHeaders, Wake};
 use crate::stream::parking::{Parked, Parking};
 
@@ -313,6 +313,8 @@ impl Client {
 pub(crate) struct Mount {
     pub(crate) path: String,
     pub(crate) settings: MountSettings,
+    /// What every new listener gets before the stream (`intro`), shared by all of them.
+    pub(crate) intro: Option<Intro>,
     /// Stream information the operator imposes, applied to every source's.
     overrides: StreamOverrides,
     pub(crate) fanout: Fanout,
@@ -374,6 +376,7 @@ impl Mount {
             settings,
             overrides,
             fallback,
+            intro,
             ..
         } = policy;
         Mount {
@@ -395,6 +398,7 @@ impl Mount {
             parking: Parking::new(tasks),
             path,
             settings,
+            intro,
             overrides,
             state: ArcSwap::from_pointee(SourceState {
                 meta: StreamMeta::default(),
