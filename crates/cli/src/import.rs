@@ -342,8 +342,15 @@ impl Builder {
                     self.listener_auth(c, doc, &mut m);
                     continue;
                 }
-                "intro"
-                | "dump-file"
+                "intro" => {
+                    self.note(
+                        c,
+                        doc,
+                        "left out: Icecast reads it under its webroot; give the file's path as the mount's `intro` by hand",
+                    );
+                    continue;
+                }
+                "dump-file"
                 | "on-connect"
                 | "on-disconnect"
                 | "max-listener-duration"

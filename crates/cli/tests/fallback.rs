@@ -1,7 +1,9 @@
 //! Fallback mounts (#13 item 8): a mount whose source is gone past its grace period moves its
 //! listeners to its fallback, and with `fallback-override` they come back when a source
 //! returns; a player decodes across both moves. Formats must match: by name at
-//! configuration time, by the live streams' bytes at run time.
+//! configuration time, by the live streams' bytes at run time. The slate a fallback names
+//! may be a `loop-file` mount the server plays itself (every format, followed across its
+//! passes), and a mount's `intro` goes to each new listener before the stream.
 
 mod common;
 
@@ -368,4 +370,367 @@ fn fallbacks_set_by_the_admin_and_when_full() {
     wait_until("both keep receiving", Duration::from_secs(30), || {
         first.bytes() > before.0 + 20_000 && second.bytes() > before.1 + 20_000
     });
+}
+
+/// A short (~3 s) file made by ffmpeg from lavfi sources into `dir`: the slates and intros of
+/// the tests below.
+fn media(dir: &TempDir, file: &str, args: &[&str]) -> std::path::PathBuf {
+    let path = dir.path().join(file);
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y"])
+        .args(args)
+        .arg(&path)
+        .output()
+        .expect("ffmpeg must be installed");
+    assert!(
+        out.status.success(),
+        "making {file}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+/// A 3-second sine (a slate's sound), encoded with `codec`.
+fn tone(dir: &TempDir, file: &str, freq: u32, secs: u32, codec: &[&str]) -> std::path::PathBuf {
+    let sine = format!("sine=f={freq}:d={secs}");
+    let args: Vec<&str> = ["-f", "lavfi", "-i", sine.as_str()]
+        .into_iter()
+        .chain(codec.iter().copied())
+        .collect();
+    media(dir, file, &args)
+}
+
+/// The slate of a live mount is a `loop-file` mount: a player on `/live.opus` when its source
+/// goes moves to `/slate.opus` (no source client: the server plays the 3-second file), keeps
+/// decoding across more than two passes of the loop (each a new Ogg chain), and returns to
+/// the live mount when its source is back, decoding throughout. A source client pushing to
+/// the slate is refused with a reason.
+#[test]
+fn a_listener_follows_its_mount_to_a_looped_file_slate_and_back() {
+    let dir = TempDir::new("agora-slate");
+    let slate = tone(
+        &dir,
+        "slate.opus",
+        660,
+        3,
+        &["-c:a", "libopus", "-b:a", "64k", "-f", "ogg"],
+    );
+    let slate_len = std::fs::metadata(&slate).expect("slate").len();
+    let agora = Agora::start_with_config(&format!(
+        "[[mount]]\npath = \"/live.opus\"\nfallback = \"/slate.opus\"\ngrace-period-secs = 1\n[[mount]]\npath = \"/slate.opus\"\nloop-file = {:?}\n",
+        slate.display().to_string()
+    ));
+    wait_live(&agora, "/slate.opus");
+    agora.wait_log(&["loop-file playing", "/slate.opus"]);
+    let (mut s, head) = raw_source(agora.addr, "/slate.opus", "SOURCE", &[]);
+    assert!(head.starts_with("HTTP/1.0 409"), "{head}");
+    let body = read_lenient(&mut s);
+    assert!(
+        String::from_utf8_lossy(&body).contains("the server plays a file into it"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+
+    let (_, opus) = fixture("opus");
+    let live = push_looped(&agora, &opus, "/live.opus", "ogg");
+    wait_live(&agora, "/live.opus");
+    let player = player(&agora.url("/live.opus"));
+    agora.wait_status("the player on /live.opus", |a| {
+        listeners_of(a, "/live.opus") == 1
+    });
+    wait_flowing(&agora, "/live.opus", 0, 80_000);
+
+    drop(live);
+    agora.wait_status("the player moved to /slate.opus", |a| {
+        a.source("/live.opus").is_none() && listeners_of(a, "/slate.opus") == 1
+    });
+    // More than two passes of the file reach the player: it crosses two loop boundaries.
+    let sent = bytes_sent(&agora, "/slate.opus");
+    wait_flowing(&agora, "/slate.opus", sent, slate_len * 2 + slate_len / 4);
+
+    let _live = push_looped(&agora, &opus, "/live.opus", "ogg");
+    agora.wait_status("the player back on /live.opus", |a| {
+        listeners_of(a, "/live.opus") == 1 && listeners_of(a, "/slate.opus") == 0
+    });
+    wait_flowing(&agora, "/live.opus", 0, 80_000);
+    let err = stop_player(player);
+    assert!(
+        err.trim().is_empty(),
+        "the player could not decode across the slate's loops and the moves:\n{err}"
+    );
+}
+
+/// The bytes a mount has read from its source (for a loop-file mount: played so far).
+fn bytes_read(agora: &Agora, mount: &str) -> u64 {
+    let stats = admin_json(agora, "/admin/stats.json");
+    stats["icestats"]["source"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["mount"] == mount)
+        .and_then(|s| s["total_bytes_read"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Every format a loop-file plays: a listener of the mount decodes 8 seconds (more than two
+/// passes of the 3-second file) without an error, and the file is paced in real time: two
+/// passes take about two periods, neither a burst nor a crawl.
+fn loop_file_plays(file: &str, mount: &str, args: &[&str]) {
+    let dir = TempDir::new("agora-loop");
+    let path = media(&dir, file, args);
+    let len = std::fs::metadata(&path).expect("file").len();
+    let started = std::time::Instant::now();
+    let agora = Agora::start_with_config(&format!(
+        "[[mount]]\npath = \"{mount}\"\nloop-file = {:?}\n",
+        path.display().to_string()
+    ));
+    wait_live(&agora, mount);
+    agora.wait_status("two passes played", |a| bytes_read(a, mount) >= 2 * len);
+    let two_passes = started.elapsed();
+    assert!(
+        (Duration::from_secs(5)..Duration::from_secs(12)).contains(&two_passes),
+        "two passes of a 3 s file took {two_passes:?}"
+    );
+    // The media time ffmpeg reached, not only its silence: a stream a player stops following
+    // (timestamps that go back, a chain it cannot take) ends the decode early without a word.
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-rw_timeout", "20000000", "-i"])
+        .arg(agora.url(mount))
+        .args(["-t", "8", "-progress", "pipe:1", "-f", "null", "-"])
+        .output()
+        .expect("run ffmpeg");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.trim().is_empty(),
+        "{mount}: {err}"
+    );
+    let reached = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("out_time_us="))
+        .filter_map(|v| v.trim().parse::<u64>().ok())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        reached >= 7_500_000,
+        "{mount}: ffmpeg decoded {reached} µs of 8 s across the passes"
+    );
+}
+
+/// The ffmpeg arguments that make each format's 3-second slate.
+const MP3: &str = "-f lavfi -i sine=f=660:d=3 -c:a libmp3lame -b:a 128k";
+const AAC: &str = "-f lavfi -i sine=f=660:d=3 -c:a aac -b:a 96k -f adts";
+const VORBIS: &str = "-f lavfi -i sine=f=660:d=3 -c:a libvorbis -q:a 2";
+const WEBM: &str = "-f lavfi -i testsrc=s=320x240:r=25:d=3 -f lavfi -i sine=f=660:d=3 \
+    -c:v libvpx -deadline realtime -cpu-used 8 -b:v 300k -g 50 -c:a libopus -b:a 48k";
+
+fn args(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
+#[test]
+fn a_looped_mp3_file_decodes_across_passes() {
+    loop_file_plays("slate.mp3", "/slate.mp3", &args(MP3));
+}
+
+#[test]
+fn a_looped_aac_file_decodes_across_passes() {
+    loop_file_plays("slate.aac", "/slate.aac", &args(AAC));
+}
+
+/// Each pass of a looped Ogg file reaches a listener as a chain of its own: a BOS page with
+/// a serial the previous pass did not have, its headers again. (ffmpeg alone would not tell:
+/// it also decodes a stream whose pages restart without a new BOS.)
+#[test]
+fn a_looped_ogg_vorbis_file_decodes_across_passes_each_a_new_chain() {
+    loop_file_plays("slate.ogg", "/slate.ogg", &args(VORBIS));
+    let dir = TempDir::new("agora-chains");
+    let path = media(&dir, "slate.ogg", &args(VORBIS));
+    let agora = Agora::start_with_config(&format!(
+        "[[mount]]\npath = \"/slate.ogg\"\nloop-file = {:?}\n",
+        path.display().to_string()
+    ));
+    wait_live(&agora, "/slate.ogg");
+    let (mut s, head) = open_listener(agora.addr, "/slate.ogg");
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    let (mut buf, mut at, mut serials) = (Vec::new(), 0usize, Vec::new());
+    let mut chunk = [0u8; 8192];
+    let len = std::fs::metadata(&path).expect("file").len() as usize;
+    while serials.len() < 3 {
+        assert!(
+            buf.len() < 4 * len,
+            "four passes' bytes and only these chains: {serials:x?}"
+        );
+        let n = s.read(&mut chunk).expect("stream");
+        assert!(n > 0, "the stream ended");
+        buf.extend_from_slice(&chunk[..n]);
+        // Whole pages only: header, lacing table, body.
+        while let Some(h) = buf.get(at..at + 27) {
+            assert_eq!(&h[..4], b"OggS", "a page at byte {at}");
+            let segments = usize::from(h[26]);
+            let Some(lacing) = buf.get(at + 27..at + 27 + segments) else {
+                break;
+            };
+            let len = 27 + segments + lacing.iter().map(|&l| usize::from(l)).sum::<usize>();
+            if buf.len() < at + len {
+                break;
+            }
+            if h[5] & 0x02 != 0 {
+                let serial = u32::from_le_bytes([h[14], h[15], h[16], h[17]]);
+                assert!(
+                    !serials.contains(&serial),
+                    "serial {serial:#x} again: {serials:x?}"
+                );
+                serials.push(serial);
+            }
+            at += len;
+        }
+    }
+}
+
+#[test]
+fn a_looped_webm_file_decodes_across_passes() {
+    loop_file_plays("slate.webm", "/slate.webm", &args(WEBM));
+}
+
+/// A listener of a mount with an `intro` gets the intro's bytes first, then the live stream,
+/// and decodes both: MP3 (frames continue) and Ogg Opus (the intro is a chain of its own).
+#[test]
+fn a_listener_gets_the_intro_first_then_the_live_stream() {
+    let dir = TempDir::new("agora-intro");
+    // Raw frames only (no ID3 tag, no Xing frame): what the server sends of an MP3 intro.
+    let mp3 = tone(
+        &dir,
+        "intro.mp3",
+        880,
+        1,
+        &[
+            "-c:a",
+            "libmp3lame",
+            "-b:a",
+            "128k",
+            "-write_xing",
+            "0",
+            "-id3v2_version",
+            "0",
+        ],
+    );
+    let opus = tone(
+        &dir,
+        "intro.opus",
+        880,
+        1,
+        &["-c:a", "libopus", "-b:a", "64k", "-f", "ogg"],
+    );
+    let agora = Agora::start_with_config(&format!(
+        "[[mount]]\npath = \"/live.mp3\"\nintro = {:?}\n[[mount]]\npath = \"/live.opus\"\nintro = {:?}\n",
+        mp3.display().to_string(),
+        opus.display().to_string()
+    ));
+    let (_, live_mp3) = fixture("mp3");
+    let (_, live_opus) = fixture("opus");
+    let _a = push_looped(&agora, &live_mp3, "/live.mp3", "mp3");
+    let _b = push_looped(&agora, &live_opus, "/live.opus", "ogg");
+    for (mount, intro) in [("/live.mp3", &mp3), ("/live.opus", &opus)] {
+        wait_live(&agora, mount);
+        let intro = std::fs::read(intro).expect("intro");
+        let (mut s, head) = open_listener(agora.addr, mount);
+        assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+        let mut first = vec![0u8; intro.len() + 4];
+        s.read_exact(&mut first).expect("the intro and more");
+        assert!(
+            first[..intro.len()] == intro[..],
+            "{mount}: the intro is not first"
+        );
+        if mount == "/live.opus" {
+            assert_eq!(&first[intro.len()..], b"OggS", "the live chain follows");
+        }
+        assert_decodes(&agora.url(mount), 4);
+    }
+}
+
+/// `--check-config` names a loop-file or intro that cannot be played: missing, another
+/// format than its mount's name, too large, a WebM intro, a looped mount also relayed; a
+/// relative path is the configuration's directory's.
+#[test]
+fn check_config_refuses_unplayable_loop_files_and_intros() {
+    let dir = TempDir::new("agora-slate-check");
+    let mp3 = tone(&dir, "tone.mp3", 440, 1, &["-c:a", "libmp3lame"]);
+    let webm = tone(
+        &dir,
+        "tone.webm",
+        440,
+        1,
+        &["-c:a", "libopus", "-f", "webm"],
+    );
+    let big = dir.path().join("big.mp3");
+    std::fs::File::create(&big)
+        .and_then(|f| f.set_len(65 << 20))
+        .expect("sparse file");
+    let q = |p: &std::path::Path| format!("{:?}", p.display().to_string());
+    for (toml, says) in [
+        (
+            "[[mount]]\npath = \"/slate.mp3\"\nloop-file = \"missing.mp3\"\n".to_string(),
+            "mount /slate.mp3: loop-file ".to_string(),
+        ),
+        (
+            format!(
+                "[[mount]]\npath = \"/slate.ogg\"\nloop-file = {}\n",
+                q(&mp3)
+            ),
+            "mount /slate.ogg: loop-file".to_string(),
+        ),
+        (
+            format!(
+                "[[mount]]\npath = \"/slate.mp3\"\nloop-file = {}\n",
+                q(&big)
+            ),
+            "more than the 67108864 bytes a played file may have".to_string(),
+        ),
+        (
+            format!("[[mount]]\npath = \"/live.webm\"\nintro = {}\n", q(&webm)),
+            "mount /live.webm: intro".to_string(),
+        ),
+        (
+            format!(
+                "[[mount]]\npath = \"/s.mp3\"\nloop-file = {}\n[[relay]]\nupstream = \"http://127.0.0.1:9/s.mp3\"\n",
+                q(&mp3)
+            ),
+            "mount /s.mp3: it has a loop-file and is relayed".to_string(),
+        ),
+    ] {
+        let err = refused(&toml);
+        assert!(err.contains(&says), "{toml}\n{err}");
+        if toml.contains("missing") {
+            assert!(err.contains("cannot read it"), "{err}");
+        }
+        if toml.contains("slate.ogg") {
+            assert!(err.contains("is Mp3, the mount's name says Ogg"), "{err}");
+        }
+        if toml.contains("webm") {
+            assert!(err.contains("is WebM"), "{err}");
+        }
+    }
+    // Relative to the configuration's directory.
+    let cfg = dir.path().join("agora.toml");
+    std::fs::write(
+        &cfg,
+        "[[mount]]\npath = \"/slate.mp3\"\nloop-file = \"tone.mp3\"\nintro = \"tone.mp3\"\n",
+    )
+    .expect("config");
+    let out = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--check-config",
+            "--config",
+        ])
+        .arg(&cfg)
+        .output()
+        .expect("run agora");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

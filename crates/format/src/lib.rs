@@ -24,6 +24,8 @@
 //!   Cluster; Clusters whose first video block is a keyframe are sync points.
 //! - [`mpeg`]: MPEG audio (MP3) and AAC-ADTS frame boundaries.
 //! - [`ogg_title`]: in-band titles for single-stream Ogg Vorbis/Opus (a new link per title).
+//! - [`playout`]: a whole file cut into units timed by the stream's own timestamps, rewritten
+//!   pass by pass so that it can be played in a loop (a server's slate, a listener's intro).
 //! - [`crc`]: the Ogg CRC-32.
 //! - `fuzz_checks` (hidden, not API): the properties the fuzz targets check, as functions the
 //!   fuzz targets and the test suite's corpus replay share.
@@ -40,6 +42,7 @@ pub mod fuzz_checks;
 pub mod mpeg;
 pub mod ogg;
 pub mod ogg_title;
+pub mod playout;
 pub mod webm;
 
 use bytes::{Bytes, BytesMut};

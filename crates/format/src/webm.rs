@@ -91,9 +91,9 @@ pub const EXACT_FROM: usize = 64 * 1024;
 const EBML_MAGIC: [u8; 4] = [0x1A, 0x45, 0xDF, 0xA3];
 
 // Element IDs, with their length markers, as Matroska spells them.
-const EBML: u32 = 0x1A45_DFA3;
-const SEGMENT: u32 = 0x1853_8067;
-const CLUSTER: u32 = 0x1F43_B675;
+pub(crate) const EBML: u32 = 0x1A45_DFA3;
+pub(crate) const SEGMENT: u32 = 0x1853_8067;
+pub(crate) const CLUSTER: u32 = 0x1F43_B675;
 const TRACKS: u32 = 0x1654_AE6B;
 const TRACK_ENTRY: u32 = 0xAE;
 const TRACK_NUMBER: u32 = 0xD7;
@@ -102,9 +102,9 @@ const CODEC_ID: u32 = 0x86;
 const VIDEO: u32 = 0xE0;
 const PIXEL_WIDTH: u32 = 0xB0;
 const PIXEL_HEIGHT: u32 = 0xBA;
-const SIMPLE_BLOCK: u32 = 0xA3;
-const BLOCK_GROUP: u32 = 0xA0;
-const BLOCK: u32 = 0xA1;
+pub(crate) const SIMPLE_BLOCK: u32 = 0xA3;
+pub(crate) const BLOCK_GROUP: u32 = 0xA0;
+pub(crate) const BLOCK: u32 = 0xA1;
 const REFERENCE_BLOCK: u32 = 0xFB;
 
 /// TrackType values.
@@ -113,20 +113,20 @@ const TRACK_TYPE_AUDIO: u64 = 2;
 
 /// An element's ID and size, as read from the start of a buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Head {
-    id: u32,
+pub(crate) struct Head {
+    pub(crate) id: u32,
     /// Bytes of the ID (1–4).
-    id_len: usize,
+    pub(crate) id_len: usize,
     /// Body size; `None` when unknown.
-    size: Option<u64>,
+    pub(crate) size: Option<u64>,
     /// Bytes of ID and size together.
-    len: usize,
+    pub(crate) len: usize,
 }
 
 /// A VINT at the start of `buf`: its value without the length marker, its length, and whether
 /// every value bit is set. `Ok(None)` when more bytes are needed; `Err` when the first byte is
 /// zero (a length over 8).
-fn vint(buf: &[u8]) -> Result<Option<(u64, usize, bool)>, ()> {
+pub(crate) fn vint(buf: &[u8]) -> Result<Option<(u64, usize, bool)>, ()> {
     let Some(&first) = buf.first() else {
         return Ok(None);
     };
@@ -147,7 +147,7 @@ fn vint(buf: &[u8]) -> Result<Option<(u64, usize, bool)>, ()> {
 }
 
 /// The element head at the start of `buf`; `Ok(None)` when more bytes are needed.
-fn read_head(buf: &[u8]) -> Result<Option<Head>, FormatError> {
+pub(crate) fn read_head(buf: &[u8]) -> Result<Option<Head>, FormatError> {
     let Some(&first) = buf.first() else {
         return Ok(None);
     };
@@ -190,7 +190,7 @@ fn element_len(head: Head, limit: usize) -> Result<usize, FormatError> {
 /// The children of a master element's body. Parsing stops (quietly) at anything malformed,
 /// of unknown size or cut short: this is only used to learn things from bodies that are
 /// relayed as they are anyway.
-struct Children<'a>(&'a [u8]);
+pub(crate) struct Children<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Iterator for Children<'a> {
     type Item = (u32, &'a [u8]);
@@ -206,7 +206,7 @@ impl<'a> Iterator for Children<'a> {
 }
 
 /// An unsigned integer element's value.
-fn uint(body: &[u8]) -> Option<u64> {
+pub(crate) fn uint(body: &[u8]) -> Option<u64> {
     (body.len() <= 8).then(|| body.iter().fold(0u64, |v, &b| v << 8 | u64::from(b)))
 }
 

@@ -33,7 +33,12 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use agora_format::Format;
+use agora_format::playout::{MAX_FILE, Playout, PlayoutError};
+use bytes::Bytes;
 
 use agora_client::server_url::{password_text, redact};
 use serde::Deserialize;
@@ -600,6 +605,77 @@ pub(crate) struct MountPolicy {
     pub(crate) overrides: StreamOverrides,
     /// Where the mount's listeners go when it closes (`[[mount]] fallback`).
     pub(crate) fallback: Option<String>,
+    /// What every new listener gets first (`[[mount]] intro`).
+    pub(crate) intro: Option<Intro>,
+}
+
+/// A `loop-file`: its path and the file cut into timed units (see
+/// [`agora_format::playout`]). `Debug` shows the path, not the bytes.
+#[derive(Clone)]
+pub(crate) struct LoopMedia {
+    pub(crate) path: PathBuf,
+    pub(crate) playout: Arc<Playout>,
+    /// A hash of the file's bytes: a reload restarts the loop only when the file changed.
+    pub(crate) digest: u64,
+}
+
+impl fmt::Debug for LoopMedia {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoopMedia")
+            .field("path", &self.path)
+            .field("format", &self.playout.format())
+            .field("period", &self.playout.period())
+            .finish()
+    }
+}
+
+/// An `intro`: the bytes every new listener gets before the stream, one `Bytes` all of them
+/// share. `Debug` shows the path and the length, not the bytes.
+#[derive(Clone)]
+pub(crate) struct Intro {
+    pub(crate) path: PathBuf,
+    pub(crate) format: Format,
+    pub(crate) bytes: Bytes,
+}
+
+impl fmt::Debug for Intro {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Intro")
+            .field("path", &self.path)
+            .field("format", &self.format)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
+/// Why a `loop-file` or an `intro` cannot be played.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MediaError {
+    #[error("cannot read it: {0}")]
+    Read(std::io::Error),
+    #[error("{0}")]
+    Playout(#[from] PlayoutError),
+}
+
+/// Read and cut a media file, bounded by [`MAX_FILE`] before a byte is read.
+fn read_media(path: &Path) -> Result<(Playout, u64), MediaError> {
+    let len = std::fs::metadata(path).map_err(MediaError::Read)?.len();
+    if len > MAX_FILE as u64 {
+        return Err(PlayoutError::TooLarge {
+            len,
+            limit: MAX_FILE,
+        }
+        .into());
+    }
+    let bytes = std::fs::read(path).map_err(MediaError::Read)?;
+    let digest = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        bytes.hash(&mut h);
+        h.finish()
+    };
+    Ok((Playout::new(Bytes::from(bytes))?, digest))
 }
 
 /// Stream information from the configuration, which wins over what the source sends.
@@ -640,6 +716,19 @@ pub struct MountConfig {
     pub fallback: Option<String>,
     pub fallback_override: Option<bool>,
     pub fallback_when_full: Option<bool>,
+    /// A media file the server itself plays into this mount, in a loop and in real time, as
+    /// its source (a slate: `fallback` of a live mount names this one). Relative to the
+    /// configuration file; read and checked at load. Sources are refused on such a mount.
+    pub loop_file: Option<PathBuf>,
+    /// A media file every new listener of this mount gets before the stream (Icecast's
+    /// `<intro>`): MP3, AAC or Ogg, never WebM. Relative to the configuration file.
+    pub intro: Option<PathBuf>,
+    /// What `loop-file` holds, cut for playing.
+    #[serde(skip)]
+    pub(crate) loop_media: Option<LoopMedia>,
+    /// What `intro` holds, as listeners get it.
+    #[serde(skip)]
+    pub(crate) intro_media: Option<Intro>,
     /// Listener authentication of this mount (see [`MountSettings`]): either key set here
     /// replaces both of `[mount-defaults]`.
     pub listener_htpasswd: Option<PathBuf>,
@@ -677,6 +766,14 @@ pub enum ConfigError {
         key: String,
         source: SecretFileError,
     },
+    /// A `loop-file` or `intro` that cannot be played (named with its mount, key and path).
+    #[error("invalid configuration: mount {mount}: {key} {}: {source}", path.display())]
+    Media {
+        mount: String,
+        key: &'static str,
+        path: PathBuf,
+        source: MediaError,
+    },
 }
 
 impl Config {
@@ -689,6 +786,7 @@ impl Config {
         })?;
         let mut c = parse(&text, &path.display().to_string())?;
         c.read_password_files(path.parent())?;
+        c.read_media_files(path.parent())?;
         Ok(c)
     }
 
@@ -697,6 +795,7 @@ impl Config {
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
         let mut c = parse(text, "<config>")?;
         c.read_password_files(None)?;
+        c.read_media_files(None)?;
         Ok(c)
     }
 
@@ -792,6 +891,48 @@ impl Config {
         Ok(())
     }
 
+    /// Every `loop-file` and `intro` read (relative to `base`), checked and cut, so that
+    /// `--check-config` says what playing them would find.
+    fn read_media_files(&mut self, base: Option<&Path>) -> Result<(), ConfigError> {
+        for m in &mut self.mounts {
+            for (key, file) in [("loop-file", &mut m.loop_file), ("intro", &mut m.intro)] {
+                if let (Some(dir), Some(f)) = (base, file.as_mut())
+                    && f.is_relative()
+                {
+                    *f = dir.join(&*f);
+                }
+                let Some(path) = file.clone() else { continue };
+                let (playout, digest) = read_media(&path).map_err(|source| ConfigError::Media {
+                    mount: m.path.clone(),
+                    key,
+                    path: path.clone(),
+                    source,
+                })?;
+                if key == "intro" {
+                    m.intro_media = Some(Intro {
+                        format: playout.format(),
+                        bytes: playout.first_pass_bytes(),
+                        path,
+                    });
+                } else {
+                    m.loop_media = Some(LoopMedia {
+                        path,
+                        playout: Arc::new(playout),
+                        digest,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every `[[mount]]` with a `loop-file`: the mounts the server plays itself.
+    pub(crate) fn loop_files(&self) -> impl Iterator<Item = (&str, &LoopMedia)> {
+        self.mounts
+            .iter()
+            .filter_map(|m| Some((m.path.as_str(), m.loop_media.as_ref()?)))
+    }
+
     /// Check everything a running server relies on; the message names the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
@@ -862,6 +1003,7 @@ impl Config {
             check_settings(&m.path, &self.settings_for(&m.path))?;
         }
         self.check_fallbacks()?;
+        self.check_media()?;
         if let Some(m) = &self.master {
             m.master_url()?;
             m.announce_addr()?;
@@ -907,6 +1049,7 @@ impl Config {
                 genre: m.and_then(|m| m.genre.clone()),
             },
             fallback: self.fallback_of(path).map(str::to_string),
+            intro: m.and_then(|m| m.intro_media.clone()),
         }
     }
 
@@ -1020,6 +1163,56 @@ impl Config {
                     ));
                 }
                 next = self.fallback_of(p);
+            }
+        }
+        Ok(())
+    }
+
+    /// A `loop-file` or `intro` is of the format its mount's name says (when it says one);
+    /// an intro is not WebM; a mount played from a file is not also relayed.
+    fn check_media(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        for m in &self.mounts {
+            let named = crate::mount_path::format_by_extension(&m.path);
+            let media = [
+                (
+                    "loop-file",
+                    m.loop_media.as_ref().map(|l| (&l.path, l.playout.format())),
+                ),
+                ("intro", m.intro_media.as_ref().map(|i| (&i.path, i.format))),
+            ];
+            for (key, media) in media {
+                let Some((file, format)) = media else {
+                    continue;
+                };
+                if let Some(named) = named
+                    && named != format
+                {
+                    return bad(format!(
+                        "mount {}: {key} {} is {format:?}, the mount's name says {named:?}; its listeners could not play it",
+                        m.path,
+                        file.display()
+                    ));
+                }
+                if key == "intro" && format == Format::WebM {
+                    return bad(format!(
+                        "mount {}: intro {} is WebM: a WebM stream cannot follow another (players stop at a second EBML header), so WebM mounts have no intro",
+                        m.path,
+                        file.display()
+                    ));
+                }
+            }
+            if m.loop_media.is_some()
+                && let Some(r) = self
+                    .relays
+                    .iter()
+                    .find(|r| r.local_mount().is_ok_and(|l| l == m.path))
+            {
+                let url = r.upstream_url().map(|u| u.to_string()).unwrap_or_default();
+                return bad(format!(
+                    "mount {}: it has a loop-file and is relayed from {url}; keep one source",
+                    m.path
+                ));
             }
         }
         Ok(())
@@ -1543,6 +1736,55 @@ source-password = 12345678",
                 "{bad}: {e}"
             );
         }
+    }
+
+    /// Two MPEG-1 layer III frames (128 kbit/s, 44.1 kHz, 417 bytes each) of silence.
+    fn mp3_frames() -> Vec<u8> {
+        let mut frame = vec![0u8; 417];
+        frame[..4].copy_from_slice(&[0xFF, 0xFB, 0x90, 0x64]);
+        [frame.clone(), frame.clone(), frame].concat()
+    }
+
+    #[test]
+    fn media_files_are_read_beside_the_config_and_checked_by_format() {
+        let dir = secrets_dir("media");
+        std::fs::write(dir.join("slate.mp3"), mp3_frames()).expect("file");
+        let cfg = dir.join("agora.toml");
+        std::fs::write(
+            &cfg,
+            "[[mount]]\npath = \"/slate.mp3\"\nloop-file = \"slate.mp3\"\nintro = \"slate.mp3\"\n",
+        )
+        .expect("config");
+        let c = Config::from_file(&cfg).expect("loads");
+        c.validate().expect("valid");
+        let (path, media) = c.loop_files().next().expect("a loop-file");
+        assert_eq!(path, "/slate.mp3");
+        assert_eq!(media.path, dir.join("slate.mp3"));
+        let p = c.policy_for("/slate.mp3");
+        let intro = p.intro.expect("an intro");
+        assert_eq!(intro.bytes.len(), 3 * 417);
+        // Debug shows the file, never its bytes.
+        let shown = format!("{c:?}");
+        assert!(shown.contains("slate.mp3") && shown.len() < 4096, "{shown}");
+
+        std::fs::write(
+            &cfg,
+            "[[mount]]\npath = \"/slate.ogg\"\nloop-file = \"slate.mp3\"\n",
+        )
+        .expect("config");
+        let err = Config::from_file(&cfg)
+            .expect("loads")
+            .validate()
+            .expect_err("another format")
+            .to_string();
+        assert!(err.contains("is Mp3, the mount's name says Ogg"), "{err}");
+        std::fs::write(&cfg, "[[mount]]\npath = \"/a.mp3\"\nintro = \"none.mp3\"\n")
+            .expect("config");
+        let err = Config::from_file(&cfg).expect_err("missing").to_string();
+        assert!(
+            err.contains("mount /a.mp3: intro ") && err.contains("cannot read it"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError};
 use crate::egress::push;
-use crate::ingest::{master, relay};
+use crate::ingest::{loop_file, master, relay};
 use crate::state::{Credentials, Shared};
 use crate::sync::Mutex;
 use crate::tls::{TlsError, TlsSettings};
@@ -229,6 +229,10 @@ enum Start {
         interval: Duration,
         announce: Option<agora_client::meta::Announce>,
     },
+    LoopFile {
+        mount: String,
+        media: crate::config::LoopMedia,
+    },
 }
 
 impl Links {
@@ -297,6 +301,9 @@ impl Links {
                         .tracker
                         .spawn(master::run(url, interval, announce, s, stop));
                 }
+                Start::LoopFile { mount, media } => {
+                    shared.tracker.spawn(loop_file::run(mount, media, s, stop));
+                }
             }
         }
         (started, stopped)
@@ -308,10 +315,23 @@ fn mount_of(key: &str) -> Option<&str> {
     key.strip_prefix("relay ")
 }
 
-/// The links `config` asks for, by key: `relay MOUNT`, `push MOUNT -> TARGET`, `master`. A
-/// table that does not parse (refused by [`Config::validate`] before this) is skipped, loudly.
+/// The links `config` asks for, by key: `relay MOUNT`, `push MOUNT -> TARGET`, `master`,
+/// `loop-file MOUNT`. A table that does not parse (refused by [`Config::validate`] before
+/// this) is skipped, loudly.
 fn wanted(config: &Config) -> BTreeMap<String, Wanted> {
     let mut out = BTreeMap::new();
+    for (mount, media) in config.loop_files() {
+        out.insert(
+            format!("loop-file {mount}"),
+            Wanted {
+                fingerprint: format!("{}|{:x}", media.path.display(), media.digest),
+                start: Start::LoopFile {
+                    mount: mount.to_string(),
+                    media: media.clone(),
+                },
+            },
+        );
+    }
     for r in &config.relays {
         match (r.upstream_url(), r.local_mount()) {
             (Ok(upstream), Ok(mount)) => {

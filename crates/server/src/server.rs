@@ -267,7 +267,8 @@ impl Server {
         }
         tracker.spawn(events::hub(shared.clone()));
         tracker.spawn(edges::probe(shared.clone()));
-        // Relays, pushes and `[master]`: started from the configuration, as a reload would.
+        // Relays, pushes, `[master]` and loop files: started from the configuration, as a
+        // reload would.
         links.update(&shared.config(), &shared);
         shared.shutdown.cancelled().await;
         tracing::info!("shutting down: closing mounts");

@@ -312,19 +312,18 @@ pub(crate) async fn handle(
         return;
     }
     shared.listener_connections.fetch_add(1, Ordering::Relaxed);
-    let fill = (mount.settings().browser_fill && !relay && !icy)
+    let page = req.query_param("page").is_some();
+    let intro = intro_for(&mount, format, relay, page);
+    let fill = (mount.settings().browser_fill && !relay && !icy && intro.is_none())
         .then(|| Padding::for_browser(format, &req))
         .flatten()
         .map(|p| Box::new(Fill::new(p)));
-    let session = Session {
+    let mut session = Session {
         fill,
         stream,
         peer,
         client,
-        page_epoch: req
-            .query_param("page")
-            .is_some()
-            .then(|| mount.source_epoch()),
+        page_epoch: page.then(|| mount.source_epoch()),
         icy: icy.then(|| Icy {
             interval: mount.settings().icy_metaint,
             until_meta: mount.settings().icy_metaint,
@@ -344,12 +343,36 @@ pub(crate) async fn handle(
         guard: listener_guard,
         _total: total_guard,
     };
+    if let Some(intro) = intro {
+        // Before the headers and the burst, counted by the ICY interval like stream bytes.
+        match session.icy.as_mut() {
+            Some(icy) => icy.splice(&intro, || session.mount.title(), &mut session.pending),
+            None => session.pending.push_back(intro),
+        }
+    }
     drop((req, head));
     // A task of its own (not the connection's, whose state is larger) until the listener is
     // caught up: then it is parked, without a task. Running the session in the connection's
     // task left more memory behind the joins (RSS per listener at 5,000 Ogg Theora listeners:
     // 1.63-2.45 KiB against 1.64).
     shared.tracker.spawn(session.run(rx, shared.clone()));
+}
+
+/// The mount's `intro` for a new listener (a shared handle, never a copy): for players, when
+/// the stream is of the intro's format. Not for relays (an edge has its own intro for its
+/// listeners), nor for Agora's web player on Ogg (browsers stop at the chain that follows).
+/// Such a listener gets no browser fill: the intro is its first block.
+fn intro_for(
+    mount: &Mount,
+    format: agora_format::Format,
+    relay: bool,
+    page: bool,
+) -> Option<Bytes> {
+    let intro = mount.intro.as_ref()?;
+    if relay || (page && format == agora_format::Format::Ogg) {
+        return None;
+    }
+    (intro.format == format).then(|| intro.bytes.clone())
 }
 
 /// The realm of a mount's `401`: Icecast's.

@@ -6,9 +6,12 @@
 //!   the read loop.
 //! - [`relay`]: a mount pulled from another server (`[[relay]]`), reconnecting on its own.
 //! - [`master`]: `[master]`: every mount another server lists, relayed, followed as it changes.
-//! - [`feed`]: [`feed::Ingest`], the path both take into the mount: count, demux, publish.
+//! - [`loop_file`]: `loop-file`: the server plays a media file into a mount, in a loop.
+//! - [`feed`]: [`feed::Ingest`], the path all of them take into the mount: count, demux,
+//!   publish.
 
 pub(crate) mod feed;
+pub(crate) mod loop_file;
 pub(crate) mod master;
 pub(crate) mod relay;
 pub(crate) mod source;

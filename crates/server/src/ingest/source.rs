@@ -174,7 +174,12 @@ pub(crate) async fn handle(
     ) {
         Ok(c) => c,
         Err(e @ (ClaimError::InUse | ClaimError::TooMany)) => {
+            // A `loop-file` mount is the server's own for as long as it runs.
+            let from_file = shared.config().loop_files().any(|(m, _)| m == path);
             let (code, why) = match e {
+                ClaimError::InUse if from_file => {
+                    (409, "Mountpoint in use: the server plays a file into it")
+                }
                 ClaimError::InUse => (409, "Mountpoint in use"),
                 ClaimError::TooMany => (503, "Too many mounts on this server"),
             };
@@ -183,6 +188,11 @@ pub(crate) async fn handle(
                 .admit(Kind::SourceRefused, About::Peer(peer.ip()))
             {
                 match e {
+                    ClaimError::InUse if from_file => tracing::warn!(
+                        %peer,
+                        mount = %path,
+                        "source refused: the mount plays its loop-file (push to a mount whose fallback it is)"
+                    ),
                     ClaimError::InUse => {
                         tracing::warn!(%peer, mount = %path, "source refused: mountpoint in use")
                     }

@@ -51,7 +51,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{MAX_FALLBACK_DEPTH, MountPolicy, MountSettings, StreamOverrides};
+use crate::config::{Intro, MAX_FALLBACK_DEPTH, MountPolicy, MountSettings, StreamOverrides};
 use crate::stream::fanout::{Fanout, StreamHeaders, Wake};
 use crate::stream::parking::{Parked, Parking};
 
@@ -315,6 +315,8 @@ pub(crate) struct Mount {
     /// The settings in force: a snapshot a reload replaces ([`Mount::reconfigure`]); read
     /// with [`Mount::settings`].
     settings: ArcSwap<MountSettings>,
+    /// What every new listener gets before the stream (`intro`), shared by all of them.
+    pub(crate) intro: Option<Intro>,
     /// Stream information the operator imposes, applied to every source's (and again by a
     /// reload that changes it).
     overrides: ArcSwap<StreamOverrides>,
@@ -377,6 +379,7 @@ impl Mount {
             settings,
             overrides,
             fallback,
+            intro,
             ..
         } = policy;
         Mount {
@@ -398,6 +401,7 @@ impl Mount {
             parking: Parking::new(tasks),
             path,
             settings: ArcSwap::from_pointee(settings),
+            intro,
             overrides: ArcSwap::from_pointee(overrides),
             state: ArcSwap::from_pointee(SourceState {
                 meta: StreamMeta::default(),
@@ -470,6 +474,9 @@ impl Mount {
         if new.sendfile_min_bytes != old.sendfile_min_bytes {
             later.push("sendfile-min-bytes");
             new.sendfile_min_bytes = old.sendfile_min_bytes;
+        }
+        if self.intro.as_ref().map(|i| &i.bytes) != policy.intro.as_ref().map(|i| &i.bytes) {
+            later.push("intro");
         }
         self.settings.store(Arc::new(new));
         if **self.overrides.load() != policy.overrides {
