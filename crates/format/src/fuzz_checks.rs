@@ -323,3 +323,37 @@ pub fn ogg_comments(data: &[u8]) {
         }
     }
 }
+
+/// A `loop-file` (an operator's file, read at load) on arbitrary bytes: no panic; a file that
+/// is taken plays a pass of a positive, bounded length whose units end in order within it,
+/// and a later pass holds as many bytes as the first (headers aside) and follows it in time.
+pub fn playout(data: &[u8]) {
+    let Ok(p) = crate::playout::Playout::new(bytes::Bytes::copy_from_slice(data)) else {
+        return;
+    };
+    let period = p.period();
+    let pass = |n: u64| -> (Vec<std::time::Duration>, usize) {
+        let units: Vec<_> = p.pass(n).collect();
+        let bytes = units.iter().map(|(_, b)| b.len()).sum();
+        (units.into_iter().map(|(t, _)| t).collect(), bytes)
+    };
+    let (first, first_bytes) = pass(0);
+    let (second, second_bytes) = pass(1);
+    assert!(!second.is_empty(), "a pass with nothing in it");
+    assert!(
+        first.windows(2).all(|w| w[0] <= w[1]),
+        "units out of order in a pass"
+    );
+    assert!(
+        first.last().is_some_and(|t| *t <= period),
+        "a unit ends after its pass"
+    );
+    assert!(
+        second.first() >= first.last(),
+        "the second pass starts before the first ends"
+    );
+    // Pass 0 carries the WebM headers once on top of the same units.
+    assert!(second_bytes <= first_bytes && first_bytes <= data.len() + second_bytes);
+    // A far pass is computed without overflow.
+    let _ = p.pass(u64::MAX).count();
+}

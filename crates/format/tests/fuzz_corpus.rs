@@ -66,3 +66,8 @@ fn ogg_title_corpus() {
 fn ogg_comments_corpus() {
     replay("ogg_comments", fuzz_checks::ogg_comments);
 }
+
+#[test]
+fn playout_corpus() {
+    replay("playout", fuzz_checks::playout);
+}
