@@ -123,9 +123,12 @@ impl Reloader {
                 )),
             }
         }
-        if config.server.tls.len() != self.tls.len() && done.pending.is_empty() {
-            done.pending
-                .push("[[server.tls]] groups removed (a restart closes them)".into());
+        for (listen, _) in &self.tls {
+            if !config.server.tls.iter().any(|t| t.listen == *listen) {
+                done.pending.push(format!(
+                    "[[server.tls]] listen {listen:?} removed (a restart closes it)"
+                ));
+            }
         }
         if config.server.listen != old.server.listen {
             done.pending
@@ -409,4 +412,71 @@ fn wanted(config: &Config) -> BTreeMap<String, Wanted> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(toml: &str) -> Config {
+        Config::from_toml(toml).expect("parses")
+    }
+
+    #[test]
+    fn a_password_left_out_keeps_the_one_in_force() {
+        let now = Credentials {
+            source_password: "generated-source".into(),
+            admin_user: "admin".into(),
+            admin_password: "generated-admin".into(),
+        };
+        let c = credentials(&config(""), &now);
+        assert_eq!(c.source_password, "generated-source");
+        assert_eq!(c.admin_password, "generated-admin");
+        let c = credentials(
+            &config("[auth]\nsource-password = \"new\"\nadmin-user = \"boss\"\n"),
+            &now,
+        );
+        assert_eq!(c.source_password, "new");
+        assert_eq!(
+            (c.admin_user.as_str(), c.admin_password.as_str()),
+            ("boss", "generated-admin")
+        );
+    }
+
+    #[test]
+    fn a_link_restarts_when_any_of_its_keys_changes_and_only_then() {
+        let relay = |pw: &str, linger: u32| {
+            format!(
+                "[[relay]]\nupstream = \"http://relay:{pw}@origin:8000/live.ogg\"\non-demand = true\nlinger-secs = {linger}\n\n\
+                 [[push]]\nmount = \"/live.ogg\"\ntarget = \"http://source:pw@cdn:8000/live.ogg\"\n"
+            )
+        };
+        let prints = |toml: &str| -> BTreeMap<String, String> {
+            wanted(&config(toml))
+                .into_iter()
+                .map(|(k, w)| (k, w.fingerprint))
+                .collect()
+        };
+        let a = prints(&relay("one", 10));
+        assert_eq!(
+            a.keys().collect::<Vec<_>>(),
+            [
+                "push /live.ogg -> http://cdn:8000/live.ogg",
+                "relay /live.ogg"
+            ]
+        );
+        assert_eq!(
+            a,
+            prints(&relay("one", 10)),
+            "the same file, the same links"
+        );
+        for changed in [relay("two", 10), relay("one", 20)] {
+            let b = prints(&changed);
+            assert_ne!(a["relay /live.ogg"], b["relay /live.ogg"]);
+            assert_eq!(
+                a[a.keys().next().expect("push")],
+                b[b.keys().next().expect("push")]
+            );
+        }
+    }
 }
