@@ -5,6 +5,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 use common::*;
@@ -190,4 +191,185 @@ fn icy_metadata_interleaved_on_mp3() {
         agora.source("/icy.mp3").expect("mount")["title"],
         "Keynote - Opening"
     );
+}
+
+/// The stream time an Ogg mount's listener has reached: the newest granule position of its
+/// first Vorbis or Opus stream, in seconds (the audio of a Theora mount carries the clock too).
+fn ogg_audio_seconds(pages: &[u8]) -> Option<f64> {
+    let (mut rate, mut serial, mut newest) = (None, None, None::<i64>);
+    let mut at = 0;
+    while at + 27 <= pages.len() && &pages[at..at + 4] == b"OggS" {
+        let segs = usize::from(pages[at + 26]);
+        let Some(lacing) = pages.get(at + 27..at + 27 + segs) else {
+            break;
+        };
+        let body = at + 27 + segs;
+        let len = lacing.iter().map(|&l| usize::from(l)).sum::<usize>();
+        let Some(packet) = pages.get(body..body + len) else {
+            break;
+        };
+        let granule = i64::from_le_bytes(
+            pages[at + 6..at + 14]
+                .try_into()
+                .expect("slice of its length"),
+        );
+        let page_serial = u32::from_le_bytes(
+            pages[at + 14..at + 18]
+                .try_into()
+                .expect("slice of its length"),
+        );
+        if rate.is_none() {
+            if packet.starts_with(b"\x01vorbis") && packet.len() >= 16 {
+                rate = Some(u32::from_le_bytes(
+                    packet[12..16].try_into().expect("slice of its length"),
+                ));
+                serial = Some(page_serial);
+            } else if packet.starts_with(b"OpusHead") {
+                rate = Some(48_000);
+                serial = Some(page_serial);
+            }
+        } else if serial == Some(page_serial) && granule > 0 {
+            newest = Some(granule);
+        }
+        at = body + len;
+    }
+    Some(newest? as f64 / f64::from(rate?))
+}
+
+/// Waits until the mount's stream has run `seconds` on its own timeline (granule positions),
+/// so that a listener joining next joins that far into the stream.
+fn wait_stream_time(agora: &Agora, mount: &str, seconds: f64) {
+    let mut s = TcpStream::connect(agora.addr).expect("connect");
+    s.write_all(request("GET", mount, &[]).as_bytes())
+        .expect("send");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{mount} never reached {seconds} s"
+        );
+        let n = s.read(&mut buf).expect("read stream");
+        assert!(n > 0, "{mount} ended before {seconds} s");
+        got.extend_from_slice(&buf[..n]);
+        let Some(p) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        if ogg_audio_seconds(&got[p + 4..]).is_some_and(|t| t >= seconds) {
+            return;
+        }
+    }
+}
+
+/// Seconds of audio in a WAV file VLC's `afile` output is still writing (its header's sizes
+/// are written at the end: the length comes from the file's size and the format fields).
+fn wav_seconds(path: &std::path::Path) -> f64 {
+    let Ok(wav) = std::fs::read(path) else {
+        return 0.0;
+    };
+    if wav.len() < 44 || &wav[..4] != b"RIFF" {
+        return 0.0;
+    }
+    let channels = f64::from(u16::from_le_bytes([wav[22], wav[23]]));
+    let rate = f64::from(u32::from_le_bytes(
+        wav[24..28].try_into().expect("slice of its length"),
+    ));
+    let bits = f64::from(u16::from_le_bytes([wav[34], wav[35]]));
+    let per_second = channels * rate * bits / 8.0;
+    if per_second == 0.0 {
+        return 0.0;
+    }
+    (wav.len() - 44) as f64 / per_second
+}
+
+/// VLC (3.0, the player most viewers have) joins an Ogg mount well into the stream and plays
+/// it: run as `nobody` (VLC refuses root), its audio written by the `afile` output, it must
+/// keep running until it has played 6 s, without its input reaching an end. #14 reported VLC
+/// giving up on such joins ("EOF reached" within a second); this pins that it does not.
+fn vlc_plays_a_join_well_into(name: &str, mount: &str, video: bool) {
+    let agora = Agora::start();
+    let (fx, file) = fixture(name);
+    let _src = ffmpeg_push(&agora, &file, mount, fx.muxer, false);
+    agora.wait_mount(mount);
+    wait_stream_time(&agora, mount, 20.0);
+
+    let dir = TempDir::new("agora-vlc");
+    let wav = dir.path().join("out.wav");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let log = std::fs::File::create(dir.path().join("vlc.log")).expect("log file");
+    let mut vlc = Command::new("runuser");
+    vlc.args(["-u", "nobody", "--", "cvlc", "-vv", "--play-and-exit"])
+        .args(["--intf", "dummy", "--vout", "dummy", "--aout", "afile"])
+        .arg("--audiofile-file")
+        .arg(&wav)
+        .arg(agora.url(mount))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log);
+    let mut vlc = Proc(
+        vlc.spawn()
+            .expect("cvlc must be installed (scripts/install-deps)"),
+    );
+    let read_log = || std::fs::read_to_string(dir.path().join("vlc.log")).unwrap_or_default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while wav_seconds(&wav) < 6.0 {
+        let exited = vlc.0.try_wait().expect("wait vlc");
+        assert!(
+            exited.is_none() && std::time::Instant::now() < deadline,
+            "VLC played {:.1} s of {mount} joined 20 s in, then {}:\n{}",
+            wav_seconds(&wav),
+            if exited.is_some() {
+                "exited"
+            } else {
+                "stalled"
+            },
+            tail(&read_log(), 40)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let text = read_log();
+    // The stream's input never ended (a playlist or media library may log its own EOF, but
+    // nothing is opened here except the mount).
+    assert!(
+        !text.contains("EOF reached"),
+        "VLC's input ended:\n{}",
+        tail(&text, 40)
+    );
+    assert!(
+        text.contains("using demux module \"ogg\""),
+        "{}",
+        tail(&text, 40)
+    );
+    if video {
+        assert!(
+            text.contains("Received first picture"),
+            "no picture decoded:\n{}",
+            tail(&text, 40)
+        );
+    }
+    drop(vlc);
+
+    // ffmpeg decodes the same join cleanly.
+    assert_decodes(&agora.url(mount), 5);
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[test]
+fn vlc_plays_ogg_vorbis_joined_20_s_in() {
+    vlc_plays_a_join_well_into("vorbis", "/vlc-vorbis.ogg", false);
+}
+
+#[test]
+fn vlc_plays_ogg_opus_joined_20_s_in() {
+    vlc_plays_a_join_well_into("opus", "/vlc-opus.ogg", false);
+}
+
+#[test]
+fn vlc_plays_ogg_theora_vorbis_joined_20_s_in() {
+    vlc_plays_a_join_well_into("theora", "/vlc-theora.ogg", true);
 }
