@@ -192,6 +192,7 @@ fn only_the_watch_page_may_be_framed_by_other_sites() {
         );
         if !frameable {
             assert!(head.contains("X-Frame-Options: DENY\r\n"), "{path}: {head}");
+            assert!(csp.contains("frame-ancestors 'none'"), "{path}: {head}");
         }
     }
 }
