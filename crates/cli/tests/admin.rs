@@ -220,6 +220,9 @@ fn stats_listmounts_and_listclients_have_icecasts_shapes_in_xml_and_json() {
     for field in ["listeners", "Connected", "content-type"] {
         assert!(src.children().any(|c| c.has_tag_name(field)), "{body}");
     }
+    // Agora's own: the format, which moves between mounts must share.
+    let format = src.children().find(|c| c.has_tag_name("format"));
+    assert_eq!(format.and_then(|c| c.text()), Some("mp3"), "{body}");
 
     let (code, body) = admin(agora.addr, "/admin/listclients?mount=/s.mp3");
     assert_eq!(code, 200);
@@ -263,6 +266,7 @@ fn stats_listmounts_and_listclients_have_icecasts_shapes_in_xml_and_json() {
     let mounts = json(&admin(agora.addr, "/admin/listmounts.json").1);
     assert_eq!(mounts["icestats"]["source"][0]["mount"], "/s.mp3");
     assert_eq!(mounts["icestats"]["source"][0]["source_connected"], true);
+    assert_eq!(mounts["icestats"]["source"][0]["format"], "mp3");
     assert_eq!(client_ids(agora.addr, "/s.mp3").len(), 1);
     still_streaming(&l, "the listener while the admin looked");
 }

@@ -3,8 +3,19 @@
 //! --input test`: the page plays (the `<video>`'s `currentTime` advances), shows the listener
 //! count and a title set through `/admin/metadata`, and resumes by itself, without a reload,
 //! after the source is killed and restarted. Every control on the three pages has an accessible
-//! name, and the admin page works from the keyboard alone. A screenshot is left in
-//! `target/screenshots/watch.png` for people to look at.
+//! name, and the admin page works from the keyboard alone. Screenshots are left in
+//! `target/screenshots/` for people to look at (`watch.png`, and `embed-640x360.png` and
+//! `embed-1280x720.png` of the embedded player); `AGORA_DOCS_SCREENSHOTS=1` writes them to
+//! `docs/` too, where the README and docs/embedding.md show them:
+//!
+//! ```text
+//! AGORA_DOCS_SCREENSHOTS=1 cargo nextest run -p agora-cli --test browser -E 'test(watch_page_plays_shows) | test(embedded)'
+//! ```
+//!
+//! Issue #14's first hour: the embed snippet in another site's frame shows the player alone,
+//! whole, at any size; a "click for sound" control unmutes in one click or key press; the
+//! Theora notice is one sentence; the admin page offers moves only between mounts of one
+//! format.
 
 mod common;
 
@@ -115,22 +126,38 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 async fn browser(driver_url: &str, profile: &Path) -> Client {
+    browser_with(driver_url, profile, Autoplay::Anything).await
+}
+
+/// What the browser lets a page play by itself.
+#[derive(Clone, Copy, PartialEq)]
+enum Autoplay {
+    /// Sound included (`--autoplay-policy=no-user-gesture-required`): for tests about what
+    /// plays, not about how it starts.
+    Anything,
+    /// Chromium's own policy, as viewers have it: muted media starts by itself, sound needs
+    /// the viewer's click or key press.
+    AsShipped,
+}
+
+async fn browser_with(driver_url: &str, profile: &Path, autoplay: Autoplay) -> Client {
+    let mut args = vec![
+        "--headless=new".to_string(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--disable-dev-shm-usage".into(),
+        // The browser's output only: `video.muted` is the page's and still reported.
+        "--mute-audio".into(),
+        "--window-size=1280,900".into(),
+        format!("--user-data-dir={}", profile.display()),
+    ];
+    if autoplay == Autoplay::Anything {
+        args.push("--autoplay-policy=no-user-gesture-required".into());
+    }
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
-        json!({
-            "binary": CHROMIUM,
-            "args": [
-                "--headless=new",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--mute-audio",
-                "--autoplay-policy=no-user-gesture-required",
-                "--window-size=1280,900",
-                format!("--user-data-dir={}", profile.display()),
-            ],
-        }),
+        json!({ "binary": CHROMIUM, "args": args }),
     );
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
     ClientBuilder::new(connector)
@@ -202,14 +229,14 @@ async fn press(c: &Client, keys: &str) {
 const TAB: &str = "\u{e004}";
 const ENTER: &str = "\u{e007}";
 
-/// Presses Tab until the control whose `data-key` is `key` has the focus.
+/// Presses Tab until the control whose `data-key` (else its `id`) is `key` has the focus.
 async fn tab_to(c: &Client, key: &str) {
     let mut seen = Vec::new();
     for _ in 0..40 {
         press(c, TAB).await;
         let focused = c
             .execute(
-                "const e = document.activeElement; return e ? (e.getAttribute('data-key') || e.tagName) : null;",
+                "const e = document.activeElement; return e ? (e.getAttribute('data-key') || e.id || e.tagName) : null;",
                 vec![],
             )
             .await
@@ -389,13 +416,7 @@ fn watch_page_plays_shows_the_title_and_resumes_after_the_source_restarts() {
         (second, screenshot)
     });
     drop(first);
-
-    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
-    std::fs::create_dir_all(&shots).expect("screenshot dir");
-    let path = shots.join("watch.png");
-    std::fs::write(&path, &screenshot).expect("write the screenshot");
-    assert!(screenshot.starts_with(b"\x89PNG"), "a PNG screenshot");
-    eprintln!("screenshot: {}", path.display());
+    save_screenshot("watch.png", &screenshot);
 }
 
 /// An origin that sends its viewers to an edge (#11, `redirect = "always"`): the watch page
@@ -594,12 +615,15 @@ fn serve_pages(pages: Vec<(&'static str, String)>) -> u16 {
             let pages = pages.clone();
             // A thread each: Chromium opens connections it may never use.
             std::thread::spawn(move || {
-                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                // Chromium opens connections ahead of its requests and may keep one idle for
+                // a while: wait long, and never answer a request that did not come (an answer
+                // written to an idle connection would be read as the next page's).
+                let _ = s.set_read_timeout(Some(Duration::from_secs(120)));
                 let mut head = Vec::new();
                 let mut buf = [0u8; 1024];
                 while !head.windows(4).any(|w| w == b"\r\n\r\n") {
                     match s.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
+                        Ok(0) | Err(_) => return,
                         Ok(n) => head.extend_from_slice(&buf[..n]),
                     }
                 }
@@ -996,5 +1020,527 @@ fn pages_survive_takeover_attempts_and_play_a_mount_named_with_accents() {
             "{m3u}"
         );
         c.close().await.expect("close the browser");
+    });
+}
+
+/// Where screenshots for people go: `target/screenshots/`, and `docs/` too when
+/// `AGORA_DOCS_SCREENSHOTS=1` (the docs' pictures are remade on purpose, not by every run of
+/// the suite: a live test pattern never gives the same bytes twice).
+fn save_screenshot(name: &str, png: &[u8]) {
+    assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut dirs = vec![root.join("target/screenshots")];
+    if std::env::var_os("AGORA_DOCS_SCREENSHOTS").is_some_and(|v| v == "1") {
+        dirs.push(root.join("docs"));
+    }
+    for dir in dirs {
+        std::fs::create_dir_all(&dir).expect("screenshot dir");
+        let path = dir.join(name);
+        std::fs::write(&path, png).expect("write the screenshot");
+        eprintln!("screenshot: {}", path.display());
+    }
+}
+
+/// The value of `attr="..."` in an HTML snippet.
+fn attribute<'a>(html: &'a str, attr: &str) -> &'a str {
+    let start = html
+        .find(&format!(" {attr}=\""))
+        .unwrap_or_else(|| panic!("no {attr} in {html}"))
+        + attr.len()
+        + 3;
+    let len = html[start..].find('"').expect("a closing quote");
+    &html[start..start + len]
+}
+
+/// The snippet with its `width` and `height` set, the rest as the page wrote it.
+fn sized(snippet: &str, width: u32, height: u32) -> String {
+    let w = attribute(snippet, "width");
+    let h = attribute(snippet, "height");
+    snippet
+        .replacen(
+            &format!(" width=\"{w}\""),
+            &format!(" width=\"{width}\""),
+            1,
+        )
+        .replacen(
+            &format!(" height=\"{h}\""),
+            &format!(" height=\"{height}\""),
+            1,
+        )
+}
+
+/// The watch page inside a frame, measured from inside it: the frame's viewport, the
+/// scrolling element's client and scroll sizes, which parts of the page are on screen, the
+/// player's box and the sound control's.
+const FRAME_LAYOUT: &str = r#"
+const vw = window.innerWidth, vh = window.innerHeight;
+const s = document.scrollingElement;
+const onScreen = (e) => {
+  if (!e) return false;
+  const r = e.getBoundingClientRect();
+  return r.width > 0 && r.height > 0 && r.right > 0 && r.bottom > 0 && r.left < vw
+    && r.top < vh && getComputedStyle(e).visibility !== 'hidden';
+};
+const box = (e) => {
+  if (!onScreen(e)) return null;
+  const r = e.getBoundingClientRect();
+  return [r.left, r.top, r.right, r.bottom];
+};
+const p = document.getElementById('player');
+return {
+  viewport: [vw, vh],
+  client: [s.clientWidth, s.clientHeight],
+  scroll: [s.scrollWidth, s.scrollHeight],
+  shown: ['site', 'name', 'description', 'elsewhere', 'embed', 'copy']
+    .filter((id) => onScreen(document.getElementById(id))),
+  player: box(p),
+  kind: p ? p.tagName : null,
+  controls: p ? p.controls : false,
+  sound: box(document.getElementById('sound')),
+  time: p ? p.currentTime : -1,
+};
+"#;
+
+/// `[left, top, right, bottom]` lies within a `w`x`h` viewport.
+fn inside(b: &Value, w: f64, h: f64) -> bool {
+    let v: Vec<f64> = b
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_f64).collect())
+        .unwrap_or_default();
+    v.len() == 4 && v[0] >= -0.5 && v[1] >= -0.5 && v[2] <= w + 0.5 && v[3] <= h + 0.5
+}
+
+/// The player's state and the sound control's, in the current page or frame.
+const SOUND: &str =
+    "const p = document.getElementById('player'); const b = document.getElementById('sound');
+    return p ? {muted: p.muted, volume: p.volume, paused: p.paused, time: p.currentTime,
+                control: !!b && !b.hidden && b.getClientRects().length > 0} : null;";
+
+/// The sound goes on (unmuted, volume above 0) and the player keeps playing: two more seconds
+/// of playback, not paused, and the control gone.
+async fn sound_comes_on(c: &Client, what: &str) {
+    let on = wait_js(
+        c,
+        &format!("the sound on after {what}"),
+        SOUND,
+        Duration::from_secs(10),
+        |v| v["muted"] == false && v["volume"].as_f64().is_some_and(|x| x > 0.0),
+    )
+    .await;
+    let t = on["time"].as_f64().unwrap_or_default();
+    let after = wait_js(
+        c,
+        &format!("playback to go on after {what}"),
+        SOUND,
+        Duration::from_secs(20),
+        |v| v["time"].as_f64().is_some_and(|x| x >= t + 2.0),
+    )
+    .await;
+    assert_eq!(after["paused"], false, "{what}: {after}");
+    assert_eq!(after["muted"], false, "{what}: {after}");
+    assert_eq!(
+        after["control"], false,
+        "{what}: the sound control is still there: {after}"
+    );
+}
+
+/// #14: the embed snippet the watch page offers, pasted into another site's page (another
+/// host name and port: cross-site) at its own size, at 1280x720 and at 320x180 for a video
+/// mount, and at its own size for an audio mount. Inside the frame, measured from inside
+/// it: no site header, title, description or links, no scrollbar (the scrolling element is
+/// the frame's size), the player and its controls whole within the frame, a video filling
+/// it; the sound control on screen, and one click on it unmutes. It used to show the header
+/// (`hidden` lost to the stylesheet's `display: flex`) and cut the video off behind a
+/// scrollbar. The admin page does not load in a frame. Screenshots of the 640x360 and
+/// 1280x720 frames: `target/screenshots/embed-*.png` (and `docs/`, see [`save_screenshot`]).
+#[test]
+fn the_embedded_watch_page_fills_its_frame_on_another_site() {
+    let dir = TempDir::new("browser-embed");
+    let profile = dir.path().join("profile");
+    std::fs::create_dir_all(&profile).expect("profile dir");
+    let (_driver, driver_url) = chromedriver(dir.path());
+    let agora = Agora::start();
+    let _video = cast(&agora, dir.path(), "agora cast");
+    let _audio = sine_source(&agora, "/radio.mp3");
+    agora.wait_mount("/live.webm");
+    let rt = runtime();
+    rt.block_on(async {
+        let c = browser_with(&driver_url, &profile, Autoplay::AsShipped).await;
+        c.set_window_size(1440, 1000).await.expect("window size");
+        // The snippets as the watch pages offer them (once the page knows the mount's kind).
+        let mut snippets = Vec::new();
+        for mount in ["/live.webm", "/radio.mp3"] {
+            c.goto(&format!("http://{}/watch{mount}", agora.addr))
+                .await
+                .expect("open the watch page");
+            wait_js(
+                &c,
+                "the player",
+                CURRENT_TIME,
+                Duration::from_secs(40),
+                |v| v.as_f64().is_some_and(|t| t >= 0.0),
+            )
+            .await;
+            let snippet = c
+                .execute("return document.getElementById('embed').value;", vec![])
+                .await
+                .expect("the embed snippet");
+            let snippet = snippet.as_str().unwrap_or_default().to_string();
+            let src = attribute(&snippet, "src");
+            assert!(
+                src.starts_with(&format!("http://{}/watch{mount}", agora.addr)),
+                "{snippet}"
+            );
+            snippets.push(snippet);
+        }
+        let (video, audio) = (&snippets[0], &snippets[1]);
+        let own = |s: &str| -> (u32, u32) {
+            (
+                attribute(s, "width").parse().expect("a width"),
+                attribute(s, "height").parse().expect("a height"),
+            )
+        };
+        let (vw, vh) = own(video);
+        let cases = [
+            (
+                "/video-own",
+                video.to_string(),
+                vw,
+                vh,
+                Some("embed-640x360.png"),
+            ),
+            (
+                "/video-hd",
+                sized(video, 1280, 720),
+                1280,
+                720,
+                Some("embed-1280x720.png"),
+            ),
+            ("/video-small", sized(video, 320, 180), 320, 180, None),
+            (
+                "/audio-own",
+                audio.to_string(),
+                own(audio).0,
+                own(audio).1,
+                None,
+            ),
+        ];
+        let host = |frame: &str| {
+            format!(
+                "<!doctype html><html lang=en><title>Another site</title>\
+                 <body style='margin:8px;background:#ddd'>{frame}</body></html>"
+            )
+        };
+        let mut pages: Vec<(&'static str, String)> = cases
+            .iter()
+            .map(|(p, frame, ..)| (*p, host(frame)))
+            .collect();
+        pages.push((
+            "/admin",
+            host(&format!(
+                "<iframe src='http://{}/admin/' width=640 height=360></iframe>",
+                agora.addr
+            )),
+        ));
+        let site = serve_pages(pages);
+
+        for (path, _, w, h, shot) in &cases {
+            c.goto(&format!("http://localhost:{site}{path}"))
+                .await
+                .expect("open the other site's page");
+            wait_js(
+                &c,
+                &format!("{path}: the other site's page"),
+                "return document.querySelector('iframe') ? true
+                   : location.href + ' ' + document.documentElement.outerHTML.slice(0, 200);",
+                Duration::from_secs(20),
+                |v| *v == json!(true),
+            )
+            .await;
+            let frame = c
+                .find(fantoccini::Locator::Css("iframe"))
+                .await
+                .expect("the iframe");
+            frame.clone().enter_frame().await.expect("into the frame");
+            // A video starts by itself, muted; an audio player waits for a click (Chromium
+            // starts muted media by itself only in a <video>).
+            let layout = wait_js(
+                &c,
+                &format!("{path}: the player"),
+                FRAME_LAYOUT,
+                Duration::from_secs(40),
+                |v| v["kind"] == "AUDIO" || v["time"].as_f64().is_some_and(|t| t > 0.5),
+            )
+            .await;
+            eprintln!("{path}: {layout}");
+            assert_eq!(layout["viewport"], json!([w, h]), "{path}: {layout}");
+            assert_eq!(
+                layout["client"],
+                json!([w, h]),
+                "{path}: a scrollbar: {layout}"
+            );
+            assert_eq!(layout["scroll"], json!([w, h]), "{path}: scrolls: {layout}");
+            let (w, h) = (f64::from(*w), f64::from(*h));
+            assert_eq!(
+                layout["shown"],
+                json!([]),
+                "{path}: more than the player: {layout}"
+            );
+            assert_eq!(layout["controls"], true, "{path}: {layout}");
+            assert!(
+                inside(&layout["player"], w, h),
+                "{path}: the player is cut: {layout}"
+            );
+            assert!(
+                inside(&layout["sound"], w, h),
+                "{path}: the sound control: {layout}"
+            );
+            if layout["kind"] == "VIDEO" {
+                let b: Vec<f64> = layout["player"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_f64).collect())
+                    .unwrap_or_default();
+                assert!(
+                    b[2] - b[0] >= w - 1.0 && b[3] - b[1] >= h - 1.0,
+                    "{path}: the video does not fill its frame: {layout}"
+                );
+            }
+            if let Some(name) = shot {
+                // With the pointer over the frame, as a viewer would see it: the controls up.
+                c.enter_parent_frame().await.expect("out of the frame");
+                use fantoccini::actions::{InputSource, MouseActions, PointerAction};
+                let hover = MouseActions::new("mouse".into()).then(PointerAction::MoveToElement {
+                    element: frame.clone(),
+                    duration: None,
+                    x: 0.0,
+                    y: 0.0,
+                });
+                c.perform_actions(hover).await.expect("hover the frame");
+                let png = frame.screenshot().await.expect("screenshot of the frame");
+                save_screenshot(name, &png);
+                frame.clone().enter_frame().await.expect("into the frame");
+            }
+            // The sound control works in the frame: one click.
+            let before = c.execute(SOUND, vec![]).await.expect("sound state");
+            assert_eq!(before["muted"], true, "{path}: starts muted: {before}");
+            c.find(fantoccini::Locator::Id("sound"))
+                .await
+                .expect("the sound control")
+                .click()
+                .await
+                .expect("click for sound");
+            sound_comes_on(&c, &format!("{path}: a click in the frame")).await;
+        }
+
+        // The admin page is not framed: the frame holds the browser's error page.
+        c.goto(&format!("http://localhost:{site}/admin"))
+            .await
+            .expect("open the other site's admin frame");
+        c.find(fantoccini::Locator::Css("iframe"))
+            .await
+            .expect("the iframe")
+            .enter_frame()
+            .await
+            .expect("into the frame");
+        let inner = c
+            .execute(
+                "return {url: location.href, admin: !!document.getElementById('mounts')};",
+                vec![],
+            )
+            .await
+            .expect("the frame's document");
+        assert_eq!(
+            inner["admin"], false,
+            "the admin page loaded in a frame: {inner}"
+        );
+        // The size the page suggests for a video: 16:9, as cameras and slides are.
+        assert_eq!((vw, vh), (640, 360), "the video snippet's size: {video}");
+        let _ = c.close().await;
+    });
+}
+
+/// #14: the watch page starts muted (browsers start only muted media by themselves) and says
+/// so: a "click for sound" control, on screen, named, reached with Tab. Chromium's own
+/// autoplay policy, as viewers have it. One click on it turns the sound on and the video
+/// plays on; in a second page load, one key press (M) does the same.
+#[test]
+fn one_click_or_one_key_turns_the_watch_pages_sound_on() {
+    let dir = TempDir::new("browser-sound");
+    let profile = dir.path().join("profile");
+    std::fs::create_dir_all(&profile).expect("profile dir");
+    let (_driver, driver_url) = chromedriver(dir.path());
+    let agora = Agora::start();
+    let _cast = cast(&agora, dir.path(), "agora cast");
+    agora.wait_mount("/live.webm");
+    let rt = runtime();
+    rt.block_on(async {
+        let c = browser_with(&driver_url, &profile, Autoplay::AsShipped).await;
+        for how in ["a click", "a key press"] {
+            c.goto(&format!("http://{}/watch/live.webm", agora.addr))
+                .await
+                .expect("open the watch page");
+            let t0 = wait_js(
+                &c,
+                "the video to start",
+                CURRENT_TIME,
+                Duration::from_secs(40),
+                |v| v.as_f64().is_some_and(|t| t > 0.2),
+            )
+            .await
+            .as_f64()
+            .unwrap_or_default();
+            let v = wait_js(&c, "muted playback", SOUND, Duration::from_secs(20), |v| {
+                v["time"].as_f64().is_some_and(|t| t >= t0 + 1.0)
+            })
+            .await;
+            assert_eq!(v["muted"], true, "{how}: the page starts muted: {v}");
+            assert_eq!(v["paused"], false, "{how}: {v}");
+            assert_eq!(v["control"], true, "{how}: no sound control on screen: {v}");
+            if how == "a click" {
+                assert_controls_named(&c, "the watch page").await;
+                tab_to(&c, "sound").await;
+                c.find(fantoccini::Locator::Id("sound"))
+                    .await
+                    .expect("the sound control")
+                    .click()
+                    .await
+                    .expect("click for sound");
+            } else {
+                press(&c, "m").await;
+            }
+            sound_comes_on(&c, how).await;
+        }
+        let _ = c.close().await;
+    });
+}
+
+/// #14: the admin page offered to move listeners to any other mount, and the server refused a
+/// move to one of another format (409). `listmounts.json` says each mount's format; the page
+/// offers only mounts of the same one, and no move at all where there is none.
+#[test]
+fn the_admin_page_offers_moves_only_to_mounts_of_the_same_format() {
+    let dir = TempDir::new("browser-move");
+    let profile = dir.path().join("profile");
+    std::fs::create_dir_all(&profile).expect("profile dir");
+    let (_driver, driver_url) = chromedriver(dir.path());
+    let agora = Agora::start();
+    let _a = sine_source(&agora, "/a.mp3");
+    let _b = sine_source(&agora, "/b.mp3");
+    let _c = Proc::spawn(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-re", "-f", "lavfi", "-i"])
+            .arg("sine=frequency=440:sample_rate=44100")
+            .args(["-c:a", "libvorbis", "-f", "ogg"])
+            .arg(agora.icecast_url("/c.ogg")),
+    );
+    agora.wait_mount("/c.ogg");
+    let auth = format!("Basic {}", b64(&format!("admin:{ADMIN_PW}")));
+    let formats = || {
+        let (_, _, body) = http_get(
+            agora.addr,
+            "/admin/listmounts.json",
+            &[("Authorization", &auth)],
+        );
+        let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+        v["icestats"]["source"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|m| (m["mount"].clone(), m["format"].clone()))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    wait_until("the three formats known", Duration::from_secs(20), || {
+        formats().iter().all(|(_, f)| f.is_string()) && formats().len() == 3
+    });
+    assert_eq!(
+        formats(),
+        vec![
+            (json!("/a.mp3"), json!("mp3")),
+            (json!("/b.mp3"), json!("mp3")),
+            (json!("/c.ogg"), json!("ogg")),
+        ]
+    );
+    let rt = runtime();
+    rt.block_on(async {
+        let c = browser(&driver_url, &profile).await;
+        c.goto(&format!("http://admin:{ADMIN_PW}@{}/admin/", agora.addr))
+            .await
+            .expect("open /admin/");
+        let offers = wait_js(
+            &c,
+            "the three mounts on the admin page",
+            "if (document.querySelectorAll('#mounts section').length < 3) return null;
+             const offers = {};
+             for (const m of ['/a.mp3', '/b.mp3', '/c.ogg']) {
+               const s = document.querySelector(`[data-key=\"${m} destination\"]`);
+               offers[m] = s ? [...s.options].map((o) => o.value) : null;
+             }
+             return offers;",
+            Duration::from_secs(20),
+            |v| v.is_object(),
+        )
+        .await;
+        assert_eq!(
+            offers,
+            json!({"/a.mp3": ["/b.mp3"], "/b.mp3": ["/a.mp3"], "/c.ogg": null}),
+            "the destinations offered"
+        );
+        assert_controls_named(&c, "the admin page").await;
+        let _ = c.close().await;
+    });
+}
+
+/// #14: the watch page of an Ogg Theora mount (which browsers no longer play) said "browsers no
+/// longer play Ogg Theora; open the playlist in VLC or mpv Open the playlist in VLC or mpv.",
+/// and the status line said it once more. The reason is now one sentence, said once, with the
+/// playlist's link; the front page's card says it as a sentence too.
+#[test]
+fn the_theora_notice_is_a_sentence_said_once() {
+    let dir = TempDir::new("browser-theora");
+    let profile = dir.path().join("profile");
+    std::fs::create_dir_all(&profile).expect("profile dir");
+    let (_driver, driver_url) = chromedriver(dir.path());
+    let agora = Agora::start();
+    let (theora, file) = fixture("theora");
+    let _push = ffmpeg_push(&agora, &file, "/t.ogg", theora.muxer, false);
+    agora.wait_mount("/t.ogg");
+    let rt = runtime();
+    rt.block_on(async {
+        let c = browser(&driver_url, &profile).await;
+        c.goto(&format!("http://{}/watch/t.ogg", agora.addr))
+            .await
+            .expect("open the watch page");
+        let shown = wait_js(
+            &c,
+            "the notice",
+            "const n = document.getElementById('not-playable');
+             return n ? {notice: n.textContent, state: document.getElementById('state').textContent,
+                         page: document.querySelector('main').textContent} : null;",
+            Duration::from_secs(30),
+            |v| v["notice"].as_str().is_some_and(|n| n.contains("Theora")),
+        )
+        .await;
+        assert_eq!(
+            shown["notice"],
+            "Browsers no longer play Ogg Theora. Open the playlist in VLC or mpv.",
+            "{shown}"
+        );
+        let page = shown["page"].as_str().unwrap_or_default();
+        assert_eq!(page.matches("no longer play").count(), 1, "said more than once: {shown}");
+        assert!(!shown["state"].as_str().unwrap_or_default().contains("Theora"), "{shown}");
+        c.goto(&format!("http://{}/", agora.addr))
+            .await
+            .expect("open /");
+        wait_js(
+            &c,
+            "the front page's notice",
+            "const n = document.querySelector('li[data-mount=\"/t.ogg\"] .notice'); return n ? n.textContent : null;",
+            Duration::from_secs(20),
+            |v| v.as_str() == Some("Browsers no longer play Ogg Theora. Use the playlist links below."),
+        )
+        .await;
+        let _ = c.close().await;
     });
 }

@@ -164,3 +164,65 @@ fn playlists_of_a_mount_with_spaces_and_accents_hold_a_url_players_open() {
     assert_eq!(url, agora.url("/Saal%20%C3%9C.mp3"));
     assert_decodes(&url, 3);
 }
+
+/// #14: the watch page is what other sites embed, so any site may frame it; no other page
+/// may be framed (the admin page inside another site's page is a clickjacking tool), said
+/// both ways (`frame-ancestors` and `X-Frame-Options`).
+#[test]
+fn only_the_watch_page_may_be_framed_by_other_sites() {
+    let agora = Agora::start();
+    let admin = format!("Basic {}", b64(&format!("admin:{ADMIN_PW}")));
+    for (path, frameable) in [
+        ("/watch/live.webm", true),
+        ("/watch/live.webm?embed", true),
+        ("/", false),
+        ("/admin/", false),
+        ("/assets/watch.js", false),
+    ] {
+        let (code, head, _) = http_get(agora.addr, path, &[("Authorization", &admin)]);
+        assert_eq!(code, 200, "{path}: {head}");
+        let csp = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Security-Policy: "))
+            .unwrap_or_else(|| panic!("{path}: no CSP: {head}"));
+        assert_eq!(
+            !csp.contains("frame-ancestors 'none'") && !head.contains("X-Frame-Options"),
+            frameable,
+            "{path}: {head}"
+        );
+        if !frameable {
+            assert!(head.contains("X-Frame-Options: DENY\r\n"), "{path}: {head}");
+            assert!(csp.contains("frame-ancestors 'none'"), "{path}: {head}");
+        }
+    }
+}
+
+/// #14: browsers ask every server for `/favicon.ico`; it was a 404 on every page load. It is a
+/// small icon now, and the pages link the same icon as SVG.
+#[test]
+fn the_server_has_an_icon() {
+    let agora = Agora::start();
+    let (code, head, ico) = http_get(agora.addr, "/favicon.ico", &[]);
+    assert_eq!(code, 200, "{head}");
+    assert!(head.contains("Content-Type: image/x-icon\r\n"), "{head}");
+    // An ICO directory of one image, a PNG.
+    assert!(ico.starts_with(&[0, 0, 1, 0, 1, 0]), "{ico:?}");
+    assert_eq!(&ico[22..26], b"\x89PNG", "{ico:?}");
+    assert!(ico.len() < 2048, "{} bytes", ico.len());
+    let (code, head, svg) = http_get(agora.addr, "/assets/favicon.svg", &[]);
+    assert_eq!(code, 200, "{head}");
+    assert!(head.contains("Content-Type: image/svg+xml\r\n"), "{head}");
+    assert!(
+        svg.starts_with(b"<svg"),
+        "{}",
+        String::from_utf8_lossy(&svg)
+    );
+    for page in ["/", "/watch/x"] {
+        let (_, _, html) = http_get(agora.addr, page, &[]);
+        let html = String::from_utf8_lossy(&html);
+        assert!(
+            html.contains("<link rel=\"icon\" href=\"/assets/favicon.svg\""),
+            "{page}: {html}"
+        );
+    }
+}

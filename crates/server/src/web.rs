@@ -4,13 +4,19 @@
 //!   page (admin credentials). All three are static files from `crates/server/web/`, compiled
 //!   into the binary (no build step, no CDN: a venue may be offline); they get their data from
 //!   `/api/v1/...` and `/events` in the browser.
-//! - `/assets/<file>`: the pages' scripts and styles.
+//! - `/assets/<file>`: the pages' scripts, styles and icon (`favicon.svg`, which every page
+//!   links); `/favicon.ico`: the same icon as a 32x32 PNG in an ICO, for what asks that path
+//!   anyway (a browser showing a stream or a JSON document, feed readers), drawn by
+//!   `scripts/favicon`.
 //! - `/<mount>.m3u` and `/<mount>.xspf`: playlists pointing at the mount, as Icecast serves
 //!   them, for VLC, mpv and the like.
 //!
 //! **Invariants:** the pages hold no inline script or style (the Content-Security-Policy
 //! forbids them, so text from a source's headers cannot run as code even if a page forgot to
-//! escape it); every asset is in [`ASSETS`], nothing is read from disk at run time.
+//! escape it); every asset is in [`ASSETS`], nothing is read from disk at run time. Only the
+//! watch page may be framed by other sites (it is what the embed snippet frames); every
+//! other page and asset says `X-Frame-Options: DENY` and `frame-ancestors 'none'`, so the
+//! admin page can never be dressed up inside another site's page.
 
 use crate::control::admin;
 use crate::state::{Login, Shared};
@@ -18,34 +24,29 @@ use bytes::Bytes;
 
 use crate::wire::http::{self, Request, Response};
 
+const JS: &str = "text/javascript; charset=utf-8";
+
 /// (name under `/assets/`, content type, bytes).
-const ASSETS: &[(&str, &str, &str)] = &[
+const ASSETS: &[(&str, &str, &[u8])] = &[
     (
         "agora.css",
         "text/css; charset=utf-8",
-        include_str!("../web/agora.css"),
+        include_bytes!("../web/agora.css"),
     ),
+    ("agora.js", JS, include_bytes!("../web/agora.js")),
+    ("index.js", JS, include_bytes!("../web/index.js")),
+    ("embed.js", JS, include_bytes!("../web/embed.js")),
+    ("watch.js", JS, include_bytes!("../web/watch.js")),
+    ("admin.js", JS, include_bytes!("../web/admin.js")),
     (
-        "agora.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../web/agora.js"),
-    ),
-    (
-        "index.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../web/index.js"),
-    ),
-    (
-        "watch.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../web/watch.js"),
-    ),
-    (
-        "admin.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../web/admin.js"),
+        "favicon.svg",
+        "image/svg+xml",
+        include_bytes!("../web/favicon.svg"),
     ),
 ];
+
+/// `/favicon.ico` (see the module doc).
+const FAVICON_ICO: &[u8] = include_bytes!("../web/favicon.ico");
 
 const INDEX_HTML: &str = include_str!("../web/index.html");
 const WATCH_HTML: &str = include_str!("../web/watch.html");
@@ -56,8 +57,11 @@ const TOKEN_SLOT: &str = "AGORA_ADMIN_TOKEN";
 const HTML: &str = "text/html; charset=utf-8";
 /// Scripts and styles from this server only. Media from this server (the mounts) or from
 /// any http(s) server: a mount's request may be redirected to an edge on another host (see
-/// `redirect` in the mount settings), and media cannot run code.
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self' http: https:; connect-src 'self'; object-src 'none'; base-uri 'none'";
+/// `redirect` in the mount settings), and media cannot run code. Any site may frame the page
+/// (the watch page's embed snippet).
+const CSP_FRAMEABLE: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self' http: https:; connect-src 'self'; object-src 'none'; base-uri 'none'";
+/// [`CSP_FRAMEABLE`] for everything but the watch page: no site may frame it.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self' http: https:; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
 /// Paths under `/admin/` that are the admin page rather than an admin command.
 pub(crate) fn is_page(path: &str) -> bool {
@@ -65,10 +69,12 @@ pub(crate) fn is_page(path: &str) -> bool {
 }
 
 /// A page or asset with the headers every page gets: the CSP, no sniffing, and (unless it is
-/// meant to be embedded) no framing.
+/// meant to be embedded) no framing, said both ways: `frame-ancestors` for current browsers,
+/// `X-Frame-Options` for the others.
 fn page(code: u16, content_type: &'static str, body: impl Into<Bytes>, framing: bool) -> Response {
+    let csp = if framing { CSP_FRAMEABLE } else { CSP };
     let r = Response::new(code, content_type, body)
-        .with_header("Content-Security-Policy", CSP)
+        .with_header("Content-Security-Policy", csp)
         .with_header("X-Content-Type-Options", "nosniff")
         .with_header("Referrer-Policy", "same-origin");
     if framing {
@@ -126,7 +132,14 @@ pub(crate) fn handle(req: &Request, client: std::net::IpAddr, shared: &Shared) -
     }
     if let Some(name) = path.strip_prefix("/assets/") {
         let (_, ctype, body) = ASSETS.iter().find(|(n, _, _)| *n == name)?;
-        return Some(page(200, ctype, Bytes::from_static(body.as_bytes()), false));
+        return Some(page(200, ctype, Bytes::from_static(body), false));
+    }
+    if path == "/favicon.ico" {
+        // Asked on every visit by browsers that were not told of the SVG: a day in their cache.
+        return Some(
+            page(200, "image/x-icon", Bytes::from_static(FAVICON_ICO), false)
+                .with_header("Cache-Control", "max-age=86400"),
+        );
     }
     for (ext, ctype) in [
         (".m3u", "audio/x-mpegurl"),

@@ -66,8 +66,13 @@
     const key = (what) => `${m.mount} ${what}`;
     const title = el("input", { type: "text", id: `${id}-title`, placeholder: "New title", "data-key": key("title") });
     const dest = el("select", { id: `${id}-dest`, "data-key": key("destination") });
+    // Only mounts whose listeners could play this one's stream: the server refuses a move
+    // between two formats it knows (409), as its players would break.
+    const sameFormat = (other) => !m.format || !other.format || other.format === m.format;
     for (const other of mounts) {
-      if (other.mount !== m.mount) dest.append(el("option", { value: other.mount }, other.mount));
+      if (other.mount !== m.mount && sameFormat(other)) {
+        dest.append(el("option", { value: other.mount }, other.mount));
+      }
     }
     const rows = clients.map((c) =>
       el("tr", {},
@@ -124,7 +129,7 @@
         m.source_connected ? "live" : "waiting")),
       el("p", { class: "tech" }, `${m["content-type"] || "—"} · ${Agora.listeners(m.listeners)} · source connected ${m.connected} s`),
       setTitle,
-      mounts.length > 1 ? move : null,
+      dest.options.length ? move : null,
       el("p", {}, kill),
       clients.length ? table : el("p", { class: "muted" }, "No listeners."),
     );

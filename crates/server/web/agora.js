@@ -26,6 +26,14 @@ const Agora = {
     return parts.join(" · ");
   },
 
+  // An API reason ("browsers no longer play Ogg Theora") as a sentence of a page.
+  sentence(text) {
+    const t = String(text).trim();
+    if (!t) return t;
+    const s = t[0].toUpperCase() + t.slice(1);
+    return /[.!?]$/.test(s) ? s : `${s}.`;
+  },
+
   listeners(n) {
     return n === 1 ? "1 listener" : `${n} listeners`;
   },

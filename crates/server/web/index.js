@@ -38,15 +38,15 @@
 
   function player(card, v) {
     const kind = v.playable || null;
-    if (card.kind === kind) return;
+    // Not playable: the reason may change (the format becomes known after the first bytes).
+    const why = kind ? null : Agora.sentence(v.not_playable_because || "browsers cannot play this stream");
+    if (card.kind === kind && card.why === why) return;
     card.kind = kind;
+    card.why = why;
     const box = card.parts.player;
     box.replaceChildren();
     if (!kind) {
-      box.append(
-        Agora.el("p", { class: "notice" }, v.not_playable_because || "Browsers cannot play this stream.",
-          " Use the playlist links below."),
-      );
+      box.append(Agora.el("p", { class: "notice" }, why, " Use the playlist links below."));
       return;
     }
     // preload="none": nothing is downloaded until someone presses play.

@@ -9,21 +9,35 @@
   const mount = decodeURIComponent(location.pathname.replace(/^\/watch/, "")) || "/";
   const $ = (id) => document.getElementById(id);
   const stage = $("stage");
+  const screen = $("screen");
+  const sound = $("sound");
   const state = $("state");
   let view = null;
   let media = null;
   let kind;
+  let notice = null;
   let attempt = 0;
   let retry = null;
   let lastTime = -1;
   let lastAdvance = Date.now();
+  // The viewer turned the sound on in this page: a new player (the source came back with
+  // another kind of stream) starts with sound too.
+  let wantSound = false;
 
   const origin = location.origin;
   $("m3u").href = `${mount}.m3u`;
   $("xspf").href = `${mount}.xspf`;
   $("direct").href = mount;
   $("direct").textContent = `${origin}${mount}`;
-  $("embed").value = `<iframe src="${origin}/watch${mount}" width="640" height="480" allow="autoplay" title="Live stream"></iframe>`;
+  // The snippet: `?embed` makes the page the player alone, filling the frame at any size
+  // (see embed.js); the suggested size fits what the mount carries.
+  const attr = (s) => s.replace(/&/g, "&amp;").replace(/"/g, "&quot;").replace(/</g, "&lt;");
+  function snippet() {
+    const [w, h] = kind === "audio" ? [640, 160] : [640, 360];
+    const title = attr((view && view.name) || "Live stream");
+    $("embed").value = `<iframe src="${origin}${location.pathname}?embed" width="${w}" height="${h}" allow="autoplay; fullscreen" allowfullscreen title="${title}"></iframe>`;
+  }
+  snippet();
   $("copy").addEventListener("click", async () => {
     $("embed").select();
     try {
@@ -33,8 +47,36 @@
       $("copied").textContent = "Selected: press Ctrl+C to copy.";
     }
   });
-  // Embedded in an iframe: just the player and its status.
-  if (window.top !== window.self) $("site").hidden = true;
+
+  // Sound: the player starts muted (browsers start only muted media by themselves), and the
+  // "click for sound" control over it says so until the sound is on. M toggles the sound.
+  const silent = () => media.muted || media.volume === 0;
+  function showSound() {
+    sound.hidden = !media || !silent();
+  }
+  function soundOn() {
+    if (!media) return;
+    wantSound = true;
+    media.muted = false;
+    if (media.volume === 0) media.volume = 1;
+    // A click is what a browser that refused to start the stream waits for.
+    if (media.paused && media.getAttribute("src")) media.play().catch(() => {});
+    showSound();
+  }
+  sound.addEventListener("click", soundOn);
+  document.addEventListener("keydown", (e) => {
+    if (e.key !== "m" && e.key !== "M") return;
+    if (e.defaultPrevented || e.repeat || e.altKey || e.ctrlKey || e.metaKey || !media) return;
+    const t = e.target;
+    if (t && (t.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(t.tagName))) return;
+    e.preventDefault();
+    if (silent()) {
+      soundOn();
+    } else {
+      wantSound = false;
+      media.muted = true;
+    }
+  });
 
   function say(text, live) {
     state.textContent = text;
@@ -42,33 +84,45 @@
   }
 
   function setKind(k) {
-    if (k === kind) return;
+    // Not playable: the reason may change (the format becomes known after the first bytes).
+    const why = k ? null : Agora.sentence((view && view.not_playable_because) || "browsers cannot play this stream");
+    if (k === kind && why === notice) return;
     kind = k;
+    notice = why;
     stop();
-    stage.replaceChildren();
+    screen.replaceChildren();
+    stage.classList.toggle("audio", k === "audio");
     media = null;
+    showSound();
+    snippet();
     if (!k) {
-      const why = (view && view.not_playable_because) || "Browsers cannot play this stream.";
-      stage.append(
+      screen.append(
         Agora.el("p", { class: "notice", id: "not-playable" }, why, " ",
           Agora.el("a", { href: `${mount}.m3u` }, "Open the playlist"), " in VLC or mpv."),
       );
       return;
     }
-    // Muted so that browsers allow it to start by itself; the controls unmute.
+    // Muted so that browsers let it start by itself (unless the viewer asked for sound in
+    // this page already); the sound control and the player's own controls unmute.
     media = Agora.el(k === "video" ? "video" : "audio", {
       id: "player",
       controls: true,
       autoplay: true,
-      muted: true,
+      muted: !wantSound,
       playsinline: true,
       "aria-label": "Live stream player",
     });
-    media.muted = true;
+    media.muted = !wantSound;
     media.addEventListener("playing", () => say("Live", true));
     media.addEventListener("error", () => again("error"));
     media.addEventListener("ended", () => again("ended"));
-    stage.append(media);
+    // The player's own controls count too: sound on there is sound on.
+    media.addEventListener("volumechange", () => {
+      wantSound = !silent();
+      showSound();
+    });
+    screen.append(media);
+    showSound();
   }
 
   function stop() {
@@ -88,8 +142,19 @@
     lastTime = -1;
     lastAdvance = Date.now();
     media.src = Agora.playUrl(mount, attempt);
-    const p = media.play();
-    if (p) p.catch(() => say("Press play to start", false));
+    const m = media;
+    const p = m.play();
+    if (p) {
+      p.catch((e) => {
+        if (e && e.name === "NotAllowedError" && !m.muted) {
+          // Sound without a click of the viewer's: start muted, the sound control shows.
+          m.muted = true;
+          m.play().catch(() => say("Press play to start", false));
+        } else {
+          say("Press play to start", false);
+        }
+      });
+    }
   }
 
   // The response ended or failed: come back if the source is live, else wait for it.
@@ -117,6 +182,7 @@
       return;
     }
     $("name").textContent = v.name || v.mount;
+    if (!was || was.name !== v.name) snippet();
     document.title = `${v.name || v.mount} · Agora`;
     $("description").textContent = v.description || "";
     $("title").textContent = v.title || "—";
@@ -129,7 +195,8 @@
     }
     setKind(v.playable || null);
     if (!media) {
-      say(v.not_playable_because || "Not playable here", false);
+      // The notice in the player's place says why and what to do.
+      say("Not playable in a browser", false);
       return;
     }
     // Connect on the first live view and whenever the source comes back.

@@ -763,6 +763,21 @@ struct ListMount {
     source_connected: bool,
     #[serde(rename = "content-type")]
     content_type: String,
+    /// The stream's format (`null` until the source's first bytes): listeners move only
+    /// between mounts of one format, and the admin page offers only those.
+    format: Option<&'static str>,
+}
+
+/// A format's name in `listmounts` (an Agora field, beside Icecast's).
+fn format_name(f: agora_format::Format) -> &'static str {
+    use agora_format::Format;
+    match f {
+        Format::Ogg => "ogg",
+        Format::WebM => "webm",
+        Format::Mp3 => "mp3",
+        Format::Aac => "aac",
+        Format::Opaque => "other",
+    }
 }
 
 /// `/admin/relays`: every relay and push, with its state, connections, bytes and last error;
@@ -815,6 +830,7 @@ fn listmounts(reply: &Reply, shared: &Shared) -> Response {
             m.listeners.load(Ordering::Relaxed),
             source_seconds(m),
             ctype.to_string(),
+            st.format.map(format_name),
         )
     };
     match reply.style {
@@ -822,7 +838,7 @@ fn listmounts(reply: &Reply, shared: &Shared) -> Response {
             let sources: Vec<ListMount> = mounts
                 .iter()
                 .map(|m| {
-                    let (listeners, connected, content_type) = row(m);
+                    let (listeners, connected, content_type, format) = row(m);
                     ListMount {
                         mount: m.path.clone(),
                         fallback: m.fallback().map(|f| f.to_string()),
@@ -830,6 +846,7 @@ fn listmounts(reply: &Reply, shared: &Shared) -> Response {
                         connected,
                         source_connected: m.has_source(),
                         content_type,
+                        format,
                     }
                 })
                 .collect();
@@ -842,12 +859,13 @@ fn listmounts(reply: &Reply, shared: &Shared) -> Response {
         Style::Xml => {
             let mut out = String::from("<?xml version=\"1.0\"?>\n<icestats>");
             for m in &mounts {
-                let (listeners, secs, ctype) = row(m);
+                let (listeners, secs, ctype, format) = row(m);
                 out.push_str(&format!(
-                    "<source mount=\"{}\"><fallback>{}</fallback><listeners>{listeners}</listeners><Connected>{secs}</Connected><content-type>{}</content-type></source>",
+                    "<source mount=\"{}\"><fallback>{}</fallback><listeners>{listeners}</listeners><Connected>{secs}</Connected><content-type>{}</content-type><format>{}</format></source>",
                     esc(&m.path),
                     esc(m.fallback().as_deref().map_or("", String::as_str)),
-                    esc(&ctype)
+                    esc(&ctype),
+                    format.unwrap_or("")
                 ));
             }
             out.push_str("</icestats>\n");

@@ -17,7 +17,8 @@ use crate::stream::mount::Mount;
 use crate::wire::http::{JSON, Response};
 
 /// What today's browsers can play of a mount: `Some("video")`, `Some("audio")`, or `None`
-/// with the reason (Chromium and Firefox no longer play Ogg Theora).
+/// with the reason (Chromium and Firefox no longer play Ogg Theora): a clause, lower case and
+/// without a full stop, which the pages make a sentence of and follow with what to do.
 pub(crate) fn playable(m: &Mount) -> (Option<&'static str>, Option<&'static str>) {
     let st = m.state();
     let codecs = &st.info.codecs;
@@ -38,10 +39,7 @@ pub(crate) fn playable(m: &Mount) -> (Option<&'static str>, Option<&'static str>
         }
         Some(Format::Ogg) => {
             if codecs.contains(&Codec::Theora) {
-                (
-                    None,
-                    Some("browsers no longer play Ogg Theora; open the playlist in VLC or mpv"),
-                )
+                (None, Some("browsers no longer play Ogg Theora"))
             } else if codecs
                 .iter()
                 .all(|c| matches!(c, Codec::Opus | Codec::Vorbis | Codec::Flac))
