@@ -1544,3 +1544,98 @@ fn the_theora_notice_is_a_sentence_said_once() {
         let _ = c.close().await;
     });
 }
+
+/// #14: the README's quick start, walked as a new user would (the demo on a free port): the
+/// banner's push example, run as printed with the printed source password, makes a second
+/// stream a listener decodes; the printed watch URL plays in Chromium (its own autoplay
+/// policy: muted), and one click on the sound control turns the sound on.
+#[test]
+fn the_quick_start_goes_from_the_demo_to_a_second_stream_and_sound() {
+    let dir = TempDir::new("browser-quick-start");
+    let profile = dir.path().join("profile");
+    std::fs::create_dir_all(&profile).expect("profile dir");
+    let port = free_port();
+    let demo = Logged::spawn(
+        "agora demo",
+        Command::new(env!("CARGO_BIN_EXE_agora")).args([
+            "demo",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ]),
+        dir.path(),
+    );
+    let banner = || std::fs::read_to_string(&demo.log).unwrap_or_default();
+    wait_until("the demo's banner", Duration::from_secs(30), || {
+        banner().lines().any(|l| l.contains("icecast://source:"))
+    });
+    let banner = banner();
+    let line = |label: &str| -> String {
+        banner
+            .lines()
+            .map(str::trim)
+            .find_map(|l| l.strip_prefix(label))
+            .unwrap_or_else(|| panic!("no {label:?} line in the banner:\n{banner}"))
+            .split_whitespace()
+            .next()
+            .expect("a URL")
+            .to_string()
+    };
+    let watch = line("watch:");
+    assert!(
+        watch.starts_with(&format!("http://127.0.0.1:{port}/watch/")),
+        "{banner}"
+    );
+
+    // The push example, as printed.
+    let example = banner
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("ffmpeg ") && l.contains("icecast://source:"))
+        .expect("a push example");
+    let words: Vec<&str> = example.split_whitespace().collect();
+    let second = words
+        .last()
+        .and_then(|u| u.rsplit_once('/'))
+        .map(|(_, m)| format!("http://127.0.0.1:{port}/{m}"))
+        .expect("a mount in the example");
+    let _push = Proc::spawn(Command::new(words[0]).args(&words[1..]));
+    wait_until("the pushed stream", Duration::from_secs(30), || {
+        Command::new("ffprobe")
+            .args(["-v", "quiet", &second])
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    assert_decodes(&second, 3);
+
+    // The watch page, then one click for sound.
+    let (_driver, driver_url) = chromedriver(dir.path());
+    runtime().block_on(async {
+        let c = browser_with(&driver_url, &profile, Autoplay::AsShipped).await;
+        c.goto(&watch).await.expect("open the printed watch URL");
+        wait_js(
+            &c,
+            "the demo to play",
+            CURRENT_TIME,
+            Duration::from_secs(60),
+            |v| v.as_f64().is_some_and(|t| t > 0.5),
+        )
+        .await;
+        let v = wait_js(
+            &c,
+            "the page's state",
+            SOUND,
+            Duration::from_secs(10),
+            |v| v["control"] == true,
+        )
+        .await;
+        assert_eq!(v["muted"], true, "it starts muted: {v}");
+        c.find(fantoccini::Locator::Id("sound"))
+            .await
+            .expect("the sound control")
+            .click()
+            .await
+            .expect("one click for sound");
+        sound_comes_on(&c, "one click").await;
+        let _ = c.close().await;
+    });
+}
