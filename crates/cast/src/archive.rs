@@ -73,18 +73,18 @@ impl Archive {
     /// Creates the file (never overwriting one) and starts its writer thread.
     pub fn create(path: PathBuf) -> Result<Archive, CastError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| CastError::Archive {
+            std::fs::create_dir_all(dir).map_err(|why| CastError::Archive {
                 path: path.clone(),
-                source,
+                why,
             })?;
         }
         let mut file = File::options()
             .write(true)
             .create_new(true)
             .open(&path)
-            .map_err(|source| CastError::Archive {
+            .map_err(|why| CastError::Archive {
                 path: path.clone(),
-                source,
+                why,
             })?;
         let (tx, mut rx) = mpsc::channel::<Bytes>(1024);
         let written = Arc::new(AtomicU64::new(0));
@@ -103,9 +103,9 @@ impl Archive {
                 }
                 file.sync_all()
             })
-            .map_err(|source| CastError::Archive {
+            .map_err(|why| CastError::Archive {
                 path: path.clone(),
-                source,
+                why,
             })?;
         Ok(Archive {
             path,
@@ -141,10 +141,10 @@ impl Archive {
             .and_then(|r| r.ok());
         match joined {
             Some(Ok(())) => Ok(()),
-            Some(Err(source)) => Err(CastError::Archive { path, source }),
+            Some(Err(why)) => Err(CastError::Archive { path, why }),
             None => Err(CastError::Archive {
                 path,
-                source: std::io::Error::other("archive writer panicked"),
+                why: std::io::Error::other("archive writer panicked"),
             }),
         }
     }

@@ -10,10 +10,20 @@
 //! **Invariant:** the pump never waits for a target. It waits only for the archive's disk
 //! (bounded queue) and for the encoder. The second, higher-quality archive of
 //! `--archive-preset` is written by ffmpeg itself, from the same capture.
+//!
+//! **Every target refused** (each gave up on a `401`/`403`, see [`crate::target`]): without an
+//! archive there is nothing left to do, and the cast stops at once; with one, the recording
+//! goes on until the input ends or the cast is stopped. Either way the cast ends with
+//! [`CastError::Refused`].
+//!
+//! **The status line** (a terminal) is redrawn in place every second; log lines written to the
+//! same terminal go through [`write_log`], which erases it first and draws it again after, so
+//! neither runs into the other.
 
+use std::io::Write as _;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agora_format::{Demuxer, Event};
@@ -89,11 +99,18 @@ impl CastConfig {
             return usage("--archive-preset needs --archive-dir");
         }
         if let Input::File(p) = &self.input {
-            if !p.exists() {
-                return Err(CastError::Usage(format!(
-                    "input file {} not found",
-                    p.display()
-                )));
+            // Opened to be sure it can be read (ffmpeg opens it again).
+            let unreadable = |why: String| CastError::InputFile {
+                path: p.clone(),
+                why,
+            };
+            match std::fs::File::open(p).and_then(|f| f.metadata()) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(unreadable("not found".into()));
+                }
+                Err(e) => return Err(unreadable(e.to_string())),
+                Ok(m) if m.is_dir() => return Err(unreadable("is a folder, not a file".into())),
+                Ok(_) => {}
             }
             if self.live.is_none() && muxer_for_extension(p).is_none() {
                 return Err(CastError::Usage(format!(
@@ -112,6 +129,8 @@ impl CastConfig {
 /// Runs a cast until the input ends, the encoder fails, or `stop` is cancelled.
 pub async fn run(cfg: CastConfig, stop: CancellationToken) -> Result<Outcome, CastError> {
     cfg.validate()?;
+    // Stopped by the caller, or by every target refusing when there is no archive to keep.
+    let stop = stop.child_token();
     let t0 = Instant::now();
     let hq_path = match (&cfg.archive_dir, &cfg.archive_encoding) {
         (Some(dir), Some(e)) => {
@@ -159,11 +178,32 @@ pub async fn run(cfg: CastConfig, stop: CancellationToken) -> Result<Outcome, Ca
         targets.push(target::spawn(t.clone(), hub.clone(), target_stop.clone()));
     }
     let stats: Vec<Arc<TargetStats>> = targets.iter().map(|(s, _)| s.clone()).collect();
+    let all_refused = Arc::new(AtomicBool::new(false));
+    let refusals = (!stats.is_empty()).then(|| {
+        let (stats, flag, stop) = (stats.clone(), all_refused.clone(), stop.clone());
+        let archiving = cfg.archive_dir.is_some();
+        tokio::spawn(async move {
+            // A target that gave up stays given up: waiting for each in turn waits for all.
+            for t in &stats {
+                t.given_up().await;
+            }
+            flag.store(true, Ordering::Relaxed);
+            if archiving {
+                tracing::error!(
+                    "every server refused the cast; the archive goes on until the cast is stopped"
+                );
+            } else {
+                tracing::error!("every server refused the cast, and there is no archive: stopping");
+                stop.cancel();
+            }
+        })
+    });
 
     let read_total = Arc::new(AtomicU64::new(0));
     let archive_written = Arc::new(AtomicU64::new(0));
     let reporter = tokio::spawn(report(
         cfg.status,
+        cfg.archive_dir.is_some(),
         t0,
         read_total.clone(),
         archive_written.clone(),
@@ -213,15 +253,25 @@ pub async fn run(cfg: CastConfig, stop: CancellationToken) -> Result<Outcome, Ca
     }
     target_stop.cancel();
     reporter.abort();
-    if cfg.status == StatusMode::Line {
-        eprintln!();
+    if let Some(r) = refusals {
+        r.abort();
     }
+    end_status_line();
     let archive_path = archive.as_ref().map(|a| a.path.clone());
     if let Some(mut a) = archive {
         let closed = a.finish().await;
         if result.is_ok() {
             result = closed;
         }
+    }
+    if result.is_ok() && all_refused.load(Ordering::Relaxed) {
+        result = Err(CastError::Refused(
+            stats
+                .iter()
+                .map(|t| t.url.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ));
     }
     result.map(|()| Outcome {
         archive: archive_path,
@@ -363,6 +413,7 @@ async fn pump(
 /// The status line or log lines, until aborted.
 async fn report(
     mode: StatusMode,
+    archiving: bool,
     t0: Instant,
     read_total: Arc<AtomicU64>,
     archive_written: Arc<AtomicU64>,
@@ -383,17 +434,23 @@ async fn report(
         last = (now, total);
         let secs = t0.elapsed().as_secs();
         let mut line = format!(
-            "{:02}:{:02}:{:02} | encoder {kbps:.0} kbit/s | archive {:.1} MB",
+            "{:02}:{:02}:{:02} | encoder {kbps:.0} kbit/s",
             secs / 3600,
             secs / 60 % 60,
             secs % 60,
-            archive_written.load(Ordering::Relaxed) as f64 / 1e6
         );
+        if archiving {
+            line.push_str(&format!(
+                " | archive {:.1} MB",
+                archive_written.load(Ordering::Relaxed) as f64 / 1e6
+            ));
+        }
         for t in &targets {
             let state = match t.state() {
                 TargetState::Connecting => "connecting".to_string(),
                 TargetState::Live => "live".to_string(),
                 TargetState::Retrying(why) => format!("retrying ({why})"),
+                TargetState::Refused(why) => format!("refused ({why}), given up"),
                 TargetState::Done => "done".to_string(),
             };
             line.push_str(&format!(
@@ -403,8 +460,49 @@ async fn report(
             ));
         }
         match mode {
-            StatusMode::Line => eprint!("\r{line}\x1b[K"),
+            StatusMode::Line => draw_status_line(line),
             StatusMode::Log => tracing::info!("{line}"),
         }
     }
+}
+
+/// The status line on the terminal now, if one is drawn (its text, to draw it again after a
+/// log line). The lock also keeps a log line and a redraw from interleaving.
+static STATUS_LINE: Mutex<Option<String>> = Mutex::new(None);
+
+/// Draws `line` in place of the status line.
+fn draw_status_line(line: String) {
+    let mut shown = STATUS_LINE.lock().unwrap_or_else(|p| p.into_inner());
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "\r{line}\x1b[K");
+    let _ = err.flush();
+    *shown = Some(line);
+}
+
+/// Ends the status line (a line break after it), so that what is written next starts a line of
+/// its own; the line stays on the terminal as the cast's last word.
+fn end_status_line() {
+    let mut shown = STATUS_LINE.lock().unwrap_or_else(|p| p.into_inner());
+    if shown.take().is_some() {
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(b"\n");
+        let _ = err.flush();
+    }
+}
+
+/// Writes log text (whole lines) to standard error: with a status line on the terminal, the
+/// status line is erased first and drawn again below the text, so neither runs into the other.
+/// For the binary's log writer; without a status line it is a plain write.
+pub fn write_log(text: &[u8]) -> std::io::Result<()> {
+    let shown = STATUS_LINE.lock().unwrap_or_else(|p| p.into_inner());
+    let mut err = std::io::stderr().lock();
+    match shown.as_deref() {
+        Some(line) => {
+            err.write_all(b"\r\x1b[K")?;
+            err.write_all(text)?;
+            write!(err, "{line}\x1b[K")?;
+        }
+        None => err.write_all(text)?,
+    }
+    err.flush()
 }

@@ -157,13 +157,58 @@ impl Encoder {
             .iter()
             .cloned()
             .collect();
-        Err(CastError::Encoder(explain(&self.input, status, &lines)))
+        Err(failure(&self.input, status, &lines))
     }
 }
 
 impl Drop for Encoder {
     fn drop(&mut self) {
         self.stop_feeder();
+    }
+}
+
+/// What ffmpeg's demuxers say when an input file is not a stream they can read (ffmpeg's own
+/// report of a file it could not open, `<file>: <reason>`, is recognised by the file's name).
+const UNREADABLE_INPUT: &[&str] = &[
+    "Invalid data found",
+    "Header missing",
+    "EBML header parsing failed",
+    "could not find codec parameters",
+    "does not contain any stream",
+];
+
+/// A failure of ffmpeg as the cast's error: an input file it could not read is the input's
+/// fault ([`CastError::InputFile`], exit 5, as a missing file found before ffmpeg starts),
+/// anything else the encoder's ([`CastError::Encoder`], in the words of [`explain`]).
+pub fn failure(input: &Input, status: ExitStatus, stderr: &[String]) -> CastError {
+    use std::os::unix::process::ExitStatusExt;
+    let Input::File(path) = input else {
+        return CastError::Encoder(explain(input, status, stderr));
+    };
+    if status.signal().is_some() || stderr.iter().any(|l| l.contains("Unknown encoder")) {
+        return CastError::Encoder(explain(input, status, stderr));
+    }
+    // `talk.ogg: Invalid data found when processing input`: ffmpeg could not open it. The
+    // file is named once, by us.
+    let name = format!("{}: ", path.display());
+    let opened = stderr.iter().find_map(|l| l.strip_prefix(&name));
+    // `[mp3float @ 0x...] Header missing`: a demuxer's word, without its tag.
+    let demuxer = || {
+        UNREADABLE_INPUT
+            .iter()
+            .find_map(|m| stderr.iter().find(|l| l.contains(m)))
+            .map(|l| {
+                l.strip_prefix('[')
+                    .and_then(|l| l.split_once("] "))
+                    .map_or(l.as_str(), |(_, rest)| rest)
+            })
+    };
+    match opened.or_else(demuxer) {
+        Some(why) => CastError::InputFile {
+            path: path.clone(),
+            why: format!("ffmpeg cannot read it ({why})"),
+        },
+        None => CastError::Encoder(explain(input, status, stderr)),
     }
 }
 
@@ -244,5 +289,46 @@ mod tests {
         assert!(e.contains("lacks an encoder"), "{e}");
         let e = explain(&Input::Test, ExitStatus::from_raw(3 << 8), &["boom".into()]);
         assert_eq!(e, "ffmpeg exited with status 3: boom");
+    }
+
+    /// An input file ffmpeg cannot read is the input's failure (exit 5), named once; an
+    /// encoder missing for a file's re-encode stays the encoder's (exit 3).
+    #[test]
+    fn an_unreadable_input_file_is_the_inputs_failure() {
+        let file = Input::File("talk.ogg".into());
+        let e = failure(
+            &file,
+            ExitStatus::from_raw(1 << 8),
+            &["talk.ogg: Invalid data found when processing input".into()],
+        );
+        assert_eq!(e.exit_code(), 5);
+        assert_eq!(
+            e.to_string(),
+            "input file talk.ogg: ffmpeg cannot read it (Invalid data found when processing input)"
+        );
+        let e = failure(
+            &file,
+            ExitStatus::from_raw(1 << 8),
+            &["Unknown encoder 'libvpx'".into()],
+        );
+        assert_eq!(e.exit_code(), 3, "{e}");
+        let e = failure(
+            &file,
+            ExitStatus::from_raw(1 << 8),
+            &[
+                "[mp3float @ 0x5611b4635a00] Header missing".into(),
+                "Error initializing output stream 0:0 --".into(),
+            ],
+        );
+        assert_eq!(
+            e.to_string(),
+            "input file talk.ogg: ffmpeg cannot read it (Header missing)"
+        );
+        let e = failure(
+            &Input::Test,
+            ExitStatus::from_raw(1 << 8),
+            &["Invalid data found when processing input".into()],
+        );
+        assert_eq!(e.exit_code(), 3, "{e}");
     }
 }

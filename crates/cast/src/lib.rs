@@ -22,7 +22,7 @@ pub mod hub;
 pub mod preset;
 pub mod target;
 
-pub use cast::{CastConfig, Outcome, StatusMode, run};
+pub use cast::{CastConfig, Outcome, StatusMode, run, write_log};
 
 use std::path::PathBuf;
 
@@ -46,29 +46,46 @@ pub enum CastError {
     #[error("the encoder failed: {0}")]
     Encoder(String),
     /// The archive could not be written (exit 4).
-    #[error("archive {}: {source}", path.display())]
+    #[error("archive {}: {why}", path.display())]
     Archive {
         /// The archive file.
         path: PathBuf,
-        /// What the file system said.
-        source: std::io::Error,
+        /// What the file system said (in the message, not a `source`: said once).
+        why: std::io::Error,
     },
     /// The input could not be read (exit 5).
     #[error("reading the input: {0}")]
     Input(std::io::Error),
-    /// The encoded stream could not be framed.
+    /// The encoded stream could not be framed (exit 5).
     #[error("the stream is broken: {0}")]
     Stream(String),
+    /// An input file that cannot be read: missing, unreadable, or not a stream ffmpeg can
+    /// read (exit 5).
+    #[error("input file {}: {why}", path.display())]
+    InputFile {
+        /// The file.
+        path: PathBuf,
+        /// Why, in words (the system's or ffmpeg's).
+        why: String,
+    },
+    /// Every server refused the cast's credentials or mount (401, 403) and was given up
+    /// (exit 6); the servers, without their passwords.
+    #[error(
+        "every server refused the cast (wrong password, user or mount): {0}. Check the password (--password-file, AGORA_SOURCE_PASSWORD or the URL) against each server's configuration"
+    )]
+    Refused(String),
 }
 
 impl CastError {
-    /// Process exit status: 2 usage, 3 encoder (ffmpeg missing or failed), 4 archive, 5 input.
+    /// Process exit status: 2 usage, 3 encoder (ffmpeg missing or failed), 4 archive, 5 input,
+    /// 6 every server refused.
     pub fn exit_code(&self) -> u8 {
         match self {
             CastError::Usage(_) => 2,
             CastError::FfmpegMissing | CastError::DvgrabMissing | CastError::Encoder(_) => 3,
             CastError::Archive { .. } => 4,
-            CastError::Input(_) | CastError::Stream(_) => 5,
+            CastError::Input(_) | CastError::Stream(_) | CastError::InputFile { .. } => 5,
+            CastError::Refused(_) => 6,
         }
     }
 }

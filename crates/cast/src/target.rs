@@ -9,13 +9,18 @@
 //! [`BACKOFF_MAX`]) and connects again. On every connection it first sends the current stream
 //! headers, then live data from the next sync point: never a backlog.
 //!
+//! **Denials are not network failures.** A `401` or `403` ([`ClientError::is_denied`]) means
+//! the password, the user or the mount is wrong: retrying every few seconds changes nothing
+//! and fills the server's log with failed logins (and may get the address banned). The task
+//! says so once, plainly, and stops ([`TargetState::Refused`]), unless
+//! [`TargetConfig::retry_refused`] asks it to try again every [`REFUSED_RETRY`].
+//!
 //! **Isolation.** Each target reads the [`Hub`](crate::hub::Hub) through its own broadcast
 //! receiver. The encoder, the archive and the other targets never wait for it; a target that
 //! falls more than the hub's capacity behind skips to the next sync point (counted in
 //! [`TargetStats::skips`]).
 
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -24,6 +29,7 @@ use agora_client::push::{Dialect, Push, StreamMeta};
 use agora_client::{ClientError, Endpoint, ServerUrl};
 use agora_format::Event;
 use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::Hub;
@@ -32,6 +38,11 @@ use crate::hub::Hub;
 pub const BACKOFF_MAX: Duration = Duration::from_secs(4);
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
+/// The wait before asking again a server that refused the credentials, with
+/// [`TargetConfig::retry_refused`] (slow, as a relay waits after a refusal: someone has to fix
+/// a configuration meanwhile).
+pub const REFUSED_RETRY: Duration = Duration::from_secs(30);
 
 /// A target's state as shown in the status line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +53,9 @@ pub enum TargetState {
     Live,
     /// Waiting before the next attempt; the last failure.
     Retrying(String),
+    /// The server refused the credentials or the mount (401, 403): given up. (With
+    /// [`TargetConfig::retry_refused`] such a target is `Retrying` for [`REFUSED_RETRY`].)
+    Refused(String),
     /// The stream ended, or the cast stopped.
     Done,
 }
@@ -52,7 +66,7 @@ pub struct TargetStats {
     /// The server and mount.
     pub url: ServerUrl,
     /// What it is doing now.
-    pub state: Mutex<TargetState>,
+    state: watch::Sender<TargetState>,
     /// Connections made after the first.
     pub reconnects: AtomicU64,
     /// Stream bytes written, all connections together.
@@ -65,7 +79,7 @@ impl TargetStats {
     fn new(url: ServerUrl) -> Self {
         TargetStats {
             url,
-            state: Mutex::new(TargetState::Connecting),
+            state: watch::Sender::new(TargetState::Connecting),
             reconnects: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             skips: AtomicU64::new(0),
@@ -73,12 +87,19 @@ impl TargetStats {
     }
 
     fn set(&self, s: TargetState) {
-        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = s;
+        self.state.send_replace(s);
     }
 
     /// What the target is doing now.
     pub fn state(&self) -> TargetState {
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.state.borrow().clone()
+    }
+
+    /// Resolves once the target has given up on a refusal (never, for a target that retries
+    /// refusals or ended otherwise).
+    pub async fn given_up(&self) {
+        let mut rx = self.state.subscribe();
+        let _ = rx.wait_for(|s| matches!(s, TargetState::Refused(_))).await;
     }
 }
 
@@ -92,6 +113,9 @@ pub struct TargetConfig {
     pub meta: StreamMeta,
     /// Now-playing title, set through the admin endpoint after each connect.
     pub title: Option<String>,
+    /// On a refusal of the credentials (401, 403), ask again every [`REFUSED_RETRY`] rather
+    /// than give up.
+    pub retry_refused: bool,
 }
 
 /// Starts a target task; it runs until the hub closes (then it sends what is queued and ends)
@@ -155,9 +179,35 @@ async fn run(cfg: TargetConfig, hub: Arc<Hub>, stats: Arc<TargetStats>, stop: Ca
         if hub.is_closed() && matches!(why, ClientError::Closed | ClientError::Lost(_)) {
             break;
         }
-        let wait = backoff.next_wait();
-        tracing::warn!(target = %url, "target down: {why}; retrying in {:.1} s", wait.as_secs_f32());
-        stats.set(TargetState::Retrying(why.to_string()));
+        let wait = if why.is_denied() {
+            // The URL is shown without its password; the password itself is never shown.
+            let what = match &why {
+                ClientError::Refused(code, body) => format!("this source ({code} {body})"),
+                _ => "the user or password (401)".to_string(),
+            };
+            if !cfg.retry_refused {
+                tracing::error!(
+                    "target refused: {url} refused {what}; check the password (--password-file, \
+                     AGORA_SOURCE_PASSWORD or the URL), the user and the mount against that \
+                     server's configuration. Not asked again (--retry-refused asks every {} s)",
+                    REFUSED_RETRY.as_secs()
+                );
+                stats.set(TargetState::Refused(why.to_string()));
+                return;
+            }
+            tracing::error!(
+                "target refused: {url} refused {what}; check the password, the user and the \
+                 mount; asking again in {} s (--retry-refused)",
+                REFUSED_RETRY.as_secs()
+            );
+            stats.set(TargetState::Retrying(format!("refused: {why}")));
+            REFUSED_RETRY
+        } else {
+            let wait = backoff.next_wait();
+            tracing::warn!(target = %url, "target down: {why}; retrying in {:.1} s", wait.as_secs_f32());
+            stats.set(TargetState::Retrying(why.to_string()));
+            wait
+        };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.cancelled() => break,
@@ -280,6 +330,7 @@ mod tests {
                 ..StreamMeta::default()
             },
             title: None,
+            retry_refused: false,
         };
         let (stats, task) = spawn(cfg, hub.clone(), CancellationToken::new());
         while stats.state() != TargetState::Live {

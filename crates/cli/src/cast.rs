@@ -49,7 +49,11 @@ Examples:
 
 Exit status: 0 the input ended or the cast was stopped (Ctrl-C, SIGTERM); 2 bad options;
 3 the encoder failed or ffmpeg is missing; 4 the archive could not be written; 5 the input
-could not be read. Network failures never end a cast: each server is retried on its own.";
+could not be read (a file missing, unreadable or not a media stream); 6 every server refused
+the cast's password, user or mount (401/403). Network failures never end a cast: each server
+is retried on its own. A server that refuses the password is not asked again (a wrong
+password is not fixed by asking again, and the server may ban the address); with
+--retry-refused it is asked every 30 s.";
 
 #[derive(Args, Debug)]
 pub(crate) struct CastArgs {
@@ -130,6 +134,10 @@ pub(crate) struct CastArgs {
     /// Now-playing title, set on every server after each connect.
     #[arg(long)]
     title: Option<String>,
+    /// Keep asking a server that refused the password, user or mount (401/403), every 30 s,
+    /// rather than give it up: for when its configuration is being fixed meanwhile.
+    #[arg(long)]
+    retry_refused: bool,
 }
 
 fn size(s: &str) -> Result<(u32, u32), CastError> {
@@ -259,6 +267,7 @@ impl CastArgs {
                 },
                 meta: meta.clone(),
                 title: self.title.clone(),
+                retry_refused: self.retry_refused,
             });
         }
         if targets.iter().any(|t| t.endpoint.url.tls) {
@@ -460,6 +469,7 @@ pub(crate) fn demo(args: DemoArgs, offset: time::UtcOffset) -> Result<()> {
                 ..StreamMeta::default()
             },
             title: Some("Test pattern".into()),
+            retry_refused: false,
         };
         let cfg = CastConfig {
             input: Input::Test,

@@ -36,8 +36,9 @@ impl fmt::Display for Note {
 /// Why the file could not be converted at all.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ImportError {
+    /// roxmltree's words in the message, not a `source`: said once.
     #[error("not XML: {0}")]
-    Xml(#[from] roxmltree::Error),
+    Xml(roxmltree::Error),
     #[error("the root element is <{0}>, not <icecast>")]
     NotIcecast(String),
 }
@@ -67,7 +68,7 @@ struct Builder {
 
 /// Convert `xml` (an `icecast.xml`).
 pub(crate) fn convert(xml: &str) -> Result<Imported, ImportError> {
-    let doc = roxmltree::Document::parse(xml)?;
+    let doc = roxmltree::Document::parse(xml).map_err(ImportError::Xml)?;
     let root = doc.root_element();
     if root.tag_name().name() != "icecast" {
         return Err(ImportError::NotIcecast(root.tag_name().name().to_string()));

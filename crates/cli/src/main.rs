@@ -151,7 +151,7 @@ fn main() -> std::process::ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(LogLine::default)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     secrets::warn_about_arguments(&Cli::command(), &matches);
@@ -167,6 +167,31 @@ fn main() -> std::process::ExitCode {
         Err(e) => {
             eprintln!("agora: {e:#}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// One log event's text, written to standard error whole when the event is done: through
+/// [`agora_cast::write_log`], above `agora cast`'s status line when one is on the terminal (a
+/// plain write otherwise).
+#[derive(Default)]
+struct LogLine(Vec<u8>);
+
+impl Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for LogLine {
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            let _ = agora_cast::write_log(&self.0);
         }
     }
 }

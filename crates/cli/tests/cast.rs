@@ -805,3 +805,332 @@ fn an_unwritable_archive_exits_4() {
     assert_eq!(status.code(), Some(4), "{}", cast.log());
     assert!(cast.log().contains("archive"), "{}", cast.log());
 }
+
+/// Regression (#14): an input file that is missing exited 2 (a usage error) and one that is
+/// not media exited 3 (an encoder failure), while the documented status for an input that
+/// cannot be read is 5. Each says what is wrong with the file, naming it once.
+#[test]
+fn a_missing_or_garbage_input_file_exits_5() {
+    let dir = TempDir::new("cast-input");
+    let archive = dir.path().join("archive");
+    let missing = dir.path().join("no-such-talk.ogg");
+    let mut cases = vec![(missing, "not found")];
+    for name in ["garbage.ogg", "garbage.mp3", "garbage.webm"] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, xorshift_bytes(64 * 1024, 14)).expect("garbage");
+        cases.push((path, "ffmpeg cannot read it"));
+    }
+    let folder = dir.path().join("folder.ogg");
+    std::fs::create_dir(&folder).expect("folder");
+    cases.push((folder, "is a folder"));
+    for (input, says) in cases {
+        let shown = input.display().to_string();
+        let out = Command::new(env!("CARGO_BIN_EXE_agora"))
+            .args(["cast", "--input", &shown, "--archive-dir"])
+            .arg(&archive)
+            .output()
+            .expect("agora cast");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(5), "{shown}: {err}");
+        let last = err.trim_end().lines().last().unwrap_or("");
+        assert!(
+            last.starts_with(&format!("agora cast: input file {shown}: {says}")),
+            "{shown}: {err}"
+        );
+        assert_eq!(last.matches(&shown).count(), 1, "{shown}: {err}");
+    }
+}
+
+/// What a terminal shows for `out` (a pty's output): `\r` back to the line's start, `\x1b[K`
+/// erases to its end, other escape sequences (colours) take no room, text overwrites.
+fn screen(out: &str) -> Vec<String> {
+    let mut lines = vec![Vec::<char>::new()];
+    let mut col = 0;
+    let mut chars = out.chars().peekable();
+    while let Some(c) = chars.next() {
+        let line = lines.last_mut().expect("a line");
+        match c {
+            '\n' => {
+                lines.push(Vec::new());
+                col = 0;
+            }
+            '\r' => col = 0,
+            '\x1b' if chars.peek() == Some(&'[') => {
+                chars.next();
+                let mut end = ' ';
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        end = c;
+                        break;
+                    }
+                }
+                if end == 'K' {
+                    line.truncate(col);
+                }
+            }
+            c => {
+                if col < line.len() {
+                    line[col] = c;
+                } else {
+                    line.push(c);
+                }
+                col += 1;
+            }
+        }
+    }
+    lines.into_iter().map(|l| l.into_iter().collect()).collect()
+}
+
+/// Regression (#14): on a terminal, the status line said "archive 0.0 MB" with no archive,
+/// and the log lines (the last one on Ctrl-C) ran into it. The cast runs on a pseudo-terminal
+/// (script(1)) and is stopped with a Ctrl-C typed there: the status line has no archive part,
+/// every log line starts a line of its own, and so does the final word.
+#[test]
+fn the_status_line_shows_no_archive_without_one_and_log_lines_stay_off_it() {
+    let agora = Agora::start();
+    let dir = TempDir::new("cast-tty");
+    let out = dir.path().join("tty.out");
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, SOURCE_PW).expect("password file");
+    let cast = format!(
+        "{} cast --input test --preset opus --password-file {} --server {}",
+        env!("CARGO_BIN_EXE_agora"),
+        pw.display(),
+        agora.url("/tty.opus")
+    );
+    let mut script = Proc(
+        Command::new("script")
+            .args(["-q", "-e", "-f", "-c", &cast, "/dev/null"])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(std::fs::File::create(&out).expect("out"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("script(1), from util-linux"),
+    );
+    let shown = || std::fs::read_to_string(&out).unwrap_or_default();
+    wait_until(
+        "a status line with the target live",
+        Duration::from_secs(60),
+        || shown().contains(" live, "),
+    );
+    agora.wait_mount("/tty.opus");
+    // Ctrl-C at the terminal.
+    let mut tty = script.0.stdin.take().expect("stdin");
+    tty.write_all(b"\x03").expect("type Ctrl-C");
+    tty.flush().expect("flush");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = script.0.try_wait().expect("try_wait") {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cast did not stop:\n{}",
+            shown()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = shown();
+    assert!(status.success(), "{status}\n{text}");
+    let lines = screen(&text);
+    let status_lines: Vec<&String> = lines.iter().filter(|l| l.contains("kbit/s")).collect();
+    assert!(
+        !status_lines.is_empty(),
+        "a status line was drawn:\n{text:?}"
+    );
+    for l in &status_lines {
+        assert!(!l.contains("archive"), "no archive to show: {l:?}");
+        assert!(
+            l.starts_with("00:00:") && !l.contains("INFO") && !l.contains("stopping"),
+            "a log line ran into the status line: {l:?}"
+        );
+    }
+    for needle in ["target connected", "stopping: finishing"] {
+        let line = lines
+            .iter()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} line: {lines:#?}"));
+        assert!(line.starts_with("20"), "a line of its own: {line:?}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("agora cast: done after")),
+        "{lines:#?}"
+    );
+}
+
+/// A file holding `password`, for `--password-file`.
+fn password_file(dir: &TempDir, password: &str) -> String {
+    let path = dir.path().join("source.pw");
+    std::fs::write(&path, format!("{password}\n")).expect("password file");
+    path.to_str().expect("utf-8 path").to_string()
+}
+
+/// Regression (#14): a cast whose password is wrong retried forever like a network failure.
+/// A `401` is said plainly, once, without the password; with nothing else to do (no other
+/// server, no archive) the cast ends with status 6 at once. The server saw one attempt.
+#[test]
+fn a_wrong_password_is_said_plainly_and_ends_a_cast_with_nothing_else_to_do() {
+    let agora = Agora::start();
+    let dir = TempDir::new("cast-refused");
+    let wrong = "a-wrong-password-41";
+    let file = password_file(&dir, wrong);
+    let mut cast = Cast::start(&[
+        "--input",
+        "test",
+        "--preset",
+        "opus",
+        "--password-file",
+        &file,
+        "--server",
+        &agora.url("/refused.opus"),
+    ]);
+    let status = cast.wait_exit();
+    let log = cast.log();
+    assert_eq!(status.code(), Some(6), "{log}");
+    assert_eq!(cast.count("target refused"), 1, "{log}");
+    assert!(
+        log.contains(&format!(
+            "target refused: {} refused the user or password (401); check the password",
+            agora.url("/refused.opus")
+        )),
+        "{log}"
+    );
+    let last = log.trim_end().lines().last().unwrap_or("");
+    assert!(
+        last.starts_with(
+            "agora cast: every server refused the cast (wrong password, user or mount)"
+        ),
+        "{log}"
+    );
+    assert!(!log.contains(wrong), "the password is never shown:\n{log}");
+    assert!(
+        !log.contains("target down"),
+        "not a network failure:\n{log}"
+    );
+    agora.wait_log(&["source refused: wrong credentials", "/refused.opus"]);
+    assert_eq!(
+        agora
+            .log()
+            .lines()
+            .filter(|l| l.contains("source refused: wrong credentials"))
+            .count(),
+        1,
+        "one attempt:\n{}",
+        agora.log()
+    );
+}
+
+/// One server refuses the password, another takes it: the refused one is given up after
+/// one attempt while the other streams on; the cast ends as usual (status 0).
+#[test]
+fn a_refused_target_is_given_up_and_the_others_stream_on() {
+    let a = Agora::start();
+    let b = Agora::start();
+    let dir = TempDir::new("cast-refused-one");
+    let file = password_file(&dir, SOURCE_PW);
+    let mut cast = Cast::start(&[
+        "--input",
+        "test",
+        "--preset",
+        "opus",
+        "--password-file",
+        &file,
+        "--server",
+        &format!("http://source:wrong-for-b@{}/b.opus", b.addr),
+        "--server",
+        &a.url("/a.opus"),
+    ]);
+    a.wait_mount("/a.opus");
+    cast.wait_log("target refused", 1);
+    assert_decodes(&a.url("/a.opus"), 4);
+    let (status, _) = cast.stop();
+    let log = cast.log();
+    assert!(status.success(), "{status}\n{log}");
+    assert_eq!(cast.count("target refused"), 1, "{log}");
+    assert!(!log.contains("wrong-for-b@"), "{log}");
+    assert_eq!(
+        b.log()
+            .lines()
+            .filter(|l| l.contains("source refused: wrong credentials"))
+            .count(),
+        1,
+        "one attempt:\n{}",
+        b.log()
+    );
+}
+
+/// Every server refused, with an archive: the recording goes on (the archive comes first)
+/// until the cast is stopped, which then ends with status 6; the archive plays.
+#[test]
+fn every_server_refused_the_archive_goes_on_and_the_cast_ends_with_6() {
+    let agora = Agora::start();
+    let dir = TempDir::new("cast-refused-archive");
+    let archive = dir.path().join("archive");
+    let file = password_file(&dir, "not-the-source-password");
+    let mut cast = Cast::start(&[
+        "--input",
+        "test",
+        "--preset",
+        "theora",
+        "--password-file",
+        &file,
+        "--archive-dir",
+        archive.to_str().expect("utf-8 path"),
+        "--server",
+        &agora.url("/refused.ogg"),
+    ]);
+    cast.wait_log("the archive goes on", 1);
+    wait_until("100 KB archived", Duration::from_secs(30), || {
+        files(&archive)
+            .first()
+            .and_then(|f| std::fs::metadata(f).ok())
+            .is_some_and(|m| m.len() > 100_000)
+    });
+    let (status, _) = cast.stop();
+    assert_eq!(status.code(), Some(6), "{}", cast.log());
+    let files = files(&archive);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(decode_errors(&files[0]), "");
+}
+
+/// `--retry-refused`: a refused server is asked again, slowly (every 30 s), so a cast started
+/// before the server's password was fixed goes live once it is (here by a reload, SIGHUP).
+#[test]
+fn retry_refused_asks_again_slowly_until_the_server_is_fixed() {
+    let config =
+        |pw: &str| format!("[auth]\nsource-password = \"{pw}\"\nadmin-password = \"{ADMIN_PW}\"\n");
+    let agora = Agora::start_with(&config("the-old-password"), &[], &[]);
+    let dir = TempDir::new("cast-retry-refused");
+    let file = password_file(&dir, SOURCE_PW);
+    let mut cast = Cast::start(&[
+        "--input",
+        "test",
+        "--preset",
+        "opus",
+        "--retry-refused",
+        "--password-file",
+        &file,
+        "--server",
+        &agora.url("/fixed.opus"),
+    ]);
+    cast.wait_log("asking again in 30 s (--retry-refused)", 1);
+    let refused_at = Instant::now();
+    std::fs::write(agora.config_path(), config(SOURCE_PW)).expect("rewrite config");
+    send_signal(agora.pid(), "HUP");
+    agora.wait_log(&["SIGHUP: configuration reloaded"]);
+    agora.wait_mount("/fixed.opus");
+    // Slowly: not before the 30 s were up (less a second for the log line's own time).
+    assert!(
+        refused_at.elapsed() >= Duration::from_secs(29),
+        "asked again after {:?}",
+        refused_at.elapsed()
+    );
+    assert_decodes(&agora.url("/fixed.opus"), 3);
+    let (status, _) = cast.stop();
+    assert!(status.success(), "{status}\n{}", cast.log());
+    assert_eq!(cast.count("target refused"), 1, "{}", cast.log());
+    assert!(!cast.log().contains(SOURCE_PW), "{}", cast.log());
+}

@@ -1049,3 +1049,61 @@ fn access_log_has_a_combined_line_per_request_and_listener() {
         "404 line: {text}"
     );
 }
+
+/// `t` as Combined Log Format writes it (the server writes UTC).
+fn clf(t: std::time::SystemTime) -> String {
+    time::OffsetDateTime::from(t)
+        .format(time::macros::format_description!(
+            "[day]/[month repr:short]/[year]:[hour]:[minute]:[second] [offset_hour sign:mandatory][offset_minute]"
+        ))
+        .expect("format")
+}
+
+/// Regression (#14): a line was stamped with the time its request ended. Combined Log Format
+/// stamps the time a request was received: a listener that stays 3 s gets a line, written as
+/// it leaves, stamped with the second it came (and its 3 s at the end).
+#[test]
+fn a_listeners_access_line_is_stamped_with_its_start() {
+    let dir = TempDir::new("agora-access-time");
+    let log = dir.path().join("access.log");
+    let agora =
+        Agora::start_with_config(&format!("[server]\naccess-log = \"{}\"\n", log.display()));
+    let (fx, file) = fixture("mp3");
+    let _src = ffmpeg_push(&agora, &file, "/stamp.mp3", fx.muxer, false);
+    agora.wait_mount("/stamp.mp3");
+    let came = std::time::SystemTime::now();
+    let mut s = send_head(agora.addr, "GET", "/stamp.mp3", "HTTP/1.1", &[]);
+    // Staying is the subject: read the stream for 3 s of wall-clock time.
+    let stay = Instant::now();
+    let mut buf = [0u8; 4096];
+    while stay.elapsed() < Duration::from_secs(3) {
+        assert!(s.read(&mut buf).expect("stream") > 0, "the stream ended");
+    }
+    drop(s);
+    let line = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.contains("\"GET /stamp.mp3 "))
+            .map(str::to_string)
+    };
+    wait_until("the listener's line", Duration::from_secs(10), || {
+        line().is_some()
+    });
+    let line = line().expect("listener line");
+    // The head went out right after `came`: its second, or the next one on a slow machine.
+    let stamps: Vec<String> = (0..2)
+        .map(|s| clf(came + Duration::from_secs(s)))
+        .map(|t| format!("[{}]", t))
+        .collect();
+    assert!(
+        stamps.iter().any(|t| line.contains(t.as_str())),
+        "stamped with the listener's start, one of {stamps:?}: {line}"
+    );
+    let secs: u64 = line
+        .rsplit(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("connected seconds at the end");
+    assert!(secs >= 3, "connected seconds at the end: {line}");
+}

@@ -413,3 +413,123 @@ fn control_characters_from_peers_are_escaped_in_the_log() {
         "{text}"
     );
 }
+
+/// The lines of the log that contain `needle`, with their level (`DEBUG`, `INFO`, `WARN`...).
+fn levels_of(agora: &Agora, needle: &str) -> Vec<String> {
+    agora
+        .log()
+        .lines()
+        .filter(|l| l.contains(needle))
+        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .collect()
+}
+
+/// Regression (#14): every libshout client (oggfwd, ezstream) first asks without credentials,
+/// for the stream and for each title update, and gets the `401` that makes it send them. That
+/// probe is expected: the debug level only, never a warning nor an information line. A wrong
+/// password, from the same clients or a script, stays a warning.
+#[test]
+fn libshout_probes_are_quiet_and_wrong_passwords_stay_loud() {
+    let agora = Agora::start();
+    let dir = TempDir::new("libshout-probes");
+    // oggfwd, Ogg Vorbis, the right password.
+    let (_, vorbis) = fixture("vorbis");
+    let port = agora.addr.port();
+    let _oggfwd = Proc::spawn(Command::new("sh").arg("-c").arg(format!(
+        "exec oggfwd 127.0.0.1 {port} {SOURCE_PW} /probe.ogg < '{}'",
+        vorbis.display()
+    )));
+    agora.wait_mount("/probe.ogg");
+    // ezstream, MP3 files with tags: a title update (libshout's metadata call) per file.
+    let mut list = String::new();
+    for n in 1..=2 {
+        let path = dir.path().join(format!("talk{n}.mp3"));
+        let out = Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i"])
+            .args(["sine=d=20", "-c:a", "libmp3lame", "-b:a", "64k"])
+            .args(["-metadata", &format!("title=Talk {n}")])
+            .arg(&path)
+            .output()
+            .expect("ffmpeg");
+        assert!(out.status.success(), "{out:?}");
+        list.push_str(&format!("{}\n", path.display()));
+    }
+    let playlist = dir.path().join("playlist.txt");
+    std::fs::write(&playlist, list).expect("playlist");
+    let cfg = dir.path().join("ezstream.xml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<ezstream>
+  <servers><server><protocol>HTTP</protocol><hostname>127.0.0.1</hostname>
+    <port>{port}</port><password>{SOURCE_PW}</password><reconnect_attempts>1</reconnect_attempts></server></servers>
+  <streams><stream><mountpoint>/probe.mp3</mountpoint><format>MP3</format></stream></streams>
+  <intakes><intake><type>playlist</type><filename>{}</filename></intake></intakes>
+</ezstream>
+"#,
+            playlist.display()
+        ),
+    )
+    .expect("write ezstream config");
+    // ezstream refuses configs readable by others (they hold a password).
+    Command::new("chmod")
+        .arg("600")
+        .arg(&cfg)
+        .status()
+        .expect("chmod");
+    let _ezstream = Proc::spawn(Command::new("ezstream").arg("-c").arg(&cfg));
+    agora.wait_status("ezstream's title through libshout's metadata call", |a| {
+        a.source("/probe.mp3")
+            .is_some_and(|s| s["title"] == "Talk 1")
+    });
+    // Both probes were made, and logged at the debug level only.
+    let source_probes = levels_of(&agora, "source asked without credentials");
+    let admin_probes = levels_of(&agora, "admin request without credentials");
+    assert!(
+        source_probes.len() >= 2 && !admin_probes.is_empty(),
+        "the probes are in the debug log: {source_probes:?} {admin_probes:?}\n{}",
+        agora.log()
+    );
+    assert!(
+        source_probes
+            .iter()
+            .chain(&admin_probes)
+            .all(|l| l == "DEBUG"),
+        "probes at the debug level only: {source_probes:?} {admin_probes:?}"
+    );
+    assert!(
+        !agora.log_has(&["WARN", "credentials"]),
+        "no warning for a right password:\n{}",
+        agora.log()
+    );
+    // A wrong password from oggfwd: its probe quiet, its refusal a warning.
+    let mut wrong = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "exec oggfwd 127.0.0.1 {port} not-the-password /wrong.ogg < '{}'",
+            vorbis.display()
+        ))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("oggfwd");
+    let _ = wrong.wait();
+    agora.wait_log(&["WARN", "source refused: wrong credentials", "/wrong.ogg"]);
+    // A title update with a wrong password: a warning too.
+    let bad = format!("Basic {}", b64("source:not-the-password"));
+    let (code, _, _) = http_get(
+        agora.addr,
+        "/admin/metadata?mount=/probe.mp3&mode=updinfo&song=x",
+        &[("Authorization", &bad)],
+    );
+    assert_eq!(code, 401);
+    agora.wait_log(&["WARN", "admin request refused: wrong credentials"]);
+    assert!(
+        levels_of(&agora, "without credentials")
+            .iter()
+            .all(|l| l == "DEBUG"),
+        "{}",
+        agora.log()
+    );
+}

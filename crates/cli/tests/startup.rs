@@ -120,3 +120,122 @@ fn a_port_in_use_is_named_with_the_reason_once() {
     assert!(err.contains("another program listens there"), "{err}");
     assert_eq!(err.matches("Address already in use").count(), 1, "{err}");
 }
+
+/// Regression (#14): an error that carries the system's reason printed it twice ("cannot read
+/// X: No such file or directory (os error 2): No such file or directory (os error 2)"), once
+/// in its message and once as its cause. Every file a configuration names, and the file
+/// itself, is now said once, at start and with `--check-config`; `import-icecast` too.
+#[test]
+fn a_file_that_cannot_be_read_is_said_once() {
+    let dir = TempDir::new("agora-startup-once");
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "a-password\n").expect("password file");
+    let garbage = dir.path().join("garbage.mp3");
+    std::fs::write(&garbage, xorshift_bytes(4096, 7)).expect("garbage");
+    let cases = [
+        ("no configuration file", None, "nope.toml"),
+        (
+            "a password file",
+            Some("[auth]\nrelay-password-file = \"no-such.pw\"\n".to_string()),
+            "no-such.pw",
+        ),
+        (
+            "a loop-file",
+            Some("[[mount]]\npath = \"/a.mp3\"\nloop-file = \"no-such.mp3\"\n".to_string()),
+            "no-such.mp3",
+        ),
+        (
+            "an htpasswd file",
+            Some(
+                "[[mount]]\npath = \"/a.mp3\"\nlistener-htpasswd = \"no-such.htpasswd\"\n"
+                    .to_string(),
+            ),
+            "no-such.htpasswd",
+        ),
+    ];
+    for (what, toml, file) in cases {
+        let cfg = match &toml {
+            Some(t) => {
+                let cfg = dir.path().join("agora.toml");
+                std::fs::write(&cfg, t).expect("config");
+                cfg
+            }
+            None => dir.path().join(file),
+        };
+        for check in [false, true] {
+            let (ok, err) = serve(&cfg, check, &pw);
+            assert!(!ok, "{what}: must fail\n{err}");
+            assert!(err.contains(file), "{what}: names {file}\n{err}");
+            assert_eq!(
+                err.matches("No such file or directory").count(),
+                1,
+                "{what} (--check-config: {check}): the reason once\n{err}"
+            );
+            assert_eq!(err.trim_end().lines().count(), 1, "{what}:\n{err}");
+        }
+    }
+    // A loop-file that is not media: the reason once.
+    let cfg = dir.path().join("agora.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[[mount]]\npath = \"/a.mp3\"\nloop-file = {:?}\n",
+            garbage.display().to_string()
+        ),
+    )
+    .expect("config");
+    let (ok, err) = serve(&cfg, true, &pw);
+    assert!(!ok && err.contains("garbage.mp3"), "{err}");
+    assert_eq!(err.matches("not Ogg, WebM").count(), 1, "{err}");
+    // import-icecast with a file that is not XML.
+    let xml = dir.path().join("icecast.xml");
+    std::fs::write(&xml, "<icecast><limits>").expect("xml");
+    let out = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .arg("import-icecast")
+        .arg(&xml)
+        .output()
+        .expect("agora import-icecast");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    let why = err.split("not XML: ").nth(1).unwrap_or("").trim();
+    assert!(!why.is_empty(), "{err}");
+    assert_eq!(err.matches(why).count(), 1, "{err}");
+}
+
+/// An unknown key in any table is one line naming it, its line and what was expected, the
+/// same at start and with `--check-config`.
+#[test]
+fn an_unknown_key_in_any_table_is_said_once() {
+    let dir = TempDir::new("agora-startup-keys");
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "a-password\n").expect("password file");
+    for (table, line) in [
+        ("", 1),
+        ("[server]\n", 2),
+        ("[auth]\n", 2),
+        ("[mount-defaults]\n", 2),
+        ("[[mount]]\npath = \"/a.ogg\"\n", 3),
+        ("[[relay]]\nupstream = \"http://127.0.0.1:9/a.ogg\"\n", 3),
+        (
+            "[[push]]\nmount = \"/a.ogg\"\ntarget = \"http://127.0.0.1:9/a.ogg\"\n",
+            4,
+        ),
+        ("[master]\nurl = \"http://127.0.0.1:9/\"\n", 3),
+        ("[[server.tls]]\n", 2),
+    ] {
+        let cfg = dir.path().join("agora.toml");
+        std::fs::write(&cfg, format!("{table}no-such-key = 1\n")).expect("config");
+        let (ok, start) = serve(&cfg, false, &pw);
+        let (check_ok, check) = serve(&cfg, true, &pw);
+        assert!(!ok && !check_ok, "{table}: must fail\n{start}\n{check}");
+        assert_eq!(start, check, "{table}: the same words");
+        assert_eq!(start.trim_end().lines().count(), 1, "{table}:\n{start}");
+        assert_eq!(start.matches("no-such-key").count(), 1, "{table}:\n{start}");
+        assert!(
+            start.contains(&format!(
+                "line {line}, column 1: unknown field `no-such-key`"
+            )),
+            "{table}:\n{start}"
+        );
+    }
+}

@@ -211,6 +211,19 @@ impl ClientError {
         }
     }
 
+    /// Whether the server refused who this client is: a `401`, or a `403` other than Icecast
+    /// 2.4's busy mount ([`ClientError::InUse`]) or source limit ("too many sources"). The
+    /// user, the password or the mount in this side's configuration is wrong, and asking
+    /// again will get the same answer: a caller says so plainly rather than retry as after a
+    /// network failure.
+    pub fn is_denied(&self) -> bool {
+        match self {
+            ClientError::Unauthorized => true,
+            ClientError::Refused(403, body) => !body.to_ascii_lowercase().contains("too many"),
+            _ => false,
+        }
+    }
+
     /// A refusal with the start of what the server said (at most 200 characters).
     pub(crate) fn refused(code: u16, body: &[u8]) -> Self {
         ClientError::Refused(
@@ -243,6 +256,20 @@ mod tests {
             ClientError::refused(404, b"no\x1b[31m\nsuch\x00mount").to_string(),
             "the server refused: 404 no[31msuchmount"
         );
+    }
+
+    /// A wrong password (401) or a forbidden mount (403) is a denial; Icecast 2.4's 403s for
+    /// a busy mount or the source limit, and every other answer, are not.
+    #[test]
+    fn denials_are_told_from_transient_refusals() {
+        assert!(ClientError::Unauthorized.is_denied());
+        assert!(ClientError::refused(403, b"Forbidden").is_denied());
+        assert!(ClientError::refused(403, b"Content-type not supported").is_denied());
+        assert!(!ClientError::refused(403, b"too many sources connected").is_denied());
+        assert!(!ClientError::InUse(403).is_denied());
+        assert!(!ClientError::refused(503, b"Too many sources connected").is_denied());
+        assert!(!ClientError::refused(404, b"").is_denied());
+        assert!(!ClientError::Closed.is_denied());
     }
 
     #[test]

@@ -654,7 +654,7 @@ impl fmt::Debug for Intro {
 pub enum MediaError {
     #[error("cannot read it: {0}")]
     Read(std::io::Error),
-    #[error("{0}")]
+    #[error(transparent)]
     Playout(#[from] PlayoutError),
 }
 
@@ -749,10 +749,11 @@ pub struct MountConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {why}")]
     Read {
         path: String,
-        source: std::io::Error,
+        /// In the message, not a `source`: said once.
+        why: std::io::Error,
     },
     /// Not TOML, or not this configuration's shape. Said with the line and column, never
     /// with the line itself (it may hold a password).
@@ -761,18 +762,20 @@ pub enum ConfigError {
     #[error("invalid configuration: {0}")]
     Invalid(String),
     /// A `*-password-file` that cannot be used (named with its key; its content never shown).
-    #[error("invalid configuration: {key}: {source}")]
+    #[error("invalid configuration: {key}: {why}")]
     PasswordFile {
         key: String,
-        source: SecretFileError,
+        /// In the message, not a `source`: said once.
+        why: SecretFileError,
     },
     /// A `loop-file` or `intro` that cannot be played (named with its mount, key and path).
-    #[error("invalid configuration: mount {mount}: {key} {}: {source}", path.display())]
+    #[error("invalid configuration: mount {mount}: {key} {}: {why}", path.display())]
     Media {
         mount: String,
         key: &'static str,
         path: PathBuf,
-        source: MediaError,
+        /// In the message, not a `source`: said once.
+        why: MediaError,
     },
 }
 
@@ -780,9 +783,9 @@ impl Config {
     /// Read and parse a TOML file, and the password files it names (relative to the file's
     /// directory). Not validated: see [`Config::validate`].
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|why| ConfigError::Read {
             path: path.display().to_string(),
-            source,
+            why,
         })?;
         let mut c = parse(&text, &path.display().to_string())?;
         c.read_password_files(path.parent())?;
@@ -902,11 +905,11 @@ impl Config {
                     *f = dir.join(&*f);
                 }
                 let Some(path) = file.clone() else { continue };
-                let (playout, digest) = read_media(&path).map_err(|source| ConfigError::Media {
+                let (playout, digest) = read_media(&path).map_err(|why| ConfigError::Media {
                     mount: m.path.clone(),
                     key,
                     path: path.clone(),
-                    source,
+                    why,
                 })?;
                 if key == "intro" {
                     m.intro_media = Some(Intro {
@@ -1326,9 +1329,9 @@ fn take_password_file(
         _ => path,
     };
     *value = Some(
-        read_password_file(&path).map_err(|source| ConfigError::PasswordFile {
+        read_password_file(&path).map_err(|why| ConfigError::PasswordFile {
             key: format!("{table}: {key}-file"),
-            source,
+            why,
         })?,
     );
     Ok(())

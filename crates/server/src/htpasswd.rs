@@ -44,10 +44,11 @@ impl fmt::Debug for Users {
 /// Why an htpasswd file was refused: the file and the line, never their text.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum HtpasswdError {
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {why}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        /// In the message, not a `source`: said once.
+        why: std::io::Error,
     },
     #[error("{} is larger than {MAX_FILE} bytes", path.display())]
     TooLarge { path: PathBuf },
@@ -63,9 +64,9 @@ pub(crate) enum HtpasswdError {
 
 /// Read and parse `path`.
 pub(crate) fn load(path: &Path) -> Result<Users, HtpasswdError> {
-    let read = |source| HtpasswdError::Read {
+    let read = |why| HtpasswdError::Read {
         path: path.to_path_buf(),
-        source,
+        why,
     };
     let file = std::fs::File::open(path).map_err(read)?;
     let mut bytes = Vec::new();

@@ -127,6 +127,8 @@ pub(crate) enum Kind {
     SourceEnded,
     /// An admin request with the wrong credentials (fail2ban matches these).
     AdminCredentials,
+    /// An admin request without credentials (libshout's metadata call, a browser's first try).
+    AdminProbe,
     /// An admin request refused by the cross-site rule (keyed by peer and command).
     CrossSite,
     /// An edge's announcement ignored.
@@ -150,7 +152,7 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    const ALL: [Kind; 17] = [
+    const ALL: [Kind; 18] = [
         Kind::BadRequest,
         Kind::SourceCredentials,
         Kind::SourceProbe,
@@ -158,6 +160,7 @@ impl Kind {
         Kind::SourceConnected,
         Kind::SourceEnded,
         Kind::AdminCredentials,
+        Kind::AdminProbe,
         Kind::CrossSite,
         Kind::EdgeAnnouncement,
         Kind::TitleSet,
@@ -181,6 +184,7 @@ impl Kind {
             Kind::SourceConnected => "source connected",
             Kind::SourceEnded => "source ended or dropped",
             Kind::AdminCredentials => "admin request refused: wrong credentials",
+            Kind::AdminProbe => "admin request without credentials: 401",
             Kind::CrossSite => "admin request refused by the cross-site rule",
             Kind::EdgeAnnouncement => "edge announcement ignored",
             Kind::TitleSet => "metadata updated",
@@ -194,19 +198,21 @@ impl Kind {
         }
     }
 
-    /// Whether the summary is a warning (else information), as the lines are.
-    fn warns(self) -> bool {
-        matches!(
-            self,
+    /// The level of the summary, the lines' own: warnings, information, and the debug level
+    /// of what every client of a kind does by design (libshout's credential-less probe).
+    fn level(self) -> tracing::Level {
+        match self {
             Kind::SourceCredentials
-                | Kind::SourceRefused
-                | Kind::AdminCredentials
-                | Kind::CrossSite
-                | Kind::EdgeAnnouncement
-                | Kind::ListenerRefused
-                | Kind::BadData
-                | Kind::TitlesOut
-        )
+            | Kind::SourceRefused
+            | Kind::AdminCredentials
+            | Kind::CrossSite
+            | Kind::EdgeAnnouncement
+            | Kind::ListenerRefused
+            | Kind::BadData
+            | Kind::TitlesOut => tracing::Level::WARN,
+            Kind::SourceProbe | Kind::AdminProbe => tracing::Level::DEBUG,
+            _ => tracing::Level::INFO,
+        }
     }
 
     fn index(self) -> usize {
@@ -287,17 +293,27 @@ struct Summary {
     secs: u64,
 }
 
+/// A `tracing` event at a level chosen at run time (the macros want it fixed).
+macro_rules! event_at {
+    ($level:expr, $($arg:tt)+) => {
+        match $level {
+            tracing::Level::WARN => tracing::warn!($($arg)+),
+            tracing::Level::INFO => tracing::info!($($arg)+),
+            _ => tracing::debug!($($arg)+),
+        }
+    };
+}
+
 impl Summary {
     fn log(&self) {
         let (kind, n, secs) = (self.kind, self.count, self.secs);
         let what = kind.what();
         if self.peer.is_none() && self.name.is_empty() {
             // Lines of keys beyond the kind's own limit, or the table's: no one peer's.
-            if kind.warns() {
-                tracing::warn!("{what}: {n} more from other peers in the last {secs} s");
-            } else {
-                tracing::info!("{what}: {n} more from other peers in the last {secs} s");
-            }
+            event_at!(
+                kind.level(),
+                "{what}: {n} more from other peers in the last {secs} s"
+            );
             return;
         }
         let peer = self.peer.map(tracing::field::display);
@@ -307,21 +323,13 @@ impl Summary {
             false => (name.map(tracing::field::display), None),
         };
         // `peer` first, in the place the refused-credentials line has it.
-        if kind.warns() {
-            tracing::warn!(
-                peer,
-                mount,
-                command,
-                "{what} ({n} more in the last {secs} s)"
-            );
-        } else {
-            tracing::info!(
-                peer,
-                mount,
-                command,
-                "{what} ({n} more in the last {secs} s)"
-            );
-        }
+        event_at!(
+            kind.level(),
+            peer,
+            mount,
+            command,
+            "{what} ({n} more in the last {secs} s)"
+        );
     }
 }
 

@@ -94,12 +94,12 @@ impl<'de> serde::Deserialize<'de> for Secret {
 #[non_exhaustive]
 pub enum SecretFileError {
     /// Missing, unreadable, a directory.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {why}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
-        /// What the system said.
-        source: std::io::Error,
+        /// What the system said (in the message, not a `source`: said once).
+        why: std::io::Error,
     },
     /// Nothing in it (one newline only counts as nothing).
     #[error("{} is empty", path.display())]
@@ -133,9 +133,9 @@ pub enum SecretFileError {
 /// The password in `path`: the whole file, with one trailing newline (`\n` or `\r\n`) stripped,
 /// as `echo pw > file`, systemd's `LoadCredential=` and Docker secrets leave it.
 pub fn read_password_file(path: &Path) -> Result<Secret, SecretFileError> {
-    let read = |source| SecretFileError::Read {
+    let read = |why| SecretFileError::Read {
         path: path.to_path_buf(),
-        source,
+        why,
     };
     let mut bytes = Vec::new();
     std::fs::File::open(path)

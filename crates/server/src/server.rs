@@ -427,7 +427,10 @@ async fn read_head(
             let head = buf.split_to(n);
             let rest = buf.split();
             return match http::parse_head(&head) {
-                Ok(req) => Ok(HeadRead::Head(req, rest)),
+                Ok(mut req) => {
+                    req.received = SystemTime::now();
+                    Ok(HeadRead::Head(req, rest))
+                }
                 // The client gets the reason alone, without the error's prefix.
                 Err(HeadError::Malformed(m)) => Err((400, m)),
                 Err(e) => Err((e.status(), e.to_string())),

@@ -377,9 +377,17 @@ pub(crate) fn handle(req: &Request, body: &[u8], peer: SocketAddr, shared: &Shar
                         "admin request refused: wrong credentials"
                     );
                 }
-            } else {
-                // A client's first, credential-less try (libshout, a browser): expected.
-                tracing::debug!(command = ?shown(name), "admin request without credentials: 401");
+            } else if shared
+                .logs
+                .admit(Kind::AdminProbe, About::PeerCommand(peer.ip(), name))
+            {
+                // A client's first, credential-less try (libshout's metadata call, a
+                // browser): expected, so debug level; bounded like every line a peer makes.
+                tracing::debug!(
+                    %peer,
+                    command = ?shown(name),
+                    "admin request without credentials: 401"
+                );
             }
             return reply.message(401, "You need to authenticate");
         }

@@ -113,9 +113,10 @@ pub(crate) async fn handle(
     if login != Login::Granted {
         let by = About::Peer(peer.ip());
         if login == Login::Missing {
-            // libshout's first, unauthenticated probe lands here on every connect.
+            // libshout's first, unauthenticated probe lands here on every connect: expected,
+            // so debug level (a wrong password is the loud line below).
             if shared.logs.admit(Kind::SourceProbe, by) {
-                tracing::info!(%peer, mount = %path, "source asked without credentials: 401");
+                tracing::debug!(%peer, mount = %path, "source asked without credentials: 401");
             }
         } else if shared.logs.admit(Kind::SourceCredentials, by) {
             // The line fail2ban matches (docs/fail2ban/agora.conf): `peer` first.

@@ -1,5 +1,8 @@
 //! The access log in Combined Log Format (what log analysers read), one line per finished
-//! request; listener lines carry the connected seconds at the end, as Icecast's do.
+//! request; listener lines carry the connected seconds at the end, as Icecast's do. A line is
+//! written when its request ends (its status and bytes are known then) but stamped with the
+//! time the request was received, as the format wants: a listener who stayed an hour is
+//! stamped with the moment it came, and its line adds the hour.
 //!
 //! Every finished request passes here, log on or off, so this is also where the
 //! `agora_http_requests_total{code}` metric is counted.
@@ -135,17 +138,17 @@ impl AccessLog {
         ))
     }
 
-    /// A listener's line, written when it leaves, with its connected seconds at the end.
+    /// A listener's line, written when it leaves (stamped with its request's arrival), with
+    /// its connected seconds at the end.
     pub(crate) fn log_listener(&self, entry: Option<&Entry>, code: u16, bytes: u64, d: Duration) {
         self.count(code);
         let (Some(out), Some(Entry(e))) = (&self.out, entry) else {
             return;
         };
-        let ts = clf_time(SystemTime::now());
         let (who, rest) = e.split_once('\u{0}').unwrap_or((e, ""));
         let (request, tail) = rest.split_once('\u{0}').unwrap_or((rest, ""));
         out.send(format!(
-            "{who} [{ts}] {request} {code} {bytes} {tail} {}\n",
+            "{who} {request} {code} {bytes} {tail} {}\n",
             d.as_secs()
         ));
     }
@@ -184,18 +187,17 @@ impl AccessLog {
     ) {
         let Some(out) = &self.out else { return };
         let e = self.render(peer, line, version, req);
-        let ts = clf_time(SystemTime::now());
         let mut parts = e.split('\u{0}');
         let (who, request, tail) = (
             parts.next().unwrap_or(""),
             parts.next().unwrap_or(""),
             parts.next().unwrap_or(""),
         );
-        out.send(format!("{who} [{ts}] {request} {code} {bytes} {tail}\n"));
+        out.send(format!("{who} {request} {code} {bytes} {tail}\n"));
     }
 
-    /// `ip - user`, `"line version"` and `"referer" "agent"`, separated by NULs (which the
-    /// escaping keeps out of every part).
+    /// `ip - user [time received]`, `"line version"` and `"referer" "agent"`, separated by
+    /// NULs (which the escaping keeps out of every part).
     fn render(&self, peer: SocketAddr, line: &str, version: &str, req: &Request) -> String {
         let user = req
             .header("authorization")
@@ -205,8 +207,9 @@ impl AccessLog {
             .unwrap_or_else(|| "-".into());
         let field = |s: Option<&str>| escaped(s.unwrap_or("-"), false);
         format!(
-            "{} - {user}\u{0}\"{} {}\"\u{0}\"{}\" \"{}\"",
+            "{} - {user} [{}]\u{0}\"{} {}\"\u{0}\"{}\" \"{}\"",
             peer.ip(),
+            clf_time(req.received),
             field(Some(line)),
             field(Some(version)),
             field(req.header("referer")),
@@ -269,6 +272,7 @@ mod tests {
                 ("User-Agent".into(), "ua\\\"\t\u{9b}x".into()),
             ],
             secure: false,
+            received: SystemTime::UNIX_EPOCH + Duration::from_secs(86_400 + 3_723),
         };
         let log = AccessLog::open(None, Family::default()).expect("log");
         let peer: SocketAddr = "192.0.2.1:5000".parse().expect("peer");
@@ -276,7 +280,7 @@ mod tests {
         let e = log.render(peer, &line, &req.version, &req);
         assert_eq!(
             e,
-            "192.0.2.1 - a\\x20b\\x1b\u{0}\"GET /x\\x1b[2J%22y\\\\z\\r HTTP/1.1\"\u{0}\"http://r/\\\"q\\\"\" \"ua\\\\\\\"\\t\\xc2\\x9bx\""
+            "192.0.2.1 - a\\x20b\\x1b [02/Jan/1970:01:02:03 +0000]\u{0}\"GET /x\\x1b[2J%22y\\\\z\\r HTTP/1.1\"\u{0}\"http://r/\\\"q\\\"\" \"ua\\\\\\\"\\t\\xc2\\x9bx\""
         );
     }
 }

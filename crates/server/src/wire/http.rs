@@ -8,6 +8,7 @@
 //! **Architecture invariant:** only this crate speaks HTTP; the format crate never sees it.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::SystemTime;
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -25,6 +26,10 @@ pub(crate) struct Request {
     /// The client reached the server over HTTPS (its own connection, or a trusted proxy
     /// says so): set by the server once per request, before routing.
     pub(crate) secure: bool,
+    /// When the head was received, the time the access log stamps the request with (Combined
+    /// Log Format's "time the request was received", not the time it ended): set by the
+    /// server as it reads the head (the parser knows no clock; it leaves the epoch).
+    pub(crate) received: SystemTime,
 }
 
 /// Why a request head was refused.
@@ -128,6 +133,7 @@ pub(crate) fn parse_head(head: &[u8]) -> Result<Request, HeadError> {
         version: version.to_string(),
         headers,
         secure: false,
+        received: SystemTime::UNIX_EPOCH,
     })
 }
 
