@@ -3,6 +3,7 @@
 
 mod cast;
 mod import;
+mod logging;
 mod secrets;
 
 use std::io::Write;
@@ -146,14 +147,8 @@ fn main() -> std::process::ExitCode {
         .try_get_matches()
         .unwrap_or_else(|e| secrets::exit_on_clap_error(e));
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| secrets::exit_on_clap_error(e));
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(LogLine::default)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    // To standard error; under systemd, in the journal's own shape (no timestamp of ours).
+    logging::init();
     secrets::warn_about_arguments(&Cli::command(), &matches);
     let result = match cli.command {
         Command::Serve(args) => serve(args),
@@ -167,31 +162,6 @@ fn main() -> std::process::ExitCode {
         Err(e) => {
             eprintln!("agora: {e:#}");
             std::process::ExitCode::FAILURE
-        }
-    }
-}
-
-/// One log event's text, written to standard error whole when the event is done: through
-/// [`agora_cast::write_log`], above `agora cast`'s status line when one is on the terminal (a
-/// plain write otherwise).
-#[derive(Default)]
-struct LogLine(Vec<u8>);
-
-impl Write for LogLine {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for LogLine {
-    fn drop(&mut self) {
-        if !self.0.is_empty() {
-            let _ = agora_cast::write_log(&self.0);
         }
     }
 }

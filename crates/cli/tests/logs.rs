@@ -533,3 +533,121 @@ fn libshout_probes_are_quiet_and_wrong_passwords_stay_loud() {
         agora.log()
     );
 }
+
+/// What `agora serve` wrote to standard error, given as systemd gives it: one end of a Unix
+/// stream socket, with `JOURNAL_STREAM` set to `journal_stream(dev, ino)` of that socket (or
+/// not set, for `None`). The server answers one admin request with a wrong password (a
+/// warning) and is stopped with SIGTERM (an info line).
+fn stderr_as_journal_sees_it(journal_stream: Option<fn(u64, u64) -> String>) -> Vec<String> {
+    use std::os::fd::OwnedFd;
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::net::UnixStream;
+    let dir = TempDir::new("agora-journal");
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "a-password\n").expect("password file");
+    let (ours, theirs) = UnixStream::pair().expect("socket pair");
+    let theirs = OwnedFd::from(theirs);
+    let meta = std::fs::File::from(theirs.try_clone().expect("dup"))
+        .metadata()
+        .expect("fstat the socket");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_agora"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--source-password-file"])
+        .arg(&pw)
+        .arg("--admin-password-file")
+        .arg(&pw)
+        .env("RUST_LOG", "info")
+        .env_remove("JOURNAL_STREAM")
+        .stdout(std::process::Stdio::piped())
+        .stderr(theirs);
+    for var in PASSWORD_ENV {
+        cmd.env_remove(var);
+    }
+    if let Some(value) = journal_stream {
+        cmd.env("JOURNAL_STREAM", value(meta.dev(), meta.ino()));
+    }
+    let mut child = cmd.spawn().expect("spawn agora");
+    // The parent's copy of the socket's other end goes with the command, so that reading
+    // `ours` ends when the server exits.
+    drop(cmd);
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let addr: std::net::SocketAddr = stdout
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("listening on http://")
+                .map(|a| a.trim_end_matches('/').parse().expect("address"))
+        })
+        .expect("the banner's address");
+    // The rest of the banner is read, so that the server never writes to a closed pipe.
+    let drain = std::thread::spawn(move || stdout.count());
+    let wrong = format!("Basic {}", b64("admin:not-the-password"));
+    let (code, _, _) = http_get(addr, "/admin/stats", &[("Authorization", &wrong)]);
+    assert_eq!(code, 401);
+    send_signal(child.id(), "TERM");
+    wait_until("agora to exit", Duration::from_secs(15), || {
+        child.try_wait().expect("wait").is_some()
+    });
+    drain.join().expect("stdout drained");
+    let mut all = String::new();
+    BufReader::new(ours)
+        .read_to_string(&mut all)
+        .expect("read the stream");
+    all.lines().map(str::to_string).collect()
+}
+
+/// Under systemd (#14), standard error is the journal, which stamps every line itself:
+/// `agora serve` then prints no timestamp and no colour, and starts each line with its syslog
+/// priority (`<4>` for a warning), which the journal keeps as the entry's priority. It knows
+/// the journal by `JOURNAL_STREAM` naming its standard error's device and inode, as systemd
+/// sets it; with the variable absent, or inherited while standard error goes elsewhere, lines
+/// keep their timestamp. The fail2ban filter matches the warning as the journal shows it.
+#[test]
+fn under_the_journal_lines_carry_a_priority_and_no_timestamp_of_their_own() {
+    let stamped = |l: &String| {
+        let b = l.as_bytes();
+        b.len() > 20 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-' && b[10] == b'T'
+    };
+    let journal = stderr_as_journal_sees_it(Some(|dev, ino| format!("{dev}:{ino}")));
+    assert!(!journal.is_empty());
+    for l in &journal {
+        let shape = ["<3>ERROR ", "<4> WARN ", "<6> INFO ", "<7>DEBUG "]
+            .iter()
+            .any(|p| l.starts_with(p));
+        assert!(shape && !l.contains('\x1b'), "not a journal line: {l:?}");
+    }
+    let warning = journal
+        .iter()
+        .find(|l| l.contains("admin request refused: wrong credentials"))
+        .unwrap_or_else(|| panic!("no refusal in {journal:#?}"));
+    assert!(warning.starts_with("<4> WARN "), "{warning}");
+    assert!(
+        journal
+            .iter()
+            .any(|l| l.starts_with("<6> INFO ") && l.contains("SIGTERM")),
+        "{journal:#?}"
+    );
+    // The journal takes the priority off; fail2ban's systemd backend reads host, identifier
+    // and message, with no date in it.
+    let dir = TempDir::new("agora-f2b-journal");
+    let shown = dir.path().join("journal.log");
+    let message = warning.strip_prefix("<4>").expect("priority");
+    std::fs::write(&shown, format!("stream1 agora[4242]: {message}\n")).expect("write");
+    assert_eq!(
+        fail2ban_hosts(&shown, &["--datepattern", "{NONE}"]),
+        ["127.0.0.1"]
+    );
+
+    for (what, lines) in [
+        ("no JOURNAL_STREAM", stderr_as_journal_sees_it(None)),
+        (
+            "JOURNAL_STREAM naming another stream",
+            stderr_as_journal_sees_it(Some(|dev, ino| format!("{dev}:{}", ino + 1))),
+        ),
+    ] {
+        assert!(!lines.is_empty(), "{what}");
+        for l in &lines {
+            assert!(stamped(l) && !l.starts_with('<'), "{what}: {l:?}");
+        }
+    }
+}
