@@ -68,7 +68,24 @@ impl Agora {
         Self::launch(&[], "127.0.0.1:0", toml, args, env)
     }
 
+    /// [`Agora::start_with`] running another `agora` binary (the one a package installs).
+    pub(crate) fn start_binary(bin: &Path, toml: &str, args: &[&str]) -> Agora {
+        Self::launch_binary(bin, &[], "127.0.0.1:0", toml, args, &[])
+    }
+
     fn launch(
+        prefix: &[&str],
+        listen: &str,
+        toml: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Agora {
+        let bin = Path::new(env!("CARGO_BIN_EXE_agora"));
+        Self::launch_binary(bin, prefix, listen, toml, args, env)
+    }
+
+    fn launch_binary(
+        bin: &Path,
         prefix: &[&str],
         listen: &str,
         toml: &str,
@@ -80,7 +97,6 @@ impl Agora {
         std::fs::write(&cfg, toml).expect("write config");
         let stderr_log = dir.path().join("stderr.log");
         let stdout_log = dir.path().join("stdout.log");
-        let bin = env!("CARGO_BIN_EXE_agora");
         let mut cmd = match prefix.split_first() {
             None => Command::new(bin),
             Some((program, args)) => {
