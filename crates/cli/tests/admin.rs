@@ -735,9 +735,11 @@ fn playlists_point_at_the_stream() {
 #[test]
 fn theora_is_not_playable_in_browsers_and_the_view_says_why() {
     let agora = Agora::start();
+    // Both fixtures first: the first run makes them, which under load took longer than the
+    // first stream lasts.
     let (theora, theora_file) = fixture("theora");
-    let _t = ffmpeg_push(&agora, &theora_file, "/t.ogg", theora.muxer, false);
     let (webm, webm_file) = fixture("webm");
+    let _t = ffmpeg_push(&agora, &theora_file, "/t.ogg", theora.muxer, false);
     let _w = ffmpeg_push(&agora, &webm_file, "/w.webm", webm.muxer, false);
     wait_until("both formats known", Duration::from_secs(20), || {
         view(&agora, "/t.ogg")

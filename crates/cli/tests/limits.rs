@@ -282,10 +282,10 @@ fn mounts_and_bandwidth_are_capped() {
         "[server]\nmax-mounts = 2\n[mount-defaults]\ngrace-period-secs = 30\nmax-bandwidth-kbps = 450\n",
     );
     let (fx, file) = fixture("opus");
-    // Two mounts; the first one's source leaves and it is held in its grace period.
-    let first = ffmpeg_push(&agora, &file, "/one.opus", fx.muxer, false);
     // MP3 at 128 kbit/s: a constant rate, frame by frame, that the server measures closely.
     let (mp3, mp3_file) = fixture("mp3");
+    // Two mounts; the first one's source leaves and it is held in its grace period.
+    let first = ffmpeg_push(&agora, &file, "/one.opus", fx.muxer, false);
     let _two = ffmpeg_push(&agora, &mp3_file, "/two.mp3", mp3.muxer, false);
     agora.wait_mount("/one.opus");
     agora.wait_mount("/two.mp3");

@@ -298,6 +298,7 @@ fn a_master_is_followed_new_mounts_picked_up_ended_ones_dropped() {
 
     let (mp3, mp3_path) = fixture("mp3");
     let (vorbis, vorbis_path) = fixture("vorbis");
+    let (opus, opus_path) = fixture("opus");
     let _a = ffmpeg_push(&origin, &mp3_path, "/a.mp3", mp3.muxer, false);
     let b = ffmpeg_push(&origin, &vorbis_path, "/b.ogg", vorbis.muxer, false);
     origin.wait_mount("/a.mp3");
@@ -342,7 +343,6 @@ fn a_master_is_followed_new_mounts_picked_up_ended_ones_dropped() {
     );
 
     // A new mount on the origin appears on the edge.
-    let (opus, opus_path) = fixture("opus");
     let _c = ffmpeg_push(&origin, &opus_path, "/c.opus", opus.muxer, false);
     edge.wait_mount("/c.opus");
     assert_decodes(&edge.url("/c.opus"), 3);

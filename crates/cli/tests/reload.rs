@@ -75,8 +75,8 @@ fn a_reload_applies_the_new_file_and_keeps_sources_and_listeners() {
     let agora = Agora::start_with(&config(SOURCE_PW, "Before", 5, None), &[], &[]);
     let addr = agora.addr;
     let (ogg, ogg_file) = fixture("vorbis");
-    let _live = ffmpeg_push(&agora, &ogg_file, "/live.ogg", ogg.muxer, false);
     let (mp3, mp3_file) = fixture("mp3");
+    let _live = ffmpeg_push(&agora, &ogg_file, "/live.ogg", ogg.muxer, false);
     let _b = ffmpeg_push(&agora, &mp3_file, "/b.mp3", mp3.muxer, false);
     agora.wait_mount("/live.ogg");
     agora.wait_mount("/b.mp3");
