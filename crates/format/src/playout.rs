@@ -528,13 +528,21 @@ fn webm_units(file: &[u8]) -> Result<Webm, PlayoutError> {
                     cluster_last = cluster_last.max(t);
                     blocks += 1;
                 }
+                // Units go out in file order at their end times: a Cluster that ends before
+                // the one before it would be played out of time, and a later pass's moved
+                // timecodes would go back.
+                let ends = cluster_last.max(base_t);
+                if clusters.last().is_some_and(|(_, prev)| ends < *prev) {
+                    return Err(bad("a Cluster earlier than the one before it", p));
+                }
+                last = last.max(ends);
                 let mut cluster = BytesMut::with_capacity(22 + rest.len());
                 cluster.put_u32(webm::CLUSTER);
                 cluster.put_slice(&size8(10 + rest.len()));
                 cluster.put_slice(&[TIMECODE as u8, 0x88]);
                 cluster.put_u64(base);
                 cluster.put_slice(&rest);
-                clusters.push((cluster, cluster_last.max(base_t)));
+                clusters.push((cluster, ends));
                 p = at;
             }
             _ => {
