@@ -237,6 +237,19 @@ fn load_config(args: &ServeArgs) -> Result<Config> {
 fn serve(args: ServeArgs) -> Result<()> {
     let config = load_config(&args)?;
     if args.check_config {
+        // A listen address another program holds now: said, but not an error (the check
+        // also runs beside the server it checks a reload for, which holds its own).
+        let tls = config.server.tls.iter().flat_map(|t| t.listen.iter());
+        for addr in config.server.listen.iter().chain(tls) {
+            if addr.port() == 0 {
+                continue;
+            }
+            if let Err(e) = std::net::TcpListener::bind(addr) {
+                eprintln!(
+                    "agora: note: cannot listen on {addr} now: {e}; start-up fails unless it is freed (if this server holds it, a reload needs no new socket)"
+                );
+            }
+        }
         println!("configuration OK");
         return Ok(());
     }

@@ -109,8 +109,16 @@ fn a_port_in_use_is_named_with_the_reason_once() {
     let addr = taken.local_addr().expect("addr");
     let cfg = dir.path().join("agora.toml");
     std::fs::write(&cfg, format!("[server]\nlisten = [\"{addr}\"]\n")).expect("config");
-    // --check-config does not bind (it runs beside the server it checks a reload for).
-    assert!(serve(&cfg, true, &pw).0);
+    // --check-config names it, but as a note: it also runs beside the server it checks a
+    // reload for, which holds its own address.
+    let (ok, note) = serve(&cfg, true, &pw);
+    assert!(ok, "{note}");
+    assert!(
+        note.contains(&format!(
+            "cannot listen on {addr} now: Address already in use"
+        )),
+        "{note}"
+    );
     let (ok, err) = serve(&cfg, false, &pw);
     assert!(!ok);
     assert!(
