@@ -34,6 +34,12 @@ fn make_image(dir: &Path, name: &str, size: &str, args: &[&str]) -> Vec<u8> {
     std::fs::read(&path).expect("read image")
 }
 
+/// An upload and what it should come to: (credentials, query, body, type, extension, width,
+/// height).
+type Upload<'a> = (&'a str, &'a str, &'a [u8], &'a str, &'a str, u64, u64);
+/// A bad upload: (query, headers, body, status).
+type BadUpload<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16);
+
 fn admin_auth() -> String {
     format!("Basic {}", b64(&format!("admin:{ADMIN_PW}")))
 }
@@ -167,7 +173,7 @@ fn slides_are_stored_listed_served_announced_and_kept_across_a_restart() {
     let source = source_auth();
     let admin = admin_auth();
     let m = "mount=/live.webm";
-    let cases: [(&str, &str, &[u8], &str, &str, u64, u64); 3] = [
+    let cases: [Upload; 3] = [
         (
             &source,
             "at=12.345&key=p1",
@@ -306,7 +312,7 @@ fn bad_uploads_are_refused_while_a_listener_decodes_and_memory_stays_put() {
     let wrong = format!("Basic {}", b64("source:wrong"));
     let admin = admin_auth();
     let ok = "mount=/live.webm&at=1";
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<u8>, u16)> = vec![
+    let cases: Vec<BadUpload> = vec![
         (ok, vec![("Authorization", &wrong)], img.png.clone(), 401),
         (ok, vec![], img.png.clone(), 401),
         (
@@ -441,14 +447,21 @@ fn a_mount_over_its_slide_count_drops_the_oldest() {
     for (i, png) in small.iter().enumerate() {
         let (code, _, body) = put_slide(
             agora.addr,
-            &format!("mount=/talk.webm&at={i}"),
+            &format!("mount=%2FSaal%20%C3%9C%2Ftalk.webm&at={i}"),
             &[("Authorization", &source)],
             png,
         );
         assert_eq!(code, 201);
         urls.push(json(&body)["url"].as_str().expect("url").to_string());
     }
-    let (_, _, body) = get(agora.addr, "/api/v1/slides/talk.webm");
+    // A mount name with a space and an accent: percent-encoded in its URLs, as a playlist's.
+    assert!(
+        urls[0].starts_with("/slides/Saal%20%C3%9C/talk.webm/"),
+        "{}",
+        urls[0]
+    );
+    let (_, _, body) = get(agora.addr, "/api/v1/slides/Saal%20%C3%9C/talk.webm");
+    assert_eq!(json(&body)["mount"], "/Saal Ü/talk.webm");
     let listed: Vec<String> = json(&body)["slides"]
         .as_array()
         .expect("list")
@@ -458,5 +471,25 @@ fn a_mount_over_its_slide_count_drops_the_oldest() {
     assert_eq!(listed, urls[1..]);
     assert_eq!(get(agora.addr, &urls[0]).0, 404);
     assert_eq!(get(agora.addr, &urls[3]).2, small[3]);
-    agora.wait_log(&["slide dropped to make room", "/talk.webm"]);
+    agora.wait_log(&["slide dropped to make room", "talk.webm"]);
+
+    // A reload applies a lowered limit from the mount's next upload; a new data-dir waits
+    // for a restart.
+    std::fs::write(
+        agora.config_path(),
+        "[server]\nmax-slides-per-mount = 2\ndata-dir = \"/nonexistent/agora\"\n",
+    )
+    .expect("rewrite config");
+    send_signal(agora.pid(), "HUP");
+    agora.wait_log(&["not applied yet", "[server] data-dir"]);
+    let (code, _, _) = put_slide(
+        agora.addr,
+        "mount=%2FSaal%20%C3%9C%2Ftalk.webm&at=9",
+        &[("Authorization", &source)],
+        &small[0],
+    );
+    assert_eq!(code, 201);
+    let (_, _, body) = get(agora.addr, "/api/v1/slides/Saal%20%C3%9C/talk.webm");
+    let slides = json(&body)["slides"].as_array().expect("list").len();
+    assert_eq!(slides, 2);
 }

@@ -175,7 +175,7 @@ impl Request {
 
     /// Whether the connection may carry another request after this one's response. Never
     /// after a request with a body (a `Content-Length` other than 0, or a `Transfer-Encoding`)
-    /// that was not read (only sources' and admin commands' bodies are), so a body is never
+    /// that was not read (only sources', admin commands' and slides' bodies are), so a body is never
     /// taken for the next request. A handler that read the whole body asks
     /// [`Request::wants_keep_alive`] instead.
     pub(crate) fn keep_alive(&self) -> bool {
