@@ -1457,6 +1457,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn slide_limits_are_checked_and_data_dir_is_relative_to_the_file() {
+        let c = Config::default();
+        assert_eq!(c.server.max_slide_bytes, 8 << 20);
+        assert!(c.validate().is_ok() && c.server.data_dir.is_none());
+        for (toml, says) in [
+            ("max-slide-bytes = 100", "max-slide-bytes"),
+            ("max-slides-per-mount = 0", "max-slides-per-mount"),
+            (
+                "max-slide-bytes-per-mount = 1024",
+                "max-slide-bytes-per-mount",
+            ),
+            ("max-slide-bytes-total = 1024", "max-slide-bytes-total"),
+            ("data-dir = \"\"", "data-dir"),
+        ] {
+            let c = Config::from_toml(&format!("[server]\n{toml}\n")).expect("parses");
+            let err = c.validate().expect_err(toml).to_string();
+            assert!(err.contains(says), "{toml}: {err}");
+        }
+        let dir = std::env::temp_dir().join(format!("agora-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("agora.toml");
+        std::fs::write(&file, "[server]\ndata-dir = \"state\"\n").expect("write");
+        let c = Config::from_file(&file).expect("loads");
+        assert_eq!(c.server.data_dir, Some(dir.join("state")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn empty_config_is_valid_and_listens_on_localhost_8000() {
         let c = Config::from_toml("").expect("parses");
         c.validate().expect("valid");
