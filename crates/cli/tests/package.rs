@@ -386,14 +386,20 @@ fn the_packaged_service_starts_with_random_passwords_serves_and_is_purged() {
         ]
     );
     let args: Vec<&str> = exec[4..].iter().map(String::as_str).collect();
-    // The configuration as installed, but for the log folder, which systemd makes
-    // (LogsDirectory=) under the unpacked root here; the listen address is a free port
-    // (`--listen`, over the file's 0.0.0.0:8000).
+    // The configuration as installed, but for the log and state folders, which systemd makes
+    // (LogsDirectory=, StateDirectory=) and which are under the unpacked root here; the listen
+    // address is a free port (`--listen`, over the file's 0.0.0.0:8000).
     let logs = pkg.file("/var/log/agora");
     std::fs::create_dir_all(&logs).expect("log folder");
+    let state = pkg.dir.path().join("state");
     let config = std::fs::read_to_string(pkg.file("/etc/agora/agora.toml"))
         .expect("agora.toml")
         .replace("/var/log/agora/", &format!("{}/", logs.display()));
+    assert!(config.contains("data-dir = \"/var/lib/agora\""), "{config}");
+    let config = config.replace(
+        "\"/var/lib/agora\"",
+        &format!("{:?}", state.display().to_string()),
+    );
     let bin = pkg.file("/usr/bin/agora");
     let cfg = pkg.dir.path().join("agora.toml");
     std::fs::write(&cfg, &config).expect("config copy");

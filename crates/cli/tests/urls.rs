@@ -47,6 +47,8 @@ fn reserved_and_malformed_mount_names_are_refused_and_the_pages_stay() {
         ("/assets/watch.js", "the server's own"),
         ("/api/v1/mounts", "the server's own"),
         ("/events", "the server's own"),
+        ("/slides", "the server's own"),
+        ("/slides/live.webm/1.png", "the server's own"),
         ("/metrics", "the server's own"),
         ("/status-json.xsl", "the server's own"),
         ("/live.mp3.m3u", "the server's own"),

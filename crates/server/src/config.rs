@@ -75,6 +75,8 @@ pub(crate) const MAX_FALLBACK_DEPTH: usize = 10;
 /// Unsent bytes a socket may hold (`TCP_NOTSENT_LOWAT`; see `server.rs`, where it is set, for
 /// why this and not a send buffer size).
 pub(crate) const DEFAULT_TCP_NOTSENT_LOWAT: u32 = 16 * 1024;
+/// Default of `max-slide-bytes`: a 4K slide as a lossless PNG or WebP, with a margin.
+pub(crate) const DEFAULT_MAX_SLIDE_BYTES: u64 = 8 * 1024 * 1024;
 
 /// The whole configuration file (`agora serve --config`); every field has a safe default.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -367,6 +369,19 @@ pub struct ServerSection {
     pub login_ban_secs: u64,
     /// `[[server.tls]]`: HTTPS sockets, each group with its certificate and key.
     pub tls: Vec<TlsSection>,
+    /// Where the server keeps what should outlive a restart (slides, under `slides/`);
+    /// relative to the configuration file. None: kept in memory only.
+    pub data_dir: Option<PathBuf>,
+    /// The largest slide image accepted, in bytes (`413` beyond it).
+    pub max_slide_bytes: u64,
+    /// Slides one mount keeps; beyond it the oldest goes.
+    pub max_slides_per_mount: usize,
+    /// Bytes of slides one mount keeps; beyond it the oldest go.
+    pub max_slide_bytes_per_mount: u64,
+    /// Mounts that may have slides (`507` for one more).
+    pub max_slide_mounts: usize,
+    /// Bytes of slides all mounts keep together, in memory as on disk (`507` beyond it).
+    pub max_slide_bytes_total: u64,
 }
 
 /// `[[server.tls]]`: addresses that speak HTTPS, with a certificate chain and its key (PEM
@@ -408,6 +423,12 @@ impl Default for ServerSection {
             login_ban_secs: 300,
             trusted_proxies: Vec::new(),
             tls: Vec::new(),
+            data_dir: None,
+            max_slide_bytes: DEFAULT_MAX_SLIDE_BYTES,
+            max_slides_per_mount: 1000,
+            max_slide_bytes_per_mount: 512 << 20,
+            max_slide_mounts: 128,
+            max_slide_bytes_total: 1 << 30,
         }
     }
 }
@@ -790,6 +811,11 @@ impl Config {
         let mut c = parse(&text, &path.display().to_string())?;
         c.read_password_files(path.parent())?;
         c.read_media_files(path.parent())?;
+        if let (Some(dir), Some(base)) = (c.server.data_dir.as_mut(), path.parent())
+            && dir.is_relative()
+        {
+            *dir = base.join(&*dir);
+        }
         Ok(c)
     }
 
@@ -967,6 +993,29 @@ impl Config {
         }
         if let Some(p) = self.server.access_log.as_deref().filter(|p| *p != "-") {
             check_log_file("server.access-log", Path::new(p))?;
+        }
+        let s = &self.server;
+        if !(1024..=64 << 20).contains(&s.max_slide_bytes) {
+            return bad(format!(
+                "server.max-slide-bytes {} is outside 1024..=67108864 (1 KiB to 64 MiB)",
+                s.max_slide_bytes
+            ));
+        }
+        if s.max_slides_per_mount == 0 || s.max_slide_mounts == 0 {
+            return bad("server.max-slides-per-mount and max-slide-mounts must be > 0".into());
+        }
+        if s.max_slide_bytes_per_mount < s.max_slide_bytes
+            || s.max_slide_bytes_total < s.max_slide_bytes_per_mount
+        {
+            return bad(format!(
+                "server: max-slide-bytes ({}) <= max-slide-bytes-per-mount ({}) <= max-slide-bytes-total ({}) does not hold",
+                s.max_slide_bytes, s.max_slide_bytes_per_mount, s.max_slide_bytes_total
+            ));
+        }
+        if let Some(dir) = &s.data_dir
+            && dir.as_os_str().is_empty()
+        {
+            return bad("server.data-dir is empty: leave it out to keep slides in memory".into());
         }
         if self.server.max_request_head < 1024 {
             return bad("server.max-request-head must be at least 1024 bytes".into());

@@ -35,9 +35,9 @@
 //!   TLS).
 //! - `tls`: HTTPS certificates and keys, read from PEM files, swapped on reload.
 //! - `ingest`: sources (`source`); relays next.
-//! - `stream`: mounts (`mount`) and their fan-out (`fanout`).
+//! - `stream`: mounts (`mount`), their fan-out (`fanout`) and their slides (`slides`).
 //! - `egress`: listeners (`listener`).
-//! - `control`: `status`, `admin`, `api`, `events`.
+//! - `control`: `status`, `admin`, `api`, `events`, `slides`.
 //! - `telemetry`: `access_log`, `metrics`, the `events` feed.
 //! - `web`: the embedded pages (`/`, `/watch/<mount>`, `/admin/`), playlists.
 //! - `logging`: the server's own log against floods and forgeries: peer text shown escaped

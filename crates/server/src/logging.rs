@@ -149,10 +149,14 @@ pub(crate) enum Kind {
     TitlesOut,
     /// A title from the stream itself: Ogg comments, an upstream's ICY (keyed by mount).
     StreamTitle,
+    /// A slide stored, or dropped to make room (keyed by mount).
+    SlideStored,
+    /// A slide upload refused for what it held: not an image, too large, bad parameters.
+    SlideRefused,
 }
 
 impl Kind {
-    const ALL: [Kind; 18] = [
+    const ALL: [Kind; 20] = [
         Kind::BadRequest,
         Kind::SourceCredentials,
         Kind::SourceProbe,
@@ -171,6 +175,8 @@ impl Kind {
         Kind::StreamHeaders,
         Kind::TitlesOut,
         Kind::StreamTitle,
+        Kind::SlideStored,
+        Kind::SlideRefused,
     ];
 
     /// What the lines say, as their summary repeats it (the credential lines' own words, so
@@ -195,6 +201,8 @@ impl Kind {
             Kind::StreamHeaders => "stream headers",
             Kind::TitlesOut => "titles stay out of this stream",
             Kind::StreamTitle => "title from the stream",
+            Kind::SlideStored => "slide stored",
+            Kind::SlideRefused => "slide refused",
         }
     }
 
@@ -209,7 +217,8 @@ impl Kind {
             | Kind::EdgeAnnouncement
             | Kind::ListenerRefused
             | Kind::BadData
-            | Kind::TitlesOut => tracing::Level::WARN,
+            | Kind::TitlesOut
+            | Kind::SlideRefused => tracing::Level::WARN,
             Kind::SourceProbe | Kind::AdminProbe => tracing::Level::DEBUG,
             _ => tracing::Level::INFO,
         }

@@ -8,7 +8,7 @@
 //!   in a URL, a header, a log line and a page's link, and no client can read it as another
 //!   host (`//evil.example/x`) or another path.
 //! - It never names one of the server's own routes: the pages (`/`, `/index.html`,
-//!   `/watch/...`, `/admin...`), their assets, the API, `/events`, `/metrics`, the status
+//!   `/watch/...`, `/admin...`), their assets, the API, `/events`, `/slides/...`, `/metrics`, the status
 //!   documents, `/favicon.ico`, nor a path ending in a playlist's suffix (`X.m3u`, `X.xspf`
 //!   are the playlists of mount `X`). Built-in routes therefore always answer as themselves.
 //! - Paths from the wire are percent-decoded once, before they are checked
@@ -20,7 +20,7 @@ use std::fmt;
 pub(crate) const MAX_LEN: usize = 200;
 
 /// Prefixes that belong to the server's routes (a path equal to one, or under it, is refused).
-const RESERVED_TREES: &[&str] = &["/admin", "/api", "/assets", "/watch", "/events"];
+const RESERVED_TREES: &[&str] = &["/admin", "/api", "/assets", "/watch", "/events", "/slides"];
 /// Whole paths that belong to the server's routes.
 const RESERVED_PATHS: &[&str] = &[
     "/index.html",
@@ -232,6 +232,8 @@ mod tests {
             "/assets/watch.js",
             "/api/v1/mounts",
             "/events",
+            "/slides",
+            "/slides/live.webm/1.png",
             "/metrics",
             "/status-json.xsl",
             "/favicon.ico",
@@ -251,6 +253,7 @@ mod tests {
             "/stream",
             "/administrator.mp3",
             "/watching.webm",
+            "/slideshow.webm",
             "/x.m3u8",
         ] {
             assert_eq!(

@@ -23,7 +23,8 @@
 //! mount even if its password changed (the new one is asked of the next source); listeners
 //! above a lowered limit stay (new ones wait for room); a stopped relay's mount goes through
 //! its grace period and fallback like any source loss. What a reload cannot change without
-//! closing sockets (`listen`, `[[server.tls]]` listen addresses, `backlog`, `access-log`) is
+//! closing sockets (`listen`, `[[server.tls]]` listen addresses, `backlog`, `access-log`), and
+//! `data-dir` (the slides are read from it at start), is
 //! left as it is and named, for a restart.
 
 use std::collections::{BTreeMap, HashMap};
@@ -139,6 +140,11 @@ impl Reloader {
         }
         if config.server.access_log != old.server.access_log {
             done.pending.push("[server] access-log (at restart)".into());
+        }
+        if config.server.data_dir != old.server.data_dir {
+            done.pending.push(
+                "[server] data-dir (at restart: the slides are read from it at start)".into(),
+            );
         }
         // From here on nothing fails.
         let config = Arc::new(config);

@@ -1,6 +1,6 @@
 //! Request routing: one request head in, the handler that answers it.
 //!
-//! Built-in routes come first (status, admin, API, metrics, events); a path that names a live
+//! Built-in routes come first (status, admin, API, slides, metrics, events); a path that names a live
 //! mount is a listener; everything else is a page or a 404. Sources (`SOURCE`/`PUT`) go to
 //! ingest whatever the path.
 
@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::control::{admin, api, events, status};
+use crate::control::{admin, api, events, slides, status};
 use crate::egress::listener;
 use crate::ingest::source;
 use crate::logging::shown;
@@ -44,6 +44,16 @@ pub(crate) async fn route(
     const ALLOW: &str = "GET, HEAD, PUT, OPTIONS, SOURCE";
     let mut keep_alive = req.keep_alive();
     let resp = match method {
+        // A slide (#15): before sources, which every other PUT is.
+        "PUT" | "POST" if path == "/admin/slides" => {
+            match slides::upload(&mut stream, peer, &req, &mut rest, shared).await {
+                Some((resp, keep)) => {
+                    keep_alive = keep;
+                    resp
+                }
+                None => return None,
+            }
+        }
         "SOURCE" | "PUT" => {
             source::handle(stream, peer, req, rest, shared.clone()).await;
             return None;
@@ -74,7 +84,9 @@ pub(crate) async fn route(
         "GET" | "HEAD" | "POST" if path.starts_with("/admin/") && !web::is_page(&path) => {
             admin::handle(&req, &[], peer, shared).private()
         }
+        "GET" | "HEAD" if path.starts_with("/api/v1/slides/") => slides::list(&req, shared),
         "GET" | "HEAD" if path.starts_with("/api/v1/") => api::handle(&path, shared),
+        "GET" | "HEAD" if path.starts_with("/slides/") => slides::image(&req, shared),
         "GET" | "HEAD" if path == "/metrics" => {
             Response::new(200, metrics::CONTENT_TYPE, shared.metrics.render())
         }

@@ -48,6 +48,7 @@ use crate::reload::{Links, Reloader};
 use crate::routing::route;
 use crate::state::{Credentials, Shared};
 use crate::stream::mount::Registry;
+use crate::stream::slides::SlideStore;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::edges::EdgeBoard;
 use crate::telemetry::events::EventFeed;
@@ -81,6 +82,14 @@ pub enum StartError {
     /// A TLS certificate or key cannot be used.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The data folder (`data-dir`) cannot be made or read.
+    #[error("cannot use the data folder {path}: {why}")]
+    DataDir {
+        /// The folder.
+        path: String,
+        /// What the system said.
+        why: std::io::Error,
+    },
 }
 
 /// What an operator can do about a bind error.
@@ -163,6 +172,22 @@ impl Server {
             config.server.login_ban_secs,
         );
         let listener_auth = crate::listener_auth::Gates::new(&config);
+        let slides = match config.server.data_dir.clone() {
+            Some(dir) => {
+                let total = config.server.max_slide_bytes_total;
+                let path = dir.display().to_string();
+                tokio::task::spawn_blocking(move || SlideStore::open(&dir, total))
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+                    .map_err(|why| StartError::DataDir { path, why })?
+            }
+            None => {
+                tracing::info!(
+                    "no data-dir: slides are kept in memory only, and a restart loses them"
+                );
+                SlideStore::in_memory()
+            }
+        };
         Ok(Server {
             listeners,
             tls_groups,
@@ -197,6 +222,8 @@ impl Server {
                     Duration::from_secs(config_limits.4),
                 ),
                 listener_auth: ArcSwap::from_pointee(listener_auth),
+                slides,
+                slide_uploads: tokio::sync::Semaphore::new(crate::state::SLIDE_UPLOADS),
             }),
             tracker,
         })

@@ -21,6 +21,7 @@ use crate::limits::{Failed, Logins, PerIp};
 use crate::listener_auth::Gates;
 use crate::logging::Limiter;
 use crate::stream::mount::Registry;
+use crate::stream::slides::SlideStore;
 use crate::sync::Mutex;
 use crate::telemetry::access_log::AccessLog;
 use crate::telemetry::edges::EdgeBoard;
@@ -107,7 +108,15 @@ pub(crate) struct Shared {
     pub(crate) logins: Logins,
     /// The mounts whose listeners log in, and how (swapped whole by a reload).
     pub(crate) listener_auth: ArcSwap<Gates>,
+    /// Every mount's slides (#15).
+    pub(crate) slides: SlideStore,
+    /// Slide uploads whose body is being read or stored: each holds up to `max-slide-bytes`
+    /// in memory, so they are few ([`SLIDE_UPLOADS`]).
+    pub(crate) slide_uploads: tokio::sync::Semaphore,
 }
+
+/// Slide uploads in progress at once, whatever the mounts.
+pub(crate) const SLIDE_UPLOADS: usize = 8;
 
 /// What a request's credentials are worth, checked through [`Shared::login`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

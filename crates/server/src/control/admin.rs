@@ -87,7 +87,7 @@ pub(crate) fn esc(s: &str) -> String {
 
 /// Whether the request carries the source credentials of `mount` (Icecast accepts them for
 /// the commands about that mount).
-fn is_mount_source(req: &Request, mount: &str, shared: &Shared) -> bool {
+pub(crate) fn is_mount_source(req: &Request, mount: &str, shared: &Shared) -> bool {
     let credentials = shared.credentials();
     let policy = shared.config().policy_for(mount);
     let pass = policy
@@ -178,7 +178,7 @@ impl Params {
 /// Why a browser's request for a command that changes something was refused (see the
 /// cross-site rule in the module's documentation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Forgery {
+pub(crate) enum Forgery {
     /// `Sec-Fetch-Site` says another site (`cross-site`) or another origin of this site
     /// (`same-site`), or something unknown.
     FetchSite(&'static str),
@@ -189,7 +189,7 @@ enum Forgery {
 }
 
 impl Forgery {
-    fn message(self) -> String {
+    pub(crate) fn message(self) -> String {
         match self {
             Forgery::FetchSite(site) => format!(
                 "Refused: the request came from another site's page (Sec-Fetch-Site: {site}); \
@@ -206,7 +206,7 @@ impl Forgery {
 }
 
 /// The cross-site rule: `Some` when the request is a browser's on another page's behalf.
-fn forgery(req: &Request, shared: &Shared) -> Option<Forgery> {
+pub(crate) fn forgery(req: &Request, shared: &Shared) -> Option<Forgery> {
     if let Some(site) = req.header("sec-fetch-site") {
         match site.to_ascii_lowercase().as_str() {
             "same-origin" | "none" => {}

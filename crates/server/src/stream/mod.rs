@@ -6,6 +6,7 @@
 //! - [`ending`]: why a source or a listener ended, tagged by origin.
 //! - [`fanout`]: the per-mount queue of `Bytes` every listener reads through its own cursor.
 //! - [`spool`]: a mount's recent bytes in an in-memory file, for `sendfile`.
+//! - [`slides`]: each mount's slide images (#15), in memory and on disk, bounded.
 //! - [`parking`]: caught-up listeners wait with their mount, without a task, and the mount's
 //!   writers send them each wake-up's chunks.
 
@@ -13,4 +14,5 @@ pub(crate) mod ending;
 pub(crate) mod fanout;
 pub(crate) mod mount;
 pub(crate) mod parking;
+pub(crate) mod slides;
 pub(crate) mod spool;

@@ -43,6 +43,10 @@ pub(crate) struct Metrics {
     pub(crate) tls_handshake_failures: Counter,
     /// Connections closed at once: their address had `max-pending-per-ip` unfinished heads.
     pub(crate) refused_pending: Counter,
+    /// Slides stored (a resend of a known key is not counted).
+    pub(crate) slides_stored: Counter,
+    /// Bytes of the slides stored.
+    pub(crate) slide_bytes_stored: Counter,
     source_ends: Family<EndLabels, Counter>,
     listener_ends: Family<EndLabels, Counter>,
 }
@@ -87,6 +91,18 @@ impl Metrics {
             "Connections closed at once because their address had max-pending-per-ip requests still unfinished",
             refused_pending.clone(),
         );
+        let slides_stored = Counter::default();
+        registry.register(
+            "slides_stored",
+            "Slide images stored (a resend with a known key is not counted)",
+            slides_stored.clone(),
+        );
+        let slide_bytes_stored = Counter::default();
+        registry.register(
+            "slide_bytes_stored",
+            "Bytes of the slide images stored",
+            slide_bytes_stored.clone(),
+        );
         let source_ends = Family::<EndLabels, Counter>::default();
         registry.register(
             "source_ends",
@@ -109,6 +125,8 @@ impl Metrics {
             runtime_stalls,
             tls_handshake_failures,
             refused_pending,
+            slides_stored,
+            slide_bytes_stored,
             source_ends,
             listener_ends,
         }

@@ -175,7 +175,7 @@ impl Request {
 
     /// Whether the connection may carry another request after this one's response. Never
     /// after a request with a body (a `Content-Length` other than 0, or a `Transfer-Encoding`)
-    /// that was not read (only sources' and admin commands' bodies are), so a body is never
+    /// that was not read (only sources', admin commands' and slides' bodies are), so a body is never
     /// taken for the next request. A handler that read the whole body asks
     /// [`Request::wants_keep_alive`] instead.
     pub(crate) fn keep_alive(&self) -> bool {
@@ -254,8 +254,10 @@ pub(crate) fn reason(code: u16) -> &'static str {
     match code {
         100 => "Continue",
         200 => "OK",
+        201 => "Created",
         206 => "Partial Content",
         302 => "Found",
+        304 => "Not Modified",
         400 => "Bad Request",
         401 => "Authentication Required",
         403 => "Forbidden",
@@ -265,10 +267,13 @@ pub(crate) fn reason(code: u16) -> &'static str {
         409 => "Conflict",
         411 => "Length Required",
         413 => "Payload Too Large",
+        415 => "Unsupported Media Type",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
         503 => "Service Unavailable",
+        507 => "Insufficient Storage",
         _ => "Unknown",
     }
 }
@@ -393,12 +398,22 @@ impl Response {
     /// The head alone (for `HEAD`), ending with the blank line.
     pub(crate) fn head(&self, version: &str, keep_alive: bool) -> String {
         let mut s = format!(
-            "{version} {} {}\r\nServer: {SERVER}\r\nDate: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-cache, no-store\r\n{}",
+            "{version} {} {}\r\nServer: {SERVER}\r\nDate: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}{}",
             self.status,
             reason(self.status),
             httpdate::fmt_http_date(std::time::SystemTime::now()),
             self.content_type,
             self.body.len(),
+            // Not cached, unless the response says otherwise (an icon, a slide).
+            if self
+                .headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("cache-control"))
+            {
+                ""
+            } else {
+                "Cache-Control: no-cache, no-store\r\n"
+            },
             if self.cors {
                 "Access-Control-Allow-Origin: *\r\n"
             } else {
