@@ -246,9 +246,11 @@ pub async fn run(cfg: CastConfig, stop: CancellationToken) -> Result<Outcome, Ca
         &mut reader,
         encoder.as_mut(),
         &hub,
-        &read_total,
-        &archive_written,
-        &first_byte,
+        &Progress {
+            read_total: &read_total,
+            archive_written: &archive_written,
+            first_byte: &first_byte,
+        },
         &stop,
     )
     .await;
@@ -323,6 +325,16 @@ pub async fn run(cfg: CastConfig, stop: CancellationToken) -> Result<Outcome, Ca
 /// How long a cast's end waits for slide uploads still queued (a server that just came back).
 const SLIDES_GRACE: Duration = Duration::from_secs(15);
 
+/// What the pump tells the rest of the cast as it goes.
+struct Progress<'a> {
+    /// Bytes read from the encoder.
+    read_total: &'a AtomicU64,
+    /// Bytes the archive wrote.
+    archive_written: &'a AtomicU64,
+    /// The moment of the stream's first byte (time 0 of its timeline, for the slides).
+    first_byte: &'a watch::Sender<Option<Instant>>,
+}
+
 type PumpResult = Result<Option<Archive>, (Option<Archive>, CastError)>;
 
 /// Reads the stream until it ends: archive first, then the demuxer and the hub.
@@ -331,11 +343,14 @@ async fn pump(
     reader: &mut (dyn AsyncRead + Unpin + Send),
     mut encoder: Option<&mut Encoder>,
     hub: &Hub,
-    read_total: &AtomicU64,
-    archive_written: &Arc<AtomicU64>,
-    first_byte: &watch::Sender<Option<Instant>>,
+    progress: &Progress<'_>,
     stop: &CancellationToken,
 ) -> PumpResult {
+    let Progress {
+        read_total,
+        archive_written,
+        first_byte,
+    } = progress;
     // With a known encoding the archive opens now; passing a stream through, it opens when the
     // format and the frame size are known, and the bytes before are held (bounded: the sniff
     // limit plus the stream headers).

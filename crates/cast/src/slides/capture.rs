@@ -221,10 +221,10 @@ pub async fn folder(dir: PathBuf, tx: mpsc::Sender<Captured>, stop: Cancellation
                 Some(&(seen, prev)) if prev == size && size > 0 => {
                     growing.remove(&name);
                     done.insert(name.clone());
-                    if let Some(c) = read_image(&name, seen) {
-                        if tx.send(c).await.is_err() {
-                            return;
-                        }
+                    if let Some(c) = read_image(&name, seen)
+                        && tx.send(c).await.is_err()
+                    {
+                        return;
                     }
                 }
                 Some(&(seen, _)) => {

@@ -136,8 +136,7 @@ pub fn detector_args(source: &SlidesSource, threshold: f64) -> Option<Vec<String
             "-flush_packets".to_string(),
             "1".to_string(),
             "pipe:1".to_string(),
-        ]
-        .into_iter(),
+        ],
     );
     Some(a)
 }
