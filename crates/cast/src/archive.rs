@@ -30,7 +30,17 @@ pub fn archive_path(
     size: &str,
     ext: &str,
 ) -> PathBuf {
-    let stamp = format!(
+    dir.join(format!("{}_{}_{size}.{ext}", slug(name), stamp(started)))
+}
+
+/// `DIR/<name>_<YYYY-MM-DDTHH-MM-SS>_slides`: the slides of the cast whose archive files bear
+/// the same name and time (see [`crate::slides::store`]).
+pub fn slides_dir(dir: &Path, name: &str, started: time::OffsetDateTime) -> PathBuf {
+    dir.join(format!("{}_{}_slides", slug(name), stamp(started)))
+}
+
+fn stamp(started: time::OffsetDateTime) -> String {
+    format!(
         "{:04}-{:02}-{:02}T{:02}-{:02}-{:02}",
         started.year(),
         u8::from(started.month()),
@@ -38,8 +48,7 @@ pub fn archive_path(
         started.hour(),
         started.minute(),
         started.second()
-    );
-    dir.join(format!("{}_{stamp}_{size}.{ext}", slug(name)))
+    )
 }
 
 /// A file-name-safe form of a stream name: letters, digits, `-`, `_`, `.`; others become `-`.
@@ -162,6 +171,10 @@ mod tests {
             PathBuf::from("/a/PyCon-FR-live-stream_2026-11-24T09-05-03_320x240.ogg")
         );
         assert_eq!(slug("../.."), "stream");
+        assert_eq!(
+            slides_dir(Path::new("/a"), "PyCon FR", t),
+            PathBuf::from("/a/PyCon-FR_2026-11-24T09-05-03_slides")
+        );
     }
 
     #[tokio::test]

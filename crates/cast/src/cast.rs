@@ -29,13 +29,15 @@ use std::time::{Duration, Instant};
 use agora_format::{Demuxer, Event};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::CastError;
-use crate::archive::{Archive, archive_path};
+use crate::archive::{Archive, archive_path, slides_dir};
 use crate::encoder::Encoder;
 use crate::hub::Hub;
 use crate::preset::{AudioDevice, Encoding, Input, ffmpeg_args, muxer_for_extension};
+use crate::slides::{SlideStats, Slides, SlidesConfig};
 use crate::target::{self, TargetConfig, TargetState, TargetStats};
 
 /// How the cast reports progress.
@@ -68,6 +70,8 @@ pub struct CastConfig {
     pub started: time::OffsetDateTime,
     /// How progress is shown.
     pub status: StatusMode,
+    /// Slides captured beside the stream (`--slides`).
+    pub slides: Option<SlidesConfig>,
 }
 
 /// What a cast did.
@@ -121,6 +125,9 @@ impl CastConfig {
         }
         for e in self.live.iter().chain(&self.archive_encoding) {
             e.validate()?;
+        }
+        if let Some(s) = &self.slides {
+            s.validate().map_err(CastError::Usage)?;
         }
         Ok(())
     }
@@ -199,6 +206,29 @@ pub async fn run(cfg: CastConfig, stop: CancellationToken) -> Result<Outcome, Ca
         })
     });
 
+    // The moment the stream's first byte was read: time 0 of the stream's timeline, for the
+    // slides.
+    let (first_byte, live_start) = watch::channel(None);
+    let slides_stop = CancellationToken::new();
+    let slides = match &cfg.slides {
+        None => None,
+        Some(s) => {
+            let dir = cfg
+                .archive_dir
+                .as_ref()
+                .map(|d| slides_dir(d, &cfg.name, cfg.started));
+            let endpoints: Vec<_> = cfg.targets.iter().map(|t| t.endpoint.clone()).collect();
+            Some(Slides::start(
+                s,
+                dir,
+                &endpoints,
+                cfg.started.unix_timestamp().to_string(),
+                live_start,
+                slides_stop.clone(),
+            )?)
+        }
+    };
+
     let read_total = Arc::new(AtomicU64::new(0));
     let archive_written = Arc::new(AtomicU64::new(0));
     let reporter = tokio::spawn(report(
@@ -208,6 +238,7 @@ pub async fn run(cfg: CastConfig, stop: CancellationToken) -> Result<Outcome, Ca
         read_total.clone(),
         archive_written.clone(),
         stats.clone(),
+        slides.as_ref().map(|s| s.stats.clone()),
     ));
 
     let pumped = pump(
@@ -215,8 +246,11 @@ pub async fn run(cfg: CastConfig, stop: CancellationToken) -> Result<Outcome, Ca
         &mut reader,
         encoder.as_mut(),
         &hub,
-        &read_total,
-        &archive_written,
+        &Progress {
+            read_total: &read_total,
+            archive_written: &archive_written,
+            first_byte: &first_byte,
+        },
         &stop,
     )
     .await;
@@ -238,6 +272,13 @@ pub async fn run(cfg: CastConfig, stop: CancellationToken) -> Result<Outcome, Ca
         if result.is_ok() {
             result = verdict;
         }
+    }
+    // The slides: the capture stops, its last slide is published, the servers get what they
+    // can within the grace.
+    slides_stop.cancel();
+    drop(first_byte);
+    if let Some(s) = slides {
+        s.finish(SLIDES_GRACE).await;
     }
     // Targets send what they have queued, briefly, then stop.
     let drain = async {
@@ -281,6 +322,19 @@ pub async fn run(cfg: CastConfig, stop: CancellationToken) -> Result<Outcome, Ca
     })
 }
 
+/// How long a cast's end waits for slide uploads still queued (a server that just came back).
+const SLIDES_GRACE: Duration = Duration::from_secs(15);
+
+/// What the pump tells the rest of the cast as it goes.
+struct Progress<'a> {
+    /// Bytes read from the encoder.
+    read_total: &'a AtomicU64,
+    /// Bytes the archive wrote.
+    archive_written: &'a AtomicU64,
+    /// The moment of the stream's first byte (time 0 of its timeline, for the slides).
+    first_byte: &'a watch::Sender<Option<Instant>>,
+}
+
 type PumpResult = Result<Option<Archive>, (Option<Archive>, CastError)>;
 
 /// Reads the stream until it ends: archive first, then the demuxer and the hub.
@@ -289,10 +343,14 @@ async fn pump(
     reader: &mut (dyn AsyncRead + Unpin + Send),
     mut encoder: Option<&mut Encoder>,
     hub: &Hub,
-    read_total: &AtomicU64,
-    archive_written: &Arc<AtomicU64>,
+    progress: &Progress<'_>,
     stop: &CancellationToken,
 ) -> PumpResult {
+    let Progress {
+        read_total,
+        archive_written,
+        first_byte,
+    } = progress;
     // With a known encoding the archive opens now; passing a stream through, it opens when the
     // format and the frame size are known, and the bytes before are held (bounded: the sniff
     // limit plus the stream headers).
@@ -334,6 +392,9 @@ async fn pump(
         };
         if n == 0 {
             break;
+        }
+        if first_byte.borrow().is_none() {
+            first_byte.send_replace(Some(Instant::now()));
         }
         let bytes = buf.split().freeze();
         read_total.fetch_add(n as u64, Ordering::Relaxed);
@@ -418,6 +479,7 @@ async fn report(
     read_total: Arc<AtomicU64>,
     archive_written: Arc<AtomicU64>,
     targets: Vec<Arc<TargetStats>>,
+    slides: Option<Arc<SlideStats>>,
 ) {
     let every = match mode {
         StatusMode::Line => Duration::from_secs(1),
@@ -445,7 +507,10 @@ async fn report(
                 archive_written.load(Ordering::Relaxed) as f64 / 1e6
             ));
         }
-        for t in &targets {
+        if let Some(s) = &slides {
+            line.push_str(&format!(" | slides {}", s.captured.load(Ordering::Relaxed)));
+        }
+        for (i, t) in targets.iter().enumerate() {
             let state = match t.state() {
                 TargetState::Connecting => "connecting".to_string(),
                 TargetState::Live => "live".to_string(),
@@ -458,6 +523,13 @@ async fn report(
                 t.url,
                 t.reconnects.load(Ordering::Relaxed)
             ));
+            if let Some(s) = slides.as_ref().and_then(|s| s.targets.get(i)) {
+                line.push_str(&format!(", slides sent {}", s.sent.load(Ordering::Relaxed)));
+                let queued = s.queued.load(Ordering::Relaxed);
+                if queued > 0 {
+                    line.push_str(&format!(" ({queued} waiting)"));
+                }
+            }
         }
         match mode {
             StatusMode::Line => draw_status_line(line),

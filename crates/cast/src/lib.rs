@@ -9,6 +9,8 @@
 //! - [`target`]: one task per server that pushes through [`agora_client::push`] (PUT, falling
 //!   back to SOURCE), reconnects with capped backoff and resumes live at a sync point, and sets
 //!   the title through [`agora_client::meta`] after each connect.
+//! - [`slides`]: `--slides`: a second input watched for slide changes; each slide a lossless
+//!   WebP on the stream's timeline, archived with an index and uploaded to every server.
 //! - [`cast`]: one cast wired together, with the status line.
 //!
 //! Stream bytes are framed with [`agora_format::Demuxer`], the same sans-IO framer the server
@@ -20,6 +22,7 @@ pub mod cast;
 pub mod encoder;
 pub mod hub;
 pub mod preset;
+pub mod slides;
 pub mod target;
 
 pub use cast::{CastConfig, Outcome, StatusMode, run, write_log};

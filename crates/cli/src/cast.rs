@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use agora_cast::preset::{AudioDevice, Encoding, Input, PresetName, Rate};
+use agora_cast::slides::SlidesConfig;
 use agora_cast::target::TargetConfig;
 use agora_cast::{CastConfig, CastError, StatusMode};
 use agora_client::push::StreamMeta;
@@ -42,6 +43,11 @@ Examples:
   # Replace oggfwd+tee: push an encoded stream from stdin and keep a copy
   ffmpeg -i cam.dv -c:v libtheora -c:a libvorbis -f ogg - | \\
       agora cast --input - --archive-dir streams --server http://source:PW@host:8000/live.ogg
+
+  # Slides from the presenter's HDMI (a capture card) beside the camera: sharp stills on
+  # the stream's timeline, archived in streams/<name>_<time>_slides/ with an index.tsv
+  agora cast --input v4l2:/dev/video0 --audio pulse:default --slides v4l2:/dev/video1 \\
+      --archive-dir streams --server http://source:PW@host:8000/live.webm
 
   # The password out of the command line (every user of the machine can read it with ps)
   agora cast --input test --password-file ~/.config/agora/source.pw \\
@@ -138,6 +144,20 @@ pub(crate) struct CastArgs {
     /// rather than give it up: for when its configuration is being fixed meanwhile.
     #[arg(long)]
     retry_refused: bool,
+    /// Slides beside the video, sharp stills sent when the slide changes: v4l2:DEVICE (a
+    /// capture card), x11grab:DISPLAY (a screen), dir:FOLDER or a folder's path (exported
+    /// images, each new file a slide), ffmpeg:ARGS (any ffmpeg input, its options split at
+    /// spaces), or a video file (read at real-time pace).
+    #[arg(long, value_name = "SRC")]
+    slides: Option<String>,
+    /// Scene-change score (0 to 1) above which a frame of the slide input is a new slide.
+    /// Raise it for a noisy capture, lower it for slides that differ by a word.
+    #[arg(long, value_name = "SCORE", default_value_t = agora_cast::slides::DEFAULT_THRESHOLD, requires = "slides")]
+    slides_threshold: f64,
+    /// At most one slide per this many seconds: a video playing on a slide sends its latest
+    /// frame at that pace, not every frame.
+    #[arg(long, value_name = "SECONDS", default_value_t = agora_cast::slides::DEFAULT_MIN_INTERVAL.as_secs_f64(), requires = "slides")]
+    slides_min_interval: f64,
 }
 
 fn size(s: &str) -> Result<(u32, u32), CastError> {
@@ -289,7 +309,24 @@ impl CastArgs {
         } else {
             StatusMode::Log
         };
+        let slides = match &self.slides {
+            None => None,
+            Some(src) => {
+                if !(self.slides_min_interval.is_finite() && self.slides_min_interval >= 0.0) {
+                    return Err(usage(format!(
+                        "--slides-min-interval {}: expected seconds, 0 or more",
+                        self.slides_min_interval
+                    )));
+                }
+                Some(SlidesConfig {
+                    source: src.parse().map_err(usage)?,
+                    threshold: self.slides_threshold,
+                    min_interval: Duration::from_secs_f64(self.slides_min_interval.min(1e6)),
+                })
+            }
+        };
         Ok(CastConfig {
+            slides,
             input,
             audio,
             live,
@@ -481,6 +518,7 @@ pub(crate) fn demo(args: DemoArgs, offset: time::UtcOffset) -> Result<()> {
             targets: vec![target],
             started: time::OffsetDateTime::now_utc().to_offset(offset),
             status: StatusMode::Log,
+            slides: None,
         };
         println!("  watch:   http://{addr}/watch/live.webm   in a browser");
         println!("  streams: http://{addr}/   (every stream on this server)");

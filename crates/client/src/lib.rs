@@ -23,6 +23,7 @@
 //!   turned off) and the one connection type, plain TCP or TLS.
 //! - [`push`]: the source handshake and the [`push::Push`] a stream is written to.
 //! - [`meta`]: the now-playing title through `/admin/metadata`.
+//! - [`slides`]: a slide image uploaded to a mount (`PUT /admin/slides`, idempotent by key).
 //! - [`form`]: a form POSTed to a URL and its answer's head (the server's listener
 //!   authentication hook, as Icecast's url authentication).
 //! - [`pull`]: a listener's request with ICY metadata, the response head as
@@ -52,6 +53,7 @@ pub mod meta;
 pub mod pull;
 pub mod push;
 pub mod server_url;
+pub mod slides;
 
 use std::fmt;
 use std::path::PathBuf;
