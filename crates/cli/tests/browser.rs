@@ -12,6 +12,9 @@
 //! AGORA_DOCS_SCREENSHOTS=1 cargo nextest run -p agora-cli --test browser -E 'test(watch_page_plays_shows) | test(embedded)'
 //! ```
 //!
+//! Issue #15's slides panel: `the_watch_pages_slides_follow_playback` leaves
+//! `watch-slides.png` the same way (`-E 'test(slides_follow)'`).
+//!
 //! Issue #14's first hour: the embed snippet in another site's frame shows the player alone,
 //! whole, at any size; a "click for sound" control unmutes in one click or key press; the
 //! Theora notice is one sentence; the admin page offers moves only between mounts of one
