@@ -12,6 +12,9 @@
 //! AGORA_DOCS_SCREENSHOTS=1 cargo nextest run -p agora-cli --test browser -E 'test(watch_page_plays_shows) | test(embedded)'
 //! ```
 //!
+//! Issue #15's slides panel: `the_watch_pages_slides_follow_playback` leaves
+//! `watch-slides.png` the same way (`-E 'test(slides_follow)'`).
+//!
 //! Issue #14's first hour: the embed snippet in another site's frame shows the player alone,
 //! whole, at any size; a "click for sound" control unmutes in one click or key press; the
 //! Theora notice is one sentence; the admin page offers moves only between mounts of one
@@ -1637,5 +1640,333 @@ fn the_quick_start_goes_from_the_demo_to_a_second_stream_and_sound() {
             .expect("one click for sound");
         sound_comes_on(&c, "one click").await;
         let _ = c.close().await;
+    });
+}
+
+/// A live WebM of 320x240 frames that carry their own time: the top band is ten black or
+/// white blocks, the bits of the frame's time in quarter seconds (read back from a canvas by
+/// [`PLAYBACK`]), and the time is written under it for people (the screenshot).
+fn timed_video(agora: &Agora, mount: &str) -> Proc {
+    let font = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf";
+    let mut filter = String::from(
+        "testsrc=size=320x240:rate=10,format=yuv420p,\
+         geq=lum='if(lt(Y\\,24)\\,255*mod(floor(floor(T*4+0.01)/pow(2\\,floor(X/32)))\\,2)\\,lum(X\\,Y))'\
+         :cb='if(lt(Y\\,12)\\,128\\,cb(X\\,Y))':cr='if(lt(Y\\,12)\\,128\\,cr(X\\,Y))'",
+    );
+    if Path::new(font).exists() {
+        filter.push_str(&format!(
+            ",drawtext=fontfile={font}:text='%{{pts\\:hms}}':x=10:y=196:fontsize=28:fontcolor=white:box=1:boxcolor=black"
+        ));
+    }
+    Proc::spawn(
+        Command::new("ffmpeg")
+            .args([
+                "-nostdin", "-v", "error", "-re", "-f", "lavfi", "-i", &filter,
+            ])
+            .args(["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "8"])
+            .args([
+                "-b:v",
+                "600k",
+                "-g",
+                "20",
+                "-f",
+                "webm",
+                "-content_type",
+                "video/webm",
+            ])
+            .arg(agora.icecast_url(mount)),
+    )
+}
+
+/// One sample of the watch page: the stream time of the frame on screen (from its blocks),
+/// the player's `currentTime`, and the slide the panel shows (`id`, `at`), or null before a
+/// frame is there.
+const PLAYBACK: &str = "
+    const p = document.getElementById('player');
+    if (!p || p.readyState < 2 || !p.videoWidth) return null;
+    const c = document.createElement('canvas');
+    c.width = 320; c.height = 240;
+    const g = c.getContext('2d', { willReadFrequently: true });
+    g.drawImage(p, 0, 0, 320, 240);
+    const d = g.getImageData(0, 0, 320, 24).data;
+    let n = 0;
+    for (let b = 0; b < 10; b++) if (d[(12 * 320 + 16 + 32 * b) * 4] > 128) n += 1 << b;
+    const s = document.getElementById('slides');
+    return { frame: n / 4, current: p.currentTime, hidden: s.hidden,
+             id: s.dataset.id ? Number(s.dataset.id) : null,
+             at: s.dataset.at ? Number(s.dataset.at) : null,
+             following: document.getElementById('slide-live').getAttribute('aria-pressed') === 'true',
+             pos: document.getElementById('slide-pos').textContent };";
+
+/// A 640x360 slide of one colour with its number and moment written on it (PNG).
+fn slide_image(dir: &Path, n: usize, at: f64) -> Vec<u8> {
+    let colours = [
+        "navy",
+        "darkgreen",
+        "maroon",
+        "purple",
+        "teal",
+        "olive",
+        "black",
+        "brown",
+    ];
+    let path = dir.join(format!("slide{n}.png"));
+    let mut filter = format!("color=c={}:s=640x360", colours[n % colours.len()]);
+    let font = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf";
+    if Path::new(font).exists() {
+        filter.push_str(&format!(
+            ",drawtext=fontfile={font}:text='Slide {n}  at {at:.1} s':x=40:y=150:fontsize=48:fontcolor=white"
+        ));
+    }
+    let out = Command::new("ffmpeg")
+        .args([
+            "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", &filter,
+        ])
+        .args(["-frames:v", "1"])
+        .arg(&path)
+        .output()
+        .expect("ffmpeg");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read(&path).expect("slide image")
+}
+
+/// Uploads a slide with the source's credentials: its `(id, at, url)` from the answer.
+fn upload_slide(agora: &Agora, mount: &str, at: f64, png: &[u8]) -> (u64, f64, String) {
+    let mut s = TcpStream::connect(agora.addr).expect("connect");
+    let head = format!(
+        "PUT /admin/slides?mount={mount}&at={at:.3} HTTP/1.0\r\nHost: test\r\nAuthorization: {}\r\n\
+         Content-Type: image/png\r\nContent-Length: {}\r\n\r\n",
+        source_auth(),
+        png.len()
+    );
+    use std::io::{Read, Write};
+    s.write_all(head.as_bytes()).expect("send head");
+    s.write_all(png).expect("send slide");
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all);
+    let (code, head, body) = split_response(&all);
+    assert_eq!(
+        code,
+        201,
+        "upload at {at}: {head}{}",
+        String::from_utf8_lossy(&body)
+    );
+    let v: Value = serde_json::from_slice(&body).expect("slide JSON");
+    (
+        v["id"].as_u64().expect("id"),
+        v["at"].as_f64().expect("at"),
+        v["url"].as_str().expect("url").to_string(),
+    )
+}
+
+/// Issue #15's watch page: joined mid-stream, the page shows each slide when the frame on
+/// screen reaches the slide's moment (within a second, sampled all along), slides uploaded
+/// after the join included; paging back stays put while new slides come, "follow live"
+/// returns, a slide opens full size and has a download link; an audio-only mount gets its
+/// slides too. Leaves `watch-slides.png` (see [`save_screenshot`]).
+#[test]
+fn the_watch_pages_slides_follow_playback() {
+    let dir = TempDir::new("browser-slides");
+    let profile = dir.path().join("profile");
+    std::fs::create_dir_all(&profile).expect("profile dir");
+    let (_driver, driver_url) = chromedriver(dir.path());
+    let agora = Agora::start();
+    let started = Instant::now();
+    let _video = timed_video(&agora, "/live.webm");
+    agora.wait_mount("/live.webm");
+    // (id, at) of every slide, in the order of `at`.
+    let mut slides: Vec<(u64, f64)> = Vec::new();
+    let (id, at, _) = upload_slide(&agora, "/live.webm", 1.0, &slide_image(dir.path(), 0, 1.0));
+    slides.push((id, at));
+    // Mid-stream: the page joins after a few seconds of stream, so its first frame's time is
+    // far from 0 (the clock under test is the stream's, not the page's).
+    wait_until("5 s of stream", Duration::from_secs(20), || {
+        started.elapsed() >= Duration::from_secs(5)
+    });
+
+    let rt = runtime();
+    let screenshot = rt.block_on(async {
+        let c = browser(&driver_url, &profile).await;
+        c.goto(&format!("http://{}/watch/live.webm", agora.addr))
+            .await
+            .expect("open the watch page");
+        let first = wait_js(&c, "the first frame and the slides panel", PLAYBACK, Duration::from_secs(40), |v| {
+            v["frame"].as_f64().is_some_and(|t| t > 2.0) && v["hidden"] == json!(false)
+        })
+        .await;
+        eprintln!("joined at {first}");
+
+        // Slides at the live edge, ahead of this viewer's playback: each is due when the
+        // frame on screen reaches it, not when the page hears of it.
+        let mut samples: Vec<Value> = Vec::new();
+        for n in 1..=5 {
+            let live = started.elapsed().as_secs_f64();
+            let at = (live * 10.0).round() / 10.0;
+            let (id, at, _) = upload_slide(&agora, "/live.webm", at, &slide_image(dir.path(), n, at));
+            slides.push((id, at));
+            let until = Instant::now() + Duration::from_millis(2500);
+            while Instant::now() < until {
+                if let Ok(v) = c.execute(PLAYBACK, vec![]).await {
+                    samples.push(v);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        // Playback past the last slide's moment.
+        let last_at = slides.last().map(|s| s.1).unwrap_or_default();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let v = c.execute(PLAYBACK, vec![]).await.unwrap_or(Value::Null);
+            let past = v["frame"].as_f64().is_some_and(|t| t > last_at + 1.5);
+            samples.push(v);
+            if past {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        // Every sample: the slide shown is the one the frame on screen has reached, give or
+        // take a second; the player's currentTime is the frame's stream time.
+        let mut shown = Vec::new();
+        let mut checked = 0;
+        for v in &samples {
+            let (Some(frame), Some(current)) = (v["frame"].as_f64(), v["current"].as_f64()) else {
+                continue;
+            };
+            assert!(
+                (current - frame).abs() <= 0.5,
+                "currentTime {current} is not the frame's stream time {frame}"
+            );
+            let id = v["id"].as_u64().unwrap_or_else(|| panic!("no slide shown: {v}"));
+            let i = slides.iter().position(|s| s.0 == id).expect("a known slide");
+            assert!(
+                slides[i].1 <= frame + 1.0,
+                "slide {i} (at {}) shown at frame time {frame}: too early",
+                slides[i].1
+            );
+            if let Some(next) = slides.get(i + 1) {
+                assert!(
+                    next.1 > frame - 1.0,
+                    "slide {i} still shown at frame time {frame}, slide {} was due at {}",
+                    i + 1,
+                    next.1
+                );
+            }
+            if shown.last() != Some(&id) {
+                shown.push(id);
+            }
+            checked += 1;
+        }
+        assert!(checked >= 40, "too few samples with a frame: {checked}");
+        let all: Vec<u64> = slides.iter().map(|s| s.0).collect();
+        assert_eq!(shown, all[all.len() - shown.len()..], "the slides in order");
+        assert!(shown.len() >= 5, "switches seen: {shown:?} of {all:?}");
+
+        // Paging back: an earlier slide, and it stays while a new one comes and is reached.
+        c.find(fantoccini::Locator::Id("slide-prev"))
+            .await
+            .expect("previous")
+            .click()
+            .await
+            .expect("click previous");
+        let before = slides[slides.len() - 2];
+        let paged = wait_js(&c, "the previous slide", PLAYBACK, Duration::from_secs(5), |v| {
+            v["id"].as_u64() == Some(before.0) && v["following"] == json!(false)
+        })
+        .await;
+        let live = started.elapsed().as_secs_f64();
+        let at = (live * 10.0).round() / 10.0;
+        let (new_id, new_at, _) = upload_slide(&agora, "/live.webm", at, &slide_image(dir.path(), 6, at));
+        slides.push((new_id, new_at));
+        let count = format!("/ {}", slides.len());
+        let still = wait_js(&c, "playback past the new slide", PLAYBACK, Duration::from_secs(20), |v| {
+            v["frame"].as_f64().is_some_and(|t| t > new_at + 1.0)
+                && v["pos"].as_str().is_some_and(|p| p.ends_with(&count))
+        })
+        .await;
+        assert_eq!(still["id"], paged["id"], "paged back, the page stays put: {still}");
+        assert_eq!(still["following"], json!(false));
+
+        // "Follow live": the slide playback has reached, the new one.
+        c.find(fantoccini::Locator::Id("slide-live"))
+            .await
+            .expect("follow live")
+            .click()
+            .await
+            .expect("click follow live");
+        wait_js(&c, "the live slide again", PLAYBACK, Duration::from_secs(5), |v| {
+            v["id"].as_u64() == Some(new_id) && v["following"] == json!(true)
+        })
+        .await;
+        assert_controls_named(&c, "the watch page with slides").await;
+        // The slide image loaded.
+        wait_js(
+            &c,
+            "the slide's image",
+            "const i = document.getElementById('slide-img'); return i.complete && i.naturalWidth;",
+            Duration::from_secs(10),
+            |v| v.as_u64() == Some(640),
+        )
+        .await;
+        let screenshot = c.screenshot().await.expect("screenshot");
+
+        // Full size, from the keyboard: the image at its own size in a dialog; Escape closes.
+        tab_to(&c, "slide-open").await;
+        press(&c, ENTER).await;
+        wait_js(
+            &c,
+            "the slide full size",
+            "const d = document.getElementById('slide-full'); const i = document.getElementById('slide-full-img');
+             return d.open && i.complete ? [i.naturalWidth, Math.round(i.getBoundingClientRect().width)] : null;",
+            Duration::from_secs(10),
+            |v| v == &json!([640, 640]),
+        )
+        .await;
+        press(&c, "\u{e00c}").await;
+        wait_js(&c, "the dialog closed", "return document.getElementById('slide-full').open;", Duration::from_secs(5), |v| {
+            v == &json!(false)
+        })
+        .await;
+        let download = c
+            .execute(
+                "const a = document.getElementById('slide-download'); return [a.hasAttribute('download'), a.getAttribute('href')];",
+                vec![],
+            )
+            .await
+            .expect("download link");
+        assert_eq!(download[0], json!(true), "{download}");
+        assert!(
+            download[1].as_str().is_some_and(|h| h.starts_with("/slides/live.webm/") && h.contains(&new_id.to_string())),
+            "{download}"
+        );
+        c.close().await.expect("close");
+        screenshot
+    });
+    save_screenshot("watch-slides.png", &screenshot);
+
+    // Audio only (MP3, whose player counts from 0 at the join): the slide is the picture.
+    let _radio = sine_source(&agora, "/radio.mp3");
+    let (radio_id, _, _) =
+        upload_slide(&agora, "/radio.mp3", 0.5, &slide_image(dir.path(), 7, 0.5));
+    rt.block_on(async {
+        let c = browser(&driver_url, &profile).await;
+        c.goto(&format!("http://{}/watch/radio.mp3", agora.addr))
+            .await
+            .expect("open the radio's page");
+        wait_js(
+            &c,
+            "the radio's slide",
+            "const s = document.getElementById('slides'); const i = document.getElementById('slide-img');
+             return !s.hidden && i.complete && i.naturalWidth ? Number(s.dataset.id) : null;",
+            Duration::from_secs(30),
+            |v| v.as_u64() == Some(radio_id),
+        )
+        .await;
+        assert_controls_named(&c, "the radio's watch page").await;
+        c.close().await.expect("close");
     });
 }

@@ -83,6 +83,8 @@
     state.className = live ? "live" : "";
   }
 
+  const slides = slidePanel();
+
   function setKind(k) {
     // Not playable: the reason may change (the format becomes known after the first bytes).
     const why = k ? null : Agora.sentence((view && view.not_playable_because) || "browsers cannot play this stream");
@@ -92,6 +94,7 @@
     stop();
     screen.replaceChildren();
     stage.classList.toggle("audio", k === "audio");
+    $("theatre").classList.toggle("audio", k === "audio");
     media = null;
     showSound();
     snippet();
@@ -114,6 +117,7 @@
     });
     media.muted = !wantSound;
     media.addEventListener("playing", () => say("Live", true));
+    media.addEventListener("timeupdate", () => slides.tick());
     media.addEventListener("error", () => again("error"));
     media.addEventListener("ended", () => again("ended"));
     // The player's own controls count too: sound on there is sound on.
@@ -200,10 +204,13 @@
       return;
     }
     // Connect on the first live view and whenever the source comes back.
-    if (!was || !was.connected || !media.getAttribute("src")) connect();
+    if (!was || !was.connected || !media.getAttribute("src")) {
+      connect();
+      slides.load();
+    }
   }
 
-  Agora.events(
+  const es = Agora.events(
     (v) => {
       if (v.mount === mount) render(v);
     },
@@ -211,6 +218,12 @@
       if (m === mount) render(null);
     },
   );
+  es.addEventListener("slide", (e) => {
+    const s = JSON.parse(e.data);
+    if (s.mount === mount) slides.add(s);
+  });
+  // Reconnected to /events: slides announced meanwhile were missed; the list has them.
+  es.addEventListener("open", () => slides.load());
   say("Waiting for the stream…", false);
 
   // Watchdog: live, playing, but no progress for 8 s: start a fresh response.
@@ -223,4 +236,168 @@
       again("stalled");
     }
   }, 1000);
+
+  // The slides panel (#15): the mount's slides beside the player, switching when this
+  // viewer's playback reaches the moment each slide appeared, not when the page learns of it.
+  //
+  // Where playback is on the stream's timeline (the clock of a slide's `at`): for WebM and
+  // Ogg, Chromium's `currentTime` is that clock itself, joined mid-stream included (the
+  // Cluster timecodes, the granule time; measured with frames that carry their own time, see
+  // the browser test `the_watch_pages_slides_follow_playback`). MP3 and AAC carry no time:
+  // the player counts from 0 at the join, so there a slide is due when the page learns of it
+  // plus how far the player runs behind the bytes it has received (the slides already listed
+  // when the page connects are due at once).
+  function slidePanel() {
+    const panel = $("slides");
+    const img = $("slide-img");
+    const pos = $("slide-pos");
+    const prev = $("slide-prev");
+    const next = $("slide-next");
+    const live = $("slide-live");
+    const download = $("slide-download");
+    const full = $("slide-full");
+    const fullImg = $("slide-full-img");
+    // Every slide known, ordered by `at`, then id: {id, at, url, due}.
+    let list = [];
+    // The slide paged to by the viewer, or null: following playback.
+    let pinned = null;
+    let shown = null;
+    let loading = null;
+
+    const order = (a, b) => a.at - b.at || a.id - b.id;
+    const clock = (at) => {
+      const t = Math.floor(at);
+      const h = Math.floor(t / 3600);
+      const m = String(Math.floor(t / 60) % 60).padStart(h ? 2 : 1, "0");
+      const sec = String(t % 60).padStart(2, "0");
+      return h ? `${h}:${m}:${sec}` : `${m}:${sec}`;
+    };
+    // The stream carries its own time (WebM, Ogg) or the player counts from its join.
+    const timed = () => !view || /webm|ogg|opus/i.test(view.content_type || "");
+    // The playback's moment on the stream's timeline, or null before it plays.
+    const playhead = () => (media && media.readyState >= 2 && timed() ? media.currentTime : null);
+    // How far the player runs behind what it has received, in seconds.
+    function behind() {
+      if (!media || !media.buffered.length) return 0;
+      return Math.max(0, media.buffered.end(media.buffered.length - 1) - media.currentTime);
+    }
+
+    // The slide playback has reached: the last one whose moment has come.
+    function current() {
+      if (!list.length) return null;
+      let c = null;
+      if (timed()) {
+        const t = playhead();
+        if (t === null) return list[list.length - 1];
+        for (const s of list) if (s.at <= t) c = s;
+      } else {
+        const now = performance.now();
+        for (const s of list) if (s.due <= now) c = s;
+      }
+      return c;
+    }
+
+    function show(s) {
+      const index = s ? list.indexOf(s) : -1;
+      panel.hidden = !list.length;
+      $("theatre").classList.toggle("with-slides", list.length > 0);
+      prev.disabled = !list.length || (s !== null && index <= 0);
+      next.disabled = !pinned || index >= list.length - 1;
+      live.setAttribute("aria-pressed", String(!pinned));
+      panel.classList.toggle("pinned", !!pinned);
+      if (s === shown) return;
+      shown = s;
+      if (!s) {
+        img.removeAttribute("src");
+        img.alt = "";
+        panel.dataset.id = "";
+        panel.dataset.at = "";
+        pos.textContent = "No slide yet";
+        download.removeAttribute("href");
+        $("slide-open").disabled = true;
+        return;
+      }
+      img.src = s.url;
+      img.alt = `Slide ${index + 1} of ${list.length}, at ${clock(s.at)}`;
+      panel.dataset.id = String(s.id);
+      panel.dataset.at = String(s.at);
+      pos.textContent = `${index + 1} / ${list.length}`;
+      download.href = s.url;
+      download.setAttribute("aria-label", `Download slide ${index + 1}`);
+      $("slide-open").disabled = false;
+    }
+
+    function tick() {
+      show(pinned || current());
+    }
+
+    function add(s) {
+      const known = list.find((x) => x.id === s.id);
+      if (known) return;
+      // Fetched now, shown from the cache when its moment comes.
+      new Image().src = s.url;
+      const due = performance.now() + (timed() ? 0 : behind() * 1000);
+      list.push({ id: s.id, at: s.at, url: s.url, due });
+      list.sort(order);
+      // Its position changed the counts shown; the slide shown stays.
+      const s0 = shown;
+      shown = null;
+      show(pinned || s0);
+      tick();
+    }
+
+    // The mount's list (on load, when the source comes back, after /events reconnects).
+    async function load() {
+      if (loading) return;
+      loading = (async () => {
+        try {
+          const r = await fetch(`/api/v1/slides${mount}`, { cache: "no-store" });
+          if (!r.ok) return;
+          const body = await r.json();
+          for (const s of body.slides || []) {
+            if (!list.some((x) => x.id === s.id)) list.push({ id: s.id, at: s.at, url: s.url, due: 0 });
+          }
+          list.sort(order);
+          shown = null;
+          tick();
+        } catch {
+          // Offline for a moment: the next (re)connection loads it again.
+        } finally {
+          loading = null;
+        }
+      })();
+    }
+
+    function page(step) {
+      const from = shown ? list.indexOf(shown) : list.length;
+      const to = Math.min(Math.max(from + step, 0), list.length - 1);
+      if (to < 0) return;
+      pinned = list[to];
+      tick();
+    }
+    prev.addEventListener("click", () => page(-1));
+    next.addEventListener("click", () => page(1));
+    live.addEventListener("click", () => {
+      pinned = null;
+      tick();
+    });
+    $("slide-open").addEventListener("click", () => {
+      if (!shown) return;
+      fullImg.src = shown.url;
+      fullImg.alt = img.alt;
+      full.showModal();
+    });
+    // Left and right arrows page while the panel has the focus.
+    panel.addEventListener("keydown", (e) => {
+      if (e.altKey || e.ctrlKey || e.metaKey) return;
+      if (e.key === "ArrowLeft") page(-1);
+      else if (e.key === "ArrowRight") page(1);
+      else return;
+      e.preventDefault();
+    });
+    // Between the player's time updates too: a switch is due within a second.
+    setInterval(tick, 250);
+    show(null);
+    return { add, load, tick };
+  }
 })();
