@@ -460,6 +460,84 @@ pub(crate) fn meta(args: MetaArgs) -> Result<()> {
     Ok(())
 }
 
+/// `agora slides ...`.
+#[derive(clap::Subcommand, Debug)]
+pub(crate) enum SlidesCommand {
+    /// Upload a talk's slide deck (a PDF) to a mount: the server renders its pages, and the
+    /// admin page steps through them.
+    Upload(DeckArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct DeckArgs {
+    /// The server, http(s)://[user:pass@]host:port (the source user unless the URL names one:
+    /// `admin` works too).
+    #[arg(long, value_name = "URL")]
+    server: String,
+    /// The mount the deck is for, e.g. /live.webm.
+    #[arg(long, value_name = "MOUNT")]
+    mount: String,
+    /// The PDF.
+    deck: PathBuf,
+    /// Source (or admin) password when the URL has none. Given here (or in the URL), every
+    /// user of the machine can read it (ps): prefer --password-file or the environment.
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        env = "AGORA_SOURCE_PASSWORD",
+        hide_env_values = true
+    )]
+    password: Option<String>,
+    /// File holding the source (or admin) password when the URL has none (one line; a
+    /// trailing newline is stripped).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "AGORA_SOURCE_PASSWORD_FILE",
+        conflicts_with = "password"
+    )]
+    password_file: Option<PathBuf>,
+    /// Extra CA certificates (PEM) trusted for an https:// server.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+}
+
+pub(crate) fn slides(cmd: SlidesCommand) -> Result<()> {
+    let SlidesCommand::Upload(args) = cmd;
+    let mount = if args.mount.starts_with('/') {
+        args.mount.clone()
+    } else {
+        format!("/{}", args.mount)
+    };
+    let url: ServerUrl = format!("{}{mount}", args.server.trim_end_matches('/')).parse()?;
+    let tls = if url.tls {
+        Some(tls_config(args.tls_ca.as_deref())?)
+    } else {
+        None
+    };
+    let endpoint = Endpoint {
+        url: url.clone(),
+        password: password(&args.password, &args.password_file)?,
+        tls,
+    };
+    let body =
+        std::fs::read(&args.deck).with_context(|| format!("reading {}", args.deck.display()))?;
+    let name = args
+        .deck
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let answer = runtime()?.block_on(async {
+        agora_client::slides::upload_deck(&endpoint, &name, &body)
+            .await
+            .with_context(|| format!("uploading {} to {url}", args.deck.display()))
+    })?;
+    // The server's JSON: the deck, its PDF's and pages' URLs.
+    eprintln!("deck {} uploaded to {url}", args.deck.display());
+    println!("{answer}");
+    Ok(())
+}
+
 #[derive(Args, Debug)]
 pub(crate) struct DemoArgs {
     /// Address to listen on.

@@ -42,6 +42,9 @@ enum Command {
     Cast(Box<cast::CastArgs>),
     /// Set the now-playing title of a live mount.
     Meta(cast::MetaArgs),
+    /// Slide decks: `agora slides upload --server URL --mount /live.webm deck.pdf`.
+    #[command(subcommand)]
+    Slides(cast::SlidesCommand),
     /// A server on embedded defaults plus a test-pattern cast to it: a live stream in one command.
     Demo(cast::DemoArgs),
     /// Convert an Icecast configuration (icecast.xml) to Agora's TOML, listing what did not map.
@@ -154,6 +157,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => serve(args),
         Command::Cast(args) => return cast::cast(*args, offset),
         Command::Meta(args) => cast::meta(args),
+        Command::Slides(cmd) => cast::slides(cmd),
         Command::Demo(args) => cast::demo(args, offset),
         Command::ImportIcecast(args) => import_icecast(args),
     };

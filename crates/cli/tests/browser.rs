@@ -1495,6 +1495,130 @@ fn the_admin_page_offers_moves_only_to_mounts_of_the_same_format() {
     });
 }
 
+/// #15: a deck uploaded from the admin page's file input (with the page's token), then stepped
+/// by its buttons and by the keys a presenter remote sends (Page Down, Page Up, arrows,
+/// space): each step makes that page the mount's current slide, at the stream's live edge.
+#[test]
+fn the_admin_page_uploads_a_deck_and_steps_it_by_buttons_and_remote_keys() {
+    let dir = TempDir::new("browser-deck");
+    let profile = dir.path().join("profile");
+    std::fs::create_dir_all(&profile).expect("profile dir");
+    let pdf = dir.path().join("keynote.pdf");
+    std::fs::write(&pdf, common::pdf::make_pdf(3)).expect("pdf");
+    let (_driver, driver_url) = chromedriver(dir.path());
+    let agora = Agora::start();
+    let (_, file) = fixture("webm");
+    let _push = ffmpeg_push(&agora, &file, "/live.webm", "webm", false);
+    agora.wait_mount("/live.webm");
+    let deck = || {
+        let (code, _, body) = http_get(agora.addr, "/api/v1/decks/live.webm", &[]);
+        (code == 200).then(|| serde_json::from_slice::<Value>(&body).unwrap_or_default())
+    };
+    // The newest slide of the mount's list: (url, bytes).
+    let newest = || {
+        let (_, _, body) = http_get(agora.addr, "/api/v1/slides/live.webm", &[]);
+        let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+        let url = v["slides"]
+            .as_array()
+            .and_then(|a| a.last())
+            .map(|s| s["url"].as_str().unwrap_or_default().to_string())?;
+        Some(http_get(agora.addr, &url, &[]).2)
+    };
+    let rt = runtime();
+    rt.block_on(async {
+        let c = browser(&driver_url, &profile).await;
+        c.goto(&format!("http://admin:{ADMIN_PW}@{}/admin/", agora.addr))
+            .await
+            .expect("open /admin/");
+        wait_js(
+            &c,
+            "the deck's file input",
+            "return !!document.querySelector('[data-key=\"/live.webm deck-file\"]');",
+            Duration::from_secs(20),
+            |v| v == &json!(true),
+        )
+        .await;
+        let input = c
+            .find(fantoccini::Locator::Css(
+                "[data-key=\"/live.webm deck-file\"]",
+            ))
+            .await
+            .expect("file input");
+        input
+            .send_keys(&pdf.display().to_string())
+            .await
+            .expect("choose the PDF");
+        wait_js(
+            &c,
+            "the deck's controls",
+            "return document.querySelectorAll('[data-deck-step]').length;",
+            Duration::from_secs(60),
+            |v| v == &json!(3),
+        )
+        .await;
+        let d = deck().expect("the deck is on the server");
+        assert_eq!(d["name"], "keynote.pdf");
+        let pages: Vec<Vec<u8>> = d["pages"]
+            .as_array()
+            .expect("pages")
+            .iter()
+            .map(|p| http_get(agora.addr, p["url"].as_str().expect("url"), &[]).2)
+            .collect();
+        assert_eq!(pages.len(), 3);
+        wait_until("the mount's stream time", Duration::from_secs(20), || {
+            deck().is_some_and(|d| d["stream_time"].is_number())
+        });
+        let page_is = |n: usize| {
+            format!(
+                "const p = document.querySelector('.deck-page'); \
+                 return p && p.textContent === 'Page {n} of 3';"
+            )
+        };
+        // The button shows page 1.
+        c.find(fantoccini::Locator::Css(
+            "[data-key=\"/live.webm deck-next\"]",
+        ))
+        .await
+        .expect("next button")
+        .click()
+        .await
+        .expect("click");
+        wait_js(&c, "page 1", &page_is(1), Duration::from_secs(20), |v| {
+            v == &json!(true)
+        })
+        .await;
+        assert_eq!(newest().as_ref(), Some(&pages[0]), "page 1 is the slide");
+        // The remote's keys, on the page (nothing focused).
+        for (key, want) in [
+            ("\u{e00f}", 2), // Page Down
+            ("\u{e00e}", 1), // Page Up
+            ("\u{e014}", 2), // Arrow Right
+            ("\u{e00d}", 3), // space
+            ("\u{e012}", 2), // Arrow Left
+        ] {
+            c.execute(
+                "document.activeElement && document.activeElement.blur();",
+                vec![],
+            )
+            .await
+            .expect("blur");
+            press(&c, key).await;
+            wait_js(
+                &c,
+                &format!("page {want}"),
+                &page_is(want),
+                Duration::from_secs(20),
+                |v| v == &json!(true),
+            )
+            .await;
+            assert_eq!(newest().as_ref(), Some(&pages[want - 1]), "page {want}");
+        }
+        assert_eq!(deck().expect("deck")["page"], 2);
+        assert_controls_named(&c, "the admin page with a deck").await;
+        let _ = c.close().await;
+    });
+}
+
 /// #14: the watch page of an Ogg Theora mount (which browsers no longer play) said "browsers no
 /// longer play Ogg Theora; open the playlist in VLC or mpv Open the playlist in VLC or mpv.",
 /// and the status line said it once more. The reason is now one sentence, said once, with the

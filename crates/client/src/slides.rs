@@ -82,6 +82,57 @@ pub async fn upload(endpoint: &Endpoint, slide: Slide<'_>) -> Result<Uploaded, C
     }
 }
 
+/// Uploads a slide deck (a PDF) to the endpoint's mount: `PUT /admin/decks?mount=&name=`,
+/// the same credentials. The server renders its pages before it answers, so the wait allows
+/// for that (a minute) on top of the upload. `Ok` is the server's JSON answer (the deck, its
+/// pages' URLs); a refusal is a [`ClientError::Refused`] with the server's reason in its body
+/// (`413` too large, `415` not a PDF, `422` corrupt, encrypted or too many pages).
+pub async fn upload_deck(
+    endpoint: &Endpoint,
+    name: &str,
+    body: &[u8],
+) -> Result<String, ClientError> {
+    let mut head = format!(
+        "PUT /admin/decks?mount={}&name={} HTTP/1.0\r\nHost: {}\r\n\
+         User-Agent: {USER_AGENT}\r\nContent-Type: application/pdf\r\nContent-Length: {}\r\n",
+        query_value(&endpoint.url.mount),
+        query_value(name),
+        endpoint.url.authority(),
+        body.len()
+    );
+    if let Some(auth) = endpoint.basic_auth() {
+        head.push_str(&format!("Authorization: {auth}\r\n"));
+    }
+    head.push_str("\r\n");
+    let exchange = async {
+        let mut conn = connect(endpoint).await?;
+        conn.write_all(head.as_bytes())
+            .await
+            .map_err(ClientError::Lost)?;
+        // A refusal from the head (413) may close the connection before the body is in.
+        let sent = conn.write_all(body).await;
+        let _ = conn.flush().await;
+        let mut resp = Vec::new();
+        let read = (&mut conn).take(MAX_ANSWER).read_to_end(&mut resp).await;
+        if resp.is_empty() {
+            sent.map_err(ClientError::Lost)?;
+            read.map_err(ClientError::Lost)?;
+        }
+        Ok::<_, ClientError>(resp)
+    };
+    let limit =
+        IO_TIMEOUT + Duration::from_secs(60 + (body.len() / SLOW_LINK_BYTES_PER_SEC) as u64);
+    let resp = tokio::time::timeout(limit, exchange)
+        .await
+        .map_err(|_| ClientError::Timeout)??;
+    let n = head_len(&resp).ok_or(ClientError::BadResponse)?;
+    match ResponseHead::parse(&resp[..n])?.code {
+        200 | 201 => Ok(String::from_utf8_lossy(&resp[n..]).into_owned()),
+        401 => Err(ClientError::Unauthorized),
+        code => Err(ClientError::refused(code, &resp[n..])),
+    }
+}
+
 /// The request head (pure: the wire bytes, pinned by a test).
 fn request_head(endpoint: &Endpoint, slide: &Slide<'_>) -> String {
     let mut req = format!(

@@ -35,6 +35,7 @@
 //! skips bytes rather than growing.
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod crc;
 pub mod detect;
 #[doc(hidden)]

@@ -265,7 +265,7 @@ fn mpeg_units(file: &[u8], mp3: bool) -> Result<(Vec<Unit>, Duration), PlayoutEr
 
 /// How an Ogg logical stream's granule position maps to time.
 #[derive(Debug, Clone, Copy)]
-enum Clock {
+pub(crate) enum Clock {
     /// Audio: the granule counts samples at this rate.
     Samples(u64),
     /// Theora: keyframe number << shift | frames since it, at `num / den` frames a second.
@@ -274,7 +274,7 @@ enum Clock {
 
 impl Clock {
     /// From a logical stream's first packet (on its BOS page).
-    fn from_bos(packet: &[u8]) -> Option<Clock> {
+    pub(crate) fn from_bos(packet: &[u8]) -> Option<Clock> {
         let u32_le = |at: usize| {
             packet
                 .get(at..at + 4)
@@ -312,7 +312,7 @@ impl Clock {
         }
     }
 
-    fn time(self, granule: u64) -> Duration {
+    pub(crate) fn time(self, granule: u64) -> Duration {
         let nanos = match self {
             Clock::Samples(rate) => u128::from(granule) * 1_000_000_000 / u128::from(rate),
             Clock::Theora { shift, num, den } => {
@@ -401,8 +401,8 @@ const CUES: u32 = 0x1C53_BB6B;
 const VOID: u32 = 0xEC;
 const INFO: u32 = 0x1549_A966;
 const DURATION: u32 = 0x4489;
-const TIMECODE_SCALE: u32 = 0x2A_D7B1;
-const TIMECODE: u32 = 0xE7;
+pub(crate) const TIMECODE_SCALE: u32 = 0x2A_D7B1;
+pub(crate) const TIMECODE: u32 = 0xE7;
 const POSITION: u32 = 0xA7;
 const PREV_SIZE: u32 = 0xAB;
 
@@ -455,7 +455,7 @@ fn size8(n: usize) -> [u8; 8] {
 }
 
 /// The relative timecode of a (Simple)Block body, after its track number.
-fn block_time(body: &[u8]) -> Option<i64> {
+pub(crate) fn block_time(body: &[u8]) -> Option<i64> {
     let (_, len, _) = webm::vint(body).ok()??;
     let t = body.get(len..len + 2)?;
     Some(i64::from(i16::from_be_bytes([t[0], t[1]])))

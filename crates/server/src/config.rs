@@ -382,6 +382,10 @@ pub struct ServerSection {
     pub max_slide_mounts: usize,
     /// Bytes of slides all mounts keep together, in memory as on disk (`507` beyond it).
     pub max_slide_bytes_total: u64,
+    /// The largest slide deck (a PDF) accepted, in bytes (`413` beyond it).
+    pub max_deck_bytes: u64,
+    /// The most pages a deck may have (`422` beyond it: nothing rendered).
+    pub max_deck_pages: u32,
 }
 
 /// `[[server.tls]]`: addresses that speak HTTPS, with a certificate chain and its key (PEM
@@ -429,6 +433,8 @@ impl Default for ServerSection {
             max_slide_bytes_per_mount: 512 << 20,
             max_slide_mounts: 128,
             max_slide_bytes_total: 1 << 30,
+            max_deck_bytes: 64 << 20,
+            max_deck_pages: 300,
         }
     }
 }
@@ -999,6 +1005,18 @@ impl Config {
             return bad(format!(
                 "server.max-slide-bytes {} is outside 1024..=67108864 (1 KiB to 64 MiB)",
                 s.max_slide_bytes
+            ));
+        }
+        if !(1024..=1 << 30).contains(&s.max_deck_bytes) {
+            return bad(format!(
+                "server.max-deck-bytes {} is outside 1024..=1073741824 (1 KiB to 1 GiB)",
+                s.max_deck_bytes
+            ));
+        }
+        if !(1..=2000).contains(&s.max_deck_pages) {
+            return bad(format!(
+                "server.max-deck-pages {} is outside 1..=2000",
+                s.max_deck_pages
             ));
         }
         if s.max_slides_per_mount == 0 || s.max_slide_mounts == 0 {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::control::{admin, api, events, slides, status};
+use crate::control::{admin, api, decks, events, slides, status};
 use crate::egress::listener;
 use crate::ingest::source;
 use crate::logging::shown;
@@ -54,6 +54,16 @@ pub(crate) async fn route(
                 None => return None,
             }
         }
+        // A deck (#15): likewise.
+        "PUT" | "POST" if path == "/admin/decks" => {
+            match decks::upload(&mut stream, peer, &req, &mut rest, shared).await {
+                Some((resp, keep)) => {
+                    keep_alive = keep;
+                    resp
+                }
+                None => return None,
+            }
+        }
         "SOURCE" | "PUT" => {
             source::handle(stream, peer, req, rest, shared.clone()).await;
             return None;
@@ -68,6 +78,8 @@ pub(crate) async fn route(
         // from the query string, then from a form body, read whole (bounded) so that the
         // connection may carry the next request. Another body is not read (the connection
         // then ends after the answer, see `Request::keep_alive`).
+        // Its parameters in the query; a body is not read (see `Request::keep_alive`).
+        "POST" if path == "/admin/decks/step" => decks::step(&req, peer, shared).await,
         "POST" if path.starts_with("/admin/") && !web::is_page(&path) && req.is_form() => {
             match read_admin_body(&mut stream, &req, &mut rest).await {
                 Ok(Some(body)) => {
@@ -85,8 +97,11 @@ pub(crate) async fn route(
             admin::handle(&req, &[], peer, shared).private()
         }
         "GET" | "HEAD" if path.starts_with("/api/v1/slides/") => slides::list(&req, shared),
+        "GET" | "HEAD" if path.starts_with("/api/v1/decks/") => decks::list(&req, shared),
         "GET" | "HEAD" if path.starts_with("/api/v1/") => api::handle(&path, shared),
-        "GET" | "HEAD" if path.starts_with("/slides/") => slides::image(&req, shared),
+        "GET" | "HEAD" if path.starts_with("/slides/") => {
+            decks::image(&req, shared).unwrap_or_else(|| slides::image(&req, shared))
+        }
         "GET" | "HEAD" if path == "/metrics" => {
             Response::new(200, metrics::CONTENT_TYPE, shared.metrics.render())
         }

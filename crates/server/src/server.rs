@@ -224,6 +224,9 @@ impl Server {
                 listener_auth: ArcSwap::from_pointee(listener_auth),
                 slides,
                 slide_uploads: tokio::sync::Semaphore::new(crate::state::SLIDE_UPLOADS),
+                decks: Default::default(),
+                deck_uploads: tokio::sync::Semaphore::new(crate::state::DECK_UPLOADS),
+                deck_renders: tokio::sync::Semaphore::new(crate::stream::decks::RENDERS),
             }),
             tracker,
         })

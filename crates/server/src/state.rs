@@ -113,7 +113,16 @@ pub(crate) struct Shared {
     /// Slide uploads whose body is being read or stored: each holds up to `max-slide-bytes`
     /// in memory, so they are few ([`SLIDE_UPLOADS`]).
     pub(crate) slide_uploads: tokio::sync::Semaphore,
+    /// Every mount's slide deck (#15).
+    pub(crate) decks: crate::stream::decks::DeckStore,
+    /// Deck uploads whose PDF is in memory ([`DECK_UPLOADS`], each up to `max-deck-bytes`).
+    pub(crate) deck_uploads: tokio::sync::Semaphore,
+    /// Turns to render a deck ([`crate::stream::decks::RENDERS`]).
+    pub(crate) deck_renders: tokio::sync::Semaphore,
 }
+
+/// Deck uploads in progress at once, whatever the mounts.
+pub(crate) const DECK_UPLOADS: usize = 2;
 
 /// Slide uploads in progress at once, whatever the mounts.
 pub(crate) const SLIDE_UPLOADS: usize = 8;

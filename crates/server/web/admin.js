@@ -10,6 +10,8 @@
   const none = document.getElementById("none");
   const tree = document.getElementById("tree");
   let busy = false;
+  // A refresh asked for while one runs: run once more after it (a step's new page is shown).
+  let again = false;
 
   async function json(path) {
     // From the origin: a page opened as http://user:pass@host/ has a base URL that fetch refuses.
@@ -45,6 +47,95 @@
     const body = await r.json().catch(() => ({}));
     return { ok: r.ok, status: r.status, body };
   }
+
+  // A deck request (#15) with the page's token: the upload (PUT, the PDF as the body) and the
+  // steps (POST, parameters in the query). A 403 takes the server's new token and tries once more.
+  async function deckRequest(method, path, body) {
+    const go = async () => {
+      const r = await fetch(location.origin + path, {
+        method,
+        credentials: "same-origin",
+        headers: { Accept: "application/json", "X-Agora-Token": token, ...(body ? { "Content-Type": "application/pdf" } : {}) },
+        body,
+      });
+      return { ok: r.ok, status: r.status, body: await r.json().catch(() => ({})) };
+    };
+    let r = await go();
+    if (r.status === 403) {
+      const fresh = await currentToken().catch(() => "");
+      if (fresh && fresh !== token) {
+        token = fresh;
+        r = await go();
+      }
+    }
+    return r;
+  }
+
+  // The mount the presenter keys step: the last deck used, else the first mount with a deck.
+  let deckMount = null;
+  const decks = new Map();
+
+  async function stepDeck(mount, page) {
+    const r = await deckRequest("POST", `/admin/decks/step?mount=${encodeURIComponent(mount)}&page=${encodeURIComponent(page)}`);
+    deckMount = mount;
+    result.textContent = r.ok ? `${mount}: ${r.body.message}` : `${mount}: ${r.body.error || r.status}`;
+    await refresh();
+  }
+
+  async function uploadDeck(mount, file) {
+    result.textContent = `${mount}: uploading and rendering ${file.name}…`;
+    const r = await deckRequest("PUT", `/admin/decks?mount=${encodeURIComponent(mount)}&name=${encodeURIComponent(file.name)}`, file);
+    deckMount = mount;
+    result.textContent = r.ok ? `${mount}: ${file.name} ready, ${r.body.pages.length} pages` : `${mount}: ${r.body.error || r.status}`;
+    await refresh();
+  }
+
+  // The slide deck of a mount: upload a PDF, then step through its pages.
+  function deckPart(m, id, key) {
+    const deck = decks.get(m.mount);
+    const file = el("input", { type: "file", id: `${id}-deck`, accept: "application/pdf,.pdf", "data-key": key("deck-file") });
+    file.addEventListener("change", () => {
+      const f = file.files && file.files[0];
+      file.value = "";
+      if (f) uploadDeck(m.mount, f);
+    });
+    const upload = el("p", { class: "row" }, el("label", { for: file.id }, "Slide deck (PDF)"), file);
+    if (!deck) return el("div", { class: "deck" }, upload);
+    const n = deck.pages.length;
+    const button = (label, page, what) => {
+      const b = el("button", { type: "button", "data-key": key(`deck-${what}`), "data-deck-step": what }, label);
+      b.addEventListener("click", () => stepDeck(m.mount, page));
+      return b;
+    };
+    const cur = deck.page;
+    const shown = cur ? deck.pages[cur - 1] : null;
+    return el("div", { class: "deck", "data-deck": m.mount },
+      upload,
+      el("p", { class: "row" },
+        button("First", "first", "first"),
+        button("Previous", "prev", "prev"),
+        button(cur ? "Next" : "Show page 1", "next", "next"),
+        el("span", { class: "deck-page", "aria-live": "polite" }, cur ? `Page ${cur} of ${n}` : `${n} pages, none shown yet`),
+        el("a", { href: deck.pdf, download: deck.name || "deck.pdf" }, "PDF")),
+      shown ? el("img", { class: "deck-current", src: shown.url, alt: `Page ${cur} of the deck`, width: 320 }) : null,
+      el("p", { class: "tech" }, "Keys: Page Down, →, space: next; Page Up, ←: previous; Home: first."),
+    );
+  }
+
+  // A presenter remote sends these keys; not while typing or on a control that uses them.
+  document.addEventListener("keydown", (e) => {
+    const t = e.target;
+    if (e.altKey || e.ctrlKey || e.metaKey) return;
+    if (t && (t.tagName === "INPUT" || t.tagName === "SELECT" || t.tagName === "TEXTAREA")) return;
+    const page = { PageDown: "next", ArrowRight: "next", ArrowDown: "next", " ": "next", PageUp: "prev", ArrowLeft: "prev", ArrowUp: "prev", Home: "first" }[e.key];
+    if (!page) return;
+    // Space on a button presses it: leave that to the button.
+    if (e.key === " " && t && t.tagName === "BUTTON") return;
+    const mount = deckMount && decks.has(deckMount) ? deckMount : [...decks.keys()][0];
+    if (!mount) return;
+    e.preventDefault();
+    stepDeck(mount, page);
+  });
 
   async function command(path, params) {
     let r = await send(path, params);
@@ -131,6 +222,7 @@
       setTitle,
       dest.options.length ? move : null,
       el("p", {}, kill),
+      deckPart(m, id, key),
       clients.length ? table : el("p", { class: "muted" }, "No listeners."),
     );
   }
@@ -167,8 +259,11 @@
   }
 
   async function refresh() {
-    if (busy) return;
-    // Don't rebuild under someone typing a title.
+    if (busy) {
+      again = true;
+      return;
+    }
+    // Don't rebuild under someone typing a title (a file input's value is its chosen file).
     if (document.activeElement && document.activeElement.tagName === "INPUT" && document.activeElement.value) return;
     busy = true;
     try {
@@ -182,6 +277,9 @@
       for (const m of mounts) {
         const c = await json(`/admin/listclients.json?mount=${encodeURIComponent(m.mount)}`);
         const clients = c.ok ? c.body.icestats.source[0].clients : [];
+        const d = await json(`/api/v1/decks${encodeURI(m.mount)}`);
+        if (d.ok) decks.set(m.mount, d.body);
+        else decks.delete(m.mount);
         sections.push(mountSection(m, clients, mounts));
       }
       // A keyboard user's place and chosen destinations survive the rebuild.
@@ -203,6 +301,10 @@
       result.textContent = `Could not reach the server: ${e.message}`;
     } finally {
       busy = false;
+      if (again) {
+        again = false;
+        setTimeout(refresh, 0);
+      }
     }
   }
 

@@ -3,6 +3,7 @@
 //! than sleeping.
 #![allow(dead_code)]
 
+pub(crate) mod pdf;
 pub(crate) mod pki;
 
 use std::io::{BufRead, BufReader, Read, Write};

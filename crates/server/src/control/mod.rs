@@ -10,6 +10,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod api;
+pub(crate) mod decks;
 pub(crate) mod edges;
 pub(crate) mod events;
 pub(crate) mod slides;

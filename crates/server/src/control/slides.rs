@@ -33,7 +33,7 @@ use crate::control::admin;
 use crate::logging::{About, Kind, shown};
 use crate::mount_path::{self, MountPath};
 use crate::state::{Login, Shared};
-use crate::stream::slides::{AddError, ImageType, Limits, Slide, probe};
+use crate::stream::slides::{AddError, Added, ImageType, Limits, Slide, probe};
 use crate::wire::conn::Connection;
 use crate::wire::http::{JSON, Request, Response};
 
@@ -70,7 +70,7 @@ pub(crate) fn url(mount: &str, s: &Slide) -> String {
     )
 }
 
-fn view(mount: &str, s: &Slide) -> SlideView {
+pub(crate) fn view(mount: &str, s: &Slide) -> SlideView {
     SlideView {
         id: s.id,
         at: s.at_ms as f64 / 1000.0,
@@ -120,8 +120,58 @@ fn params(req: &Request) -> Result<Upload, String> {
 }
 
 /// A JSON message (`{"error": ...}`): every refusal of an upload.
-fn refusal(code: u16, message: &str) -> Response {
+pub(crate) fn refusal(code: u16, message: &str) -> Response {
     Response::new(code, JSON, json!({ "error": message }).to_string()).private()
+}
+
+/// The checks every slide and deck command starts with, in the admin order: the cross-site
+/// rule (403), then credentials through [`Shared::login`] (401, 429): the admin's, or the
+/// source credentials of the `mount` parameter. `command` names it in the log.
+pub(crate) fn authorize(
+    req: &Request,
+    peer: SocketAddr,
+    shared: &Shared,
+    command: &'static str,
+) -> Result<(), Response> {
+    if let Some(why) = admin::forgery(req, shared) {
+        if shared
+            .logs
+            .admit(Kind::CrossSite, About::PeerCommand(peer.ip(), command))
+        {
+            tracing::warn!(%peer, command, reason = ?why, "admin request refused by the cross-site rule");
+        }
+        return Err(refusal(403, &why.message()));
+    }
+    let mount_param = req
+        .query_param("mount")
+        .filter(|m| MountPath::parse(m).is_ok());
+    let login = shared.login(peer.ip(), req, || {
+        shared.is_admin(req)
+            || mount_param
+                .as_deref()
+                .is_some_and(|m| admin::is_mount_source(req, m, shared))
+    });
+    match login {
+        Login::Granted => Ok(()),
+        Login::Banned(left) => Err(Shared::banned_response(left).private()),
+        Login::Missing | Login::Wrong => {
+            if login == Login::Wrong
+                && shared
+                    .logs
+                    .admit(Kind::AdminCredentials, About::Peer(peer.ip()))
+            {
+                // The line fail2ban matches (docs/fail2ban/agora.conf): `peer` first.
+                tracing::warn!(
+                    %peer,
+                    command,
+                    mount = ?shown(mount_param.as_deref().unwrap_or("-")),
+                    "admin request refused: wrong credentials"
+                );
+            }
+            Err(refusal(401, "You need to authenticate")
+                .with_header("WWW-Authenticate", "Basic realm=\"Agora\""))
+        }
+    }
 }
 
 /// Answer an upload: `(response, keep_alive)`; `None` when the client left mid-body.
@@ -142,47 +192,8 @@ pub(crate) async fn upload(
         }
         refuse(code, why)
     };
-    if let Some(why) = admin::forgery(req, shared) {
-        if shared
-            .logs
-            .admit(Kind::CrossSite, About::PeerCommand(peer.ip(), "slides"))
-        {
-            tracing::warn!(%peer, command = "slides", reason = ?why, "admin request refused by the cross-site rule");
-        }
-        return refuse(403, &why.message());
-    }
-    let mount_param = req
-        .query_param("mount")
-        .filter(|m| MountPath::parse(m).is_ok());
-    let login = shared.login(peer.ip(), req, || {
-        shared.is_admin(req)
-            || mount_param
-                .as_deref()
-                .is_some_and(|m| admin::is_mount_source(req, m, shared))
-    });
-    match login {
-        Login::Granted => {}
-        Login::Banned(left) => {
-            return Some((Shared::banned_response(left).private(), false));
-        }
-        Login::Missing | Login::Wrong => {
-            if login == Login::Wrong
-                && shared
-                    .logs
-                    .admit(Kind::AdminCredentials, About::Peer(peer.ip()))
-            {
-                // The line fail2ban matches (docs/fail2ban/agora.conf): `peer` first.
-                tracing::warn!(
-                    %peer,
-                    command = "slides",
-                    mount = ?shown(mount_param.as_deref().unwrap_or("-")),
-                    "admin request refused: wrong credentials"
-                );
-            }
-            let resp = refusal(401, "You need to authenticate")
-                .with_header("WWW-Authenticate", "Basic realm=\"Agora\"");
-            return Some((resp, false));
-        }
+    if let Err(resp) = authorize(req, peer, shared, "slides") {
+        return Some((resp, false));
     }
     let up = match params(req) {
         Ok(up) => up,
@@ -236,6 +247,19 @@ pub(crate) async fn upload(
         }
         Err(e) => return refused(507, &e.to_string()),
     };
+    announce(shared, peer, &up.mount, &added);
+    let s = &added.slide;
+    let code = if added.new { 201 } else { 200 };
+    let body = serde_json::to_string(&view(&up.mount, s)).unwrap_or_default();
+    Some((
+        Response::new(code, JSON, body).private(),
+        req.wants_keep_alive(),
+    ))
+}
+
+/// A slide stored: counted, logged (bounded) and announced on `/events` (nothing for a known
+/// key's).
+pub(crate) fn announce(shared: &Shared, peer: SocketAddr, mount: &str, added: &Added) {
     let s = &added.slide;
     if added.new {
         shared.metrics.slides_stored.inc();
@@ -243,16 +267,13 @@ pub(crate) async fn upload(
             .metrics
             .slide_bytes_stored
             .inc_by(s.bytes.len() as u64);
-        if shared
-            .logs
-            .admit(Kind::SlideStored, About::Mount(&up.mount))
-        {
+        if shared.logs.admit(Kind::SlideStored, About::Mount(mount)) {
             for d in &added.dropped {
-                tracing::info!(mount = %shown(&up.mount), id = d.id, bytes = d.bytes.len(), "slide dropped to make room (max-slides-per-mount, max-slide-bytes-per-mount)");
+                tracing::info!(mount = %shown(mount), id = d.id, bytes = d.bytes.len(), "slide dropped to make room (max-slides-per-mount, max-slide-bytes-per-mount)");
             }
             tracing::info!(
                 %peer,
-                mount = %shown(&up.mount),
+                mount = %shown(mount),
                 id = s.id,
                 at = s.at_ms as f64 / 1000.0,
                 bytes = s.bytes.len(),
@@ -262,27 +283,21 @@ pub(crate) async fn upload(
             );
         }
         let data = json!({
-            "mount": up.mount,
+            "mount": mount,
             "id": s.id,
             "at": s.at_ms as f64 / 1000.0,
-            "url": url(&up.mount, s),
+            "url": url(mount, s),
         });
         let _ = shared
             .events
             .tx
             .send(format!("event: slide\ndata: {data}\n\n").into());
     }
-    let code = if added.new { 201 } else { 200 };
-    let body = serde_json::to_string(&view(&up.mount, s)).unwrap_or_default();
-    Some((
-        Response::new(code, JSON, body).private(),
-        req.wants_keep_alive(),
-    ))
 }
 
 /// Exactly `len` body bytes (those already in `rest` first) within [`BODY_TIMEOUT`]; what
 /// follows stays in `rest`. `Ok(None)`: the client left; `Err`: too slow.
-async fn read_body(
+pub(crate) async fn read_body(
     stream: &mut Connection,
     req: &Request,
     rest: &mut BytesMut,

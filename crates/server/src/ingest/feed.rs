@@ -9,7 +9,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use agora_format::{Demuxer, Event, Format, ogg_title::Retitler};
+use agora_format::{Demuxer, Event, Format, clock::StreamClock, ogg_title::Retitler};
 
 use crate::logging::{About, Kind, Limiter, shown};
 use crate::stream::ending::SourceEnd;
@@ -26,6 +26,8 @@ pub(crate) struct Ingest<'a> {
     reported_format: bool,
     /// Ingest bitrate (what the bandwidth caps and the metrics read).
     rate: Rate,
+    /// The stream's live edge in its own clock, stored in [`Mount::stream_ms`].
+    clock: StreamClock,
 }
 
 /// A source's bitrate over its last [`Rate::WINDOWS`] windows of [`Rate::WINDOW`] (12 s):
@@ -82,6 +84,7 @@ impl<'a> Ingest<'a> {
             titles: mount.settings().ogg_title_in_stream.then(Retitler::new),
             reported_format: false,
             rate: Rate::new(Instant::now()),
+            clock: StreamClock::new(),
         }
     }
 
@@ -95,7 +98,13 @@ impl<'a> Ingest<'a> {
             mount.ingest_bps.store(bps, Ordering::Relaxed);
         }
         self.demux.push(body);
-        drain(&mut self.demux, mount, self.logs, &mut self.titles)?;
+        drain(
+            &mut self.demux,
+            mount,
+            self.logs,
+            &mut self.titles,
+            &mut self.clock,
+        )?;
         if !self.reported_format
             && let Some(f) = self.demux.format()
         {
@@ -124,12 +133,16 @@ fn drain(
     mount: &Mount,
     logs: &Limiter,
     titles: &mut Option<Retitler>,
+    clock: &mut StreamClock,
 ) -> Result<(), SourceEnd> {
     let about = About::Mount(&mount.path);
     loop {
         match demux.poll() {
             Ok(None) => return Ok(()),
             Ok(Some(Event::Headers(h))) => {
+                if let Some(f) = demux.format() {
+                    clock.headers(f, &h);
+                }
                 if logs.admit(Kind::StreamHeaders, about) {
                     tracing::info!(mount = %mount.path, bytes = h.len(), codecs = %demux.info().subtype(), "stream headers");
                 }
@@ -159,6 +172,15 @@ fn drain(
             Ok(Some(Event::Chunk(c))) => {
                 if mount.format() != demux.format() {
                     mount.set_stream(demux.format(), demux.info());
+                }
+                if let Some(f) = demux.format() {
+                    clock.chunk(f, &c.bytes);
+                    if let Some(t) = clock.now() {
+                        let ms = u64::try_from(t.as_millis()).unwrap_or(Mount::NO_TIME - 1);
+                        mount
+                            .stream_ms
+                            .store(ms.min(Mount::NO_TIME - 1), Ordering::Relaxed);
+                    }
                 }
                 let bytes = match titles.as_mut().filter(|t| t.ready()) {
                     None => c.bytes,

@@ -349,6 +349,11 @@ pub(crate) struct Mount {
     pub(crate) bytes_sent_from_file: ShardedCounter,
     /// The source's bitrate over its last few seconds (bits/s), 0 without a source.
     pub(crate) ingest_bps: AtomicU64,
+    /// The live edge on the stream's own timeline (#15), in milliseconds: the media time of
+    /// the latest data the ingest framed (`agora_format::clock`), [`Mount::NO_TIME`] before
+    /// any or for a stream without timestamps (MP3, ADTS). What an operator's "now" is for a
+    /// slide of this mount (a deck's page stepped to).
+    pub(crate) stream_ms: AtomicU64,
     /// Listeners by id. A B-tree rather than a hash table: it grows in small nodes, where a
     /// table of 15,000 listeners is reallocated whole as it doubles (a lasting step in RSS),
     /// and it lists clients in id order for `listclients`.
@@ -374,6 +379,17 @@ pub(crate) enum MoveKind {
 }
 
 impl Mount {
+    /// [`Mount::stream_ms`] unknown.
+    pub(crate) const NO_TIME: u64 = u64::MAX;
+
+    /// The live edge on the stream's timeline, if the stream has told it.
+    pub(crate) fn stream_time(&self) -> Option<std::time::Duration> {
+        match self.stream_ms.load(Ordering::Relaxed) {
+            Mount::NO_TIME => None,
+            ms => Some(std::time::Duration::from_millis(ms)),
+        }
+    }
+
     fn new(path: String, policy: MountPolicy, changed: Arc<Notify>, tasks: TaskTracker) -> Self {
         let MountPolicy {
             settings,
@@ -427,6 +443,7 @@ impl Mount {
             bytes_sent: ShardedCounter::default(),
             bytes_sent_from_file: ShardedCounter::default(),
             ingest_bps: AtomicU64::new(0),
+            stream_ms: AtomicU64::new(Mount::NO_TIME),
             clients: Mutex::new(BTreeMap::new()),
             changed,
             inband_title: Mutex::new(None),

@@ -1,0 +1,348 @@
+//! Slide decks (#15, item 3), against the real binary and Debian's poppler-utils: a PDF
+//! written at test time (a page per slide, each showing its number as bars) uploaded with
+//! `agora slides upload`, rendered to page images of the expected size, the PDF offered
+//! back; stepping by the POST command moves the mount's current slide at the live stream's
+//! time (the slides list and `/events` show the page); a corrupt PDF, a file that is not a
+//! PDF, one with too many pages and an oversized one refused with their reasons while a
+//! listener of the mount decodes on and the server's memory stays bounded.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::pdf::make_pdf;
+use common::*;
+
+fn json(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("JSON ({e}): {}", String::from_utf8_lossy(body)))
+}
+
+fn auth(user: &str, pw: &str) -> String {
+    format!("Basic {}", b64(&format!("{user}:{pw}")))
+}
+
+/// A request with `body` (HTTP/1.0): (status, head, body), read leniently.
+fn send(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(90)))
+        .expect("timeout");
+    let mut head = format!("{method} {target} HTTP/1.0\r\nHost: test\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+    {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).expect("send head");
+    let _ = s.write_all(body);
+    split_response(&read_lenient(&mut s))
+}
+
+/// Width and height of an image, by ffprobe decoding it.
+fn probe_image(bytes: &[u8], dir: &std::path::Path, name: &str) -> (u64, u64) {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("write image");
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args(["-show_entries", "stream=width,height", "-of", "csv=p=0"])
+        .arg(&path)
+        .output()
+        .expect("ffprobe");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.trim().is_empty(),
+        "{name}: {err}"
+    );
+    let (w, h) = text.trim().split_once(',').expect("width,height");
+    (w.parse().expect("w"), h.parse().expect("h"))
+}
+
+/// Every `event: slide` frame of `/events`, read by a thread.
+struct SlideEvents(Arc<Mutex<Vec<serde_json::Value>>>);
+
+impl SlideEvents {
+    fn open(addr: SocketAddr) -> SlideEvents {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.write_all(request("GET", "/events", &[]).as_bytes())
+            .expect("send");
+        let head = read_head(&mut s);
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let out = seen.clone();
+        std::thread::spawn(move || {
+            let mut event = String::new();
+            for line in BufReader::new(s).lines().map_while(Result::ok) {
+                if let Some(e) = line.strip_prefix("event: ") {
+                    event = e.to_string();
+                } else if let Some(d) = line.strip_prefix("data: ")
+                    && event == "slide"
+                {
+                    out.lock()
+                        .expect("events")
+                        .push(serde_json::from_str(d).expect("slide event JSON"));
+                }
+            }
+        });
+        SlideEvents(seen)
+    }
+
+    fn wait_for(&self, url: &str) -> serde_json::Value {
+        let mut found = None;
+        wait_until(
+            &format!("event: slide {url}"),
+            Duration::from_secs(20),
+            || {
+                found = self
+                    .0
+                    .lock()
+                    .expect("events")
+                    .iter()
+                    .find(|e| e["url"] == url)
+                    .cloned();
+                found.is_some()
+            },
+        );
+        found.expect("found")
+    }
+}
+
+/// `POST /admin/decks/step?mount=/live.webm&page=PAGE` with the source's password.
+fn step(addr: SocketAddr, page: &str) -> serde_json::Value {
+    let (code, head, body) = send(
+        addr,
+        "POST",
+        &format!("/admin/decks/step?mount=/live.webm&page={page}"),
+        &[("Authorization", &auth("source", SOURCE_PW))],
+        b"",
+    );
+    assert_eq!(code, 200, "{head}{}", String::from_utf8_lossy(&body));
+    json(&body)
+}
+
+#[test]
+fn a_pdf_becomes_page_images_and_steps_move_the_mounts_slide() {
+    let dir = TempDir::new("agora-decks");
+    let agora = Agora::start();
+    let (_, file) = fixture("webm");
+    // ffmpeg -re sends the file from its time 0 in real time: the stream's live edge is about
+    // the time since it started.
+    let pushed = std::time::Instant::now();
+    let _push = ffmpeg_push(&agora, &file, "/live.webm", "webm", false);
+    agora.wait_mount("/live.webm");
+    let events = SlideEvents::open(agora.addr);
+    let pdf = make_pdf(5);
+    let path = dir.path().join("talk.pdf");
+    std::fs::write(&path, &pdf).expect("write pdf");
+    // Stepping before a deck: a clear 404.
+    let (code, _, body) = send(
+        agora.addr,
+        "POST",
+        "/admin/decks/step?mount=/live.webm&page=1",
+        &[("Authorization", &auth("source", SOURCE_PW))],
+        b"",
+    );
+    assert_eq!(code, 404, "{}", String::from_utf8_lossy(&body));
+
+    // The command line, with the password from the environment as `agora cast` takes it.
+    let out = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args(["slides", "upload", "--server"])
+        .arg(format!("http://{}", agora.addr))
+        .args(["--mount", "/live.webm"])
+        .arg(&path)
+        .env("AGORA_SOURCE_PASSWORD", SOURCE_PW)
+        .output()
+        .expect("agora slides upload");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deck = json(&out.stdout);
+    let pages = deck["pages"].as_array().expect("pages").clone();
+    assert_eq!(pages.len(), 5, "{deck}");
+    assert_eq!(deck["name"], "talk.pdf");
+    let mut images = Vec::new();
+    for (i, p) in pages.iter().enumerate() {
+        let url = p["url"].as_str().expect("url");
+        let (code, head, bytes) = http_get(agora.addr, url, &[]);
+        assert_eq!(code, 200, "{url}: {head}");
+        assert!(head.contains("immutable"), "{head}");
+        assert_eq!(
+            probe_image(&bytes, dir.path(), &format!("p{i}.png")),
+            (1920, 1080),
+            "{url}"
+        );
+        images.push(bytes);
+    }
+    // Five different pictures.
+    for i in 1..images.len() {
+        assert_ne!(images[i], images[i - 1], "pages {i} and {}", i + 1);
+    }
+    // The PDF, as uploaded.
+    let (code, head, back) = http_get(agora.addr, deck["pdf"].as_str().expect("pdf"), &[]);
+    assert_eq!(code, 200, "{head}");
+    assert!(head.contains("application/pdf"), "{head}");
+    assert_eq!(back, pdf);
+    // The API says the same.
+    let (code, _, api) = http_get(agora.addr, "/api/v1/decks/live.webm", &[]);
+    assert_eq!(code, 200);
+    assert_eq!(json(&api)["id"], deck["id"]);
+
+    // The mount's live edge, as the server reads it from the stream's Cluster timecodes.
+    let stream_time = || {
+        let (_, _, api) = http_get(agora.addr, "/api/v1/decks/live.webm", &[]);
+        json(&api)["stream_time"].as_f64()
+    };
+    wait_until("a stream time", Duration::from_secs(20), || {
+        stream_time().is_some()
+    });
+    // Stepping: page 3, then next (4), prev (3), first (1).
+    let mut last_at = 0.0;
+    for (page, want) in [("3", 3), ("next", 4), ("prev", 3), ("first", 1)] {
+        let before = stream_time().expect("stream time");
+        let r = step(agora.addr, page);
+        let after = stream_time().expect("stream time");
+        assert_eq!(r["page"], want, "{r}");
+        let slide = &r["slide"];
+        let url = slide["url"].as_str().expect("slide url");
+        // The mount's current slide is the page: announced, listed, the page's image.
+        let e = events.wait_for(url);
+        assert_eq!(e["mount"], "/live.webm");
+        let (_, _, bytes) = http_get(agora.addr, url, &[]);
+        assert_eq!(bytes, images[want - 1], "step {page}");
+        // At the live edge of the stream, which moves on.
+        let at = slide["at"].as_f64().expect("at");
+        assert!(at >= last_at, "{at} after {last_at}");
+        assert!(
+            before <= at && at <= after,
+            "slide at {at}, stream from {before} to {after}"
+        );
+        // ffmpeg -re sends the file from its time 0 in real time: the live edge is about the
+        // time since it started (within its cluster of about a second).
+        let wall = pushed.elapsed().as_secs_f64();
+        assert!(
+            (at - wall).abs() < 2.5,
+            "slide at {at}, {wall} s after the push started"
+        );
+        last_at = at;
+        let (_, _, list) = http_get(agora.addr, "/api/v1/slides/live.webm", &[]);
+        let list = json(&list);
+        let newest = list["slides"]
+            .as_array()
+            .expect("slides")
+            .iter()
+            .max_by(|a, b| a["at"].as_f64().partial_cmp(&b["at"].as_f64()).expect("at"))
+            .cloned()
+            .expect("a slide");
+        assert_eq!(newest["url"], url, "{list}");
+        let (_, _, api) = http_get(agora.addr, "/api/v1/decks/live.webm", &[]);
+        assert_eq!(json(&api)["page"], want);
+    }
+    // A page out of range, and a mount that is not live.
+    let (code, _, _) = send(
+        agora.addr,
+        "POST",
+        "/admin/decks/step?mount=/live.webm&page=6",
+        &[("Authorization", &auth("admin", ADMIN_PW))],
+        b"",
+    );
+    assert_eq!(code, 400);
+    let (code, _, _) = send(
+        agora.addr,
+        "POST",
+        "/admin/decks/step?mount=/live.webm&page=2",
+        &[("Authorization", &auth("source", "wrong"))],
+        b"",
+    );
+    assert_eq!(code, 401);
+}
+
+/// A refused deck: (what, body, extra headers, status, what its message says).
+type BadDeck<'a> = (&'a str, Vec<u8>, Vec<(&'a str, &'a str)>, u16, &'a str);
+
+#[test]
+fn bad_decks_are_refused_with_reasons_while_a_listener_decodes() {
+    let agora =
+        Agora::start_with_config("[server]\nmax-deck-bytes = 1048576\nmax-deck-pages = 4\n");
+    let (_, file) = fixture("webm");
+    let _push = ffmpeg_push(&agora, &file, "/live.webm", "webm", false);
+    agora.wait_mount("/live.webm");
+    let url = agora.url("/live.webm");
+    let listener = std::thread::spawn(move || assert_decodes(&url, 5));
+    let rss_before = rss_kib(agora.pid());
+    let source = auth("source", SOURCE_PW);
+    let target = "/admin/decks?mount=/live.webm";
+    let good = make_pdf(3);
+    let mut corrupt = good[..good.len() / 2].to_vec();
+    corrupt.extend_from_slice(&xorshift_bytes(4000, 5));
+    let cases: Vec<BadDeck> = vec![
+        ("corrupt", corrupt, vec![], 422, "cannot be read"),
+        (
+            "not a PDF",
+            xorshift_bytes(50_000, 9),
+            vec![],
+            415,
+            "not a PDF",
+        ),
+        ("too many pages", make_pdf(5), vec![], 422, "at most 4"),
+        (
+            "cross-site",
+            good.clone(),
+            vec![("Sec-Fetch-Site", "cross-site")],
+            403,
+            "another site",
+        ),
+    ];
+    for (what, body, extra, want, says) in &cases {
+        let mut headers = vec![("Authorization", source.as_str())];
+        headers.extend(extra.iter().copied());
+        let (code, head, text) = send(agora.addr, "PUT", target, &headers, body);
+        let text = String::from_utf8_lossy(&text);
+        assert_eq!(code, *want, "{what}: {head}{text}");
+        assert!(text.contains(says), "{what}: {text}");
+    }
+    // Too large: refused from its head, the body never taken in (100 MiB announced).
+    for _ in 0..10 {
+        let (code, head, text) = send(
+            agora.addr,
+            "PUT",
+            target,
+            &[("Authorization", &source), ("Content-Length", "104857600")],
+            &xorshift_bytes(256 * 1024, 3),
+        );
+        assert_eq!(code, 413, "{head}");
+        assert!(String::from_utf8_lossy(&text).contains("max-deck-bytes"));
+    }
+    // Nothing kept; a good one still goes through after all that.
+    assert_eq!(http_get(agora.addr, "/api/v1/decks/live.webm", &[]).0, 404);
+    let (code, head, text) = send(
+        agora.addr,
+        "PUT",
+        target,
+        &[("Authorization", &source)],
+        &good,
+    );
+    assert_eq!(code, 201, "{head}{}", String::from_utf8_lossy(&text));
+    let rss_after = rss_kib(agora.pid());
+    assert!(
+        rss_after < rss_before + 48 * 1024,
+        "RSS grew from {rss_before} KiB to {rss_after} KiB"
+    );
+    listener.join().expect("the listener decoded");
+}
