@@ -27,6 +27,29 @@ pub(crate) fn make_pdf(pages: usize) -> Vec<u8> {
             draw.len()
         ));
     }
+    assemble(&objects, "")
+}
+
+/// A one-page PDF encrypted with the standard handler, whose empty user password is not the
+/// password (the keys are made up): a reader asks for a password.
+pub(crate) fn make_encrypted_pdf() -> Vec<u8> {
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_string(),
+        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>".into(),
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 960 540] >>".into(),
+        format!(
+            "<< /Filter /Standard /V 1 /R 2 /O <{}> /U <{}> /P -4 >>",
+            "11".repeat(32),
+            "22".repeat(32)
+        ),
+    ];
+    let id = "ab".repeat(16);
+    assemble(&objects, &format!("/Encrypt 4 0 R /ID [<{id}><{id}>]"))
+}
+
+/// Objects 1.. (object 1 the catalog) with a cross-reference table giving each one's byte
+/// offset, and a trailer (`trailer_extra` added to its dictionary).
+fn assemble(objects: &[String], trailer_extra: &str) -> Vec<u8> {
     let mut out = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n".to_vec();
     let mut offsets = Vec::new();
     for (i, o) in objects.iter().enumerate() {
@@ -42,7 +65,7 @@ pub(crate) fn make_pdf(pages: usize) -> Vec<u8> {
     }
     out.extend_from_slice(
         format!(
-            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            "trailer\n<< /Size {} /Root 1 0 R {trailer_extra} >>\nstartxref\n{xref}\n%%EOF\n",
             objects.len() + 1
         )
         .as_bytes(),
