@@ -1478,6 +1478,10 @@ mod tests {
     fn slide_limits_are_checked_and_data_dir_is_relative_to_the_file() {
         let c = Config::default();
         assert_eq!(c.server.max_slide_bytes, 8 << 20);
+        assert_eq!(
+            (c.server.max_deck_bytes, c.server.max_deck_pages),
+            (64 << 20, 300)
+        );
         assert!(c.validate().is_ok() && c.server.data_dir.is_none());
         for (toml, says) in [
             ("max-slide-bytes = 100", "max-slide-bytes"),
@@ -1488,6 +1492,9 @@ mod tests {
             ),
             ("max-slide-bytes-total = 1024", "max-slide-bytes-total"),
             ("data-dir = \"\"", "data-dir"),
+            ("max-deck-bytes = 100", "max-deck-bytes"),
+            ("max-deck-pages = 0", "max-deck-pages"),
+            ("max-deck-pages = 5000", "max-deck-pages"),
         ] {
             let c = Config::from_toml(&format!("[server]\n{toml}\n")).expect("parses");
             let err = c.validate().expect_err(toml).to_string();

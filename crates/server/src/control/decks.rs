@@ -22,7 +22,7 @@ use bytes::BytesMut;
 use serde_json::json;
 
 use crate::control::slides::{self, BODY_TIMEOUT, authorize, refusal};
-use crate::logging::shown;
+use crate::logging::{About, Kind, shown};
 use crate::mount_path::{self, MountPath};
 use crate::state::Shared;
 use crate::stream::decks::{Deck, render};
@@ -117,8 +117,14 @@ pub(crate) async fn upload(
     rest: &mut BytesMut,
     shared: &Arc<Shared>,
 ) -> Option<(Response, bool)> {
+    // Bounded like the slides' refusals: an address sending bad decks makes a few lines.
     let refused = |code: u16, why: &str| {
-        tracing::warn!(%peer, code, mount = ?shown(&req.query_param("mount").unwrap_or_default()), "deck refused: {why}");
+        if shared
+            .logs
+            .admit(Kind::SlideRefused, About::Peer(peer.ip()))
+        {
+            tracing::warn!(%peer, code, mount = ?shown(&req.query_param("mount").unwrap_or_default()), "deck refused: {why}");
+        }
         Some((refusal(code, why), false))
     };
     if let Err(resp) = authorize(req, peer, shared, "decks") {

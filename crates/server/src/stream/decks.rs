@@ -130,7 +130,10 @@ pub(crate) async fn render(
     if !pdf.starts_with(b"%PDF-") {
         return Err(RenderError::NotPdf);
     }
-    let _turn = turns.acquire().await.map_err(|_| RenderError::Timeout(0))?;
+    let _turn = turns
+        .acquire()
+        .await
+        .map_err(|_| RenderError::Renderer("the server is stopping".into()))?;
     let dir = std::env::temp_dir().join(format!(
         "agora-deck-{}-{}",
         std::process::id(),
