@@ -82,6 +82,9 @@ pub enum PlayoutError {
 struct Unit {
     bytes: Bytes,
     end: Duration,
+    /// Ogg: the clock of the page's logical stream, to move its granule position on in later
+    /// passes.
+    clock: Option<Clock>,
 }
 
 /// A file cut into timed units, ready to be played in a loop (see the module documentation).
@@ -161,7 +164,7 @@ impl Playout {
         head.into_iter().chain(
             self.units
                 .iter()
-                .map(move |u| (offset + u.end, self.rewrite(n, &u.bytes))),
+                .map(move |u| (offset + u.end, self.rewrite(n, u))),
         )
     }
 
@@ -174,7 +177,8 @@ impl Playout {
         out.freeze()
     }
 
-    fn rewrite(&self, n: u64, unit: &Bytes) -> Bytes {
+    fn rewrite(&self, n: u64, unit: &Unit) -> Bytes {
+        let (clock, unit) = (unit.clock, &unit.bytes);
         if n == 0 {
             return unit.clone();
         }
@@ -185,6 +189,21 @@ impl Playout {
                 let mut page = BytesMut::from(&unit[..]);
                 let serial = u32::from_le_bytes([page[14], page[15], page[16], page[17]]);
                 page[14..18].copy_from_slice(&serial.wrapping_add(step).to_le_bytes());
+                // Granule positions moved on by the passes before, as WebM timecodes are: the
+                // slate's timeline keeps going as a live source's does, so a player moved onto
+                // it mid-pass (a fallback) does not see its time go back to the file's start
+                // (ffmpeg's own correction then repeated a timestamp). Header pages (granule 0)
+                // and pages where no packet ends (all ones) stay as they are.
+                let mut g = [0u8; 8];
+                g.copy_from_slice(&page[6..14]);
+                let granule = u64::from_le_bytes(g);
+                if let Some(clock) = clock
+                    && granule != 0
+                    && granule != u64::MAX
+                {
+                    let moved = granule.saturating_add(clock.granules(self.period, n));
+                    page[6..14].copy_from_slice(&moved.to_le_bytes());
+                }
                 let crc = crc::ogg_page_crc(&page);
                 page[22..26].copy_from_slice(&crc.to_le_bytes());
                 page.freeze()
@@ -236,6 +255,7 @@ fn mpeg_units(file: &[u8], mp3: bool) -> Result<(Vec<Unit>, Duration), PlayoutEr
                     u64::from(h.samples) * 1_000_000_000 / u64::from(h.sample_rate),
                 );
                 units.push(Unit {
+                    clock: None,
                     bytes: c.bytes,
                     end,
                 });
@@ -312,6 +332,20 @@ impl Clock {
         }
     }
 
+    /// What `n` passes of `period` add to a granule position of this clock.
+    pub(crate) fn granules(self, period: Duration, n: u64) -> u64 {
+        let span = period.as_nanos().saturating_mul(u128::from(n));
+        let moved = match self {
+            Clock::Samples(rate) => span * u128::from(rate) / 1_000_000_000,
+            // Whole frames on the keyframe number: the granule of a frame `k` frames later.
+            Clock::Theora { shift, num, den } if shift < 64 && den > 0 => {
+                (span * u128::from(num) / u128::from(den) / 1_000_000_000) << shift
+            }
+            Clock::Theora { .. } => 0,
+        };
+        u64::try_from(moved).unwrap_or(u64::MAX)
+    }
+
     pub(crate) fn time(self, granule: u64) -> Duration {
         let nanos = match self {
             Clock::Samples(rate) => u128::from(granule) * 1_000_000_000 / u128::from(rate),
@@ -383,7 +417,12 @@ fn ogg_units(file: &Bytes) -> Result<(Vec<Unit>, Duration), PlayoutError> {
             timed = true;
             end = end.max(base + clock.time(granule));
         }
-        units.push(Unit { bytes: page, end });
+        let clock = clocks.get(&serial).copied();
+        units.push(Unit {
+            bytes: page,
+            end,
+            clock,
+        });
         p += len;
     }
     if units.is_empty() {
@@ -590,6 +629,7 @@ fn webm_units(file: &[u8]) -> Result<Webm, PlayoutError> {
     let units = clusters
         .into_iter()
         .map(|(bytes, t)| Unit {
+            clock: None,
             bytes: bytes.freeze(),
             end: time(u64::try_from(t - first).unwrap_or(0)),
         })
@@ -743,5 +783,42 @@ mod tests {
             Playout::new(Bytes::from_static(b"fLaC\0\0\0\0")).map(|_| ()),
             Err(PlayoutError::UnknownFormat)
         );
+    }
+}
+
+#[cfg(test)]
+mod granule_tests {
+    use super::*;
+
+    /// A later pass's pages carry granule positions moved on by the passes before (the
+    /// slate's time keeps going, as a live source's), the CRC right; header pages keep 0.
+    #[test]
+    fn later_passes_move_ogg_granules_on() {
+        let file = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fuzz/corpus/playout/seed-opus"
+        ))
+        .expect("the Opus seed");
+        let p = Playout::new(Bytes::from(file)).expect("plays");
+        let granules = |n: u64| -> Vec<u64> {
+            p.pass(n)
+                .map(|(_, page)| {
+                    assert_eq!(
+                        crc::ogg_page_crc(&page),
+                        u32::from_le_bytes([page[22], page[23], page[24], page[25]])
+                    );
+                    u64::from_le_bytes(page[6..14].try_into().expect("8 bytes"))
+                })
+                .collect()
+        };
+        let (first, third) = (granules(0), granules(2));
+        let step = Clock::Samples(48_000).granules(p.period(), 2);
+        assert!(step > 0);
+        for (a, b) in first.iter().zip(&third) {
+            match *a {
+                0 | u64::MAX => assert_eq!(a, b),
+                a => assert_eq!(a + step, *b),
+            }
+        }
     }
 }
