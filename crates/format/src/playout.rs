@@ -9,7 +9,7 @@
 //! | format | unit | its end | a later pass |
 //! |---|---|---|---|
 //! | MP3, AAC-ADTS | a frame | samples so far / sample rate | the same frames: frames simply continue |
-//! | Ogg | a page | its granule position, per codec (Opus, Vorbis, FLAC, Speex, Theora) | a new chain: every page's serial moved (and its CRC recomputed), headers included |
+//! | Ogg | a page | its granule position, per codec (Opus, Vorbis, FLAC, Speex, Theora) | a new chain: every page's serial moved and its granule position moved on by the passes before (the CRC recomputed), headers included |
 //! | WebM | a Cluster | its last block's timecode | Clusters only, their timecodes moved on by one pass |
 //!
 //! - MPEG: ID3v2 tags and a first frame that is a Xing/Info/VBRI tag (a file's length and seek
