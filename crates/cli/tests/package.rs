@@ -169,6 +169,7 @@ fn the_package_holds_the_binary_a_sandboxed_unit_a_conffile_and_the_docs() {
         "Package: agora",
         "Section: net",
         "Depends: libc6",
+        "Recommends: poppler-utils",
         "Suggests: ffmpeg",
     ] {
         assert!(info.contains(field), "no {field:?} in\n{info}");
