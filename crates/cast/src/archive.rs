@@ -39,6 +39,12 @@ pub fn slides_dir(dir: &Path, name: &str, started: time::OffsetDateTime) -> Path
     dir.join(format!("{}_{}_slides", slug(name), stamp(started)))
 }
 
+/// `DIR/<name>_<YYYY-MM-DDTHH-MM-SS>.html`: the page that plays the cast's archive file with its
+/// slides (see [`crate::slides::page`]).
+pub fn page_path(dir: &Path, name: &str, started: time::OffsetDateTime) -> PathBuf {
+    dir.join(format!("{}_{}.html", slug(name), stamp(started)))
+}
+
 fn stamp(started: time::OffsetDateTime) -> String {
     format!(
         "{:04}-{:02}-{:02}T{:02}-{:02}-{:02}",
@@ -174,6 +180,10 @@ mod tests {
         assert_eq!(
             slides_dir(Path::new("/a"), "PyCon FR", t),
             PathBuf::from("/a/PyCon-FR_2026-11-24T09-05-03_slides")
+        );
+        assert_eq!(
+            page_path(Path::new("/a"), "PyCon FR", t),
+            PathBuf::from("/a/PyCon-FR_2026-11-24T09-05-03.html")
         );
     }
 

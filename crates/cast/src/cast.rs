@@ -33,11 +33,11 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::CastError;
-use crate::archive::{Archive, archive_path, slides_dir};
+use crate::archive::{Archive, archive_path, page_path, slides_dir};
 use crate::encoder::Encoder;
 use crate::hub::Hub;
 use crate::preset::{AudioDevice, Encoding, Input, ffmpeg_args, muxer_for_extension};
-use crate::slides::{SlideStats, Slides, SlidesConfig};
+use crate::slides::{PagePlan, SlideStats, Slides, SlidesConfig};
 use crate::target::{self, TargetConfig, TargetState, TargetStats};
 
 /// How the cast reports progress.
@@ -209,7 +209,17 @@ pub async fn run(cfg: CastConfig, stop: CancellationToken) -> Result<Outcome, Ca
     // The moment the stream's first byte was read: time 0 of the stream's timeline, for the
     // slides.
     let (first_byte, live_start) = watch::channel(None);
+    // The archive file once open, for the slides' player page.
+    let (archive_opened, archive_media) = watch::channel(None);
     let slides_stop = CancellationToken::new();
+    let page = cfg
+        .slides
+        .as_ref()
+        .and(cfg.archive_dir.as_ref())
+        .map(|d| PagePlan {
+            path: page_path(d, &cfg.name, cfg.started),
+            media: archive_media,
+        });
     let slides = match &cfg.slides {
         None => None,
         Some(s) => {
@@ -221,6 +231,7 @@ pub async fn run(cfg: CastConfig, stop: CancellationToken) -> Result<Outcome, Ca
             Some(Slides::start(
                 s,
                 dir,
+                page.clone(),
                 &endpoints,
                 cfg.started.unix_timestamp().to_string(),
                 live_start,
@@ -250,6 +261,7 @@ pub async fn run(cfg: CastConfig, stop: CancellationToken) -> Result<Outcome, Ca
             read_total: &read_total,
             archive_written: &archive_written,
             first_byte: &first_byte,
+            archive_opened: &archive_opened,
         },
         &stop,
     )
@@ -305,6 +317,14 @@ pub async fn run(cfg: CastConfig, stop: CancellationToken) -> Result<Outcome, Ca
             result = closed;
         }
     }
+    // The player page, from the slides' final index (it was rewritten at each slide, but the
+    // recording may have opened after the first ones).
+    if let (Some(p), Some(dir)) = (&page, &cfg.archive_dir) {
+        p.write(&slides_dir(dir, &cfg.name, cfg.started));
+        if p.path.is_file() {
+            tracing::info!(path = %p.path.display(), "the recording with its slides: open this page");
+        }
+    }
     if result.is_ok() && all_refused.load(Ordering::Relaxed) {
         result = Err(CastError::Refused(
             stats
@@ -333,6 +353,8 @@ struct Progress<'a> {
     archive_written: &'a AtomicU64,
     /// The moment of the stream's first byte (time 0 of its timeline, for the slides).
     first_byte: &'a watch::Sender<Option<Instant>>,
+    /// The archive file, once open (for the slides' player page).
+    archive_opened: &'a watch::Sender<Option<PathBuf>>,
 }
 
 type PumpResult = Result<Option<Archive>, (Option<Archive>, CastError)>;
@@ -350,6 +372,7 @@ async fn pump(
         read_total,
         archive_written,
         first_byte,
+        archive_opened,
     } = progress;
     // With a known encoding the archive opens now; passing a stream through, it opens when the
     // format and the frame size are known, and the bytes before are held (bounded: the sniff
@@ -362,6 +385,7 @@ async fn pump(
         };
         let a = Archive::create(archive_path(dir, &cfg.name, cfg.started, &size, ext))?;
         tracing::info!(path = %a.path.display(), "archiving");
+        archive_opened.send_replace(Some(a.path.clone()));
         Ok(Some(a))
     };
     if let Some(e) = &cfg.live {

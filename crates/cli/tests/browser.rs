@@ -15,6 +15,9 @@
 //! Issue #15's slides panel: `the_watch_pages_slides_follow_playback` leaves
 //! `watch-slides.png` the same way (`-E 'test(slides_follow)'`).
 //!
+//! Issue #15's archive: `the_archives_page_plays_the_recording_with_its_slides` opens the
+//! player page `agora cast --slides --archive-dir` leaves beside the recording, from `file://`.
+//!
 //! Issue #14's first hour: the embed snippet in another site's frame shows the player alone,
 //! whole, at any size; a "click for sound" control unmutes in one click or key press; the
 //! Theora notice is one sentence; the admin page offers moves only between mounts of one
@@ -2091,6 +2094,241 @@ fn the_watch_pages_slides_follow_playback() {
         )
         .await;
         assert_controls_named(&c, "the radio's watch page").await;
+        c.close().await.expect("close");
+    });
+}
+
+/// A 9 s talk for `agora cast --slides`: three stills of 3 s each (a red box, a blue box, a
+/// purple bar on yellow) over a tone.
+fn three_slide_talk(dir: &Path) -> PathBuf {
+    let out = dir.join("talk.mkv");
+    let still = |bg: &str, b: &str| format!("color=c={bg}:s=1280x720:r=25:d=3,drawbox={b}:t=fill");
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i"])
+        .arg(still("white", "x=100:y=100:w=400:h=200:color=red"))
+        .args(["-f", "lavfi", "-i"])
+        .arg(still("white", "x=600:y=300:w=400:h=200:color=blue"))
+        .args(["-f", "lavfi", "-i"])
+        .arg(still("yellow", "x=300:y=100:w=200:h=500:color=purple"))
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:sample_rate=48000:d=9",
+        ])
+        .args([
+            "-filter_complex",
+            "[0:v][1:v][2:v]concat=n=3:v=1:a=0,format=yuv420p[v]",
+        ])
+        .args([
+            "-map",
+            "[v]",
+            "-map",
+            "3:a",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ])
+        .args(["-g", "25", "-c:a", "aac"])
+        .arg(&out)
+        .status()
+        .expect("ffmpeg");
+    assert!(status.success(), "making the synthetic talk failed");
+    out
+}
+
+/// The media, the slide shown (its image's file name, once loaded) and the buttons' state.
+const ARCHIVE_PAGE_STATE: &str = "
+    const m = document.getElementById('player'), i = document.getElementById('slide');
+    const file = !i.hidden && i.complete && i.naturalWidth > 0
+      ? decodeURIComponent(new URL(i.src).pathname.split('/').pop()) : null;
+    return {ready: m.readyState, duration: m.duration, time: m.currentTime, seeking: m.seeking,
+            tag: m.tagName, file, error: m.error && m.error.message,
+            prev: document.getElementById('prev').disabled,
+            next: document.getElementById('next').disabled};";
+
+/// Issue #15, item 5: `agora cast --slides --archive-dir` leaves a player page beside the
+/// recording; opened from `file://`, it plays the recording with the slide of each moment.
+#[test]
+fn the_archives_page_plays_the_recording_with_its_slides() {
+    let dir = TempDir::new("browser-archive-page");
+    let talk = three_slide_talk(dir.path());
+    let archive = dir.path().join("archive");
+    let log = dir.path().join("cast.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agora"))
+        .arg("cast")
+        .arg("--input")
+        .arg(&talk)
+        .args(["--preset", "webm", "--name", "talk", "--slides"])
+        .arg(&talk)
+        .args(["--slides-min-interval", "1", "--archive-dir"])
+        .arg(&archive)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("agora cast");
+    let mut status = None;
+    wait_until("the cast to end", Duration::from_secs(60), || {
+        status = child.try_wait().expect("wait");
+        status.is_some()
+    });
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "agora cast failed\n{text}"
+    );
+
+    let files: Vec<PathBuf> = std::fs::read_dir(&archive)
+        .expect("archive")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    let with_ext = |ext: &str| {
+        files
+            .iter()
+            .find(|p| p.extension().is_some_and(|e| e == ext))
+            .unwrap_or_else(|| panic!("no .{ext} in {files:?}\n{text}"))
+            .clone()
+    };
+    let page = with_ext("html");
+    let recording = with_ext("webm");
+    let stem = recording.file_stem().expect("stem").to_string_lossy();
+    assert!(
+        stem.starts_with(page.file_stem().expect("stem").to_string_lossy().as_ref()),
+        "{page:?} beside {recording:?}"
+    );
+    let slides_dir = files
+        .iter()
+        .find(|p| p.to_string_lossy().ends_with("_slides"))
+        .expect("slides folder");
+    let index = std::fs::read_to_string(slides_dir.join("index.tsv")).expect("index");
+    let rows: Vec<(f64, String)> = index
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let (t, f) = l.split_once('\t').expect("a TSV line");
+            (t.parse().expect("a time"), f.to_string())
+        })
+        .collect();
+    assert!(
+        rows.len() >= 3,
+        "three stills, three slides: {index}\n{text}"
+    );
+
+    let profile = dir.path().join("profile");
+    std::fs::create_dir_all(&profile).expect("profile dir");
+    let (_driver, driver_url) = chromedriver(dir.path());
+    runtime().block_on(async {
+        let c = browser(&driver_url, &profile).await;
+        c.goto(&format!("file://{}", page.display()))
+            .await
+            .expect("open the page");
+        // A live WebM's length is known once the page has had the browser look at its end.
+        let loaded = wait_js(
+            &c,
+            "the recording's length",
+            ARCHIVE_PAGE_STATE,
+            Duration::from_secs(20),
+            |v| {
+                v["ready"].as_u64().is_some_and(|r| r >= 1)
+                    && v["duration"].is_f64()
+                    && v["time"] == json!(0)
+                    && v["seeking"] == json!(false)
+            },
+        )
+        .await;
+        assert_eq!(loaded["tag"], json!("VIDEO"));
+        let duration = loaded["duration"].as_f64().expect("a duration");
+        assert!(duration > rows[rows.len() - 1].0, "{loaded}: {rows:?}");
+        assert_controls_named(&c, "the archive's page").await;
+
+        // Seeking: just after each slide's time, that slide; back to the first at the end.
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.push(0);
+        for i in order {
+            let (at, file) = &rows[i];
+            let t = (at + 0.3).min(duration - 0.05);
+            c.execute(
+                "document.getElementById('player').currentTime = arguments[0];",
+                vec![json!(t)],
+            )
+            .await
+            .expect("seek");
+            let what = format!("slide {file} after a seek to {t:.2}");
+            wait_js(
+                &c,
+                &what,
+                ARCHIVE_PAGE_STATE,
+                Duration::from_secs(10),
+                |v| v["seeking"] == json!(false) && v["file"].as_str() == Some(file.as_str()),
+            )
+            .await;
+        }
+
+        // Next and previous step the slides and take the recording to each one's time.
+        let next = c.find(fantoccini::Locator::Id("next")).await.expect("next");
+        let prev = c.find(fantoccini::Locator::Id("prev")).await.expect("prev");
+        for (at, file) in rows.iter().skip(1) {
+            next.click().await.expect("click next");
+            let v = wait_js(
+                &c,
+                &format!("next: {file}"),
+                ARCHIVE_PAGE_STATE,
+                Duration::from_secs(10),
+                |v| v["seeking"] == json!(false) && v["file"].as_str() == Some(file.as_str()),
+            )
+            .await;
+            assert!(
+                (v["time"].as_f64().expect("time") - at).abs() < 0.1,
+                "{v}, slide at {at}"
+            );
+        }
+        let last = wait_js(
+            &c,
+            "next disabled at the last slide",
+            ARCHIVE_PAGE_STATE,
+            Duration::from_secs(5),
+            |v| v["next"] == json!(true),
+        )
+        .await;
+        assert_eq!(last["prev"], json!(false));
+        for i in (0..rows.len() - 1).rev() {
+            prev.click().await.expect("click previous");
+            let file = &rows[i].1;
+            wait_js(
+                &c,
+                &format!("previous: {file}"),
+                ARCHIVE_PAGE_STATE,
+                Duration::from_secs(10),
+                |v| v["seeking"] == json!(false) && v["file"].as_str() == Some(file.as_str()),
+            )
+            .await;
+        }
+
+        // Not following playback, the buttons browse the slides and leave the recording be.
+        c.find(fantoccini::Locator::Id("follow"))
+            .await
+            .expect("follow")
+            .click()
+            .await
+            .expect("click follow");
+        let before = c.execute(ARCHIVE_PAGE_STATE, vec![]).await.expect("state");
+        next.click().await.expect("click next");
+        let after = wait_js(
+            &c,
+            "next, not following",
+            ARCHIVE_PAGE_STATE,
+            Duration::from_secs(10),
+            |v| v["file"].as_str() == Some(rows[1].1.as_str()),
+        )
+        .await;
+        assert_eq!(
+            after["time"], before["time"],
+            "the recording stays where it was"
+        );
         c.close().await.expect("close");
     });
 }

@@ -6,7 +6,8 @@
 //!
 //! Checked: the archive's `index.tsv` holds each still exactly once, at its time within one
 //! second, each image decodes at the source's 1280x720; the motion gives at most one slide
-//! per `--slides-min-interval` (2 s); the server lists the same slides with the same times;
+//! per `--slides-min-interval` (2 s); the player page beside the recording has every slide of
+//! the index; the server lists the same slides with the same times;
 //! and with the server down for the first part of the cast, every slide reaches it later,
 //! once.
 
@@ -212,6 +213,23 @@ fn check_archive(archive: &Path, log: &str) -> Vec<f64> {
     );
     // 6 s of motion, at most one slide per 2 s (and the burst's last frame).
     assert!(motion <= 4, "{motion} slides during the motion: {slides:?}");
+    // The player page beside the recording names every slide of the index (the browser test
+    // plays it).
+    let page = std::fs::read_dir(archive)
+        .expect("archive")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "html"))
+        .unwrap_or_else(|| panic!("no player page in the archive\n{log}"));
+    let html = std::fs::read_to_string(&page).expect("page");
+    for (at, path) in &slides {
+        let file = path.file_name().expect("name").to_string_lossy();
+        assert!(
+            html.contains(&format!("{{\"at\":{at:.3},\"file\":\"{file}\"}}")),
+            "{file} at {at} in {}",
+            page.display()
+        );
+    }
     slides.iter().map(|(t, _)| *t).collect()
 }
 

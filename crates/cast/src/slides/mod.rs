@@ -10,6 +10,7 @@
 //!                         pick::Picker (settle, min interval) ─► WebP ─► Slide { at, key }
 //!                                                                           │
 //!                                         store: ARCHIVE/<name>_<stamp>_slides/ + index.tsv
+//!                                               page: ARCHIVE/<name>_<stamp>.html (a player)
 //!                                                                           │
 //!                                               send: a queue and a task per server ─► PUT
 //! ```
@@ -30,12 +31,13 @@
 
 pub mod capture;
 pub mod image;
+pub mod page;
 pub mod pick;
 pub mod send;
 pub mod source;
 pub mod store;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -119,11 +121,13 @@ pub struct Slides {
 
 impl Slides {
     /// Starts the capture, the archive folder (`archive`) and a sender per endpoint.
-    /// `live_start` becomes the moment the live stream's first byte was read; `capture_stop`
+    /// With `page`, the player page is rewritten after each archived slide once the recording's
+    /// path is known. `live_start` becomes the moment the live stream's first byte was read; `capture_stop`
     /// ends the capture (the cast is ending). `key_prefix` is the cast's own part of each key.
     pub fn start(
         cfg: &SlidesConfig,
         archive: Option<PathBuf>,
+        page: Option<PagePlan>,
         endpoints: &[Endpoint],
         key_prefix: String,
         live_start: watch::Receiver<Option<Instant>>,
@@ -170,6 +174,7 @@ impl Slides {
         };
         let publisher = Publisher {
             store,
+            page,
             txs,
             stats: stats.clone(),
             key_prefix,
@@ -217,6 +222,7 @@ impl Slides {
 /// Turns candidates into slides: picking, the clock, WebP, archive, senders.
 struct Publisher {
     store: Option<Store>,
+    page: Option<PagePlan>,
     txs: Vec<mpsc::UnboundedSender<Slide>>,
     stats: Arc<SlideStats>,
     key_prefix: String,
@@ -313,7 +319,12 @@ impl Publisher {
         };
         if let Some(store) = &mut self.store {
             match store.save(&slide) {
-                Ok(p) => slide.archived = Some(p),
+                Ok(p) => {
+                    slide.archived = Some(p);
+                    if let Some(page) = &self.page {
+                        page.write(store.dir());
+                    }
+                }
                 Err(e) => tracing::error!(
                     dir = %store.dir().display(),
                     "slide {index} could not be archived: {e}"
@@ -324,6 +335,29 @@ impl Publisher {
         self.stats.captured.fetch_add(1, Ordering::Relaxed);
         for tx in &self.txs {
             let _ = tx.send(slide.clone());
+        }
+    }
+}
+
+/// Where the archive's player page goes, and the recording it plays once that is open (a
+/// stream passed through opens its archive when its format is known).
+#[derive(Debug, Clone)]
+pub struct PagePlan {
+    /// The page's path.
+    pub path: PathBuf,
+    /// The archive file, once open.
+    pub media: watch::Receiver<Option<PathBuf>>,
+}
+
+impl PagePlan {
+    /// Rewrites the page from the slides folder `slides`, if the recording is open; a failure is
+    /// logged (the index and the images are what the archive keeps).
+    pub fn write(&self, slides: &Path) {
+        let media = self.media.borrow().clone();
+        if let Some(media) = media
+            && let Err(e) = page::write(&self.path, &media, slides)
+        {
+            tracing::warn!(path = %self.path.display(), "the archive's player page: {e}");
         }
     }
 }
