@@ -1622,6 +1622,183 @@ fn the_admin_page_uploads_a_deck_and_steps_it_by_buttons_and_remote_keys() {
     });
 }
 
+/// Uploads a PDF as the mount's deck with the source's credentials: the deck's JSON.
+fn upload_deck(agora: &Agora, mount: &str, pdf: &[u8]) -> Value {
+    use std::io::Write;
+    let mut s = TcpStream::connect(agora.addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(90)))
+        .expect("timeout");
+    let head = format!(
+        "PUT /admin/decks?mount={mount}&name=talk.pdf HTTP/1.0\r\nHost: test\r\nAuthorization: {}\r\n\
+         Content-Type: application/pdf\r\nContent-Length: {}\r\n\r\n",
+        source_auth(),
+        pdf.len()
+    );
+    s.write_all(head.as_bytes()).expect("send head");
+    s.write_all(pdf).expect("send the PDF");
+    let (code, head, body) = split_response(&read_lenient(&mut s));
+    assert_eq!(
+        code,
+        201,
+        "deck upload: {head}{}",
+        String::from_utf8_lossy(&body)
+    );
+    serde_json::from_slice(&body).expect("deck JSON")
+}
+
+/// #15, end to end in two browsers: the operator steps a deck on the admin page (one Chromium)
+/// while a viewer watches the mount (a second Chromium, its own profile). Each step, a click on
+/// Next then the remote's Page Down, makes the viewer's watch page show that page's image, by
+/// the time the viewer's playback reaches the new slide's `at` (plus a few seconds), and not
+/// before playback is within a second of it.
+#[test]
+fn a_deck_stepped_on_the_admin_page_shows_on_a_viewers_watch_page() {
+    let dir = TempDir::new("browser-deck-viewer");
+    let admin_profile = dir.path().join("admin-profile");
+    let viewer_profile = dir.path().join("viewer-profile");
+    for p in [&admin_profile, &viewer_profile] {
+        std::fs::create_dir_all(p).expect("profile dir");
+    }
+    let (_driver, driver_url) = chromedriver(dir.path());
+    let agora = Agora::start();
+    let _video = timed_video(&agora, "/live.webm");
+    agora.wait_mount("/live.webm");
+    let deck = upload_deck(&agora, "/live.webm", &common::pdf::make_pdf(3));
+    let pages: Vec<Vec<u8>> = deck["pages"]
+        .as_array()
+        .expect("pages")
+        .iter()
+        .map(|p| http_get(agora.addr, p["url"].as_str().expect("url"), &[]).2)
+        .collect();
+    assert_eq!(pages.len(), 3);
+    wait_until("the mount's stream time", Duration::from_secs(20), || {
+        let (_, _, body) = http_get(agora.addr, "/api/v1/decks/live.webm", &[]);
+        serde_json::from_slice::<Value>(&body).is_ok_and(|d| d["stream_time"].is_number())
+    });
+    // The mount's slides as the API lists them: (at, url).
+    let listed = || {
+        let (_, _, body) = http_get(agora.addr, "/api/v1/slides/live.webm", &[]);
+        let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+        v["slides"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|s| {
+                        (
+                            s["at"].as_f64().expect("at"),
+                            s["url"].as_str().expect("url").to_string(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    // The viewer's frame on screen (its stream time) and the slide image shown.
+    let shown = format!(
+        "const v = (() => {{ {PLAYBACK} }})(); \
+         return {{ frame: v && v.frame, src: document.getElementById('slide-img').getAttribute('src') }};"
+    );
+
+    let rt = runtime();
+    rt.block_on(async {
+        let viewer = browser(&driver_url, &viewer_profile).await;
+        viewer
+            .goto(&format!("http://{}/watch/live.webm", agora.addr))
+            .await
+            .expect("open the watch page");
+        wait_js(
+            &viewer,
+            "the viewer's first frame",
+            &shown,
+            Duration::from_secs(40),
+            |v| v["frame"].is_number(),
+        )
+        .await;
+        let admin = browser(&driver_url, &admin_profile).await;
+        admin
+            .goto(&format!("http://admin:{ADMIN_PW}@{}/admin/", agora.addr))
+            .await
+            .expect("open /admin/");
+        wait_js(
+            &admin,
+            "the deck's controls",
+            "return document.querySelectorAll('[data-deck-step]').length;",
+            Duration::from_secs(20),
+            |v| v == &json!(3),
+        )
+        .await;
+
+        for step in 1..=2usize {
+            if step == 1 {
+                admin
+                    .find(fantoccini::Locator::Css(
+                        "[data-key=\"/live.webm deck-next\"]",
+                    ))
+                    .await
+                    .expect("next button")
+                    .click()
+                    .await
+                    .expect("click");
+            } else {
+                admin
+                    .execute(
+                        "document.activeElement && document.activeElement.blur();",
+                        vec![],
+                    )
+                    .await
+                    .expect("blur");
+                press(&admin, "\u{e00f}").await; // Page Down
+            }
+            wait_js(
+                &admin,
+                &format!("page {step} on the admin page"),
+                &format!(
+                    "const p = document.querySelector('.deck-page'); \
+                     return p && p.textContent === 'Page {step} of 3';"
+                ),
+                Duration::from_secs(20),
+                |v| v == &json!(true),
+            )
+            .await;
+            let slides = listed();
+            assert_eq!(slides.len(), step, "one slide per step: {slides:?}");
+            let (at, url) = slides.last().cloned().expect("the new slide");
+            assert_eq!(
+                http_get(agora.addr, &url, &[]).2,
+                pages[step - 1],
+                "the slide {url} is page {step}"
+            );
+            // How far the viewer's playback is from the slide's moment now.
+            let now = wait_js(
+                &viewer,
+                "the viewer's frame",
+                &shown,
+                Duration::from_secs(10),
+                |v| v["frame"].is_number(),
+            )
+            .await;
+            let ahead = (at - now["frame"].as_f64().expect("frame")).max(0.0);
+            eprintln!("step {step}: slide at {at}, viewer at {now}, {ahead:.2} s ahead");
+            let seen = wait_js(
+                &viewer,
+                &format!("page {step} ({url}) on the watch page"),
+                &shown,
+                Duration::from_secs_f64(ahead + 5.0),
+                |v| v["src"] == json!(url),
+            )
+            .await;
+            let frame = seen["frame"].as_f64().expect("frame");
+            assert!(
+                frame >= at - 1.0,
+                "page {step} (at {at}) shown at frame time {frame}: too early"
+            );
+        }
+        assert_eq!(listed().len(), 2);
+        let _ = admin.close().await;
+        let _ = viewer.close().await;
+    });
+}
+
 /// #14: the watch page of an Ogg Theora mount (which browsers no longer play) said "browsers no
 /// longer play Ogg Theora; open the playlist in VLC or mpv Open the playlist in VLC or mpv.",
 /// and the status line said it once more. The reason is now one sentence, said once, with the

@@ -281,3 +281,176 @@ fn slides_taken_while_the_server_is_down_are_sent_when_it_is_back() {
     let agora = agora.expect("server");
     assert_eq!(server_slides(&agora, "/late.webm"), times, "{log}");
 }
+
+/// The slides folder's index as it is now: `None` before the cast made its folder or index
+/// (or while a line is half written).
+fn index_now(archive: &Path) -> Option<Vec<(f64, PathBuf)>> {
+    let dir = std::fs::read_dir(archive)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with("_slides"))?;
+    let text = std::fs::read_to_string(dir.join("index.tsv")).ok()?;
+    let mut lines = text.lines();
+    (lines.next()? == "time\tfile").then_some(())?;
+    lines
+        .map(|l| {
+            let (t, f) = l.split_once('\t')?;
+            Some((t.parse().ok()?, dir.join(f)))
+        })
+        .collect()
+}
+
+/// The server's slides of the mount, as listed: (at, url, type).
+fn server_list(agora: &Agora, mount: &str) -> Vec<(f64, String, String)> {
+    let (code, _, body) = http_get(agora.addr, &format!("/api/v1/slides{mount}"), &[]);
+    if code != 200 {
+        return Vec::new();
+    }
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    v["slides"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|s| {
+                    (
+                        s["at"].as_f64().expect("at"),
+                        s["url"].as_str().expect("url").to_string(),
+                        s["type"].as_str().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// An image's pixels as RGB, decoded by ffmpeg.
+fn pixels(image: &Path) -> Vec<u8> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(image)
+        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .expect("ffmpeg");
+    assert!(out.status.success(), "{} does not decode", image.display());
+    out.stdout
+}
+
+/// `--slides dir:FOLDER` (#15): a folder that receives exported images, empty at the start.
+/// Each PNG written into it (by ffmpeg, so the cast sees it being written) becomes one slide
+/// once its size stops changing, in the order written, each written only after the one before
+/// was taken: the archive's index and the server's list hold each file once, in order, with
+/// the file's own bytes, which decode at the file's size.
+#[test]
+fn a_folders_new_images_become_slides_once_each_in_order() {
+    let dir = TempDir::new("agora-slides-folder");
+    let folder = dir.path().join("export");
+    std::fs::create_dir_all(&folder).expect("folder");
+    let archive = dir.path().join("archive");
+    let agora = Agora::start();
+    let url = format!("http://source:{SOURCE_PW}@{}/folder.webm", agora.addr);
+    let log = dir.path().join("cast.log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_agora"));
+    for var in PASSWORD_ENV {
+        cmd.env_remove(var);
+    }
+    cmd.args([
+        "cast", "--input", "test", "--preset", "webm", "--name", "folder",
+    ])
+    .arg("--archive-dir")
+    .arg(&archive)
+    .arg("--slides")
+    .arg(format!("dir:{}", folder.display()))
+    .args(["--server", &url])
+    .env("RUST_LOG", "info")
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&log).expect("log"));
+    let mut cast = Proc(cmd.spawn().expect("agora cast"));
+    let cast_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    agora.wait_mount("/folder.webm");
+
+    // (file name, colour, size): sizes differ, so each slide is known by its size too.
+    let files = [
+        ("01-title.png", "navy", "1280x720"),
+        ("02-plan.png", "darkgreen", "800x600"),
+        ("03-end.png", "maroon", "640x360"),
+    ];
+    for (n, (name, colour, size)) in files.iter().enumerate() {
+        let path = folder.join(name);
+        let status = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
+            .arg("-i")
+            .arg(format!(
+                "color=c={colour}:s={size},drawbox=x=40:y=40:w={}:h=60:color=white:t=fill",
+                100 * (n + 1)
+            ))
+            .args(["-frames:v", "1"])
+            .arg(&path)
+            .status()
+            .expect("ffmpeg");
+        assert!(status.success(), "making {name}");
+        wait_until(
+            &format!("{name} in the archive and on the server"),
+            Duration::from_secs(30),
+            || {
+                index_now(&archive).is_some_and(|i| i.len() > n)
+                    && server_list(&agora, "/folder.webm").len() > n
+            },
+        );
+    }
+
+    // Stopped as an operator does (Ctrl-C): nothing more comes from the folder.
+    send_signal(cast.0.id(), "INT");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = cast.0.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "agora cast did not stop\n{}",
+            cast_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = cast_log();
+    assert!(status.success(), "agora cast failed: {status}\n{text}");
+
+    let slides = index(&archive);
+    let listed = server_list(&agora, "/folder.webm");
+    assert_eq!(
+        slides.len(),
+        files.len(),
+        "each file once: {slides:?}\n{text}"
+    );
+    assert_eq!(
+        listed.len(),
+        files.len(),
+        "each file once: {listed:?}\n{text}"
+    );
+    for (i, ((at, image), (name, _, size))) in slides.iter().zip(&files).enumerate() {
+        let file = folder.join(name);
+        let bytes = std::fs::read(&file).expect("the file");
+        assert_eq!(
+            std::fs::read(image).expect("the archived image"),
+            bytes,
+            "{} is {name}'s bytes",
+            image.display()
+        );
+        assert_eq!(decode(image).0, *size, "{}", image.display());
+        assert_eq!(pixels(image), pixels(&file), "{name}'s picture");
+        let (server_at, url, kind) = &listed[i];
+        assert_eq!(server_at, at, "{name}: the server's time is the archive's");
+        assert_eq!(kind, "image/png", "{name}");
+        let (code, _, body) = http_get(agora.addr, url, &[]);
+        assert_eq!(code, 200, "{url}");
+        assert_eq!(body, bytes, "{url} is {name}'s bytes");
+        if i > 0 {
+            assert!(
+                *at > slides[i - 1].0,
+                "{name} at {at}, after the slide before it: {slides:?}"
+            );
+        }
+    }
+}
