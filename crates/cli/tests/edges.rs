@@ -750,8 +750,16 @@ fn accepted_connections_have_tcp_keepalive() {
     let local = client.local_addr().expect("local address");
     let port = agora.addr.port();
     let mut shown = String::new();
+    // The kernel shows the connection as soon as the handshake is done, before the server
+    // has accepted it and set its options: wait for the keepalive timer itself (the test
+    // fails, on the deadline, if it never comes).
+    let has_keepalive = |shown: &str| {
+        shown
+            .lines()
+            .any(|l| l.contains(&local.to_string()) && l.contains("timer:(keepalive,"))
+    };
     wait_until(
-        "the server's socket to show",
+        "the server's socket to show its keepalive timer",
         Duration::from_secs(10),
         || {
             let out = std::process::Command::new("ss")
@@ -764,7 +772,7 @@ fn accepted_connections_have_tcp_keepalive() {
                 .output()
                 .expect("ss (iproute2)");
             shown = String::from_utf8_lossy(&out.stdout).to_string();
-            shown.contains(&local.to_string())
+            has_keepalive(&shown)
         },
     );
     let line = shown
