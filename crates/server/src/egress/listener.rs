@@ -283,7 +283,31 @@ pub(crate) async fn handle(
             .is_some_and(|v| v.trim() != "0" && !v.trim().is_empty());
     if let Some(last) = range_probe(&req) {
         // Safari's probe (`Range: bytes=0-1`): it plays only from servers that answer 206.
-        let body = first_bytes(&mount, last.saturating_add(1).min(64 * 1024));
+        // A source that just connected may have no chunk out yet (its format known from its
+        // first bytes, its first frame still being gathered): wait briefly for one rather than
+        // answer with nothing.
+        let want = last.saturating_add(1).min(64 * 1024);
+        let deadline = tokio::time::Instant::now() + FIRST_DATA_WAIT;
+        let mut body = first_bytes(&mount, want);
+        while body.is_empty()
+            && matches!(
+                tokio::time::timeout_at(deadline, rx.changed()).await,
+                Ok(Ok(()))
+            )
+        {
+            body = first_bytes(&mount, want);
+        }
+        if body.is_empty() {
+            shared
+                .refuse(
+                    &mut stream,
+                    peer,
+                    &req,
+                    Response::text(503, "The stream has not started yet"),
+                )
+                .await;
+            return;
+        }
         let head = format!(
             "HTTP/1.1 206 Partial Content\r\nServer: {}\r\nContent-Type: {}\r\nX-Content-Type-Options: nosniff\r\nContent-Range: bytes 0-{}/*\r\nContent-Length: {}\r\nCache-Control: no-cache, no-store\r\nAccess-Control-Allow-Origin: *\r\nConnection: Close\r\n\r\n",
             http::SERVER,
