@@ -892,8 +892,10 @@ fn the_status_line_shows_no_archive_without_one_and_log_lines_stay_off_it() {
     let out = dir.path().join("tty.out");
     let pw = dir.path().join("pw");
     std::fs::write(&pw, SOURCE_PW).expect("password file");
+    // `exec`: script(1) runs the command with $SHELL -c, and a shell left waiting between the
+    // terminal and the cast (dash, CI's /bin/sh when SHELL is unset) dies of the Ctrl-C itself.
     let cast = format!(
-        "{} cast --input test --preset opus --password-file {} --server {}",
+        "exec {} cast --input test --preset opus --password-file {} --server {}",
         env!("CARGO_BIN_EXE_agora"),
         pw.display(),
         agora.url("/tty.opus")
@@ -902,6 +904,7 @@ fn the_status_line_shows_no_archive_without_one_and_log_lines_stay_off_it() {
         Command::new("script")
             .args(["-q", "-e", "-f", "-c", &cast, "/dev/null"])
             .env("RUST_LOG", "info")
+            .env("SHELL", "/bin/sh")
             .stdin(Stdio::piped())
             .stdout(std::fs::File::create(&out).expect("out"))
             .stderr(Stdio::null())
