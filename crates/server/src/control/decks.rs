@@ -21,8 +21,9 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use serde_json::json;
 
-use crate::control::slides::{self, BODY_TIMEOUT, authorize, refusal};
-use crate::logging::{About, Kind, shown};
+use crate::control::slides;
+use crate::control::upload::{self, Expected, authorize, refusal};
+use crate::logging::shown;
 use crate::mount_path::{self, MountPath};
 use crate::state::Shared;
 use crate::stream::decks::{Deck, render};
@@ -30,6 +31,12 @@ use crate::stream::slides::{AddError, ImageType, Limits};
 use crate::wire::conn::Connection;
 use crate::wire::http::{JSON, Request, Response};
 
+/// What a deck upload's body is, for the checks every upload shares.
+const DECK: Expected = Expected {
+    noun: "deck",
+    limit: "max-deck-bytes",
+    is: "a PDF",
+};
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 fn page_url(mount: &str, deck: &Deck, page: usize) -> String {
@@ -117,16 +124,7 @@ pub(crate) async fn upload(
     rest: &mut BytesMut,
     shared: &Arc<Shared>,
 ) -> Option<(Response, bool)> {
-    // Bounded like the slides' refusals: an address sending bad decks makes a few lines.
-    let refused = |code: u16, why: &str| {
-        if shared
-            .logs
-            .admit(Kind::SlideRefused, About::Peer(peer.ip()))
-        {
-            tracing::warn!(%peer, code, mount = ?shown(&req.query_param("mount").unwrap_or_default()), "deck refused: {why}");
-        }
-        Some((refusal(code, why), false))
-    };
+    let refused = upload::refuser(shared, peer, req, "deck");
     if let Err(resp) = authorize(req, peer, shared, "decks") {
         return Some((resp, false));
     }
@@ -134,35 +132,20 @@ pub(crate) async fn upload(
         Ok(m) => m,
         Err(resp) => return Some((resp, false)),
     };
-    if req.header("content-length").is_none() || req.header("transfer-encoding").is_some() {
-        return refused(411, "A deck must come with a Content-Length");
-    }
-    let len = match req.content_length() {
-        Ok(n) => n,
-        Err((code, why)) => return refused(code, why),
-    };
     let config = shared.config();
-    let max = config.server.max_deck_bytes;
-    if len > max {
-        return refused(
-            413,
-            &format!("A deck is at most {max} bytes (max-deck-bytes); this one is {len}"),
-        );
-    }
-    if len == 0 {
-        return refused(415, "The body is empty: a deck is a PDF");
-    }
-    let Ok(Ok(_slot)) = tokio::time::timeout(BODY_TIMEOUT, shared.deck_uploads.acquire()).await
-    else {
-        return Some((
-            refusal(503, "Too many deck uploads at once: try again"),
-            false,
-        ));
-    };
-    let pdf = match slides::read_body(stream, req, rest, len as usize).await {
-        Ok(Some(b)) => b,
-        Ok(None) => return None,
-        Err(()) => return Some((refusal(408, "The deck did not come in time"), false)),
+    let (_slot, pdf) = match upload::receive(
+        stream,
+        req,
+        rest,
+        &DECK,
+        config.server.max_deck_bytes,
+        &shared.deck_uploads,
+        &refused,
+    )
+    .await
+    {
+        Ok(got) => got,
+        Err(answer) => return answer,
     };
     let started = std::time::Instant::now();
     let pages = match render(&pdf, config.server.max_deck_pages, &shared.deck_renders).await {

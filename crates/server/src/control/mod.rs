@@ -6,6 +6,8 @@
 //! - [`api`]: the stable JSON API (`/api/v1/...`) and the mount view pages use.
 //! - [`edges`]: the prober of the edges that announced themselves (their health and load).
 //! - [`slides`]: slide uploads, the list of a mount's slides and the images (#15).
+//! - [`decks`]: PDF deck uploads, their pages stepped as slides, their files (#15).
+//! - [`upload`]: what the two uploads share: their checks and their body.
 //! - [`events`]: the hub that turns mount changes into `/events` frames, and the handler.
 
 pub(crate) mod admin;
@@ -15,3 +17,4 @@ pub(crate) mod edges;
 pub(crate) mod events;
 pub(crate) mod slides;
 pub(crate) mod status;
+pub(crate) mod upload;

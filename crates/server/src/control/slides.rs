@@ -16,29 +16,31 @@
 //! credentials through [`Shared::login`] (401, 429), parameters (400: `mount`, `at`, `key`), the
 //! body's length (411 without a `Content-Length`, 413 beyond `max-slide-bytes`), a slot among
 //! the [`crate::state::SLIDE_UPLOADS`] uploads in progress (503 if none frees within the body
-//! timeout); then the body, read whole within [`BODY_TIMEOUT`], the image (415), the store
+//! timeout); then the body, read whole within [`upload::BODY_TIMEOUT`], the image (415), the store
 //! (507 when full, 500 when the disk failed). A refusal closes the connection (its body is
 //! unread); a stored or known slide keeps it open if the client wants.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use serde::Serialize;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::control::admin;
+use crate::control::upload::{self, Expected, authorize, refusal};
 use crate::logging::{About, Kind, shown};
 use crate::mount_path::{self, MountPath};
-use crate::state::{Login, Shared};
+use crate::state::Shared;
 use crate::stream::slides::{AddError, Added, ImageType, Limits, Slide, probe};
 use crate::wire::conn::Connection;
 use crate::wire::http::{JSON, Request, Response};
 
-/// How long an upload's body may take to arrive once its head has (8 MiB at 1.2 Mbit/s).
-pub(crate) const BODY_TIMEOUT: Duration = Duration::from_secs(60);
+/// What a slide upload's body is, for the checks every upload shares.
+const SLIDE: Expected = Expected {
+    noun: "slide",
+    limit: "max-slide-bytes",
+    is: "a PNG, WebP or JPEG image",
+};
 /// The longest `key`.
 const MAX_KEY: usize = 64;
 /// The largest `at`, in seconds: beyond any stream, and exact in milliseconds as a double.
@@ -119,61 +121,6 @@ fn params(req: &Request) -> Result<Upload, String> {
     Ok(Upload { mount, at_ms, key })
 }
 
-/// A JSON message (`{"error": ...}`): every refusal of an upload.
-pub(crate) fn refusal(code: u16, message: &str) -> Response {
-    Response::new(code, JSON, json!({ "error": message }).to_string()).private()
-}
-
-/// The checks every slide and deck command starts with, in the admin order: the cross-site
-/// rule (403), then credentials through [`Shared::login`] (401, 429): the admin's, or the
-/// source credentials of the `mount` parameter. `command` names it in the log.
-pub(crate) fn authorize(
-    req: &Request,
-    peer: SocketAddr,
-    shared: &Shared,
-    command: &'static str,
-) -> Result<(), Response> {
-    if let Some(why) = admin::forgery(req, shared) {
-        if shared
-            .logs
-            .admit(Kind::CrossSite, About::PeerCommand(peer.ip(), command))
-        {
-            tracing::warn!(%peer, command, reason = ?why, "admin request refused by the cross-site rule");
-        }
-        return Err(refusal(403, &why.message()));
-    }
-    let mount_param = req
-        .query_param("mount")
-        .filter(|m| MountPath::parse(m).is_ok());
-    let login = shared.login(peer.ip(), req, || {
-        shared.is_admin(req)
-            || mount_param
-                .as_deref()
-                .is_some_and(|m| admin::is_mount_source(req, m, shared))
-    });
-    match login {
-        Login::Granted => Ok(()),
-        Login::Banned(left) => Err(Shared::banned_response(left).private()),
-        Login::Missing | Login::Wrong => {
-            if login == Login::Wrong
-                && shared
-                    .logs
-                    .admit(Kind::AdminCredentials, About::Peer(peer.ip()))
-            {
-                // The line fail2ban matches (docs/fail2ban/agora.conf): `peer` first.
-                tracing::warn!(
-                    %peer,
-                    command,
-                    mount = ?shown(mount_param.as_deref().unwrap_or("-")),
-                    "admin request refused: wrong credentials"
-                );
-            }
-            Err(refusal(401, "You need to authenticate")
-                .with_header("WWW-Authenticate", "Basic realm=\"Agora\""))
-        }
-    }
-}
-
 /// Answer an upload: `(response, keep_alive)`; `None` when the client left mid-body.
 pub(crate) async fn upload(
     stream: &mut Connection,
@@ -183,15 +130,7 @@ pub(crate) async fn upload(
     shared: &Arc<Shared>,
 ) -> Option<(Response, bool)> {
     let refuse = |code: u16, message: &str| Some((refusal(code, message), false));
-    let refused = |code: u16, why: &str| {
-        if shared
-            .logs
-            .admit(Kind::SlideRefused, About::Peer(peer.ip()))
-        {
-            tracing::warn!(%peer, code, mount = ?shown(&req.query_param("mount").unwrap_or_default()), "slide refused: {why}");
-        }
-        refuse(code, why)
-    };
+    let refused = upload::refuser(shared, peer, req, "slide");
     if let Err(resp) = authorize(req, peer, shared, "slides") {
         return Some((resp, false));
     }
@@ -199,36 +138,20 @@ pub(crate) async fn upload(
         Ok(up) => up,
         Err(why) => return refused(400, &why),
     };
-    if req.header("content-length").is_none() || req.header("transfer-encoding").is_some() {
-        return refused(411, "A slide must come with a Content-Length");
-    }
-    let len = match req.content_length() {
-        Ok(n) => n,
-        Err((code, why)) => return refused(code, why),
-    };
     let config = shared.config();
-    let max = config.server.max_slide_bytes;
-    if len > max {
-        return refused(
-            413,
-            &format!("A slide is at most {max} bytes (max-slide-bytes)"),
-        );
-    }
-    if len == 0 {
-        return refused(
-            415,
-            "The body is empty: a slide is a PNG, WebP or JPEG image",
-        );
-    }
-    // A slot before the body: what uploads hold in memory at once is bounded.
-    let Ok(Ok(_slot)) = tokio::time::timeout(BODY_TIMEOUT, shared.slide_uploads.acquire()).await
-    else {
-        return refuse(503, "Too many slide uploads at once: try again");
-    };
-    let body = match read_body(stream, req, rest, len as usize).await {
-        Ok(Some(b)) => b,
-        Ok(None) => return None,
-        Err(()) => return refuse(408, "The slide did not come in time"),
+    let (_slot, body) = match upload::receive(
+        stream,
+        req,
+        rest,
+        &SLIDE,
+        config.server.max_slide_bytes,
+        &shared.slide_uploads,
+        &refused,
+    )
+    .await
+    {
+        Ok(got) => got,
+        Err(answer) => return answer,
     };
     let probed = match probe(&body) {
         Ok(p) => p,
@@ -293,43 +216,6 @@ pub(crate) fn announce(shared: &Shared, peer: SocketAddr, mount: &str, added: &A
             .tx
             .send(format!("event: slide\ndata: {data}\n\n").into());
     }
-}
-
-/// Exactly `len` body bytes (those already in `rest` first) within [`BODY_TIMEOUT`]; what
-/// follows stays in `rest`. `Ok(None)`: the client left; `Err`: too slow.
-pub(crate) async fn read_body(
-    stream: &mut Connection,
-    req: &Request,
-    rest: &mut BytesMut,
-    len: usize,
-) -> Result<Option<Bytes>, ()> {
-    if rest.len() < len && req.expects_continue() {
-        let interim = format!(
-            "{} 100 Continue\r\n\r\n",
-            if req.is_http11() {
-                "HTTP/1.1"
-            } else {
-                "HTTP/1.0"
-            }
-        );
-        if stream.write_all(interim.as_bytes()).await.is_err() {
-            return Ok(None);
-        }
-    }
-    // Room for the body and no more: what is read past it is the next request's.
-    let mut body = BytesMut::with_capacity(len);
-    let from_rest = rest.len().min(len);
-    body.extend_from_slice(&rest.split_to(from_rest));
-    let deadline = tokio::time::Instant::now() + BODY_TIMEOUT;
-    while body.len() < len {
-        let mut limited = (&mut *stream).take((len - body.len()) as u64);
-        match tokio::time::timeout_at(deadline, limited.read_buf(&mut body)).await {
-            Err(_) => return Err(()),
-            Ok(Ok(0)) | Ok(Err(_)) => return Ok(None),
-            Ok(Ok(_)) => {}
-        }
-    }
-    Ok(Some(body.freeze()))
 }
 
 /// `GET /api/v1/slides/<mount>`.
