@@ -101,27 +101,8 @@ pub(crate) struct CastArgs {
     /// A server to push to, http(s)://[user:pass@]host:port/mount (repeatable).
     #[arg(long = "server", value_name = "URL")]
     servers: Vec<String>,
-    /// Extra CA certificates (PEM) trusted for https:// servers, beside the system's.
-    #[arg(long, value_name = "FILE")]
-    tls_ca: Option<PathBuf>,
-    /// Source password for servers whose URL has none. Given here (or in a URL), every user of
-    /// the machine can read it (ps): prefer --password-file or the environment.
-    #[arg(
-        long,
-        value_name = "PASSWORD",
-        env = "AGORA_SOURCE_PASSWORD",
-        hide_env_values = true
-    )]
-    password: Option<String>,
-    /// File holding the source password for servers whose URL has none (one line; a trailing
-    /// newline is stripped).
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "AGORA_SOURCE_PASSWORD_FILE",
-        conflicts_with = "password"
-    )]
-    password_file: Option<PathBuf>,
+    #[command(flatten)]
+    access: Access,
     /// Stream name (ice-name), also used in archive file names.
     #[arg(long)]
     name: Option<String>,
@@ -171,25 +152,65 @@ fn usage(e: String) -> CastError {
 }
 
 /// The password of `--password`, or of `--password-file` (read now).
-fn password(value: &Option<String>, file: &Option<PathBuf>) -> Result<Option<String>, CastError> {
-    match (value, file) {
-        (Some(p), _) => Ok(Some(p.clone())),
-        (None, Some(path)) => Ok(Some(
-            crate::secrets::read_file("--password-file", path)
-                .map_err(usage)?
-                .expose()
-                .to_string(),
-        )),
-        (None, None) => Ok(None),
-    }
+/// How a command proves itself to servers whose URL carries no password, and what it trusts
+/// over https: the options `cast`, `meta` and `slides upload` share.
+#[derive(Args, Debug)]
+pub(crate) struct Access {
+    /// The source password for servers whose URL has none (the admin's also sets titles and
+    /// uploads decks). Given here (or in a URL), every user of the machine can read it (ps):
+    /// prefer --password-file or the environment.
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        env = "AGORA_SOURCE_PASSWORD",
+        hide_env_values = true
+    )]
+    password: Option<String>,
+    /// File holding that password (one line; a trailing newline is stripped).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "AGORA_SOURCE_PASSWORD_FILE",
+        conflicts_with = "password"
+    )]
+    password_file: Option<PathBuf>,
+    /// Extra CA certificates (PEM) trusted for https:// servers, beside the system's.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
 }
 
-/// The TLS settings for https:// servers; a bad `--tls-ca` file is a usage error.
-fn tls_config(extra_ca: Option<&std::path::Path>) -> Result<TlsConfig, CastError> {
-    TlsConfig::new(extra_ca).map_err(|e| match e {
-        ClientError::CaFile { .. } => usage(format!("--tls-ca {e}")),
-        e => usage(e.to_string()),
-    })
+impl Access {
+    /// The password given by option, environment or file, if any.
+    fn password(&self) -> Result<Option<String>, CastError> {
+        match (&self.password, &self.password_file) {
+            (Some(p), _) => Ok(Some(p.clone())),
+            (None, Some(path)) => Ok(Some(
+                crate::secrets::read_file("--password-file", path)
+                    .map_err(usage)?
+                    .expose()
+                    .to_string(),
+            )),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The TLS settings for an https:// server (the system's roots and `--tls-ca`).
+    fn tls(&self) -> Result<TlsConfig, CastError> {
+        TlsConfig::new(self.tls_ca.as_deref()).map_err(|e| match e {
+            ClientError::CaFile { .. } => usage(format!("--tls-ca {e}")),
+            e => usage(e.to_string()),
+        })
+    }
+
+    /// How to reach one server: its URL, the password, TLS when it is https.
+    fn endpoint(&self, url: ServerUrl) -> Result<Endpoint, CastError> {
+        let tls = if url.tls { Some(self.tls()?) } else { None };
+        Ok(Endpoint {
+            url,
+            password: self.password()?,
+            tls,
+        })
+    }
 }
 
 impl CastArgs {
@@ -269,7 +290,7 @@ impl CastArgs {
             bitrate: None,
         };
         let mut targets = Vec::new();
-        let password = password(&self.password, &self.password_file)?;
+        let password = self.access.password()?;
         for s in &self.servers {
             let url: ServerUrl = s
                 .parse()
@@ -291,7 +312,7 @@ impl CastArgs {
             });
         }
         if targets.iter().any(|t| t.endpoint.url.tls) {
-            let tls = tls_config(self.tls_ca.as_deref())?;
+            let tls = self.access.tls()?;
             for t in &mut targets {
                 t.endpoint.tls = Some(tls.clone());
             }
@@ -416,41 +437,13 @@ pub(crate) struct MetaArgs {
     /// The new now-playing title.
     #[arg(long)]
     title: String,
-    /// Source (or admin) password when the URL has none. Given here (or in the URL), every
-    /// user of the machine can read it (ps): prefer --password-file or the environment.
-    #[arg(
-        long,
-        value_name = "PASSWORD",
-        env = "AGORA_SOURCE_PASSWORD",
-        hide_env_values = true
-    )]
-    password: Option<String>,
-    /// File holding the source (or admin) password when the URL has none (one line; a
-    /// trailing newline is stripped).
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "AGORA_SOURCE_PASSWORD_FILE",
-        conflicts_with = "password"
-    )]
-    password_file: Option<PathBuf>,
-    /// Extra CA certificates (PEM) trusted for an https:// server.
-    #[arg(long, value_name = "FILE")]
-    tls_ca: Option<PathBuf>,
+    #[command(flatten)]
+    access: Access,
 }
 
 pub(crate) fn meta(args: MetaArgs) -> Result<()> {
     let url: ServerUrl = args.server.parse()?;
-    let tls = if url.tls {
-        Some(tls_config(args.tls_ca.as_deref())?)
-    } else {
-        None
-    };
-    let endpoint = Endpoint {
-        url: url.clone(),
-        password: password(&args.password, &args.password_file)?,
-        tls,
-    };
+    let endpoint = args.access.endpoint(url.clone())?;
     runtime()?.block_on(async {
         agora_client::meta::set_title(&endpoint, &args.title)
             .await
@@ -479,27 +472,8 @@ pub(crate) struct DeckArgs {
     mount: String,
     /// The PDF.
     deck: PathBuf,
-    /// Source (or admin) password when the URL has none. Given here (or in the URL), every
-    /// user of the machine can read it (ps): prefer --password-file or the environment.
-    #[arg(
-        long,
-        value_name = "PASSWORD",
-        env = "AGORA_SOURCE_PASSWORD",
-        hide_env_values = true
-    )]
-    password: Option<String>,
-    /// File holding the source (or admin) password when the URL has none (one line; a
-    /// trailing newline is stripped).
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "AGORA_SOURCE_PASSWORD_FILE",
-        conflicts_with = "password"
-    )]
-    password_file: Option<PathBuf>,
-    /// Extra CA certificates (PEM) trusted for an https:// server.
-    #[arg(long, value_name = "FILE")]
-    tls_ca: Option<PathBuf>,
+    #[command(flatten)]
+    access: Access,
 }
 
 pub(crate) fn slides(cmd: SlidesCommand) -> Result<()> {
@@ -510,16 +484,7 @@ pub(crate) fn slides(cmd: SlidesCommand) -> Result<()> {
         format!("/{}", args.mount)
     };
     let url: ServerUrl = format!("{}{mount}", args.server.trim_end_matches('/')).parse()?;
-    let tls = if url.tls {
-        Some(tls_config(args.tls_ca.as_deref())?)
-    } else {
-        None
-    };
-    let endpoint = Endpoint {
-        url: url.clone(),
-        password: password(&args.password, &args.password_file)?,
-        tls,
-    };
+    let endpoint = args.access.endpoint(url.clone())?;
     let body =
         std::fs::read(&args.deck).with_context(|| format!("reading {}", args.deck.display()))?;
     let name = args
