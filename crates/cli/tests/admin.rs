@@ -14,10 +14,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-fn admin_auth() -> String {
-    format!("Basic {}", b64(&format!("admin:{ADMIN_PW}")))
-}
-
 /// GET with optional `Authorization`; (status, head, body as text).
 fn get(addr: SocketAddr, path: &str, auth: Option<&str>) -> (u16, String, String) {
     get_with(addr, path, auth, &[])

@@ -102,8 +102,9 @@ fn cast(agora: &Agora, dir: &Path, name: &'static str) -> Logged {
     )
 }
 
-/// chromedriver on a free port, once it accepts connections.
-fn chromedriver(dir: &Path) -> (Logged, String) {
+/// chromedriver on a free port, once it accepts connections: the process, its URL, and a
+/// new browser profile folder, `DIR/profile`.
+fn chromedriver(dir: &Path) -> (Logged, String, PathBuf) {
     for bin in [CHROMIUM, CHROMEDRIVER] {
         assert!(
             Path::new(bin).exists(),
@@ -120,7 +121,9 @@ fn chromedriver(dir: &Path) -> (Logged, String) {
     wait_until("chromedriver to listen", Duration::from_secs(20), || {
         TcpStream::connect(addr).is_ok()
     });
-    (driver, format!("http://{addr}"))
+    let profile = dir.join("profile");
+    std::fs::create_dir_all(&profile).expect("profile dir");
+    (driver, format!("http://{addr}"), profile)
 }
 
 /// The runtime a test drives the browser from.
@@ -261,9 +264,7 @@ const CURRENT_TIME: &str =
 #[test]
 fn watch_page_plays_shows_the_title_and_resumes_after_the_source_restarts() {
     let dir = TempDir::new("browser");
-    let profile = dir.path().join("profile");
-    std::fs::create_dir_all(&profile).expect("profile dir");
-    let (_driver, driver_url) = chromedriver(dir.path());
+    let (_driver, driver_url, profile) = chromedriver(dir.path());
     let agora = Agora::start();
     let first = cast(&agora, dir.path(), "agora cast");
     agora.wait_mount("/live.webm");
@@ -431,9 +432,7 @@ fn watch_page_plays_shows_the_title_and_resumes_after_the_source_restarts() {
 #[test]
 fn the_watch_page_plays_from_an_edge_when_the_origin_redirects() {
     let dir = TempDir::new("browser-edge");
-    let profile = dir.path().join("profile");
-    std::fs::create_dir_all(&profile).expect("profile dir");
-    let (_driver, driver_url) = chromedriver(dir.path());
+    let (_driver, driver_url, profile) = chromedriver(dir.path());
     let origin = Agora::start_with_config(
         "[auth]\nrelay-password = \"relay-pw\"\n[mount-defaults]\nredirect = \"always\"\n",
     );
@@ -545,9 +544,7 @@ m.play().catch(() => {});
 #[test]
 fn a_browser_joining_early_hears_every_audio_format_within_seconds() {
     let dir = TempDir::new("browser-first-sound");
-    let profile = dir.path().join("profile");
-    std::fs::create_dir_all(&profile).expect("profile dir");
-    let (_driver, driver_url) = chromedriver(dir.path());
+    let (_driver, driver_url, profile) = chromedriver(dir.path());
     let agora = Agora::start();
     let sine = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"];
     let cases: [(&str, &[&str]); 4] = [
@@ -692,10 +689,8 @@ async fn landed_on(c: &Client, origin: &str, what: &str) -> String {
 #[test]
 fn other_sites_pages_cannot_use_the_operators_credentials_but_the_admin_page_can() {
     let dir = TempDir::new("browser-csrf");
-    let profile = dir.path().join("profile");
-    std::fs::create_dir_all(&profile).expect("profile dir");
     let access_log = dir.path().join("access.log");
-    let (_driver, driver_url) = chromedriver(dir.path());
+    let (_driver, driver_url, profile) = chromedriver(dir.path());
     let agora = Agora::start_with_config(&format!(
         "[server]\naccess-log = {:?}\n[mount-defaults]\ngrace-period-secs = 30\n",
         access_log.display().to_string()
@@ -884,9 +879,7 @@ fn other_sites_pages_cannot_use_the_operators_credentials_but_the_admin_page_can
 #[test]
 fn the_admin_page_takes_a_restarted_servers_new_token() {
     let dir = TempDir::new("browser-token");
-    let profile = dir.path().join("profile");
-    std::fs::create_dir_all(&profile).expect("profile dir");
-    let (_driver, driver_url) = chromedriver(dir.path());
+    let (_driver, driver_url, profile) = chromedriver(dir.path());
     let listen = format!("127.0.0.1:{}", free_port());
     let first = Agora::start_at(&listen, "");
     let source = sine_source(&first, "/a.mp3");
@@ -955,9 +948,7 @@ fn the_admin_page_takes_a_restarted_servers_new_token() {
 #[test]
 fn pages_survive_takeover_attempts_and_play_a_mount_named_with_accents() {
     let dir = TempDir::new("browser-urls");
-    let profile = dir.path().join("profile");
-    std::fs::create_dir_all(&profile).expect("profile dir");
-    let (_driver, driver_url) = chromedriver(dir.path());
+    let (_driver, driver_url, profile) = chromedriver(dir.path());
     let agora = Agora::start();
     for path in [
         "/admin/",
@@ -1162,9 +1153,7 @@ async fn sound_comes_on(c: &Client, what: &str) {
 #[test]
 fn the_embedded_watch_page_fills_its_frame_on_another_site() {
     let dir = TempDir::new("browser-embed");
-    let profile = dir.path().join("profile");
-    std::fs::create_dir_all(&profile).expect("profile dir");
-    let (_driver, driver_url) = chromedriver(dir.path());
+    let (_driver, driver_url, profile) = chromedriver(dir.path());
     let agora = Agora::start();
     let _video = cast(&agora, dir.path(), "agora cast");
     let _audio = sine_source(&agora, "/radio.mp3");
@@ -1372,9 +1361,7 @@ fn the_embedded_watch_page_fills_its_frame_on_another_site() {
 #[test]
 fn one_click_or_one_key_turns_the_watch_pages_sound_on() {
     let dir = TempDir::new("browser-sound");
-    let profile = dir.path().join("profile");
-    std::fs::create_dir_all(&profile).expect("profile dir");
-    let (_driver, driver_url) = chromedriver(dir.path());
+    let (_driver, driver_url, profile) = chromedriver(dir.path());
     let agora = Agora::start();
     let _cast = cast(&agora, dir.path(), "agora cast");
     agora.wait_mount("/live.webm");
@@ -1426,9 +1413,7 @@ fn one_click_or_one_key_turns_the_watch_pages_sound_on() {
 #[test]
 fn the_admin_page_offers_moves_only_to_mounts_of_the_same_format() {
     let dir = TempDir::new("browser-move");
-    let profile = dir.path().join("profile");
-    std::fs::create_dir_all(&profile).expect("profile dir");
-    let (_driver, driver_url) = chromedriver(dir.path());
+    let (_driver, driver_url, profile) = chromedriver(dir.path());
     let agora = Agora::start();
     let _a = sine_source(&agora, "/a.mp3");
     let _b = sine_source(&agora, "/b.mp3");
@@ -1504,11 +1489,9 @@ fn the_admin_page_offers_moves_only_to_mounts_of_the_same_format() {
 #[test]
 fn the_admin_page_uploads_a_deck_and_steps_it_by_buttons_and_remote_keys() {
     let dir = TempDir::new("browser-deck");
-    let profile = dir.path().join("profile");
-    std::fs::create_dir_all(&profile).expect("profile dir");
     let pdf = dir.path().join("keynote.pdf");
     std::fs::write(&pdf, common::pdf::make_pdf(3)).expect("pdf");
-    let (_driver, driver_url) = chromedriver(dir.path());
+    let (_driver, driver_url, profile) = chromedriver(dir.path());
     let agora = Agora::start();
     let (_, file) = fixture("webm");
     let _push = ffmpeg_push(&agora, &file, "/live.webm", "webm", false);
@@ -1659,7 +1642,7 @@ fn a_deck_stepped_on_the_admin_page_shows_on_a_viewers_watch_page() {
     for p in [&admin_profile, &viewer_profile] {
         std::fs::create_dir_all(p).expect("profile dir");
     }
-    let (_driver, driver_url) = chromedriver(dir.path());
+    let (_driver, driver_url, _) = chromedriver(dir.path());
     let agora = Agora::start();
     let _video = timed_video(&agora, "/live.webm");
     agora.wait_mount("/live.webm");
@@ -1806,9 +1789,7 @@ fn a_deck_stepped_on_the_admin_page_shows_on_a_viewers_watch_page() {
 #[test]
 fn the_theora_notice_is_a_sentence_said_once() {
     let dir = TempDir::new("browser-theora");
-    let profile = dir.path().join("profile");
-    std::fs::create_dir_all(&profile).expect("profile dir");
-    let (_driver, driver_url) = chromedriver(dir.path());
+    let (_driver, driver_url, profile) = chromedriver(dir.path());
     let agora = Agora::start();
     let (theora, file) = fixture("theora");
     let _push = ffmpeg_push(&agora, &file, "/t.ogg", theora.muxer, false);
@@ -1859,8 +1840,6 @@ fn the_theora_notice_is_a_sentence_said_once() {
 #[test]
 fn the_quick_start_goes_from_the_demo_to_a_second_stream_and_sound() {
     let dir = TempDir::new("browser-quick-start");
-    let profile = dir.path().join("profile");
-    std::fs::create_dir_all(&profile).expect("profile dir");
     let port = free_port();
     let demo = Logged::spawn(
         "agora demo",
@@ -1915,7 +1894,7 @@ fn the_quick_start_goes_from_the_demo_to_a_second_stream_and_sound() {
     assert_decodes(&second, 3);
 
     // The watch page, then one click for sound.
-    let (_driver, driver_url) = chromedriver(dir.path());
+    let (_driver, driver_url, profile) = chromedriver(dir.path());
     runtime().block_on(async {
         let c = browser_with(&driver_url, &profile, Autoplay::AsShipped).await;
         c.goto(&watch).await.expect("open the printed watch URL");
@@ -2075,9 +2054,7 @@ fn upload_slide(agora: &Agora, mount: &str, at: f64, png: &[u8]) -> (u64, f64, S
 #[test]
 fn the_watch_pages_slides_follow_playback() {
     let dir = TempDir::new("browser-slides");
-    let profile = dir.path().join("profile");
-    std::fs::create_dir_all(&profile).expect("profile dir");
-    let (_driver, driver_url) = chromedriver(dir.path());
+    let (_driver, driver_url, profile) = chromedriver(dir.path());
     let agora = Agora::start();
     let started = Instant::now();
     let _video = timed_video(&agora, "/live.webm");
@@ -2395,9 +2372,7 @@ fn the_archives_page_plays_the_recording_with_its_slides() {
         "three stills, three slides: {index}\n{text}"
     );
 
-    let profile = dir.path().join("profile");
-    std::fs::create_dir_all(&profile).expect("profile dir");
-    let (_driver, driver_url) = chromedriver(dir.path());
+    let (_driver, driver_url, profile) = chromedriver(dir.path());
     runtime().block_on(async {
         let c = browser(&driver_url, &profile).await;
         c.goto(&format!("file://{}", page.display()))

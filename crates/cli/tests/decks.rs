@@ -17,42 +17,6 @@ use std::time::Duration;
 use common::pdf::{make_encrypted_pdf, make_pdf};
 use common::*;
 
-fn json(body: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(body)
-        .unwrap_or_else(|e| panic!("JSON ({e}): {}", String::from_utf8_lossy(body)))
-}
-
-fn auth(user: &str, pw: &str) -> String {
-    format!("Basic {}", b64(&format!("{user}:{pw}")))
-}
-
-/// A request with `body` (HTTP/1.0): (status, head, body), read leniently.
-fn send(
-    addr: SocketAddr,
-    method: &str,
-    target: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, String, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(90)))
-        .expect("timeout");
-    let mut head = format!("{method} {target} HTTP/1.0\r\nHost: test\r\n");
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if !headers
-        .iter()
-        .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-    {
-        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).expect("send head");
-    let _ = s.write_all(body);
-    split_response(&read_lenient(&mut s))
-}
-
 /// Width and height of an image, by ffprobe decoding it.
 fn probe_image(bytes: &[u8], dir: &std::path::Path, name: &str) -> (u64, u64) {
     let path = dir.join(name);
@@ -128,11 +92,11 @@ fn step(addr: SocketAddr, page: &str) -> serde_json::Value {
         addr,
         "POST",
         &format!("/admin/decks/step?mount=/live.webm&page={page}"),
-        &[("Authorization", &auth("source", SOURCE_PW))],
+        &[("Authorization", &source_auth())],
         b"",
     );
     assert_eq!(code, 200, "{head}{}", String::from_utf8_lossy(&body));
-    json(&body)
+    json_body(&body)
 }
 
 #[test]
@@ -154,7 +118,7 @@ fn a_pdf_becomes_page_images_and_steps_move_the_mounts_slide() {
         agora.addr,
         "POST",
         "/admin/decks/step?mount=/live.webm&page=1",
-        &[("Authorization", &auth("source", SOURCE_PW))],
+        &[("Authorization", &source_auth())],
         b"",
     );
     assert_eq!(code, 404, "{}", String::from_utf8_lossy(&body));
@@ -173,7 +137,7 @@ fn a_pdf_becomes_page_images_and_steps_move_the_mounts_slide() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let deck = json(&out.stdout);
+    let deck = json_body(&out.stdout);
     let pages = deck["pages"].as_array().expect("pages").clone();
     assert_eq!(pages.len(), 5, "{deck}");
     assert_eq!(deck["name"], "talk.pdf");
@@ -202,12 +166,12 @@ fn a_pdf_becomes_page_images_and_steps_move_the_mounts_slide() {
     // The API says the same.
     let (code, _, api) = http_get(agora.addr, "/api/v1/decks/live.webm", &[]);
     assert_eq!(code, 200);
-    assert_eq!(json(&api)["id"], deck["id"]);
+    assert_eq!(json_body(&api)["id"], deck["id"]);
 
     // The mount's live edge, as the server reads it from the stream's Cluster timecodes.
     let stream_time = || {
         let (_, _, api) = http_get(agora.addr, "/api/v1/decks/live.webm", &[]);
-        json(&api)["stream_time"].as_f64()
+        json_body(&api)["stream_time"].as_f64()
     };
     wait_until("a stream time", Duration::from_secs(20), || {
         stream_time().is_some()
@@ -243,7 +207,7 @@ fn a_pdf_becomes_page_images_and_steps_move_the_mounts_slide() {
         );
         last_at = at;
         let (_, _, list) = http_get(agora.addr, "/api/v1/slides/live.webm", &[]);
-        let list = json(&list);
+        let list = json_body(&list);
         let newest = list["slides"]
             .as_array()
             .expect("slides")
@@ -253,14 +217,14 @@ fn a_pdf_becomes_page_images_and_steps_move_the_mounts_slide() {
             .expect("a slide");
         assert_eq!(newest["url"], url, "{list}");
         let (_, _, api) = http_get(agora.addr, "/api/v1/decks/live.webm", &[]);
-        assert_eq!(json(&api)["page"], want);
+        assert_eq!(json_body(&api)["page"], want);
     }
     // A page out of range, and a mount that is not live.
     let (code, _, _) = send(
         agora.addr,
         "POST",
         "/admin/decks/step?mount=/live.webm&page=6",
-        &[("Authorization", &auth("admin", ADMIN_PW))],
+        &[("Authorization", &admin_auth())],
         b"",
     );
     assert_eq!(code, 400);
@@ -268,7 +232,7 @@ fn a_pdf_becomes_page_images_and_steps_move_the_mounts_slide() {
         agora.addr,
         "POST",
         "/admin/decks/step?mount=/live.webm&page=2",
-        &[("Authorization", &auth("source", "wrong"))],
+        &[("Authorization", &basic_auth("source", "wrong"))],
         b"",
     );
     assert_eq!(code, 401);
@@ -287,7 +251,7 @@ fn bad_decks_are_refused_with_reasons_while_a_listener_decodes() {
     let url = agora.url("/live.webm");
     let listener = std::thread::spawn(move || assert_decodes(&url, 5));
     let rss_before = rss_kib(agora.pid());
-    let source = auth("source", SOURCE_PW);
+    let source = source_auth();
     let target = "/admin/decks?mount=/live.webm";
     let good = make_pdf(3);
     let mut corrupt = good[..good.len() / 2].to_vec();

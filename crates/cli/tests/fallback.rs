@@ -15,10 +15,6 @@ use std::time::Duration;
 use common::*;
 
 /// The admin's `Authorization` header value.
-fn admin_auth() -> String {
-    format!("Basic {}", b64(&format!("admin:{ADMIN_PW}")))
-}
-
 /// An admin command's JSON answer.
 fn admin_json(agora: &Agora, path: &str) -> serde_json::Value {
     let auth = admin_auth();
@@ -213,17 +209,7 @@ fn refused(toml: &str) -> String {
     let dir = TempDir::new("agora-fallback-check");
     let cfg = dir.path().join("agora.toml");
     std::fs::write(&cfg, toml).expect("config");
-    let out = Command::new(env!("CARGO_BIN_EXE_agora"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--check-config",
-            "--config",
-        ])
-        .arg(&cfg)
-        .output()
-        .expect("run agora");
+    let out = check_config(&cfg);
     assert!(!out.status.success(), "accepted:\n{toml}");
     String::from_utf8_lossy(&out.stderr).to_string()
 }
@@ -264,17 +250,7 @@ fn check_config_refuses_bad_fallbacks() {
         "[[mount]]\npath = \"/live.opus\"\nfallback = \"/standby.ogg\"\n[[mount]]\npath = \"/standby.ogg\"\nfallback = \"/slate\"\n",
     )
     .expect("config");
-    let out = Command::new(env!("CARGO_BIN_EXE_agora"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--check-config",
-            "--config",
-        ])
-        .arg(&cfg)
-        .output()
-        .expect("run agora");
+    let out = check_config(&cfg);
     assert!(
         out.status.success(),
         "{}",
@@ -717,17 +693,7 @@ fn check_config_refuses_unplayable_loop_files_and_intros() {
         "[[mount]]\npath = \"/slate.mp3\"\nloop-file = \"tone.mp3\"\nintro = \"tone.mp3\"\n",
     )
     .expect("config");
-    let out = Command::new(env!("CARGO_BIN_EXE_agora"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--check-config",
-            "--config",
-        ])
-        .arg(&cfg)
-        .output()
-        .expect("run agora");
+    let out = check_config(&cfg);
     assert!(
         out.status.success(),
         "{}",

@@ -112,11 +112,7 @@ fn an_htpasswd_file_that_is_not_bcrypt_is_refused_by_file_and_line() {
         "[[mount]]\npath = \"/private.opus\"\nlistener-htpasswd = \"md5.htpasswd\"\n",
     )
     .expect("write config");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_agora"))
-        .args(["serve", "--check-config", "--config"])
-        .arg(&cfg)
-        .output()
-        .expect("run agora");
+    let out = check_config(&cfg);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(

@@ -9,10 +9,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn admin_auth() -> String {
-    format!("Basic {}", b64(&format!("admin:{ADMIN_PW}")))
-}
-
 /// The origin's `/admin/relays.json`.
 fn board(origin: &Agora) -> serde_json::Value {
     let (code, _, body) = http_get(

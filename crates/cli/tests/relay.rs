@@ -19,10 +19,6 @@ fn relays(origin: &Agora, mounts: &[&str], extra: &str) -> String {
     cfg
 }
 
-fn admin_auth() -> String {
-    format!("Basic {}", b64(&format!("admin:{ADMIN_PW}")))
-}
-
 /// Read a listener's stream (asking for ICY metadata) until `needle` shows up in it.
 fn icy_stream_contains(addr: std::net::SocketAddr, mount: &str, needle: &[u8]) -> bool {
     let mut s = TcpStream::connect(addr).expect("connect");

@@ -40,40 +40,20 @@ type Upload<'a> = (&'a str, &'a str, &'a [u8], &'a str, &'a str, u64, u64);
 /// A bad upload: (query, headers, body, status).
 type BadUpload<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16);
 
-fn admin_auth() -> String {
-    format!("Basic {}", b64(&format!("admin:{ADMIN_PW}")))
-}
-
-/// `PUT /admin/slides?QUERY` with `body` (HTTP/1.0, the connection closed after): (status,
-/// head, body). Reads leniently: a refused upload's body is left unread.
+/// `PUT /admin/slides?QUERY` with `body`: (status, head, body).
 fn put_slide(
     addr: SocketAddr,
     query: &str,
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, String, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let mut head = format!("PUT /admin/slides?{query} HTTP/1.0\r\nHost: test\r\n");
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if !headers
-        .iter()
-        .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-    {
-        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).expect("send head");
-    let _ = s.write_all(body);
-    split_response(&read_lenient(&mut s))
-}
-
-fn json(body: &[u8]) -> serde_json::Value {
-    serde_json::from_slice(body)
-        .unwrap_or_else(|e| panic!("JSON ({e}): {}", String::from_utf8_lossy(body)))
+    send(
+        addr,
+        "PUT",
+        &format!("/admin/slides?{query}"),
+        headers,
+        body,
+    )
 }
 
 /// A GET of the whole answer (HTTP/1.0).
@@ -203,7 +183,7 @@ fn slides_are_stored_listed_served_announced_and_kept_across_a_restart() {
             bytes,
         );
         assert_eq!(code, 201, "{head}{}", String::from_utf8_lossy(&body));
-        let v = json(&body);
+        let v = json_body(&body);
         let id = v["id"].as_u64().expect("id");
         assert_eq!(v["type"], ctype);
         assert_eq!(
@@ -225,7 +205,7 @@ fn slides_are_stored_listed_served_announced_and_kept_across_a_restart() {
         &img.png,
     );
     assert_eq!(code, 200);
-    assert_eq!(json(&body), stored[0].0);
+    assert_eq!(json_body(&body), stored[0].0);
     // A slide of another mount as a marker: once it is announced, the resend would have been.
     let (code, _, body) = put_slide(
         agora.addr,
@@ -234,7 +214,7 @@ fn slides_are_stored_listed_served_announced_and_kept_across_a_restart() {
         &img.jpg,
     );
     assert_eq!(code, 201);
-    events.wait_for("/other.ogg", json(&body)["id"].as_u64().expect("id"));
+    events.wait_for("/other.ogg", json_body(&body)["id"].as_u64().expect("id"));
     let live = events
         .all()
         .into_iter()
@@ -246,7 +226,7 @@ fn slides_are_stored_listed_served_announced_and_kept_across_a_restart() {
     let check_list = |agora: &Agora| {
         let (code, _, body) = get(agora.addr, "/api/v1/slides/live.webm");
         assert_eq!(code, 200);
-        let list = json(&body);
+        let list = json_body(&body);
         assert_eq!(list["mount"], "/live.webm");
         let want: Vec<&serde_json::Value> = [1, 0, 2].iter().map(|&i| &stored[i].0).collect();
         let got: Vec<&serde_json::Value> =
@@ -452,7 +432,7 @@ fn a_mount_over_its_slide_count_drops_the_oldest() {
             png,
         );
         assert_eq!(code, 201);
-        urls.push(json(&body)["url"].as_str().expect("url").to_string());
+        urls.push(json_body(&body)["url"].as_str().expect("url").to_string());
     }
     // A mount name with a space and an accent: percent-encoded in its URLs, as a playlist's.
     assert!(
@@ -461,8 +441,8 @@ fn a_mount_over_its_slide_count_drops_the_oldest() {
         urls[0]
     );
     let (_, _, body) = get(agora.addr, "/api/v1/slides/Saal%20%C3%9C/talk.webm");
-    assert_eq!(json(&body)["mount"], "/Saal Ü/talk.webm");
-    let listed: Vec<String> = json(&body)["slides"]
+    assert_eq!(json_body(&body)["mount"], "/Saal Ü/talk.webm");
+    let listed: Vec<String> = json_body(&body)["slides"]
         .as_array()
         .expect("list")
         .iter()
@@ -490,6 +470,6 @@ fn a_mount_over_its_slide_count_drops_the_oldest() {
     );
     assert_eq!(code, 201);
     let (_, _, body) = get(agora.addr, "/api/v1/slides/Saal%20%C3%9C/talk.webm");
-    let slides = json(&body)["slides"].as_array().expect("list").len();
+    let slides = json_body(&body)["slides"].as_array().expect("list").len();
     assert_eq!(slides, 2);
 }

@@ -691,9 +691,69 @@ pub(crate) fn b64(s: &str) -> String {
     out
 }
 
+/// `agora serve --check-config --config CFG` (with `--listen 127.0.0.1:0`, so that a port in
+/// use here is no matter): what it printed and its status.
+pub(crate) fn check_config(cfg: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_agora"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--check-config",
+            "--config",
+        ])
+        .arg(cfg)
+        .output()
+        .expect("run agora serve --check-config")
+}
+
+/// An `Authorization: Basic` header value.
+pub(crate) fn basic_auth(user: &str, password: &str) -> String {
+    format!("Basic {}", b64(&format!("{user}:{password}")))
+}
+
 /// The `Authorization` header value of the source user.
 pub(crate) fn source_auth() -> String {
-    format!("Basic {}", b64(&format!("source:{SOURCE_PW}")))
+    basic_auth("source", SOURCE_PW)
+}
+
+/// The `Authorization` header value of the admin.
+pub(crate) fn admin_auth() -> String {
+    basic_auth("admin", ADMIN_PW)
+}
+
+/// A request with `body` and a `Content-Length` (unless `headers` has one), over HTTP/1.0:
+/// (status, head, body), read leniently (a refused upload's body may be left unread).
+pub(crate) fn send(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(90)))
+        .expect("timeout");
+    let mut head = format!("{method} {target} HTTP/1.0\r\nHost: test\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+    {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).expect("send head");
+    let _ = s.write_all(body);
+    split_response(&read_lenient(&mut s))
+}
+
+/// A body that must be JSON.
+pub(crate) fn json_body(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("JSON ({e}): {}", String::from_utf8_lossy(body)))
 }
 
 /// Read one response head (through the blank line) byte by byte, leaving what follows unread.
