@@ -705,6 +705,59 @@ fn a_range_probe_gets_206_and_an_open_range_the_stream() {
     assert!(s.read(&mut buf).expect("stream") > 0);
 }
 
+/// Regression: a range probe on an MP3 mount whose source had sent its ID3 tag but not yet a
+/// whole frame got `206` with no bytes and `Content-Range: bytes 0-0/*` (Safari then gives up
+/// on the stream; seen as a rare failure of the test above, in the moment between the tag's
+/// chunk and the first frame's). A 32 KiB tag (cover art) makes it last: the format is known
+/// from the tag alone, and the source holds back the rest of its first frame. A probe then
+/// waits for the stream and, when nothing more comes within the first-data wait, says it has
+/// not started (503); a probe waiting while the rest arrives gets the frame's first two bytes.
+#[test]
+fn a_range_probe_waits_for_the_first_frame_after_a_large_id3_tag() {
+    // The source is not dropped for its silence before the probe's wait (10 s) is over.
+    let agora = Agora::start_with_config("[server]\nsource-timeout-secs = 60\n");
+    let (_, file) = fixture("mp3");
+    let tone = std::fs::read(&file).expect("MP3 fixture");
+    // ffmpeg's small ID3v2 tag replaced by one of 32 KiB (its size in 7-bit bytes), padding.
+    let first = (0..8192)
+        .find(|&i| tone[i] == 0xFF && tone[i + 1] == 0xFB)
+        .expect("an MPEG-1 layer III frame");
+    let size = 32 * 1024 - 10;
+    let mut mp3 = b"ID3\x04\x00\x00".to_vec();
+    mp3.extend((0..4).rev().map(|k| (size >> (7 * k) & 0x7F) as u8));
+    mp3.resize(10 + size, 0);
+    let held = mp3.len() + 100;
+    mp3.extend_from_slice(&tone[first..first + 64 * 1024]);
+    let (mut src, head) = raw_source(
+        agora.addr,
+        "/held.mp3",
+        "PUT",
+        &[("Content-Type", "audio/mpeg"), ("Expect", "100-continue")],
+    );
+    assert!(head.contains(" 100 "), "{head}");
+    src.write_all(&mp3[..held])
+        .expect("the tag and part of a frame");
+    agora.wait_log(&["stream format detected", "/held.mp3"]);
+
+    // Nothing more comes: the probe is answered when the first-data wait is over.
+    let (code, head, body) = http_get(agora.addr, "/held.mp3", &[("Range", "bytes=0-1")]);
+    assert_eq!(code, 503, "{head}{body:?}");
+
+    // A probe in wait, then the rest of the stream.
+    let mut probe = TcpStream::connect(agora.addr).expect("connect");
+    probe
+        .write_all(request("GET", "/held.mp3", &[("Range", "bytes=0-1")]).as_bytes())
+        .expect("send the probe");
+    src.write_all(&mp3[held..]).expect("the rest of the stream");
+    probe
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let (code, head, body) = split_response(&read_lenient(&mut probe));
+    assert_eq!(code, 206, "{head}");
+    assert!(head.contains("Content-Range: bytes 0-1/*"), "{head}");
+    assert_eq!(body, [0xFF, 0xFB], "{head}");
+}
+
 #[test]
 fn playlists_point_at_the_stream() {
     let agora = Agora::start();
