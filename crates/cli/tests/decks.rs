@@ -312,3 +312,121 @@ fn bad_decks_are_refused_with_reasons_while_a_listener_decodes() {
     );
     listener.join().expect("the listener decoded");
 }
+
+/// `PUT /admin/decks?mount=MOUNT` of a PDF of `pages` pages with the source's password:
+/// (status, the answer's JSON or error).
+fn upload(addr: SocketAddr, mount: &str, pages: usize) -> (u16, serde_json::Value) {
+    let (code, head, body) = send(
+        addr,
+        "PUT",
+        &format!("/admin/decks?mount={mount}&name=talk.pdf"),
+        &[("Authorization", &source_auth())],
+        &make_pdf(pages),
+    );
+    assert!(!body.is_empty(), "{head}");
+    (code, json_body(&body))
+}
+
+/// A deck's files as served: the PDF, then each page.
+fn deck_files(addr: SocketAddr, deck: &serde_json::Value) -> Vec<Vec<u8>> {
+    let mut urls = vec![deck["pdf"].as_str().expect("pdf").to_string()];
+    for p in deck["pages"].as_array().expect("pages") {
+        urls.push(p["url"].as_str().expect("page url").to_string());
+    }
+    urls.iter()
+        .map(|url| {
+            let (code, head, bytes) = http_get(addr, url, &[]);
+            assert_eq!(code, 200, "{url}: {head}");
+            bytes
+        })
+        .collect()
+}
+
+/// Decks outlive a restart with `data-dir` (the same id, URLs, bytes and current page), and
+/// all mounts' decks together stay within `max-deck-bytes-total`: one more is refused with
+/// `507` and the reason, a mount's new deck replaces its old one within the bound.
+#[test]
+fn decks_are_kept_across_a_restart_and_bounded_in_total() {
+    let data = TempDir::new("agora-deck-data");
+    let toml = format!(
+        "[server]\ndata-dir = {:?}\n",
+        data.path().display().to_string()
+    );
+    let agora = Agora::start_with_config(&toml);
+    let (_, file) = fixture("webm");
+    let push = ffmpeg_push(&agora, &file, "/live.webm", "webm", false);
+    agora.wait_mount("/live.webm");
+    let (code, deck) = upload(agora.addr, "/live.webm", 3);
+    assert_eq!(code, 201, "{deck}");
+    let files = deck_files(agora.addr, &deck);
+    wait_until("a stream time", Duration::from_secs(20), || {
+        let (_, _, api) = http_get(agora.addr, "/api/v1/decks/live.webm", &[]);
+        json_body(&api)["stream_time"].as_f64().is_some()
+    });
+    assert_eq!(step(agora.addr, "2")["page"], 2);
+    drop(push);
+
+    // A restart with the same data-dir: the same deck, its files and its page.
+    drop(agora);
+    let agora = Agora::start_with_config(&toml);
+    assert!(
+        agora.log_has(&["deck read back", "pages=3"]),
+        "{}",
+        agora.log()
+    );
+    let (code, _, api) = http_get(agora.addr, "/api/v1/decks/live.webm", &[]);
+    assert_eq!(code, 200);
+    let back = json_body(&api);
+    assert_eq!(back["id"], deck["id"], "{back}");
+    assert_eq!(back["pdf"], deck["pdf"], "{back}");
+    assert_eq!(back["page"], 2, "{back}");
+    assert_eq!(deck_files(agora.addr, &back), files);
+
+    // The total: what the deck holds, and room for less than a second one.
+    let held = files.iter().map(Vec::len).sum::<usize>();
+    let bounded = format!(
+        "{toml}max-deck-bytes = {0}\nmax-deck-bytes-total = {0}\n",
+        held * 3 / 2
+    );
+    std::fs::write(agora.config_path(), &bounded).expect("rewrite the configuration");
+    send_signal(agora.pid(), "HUP");
+    agora.wait_log(&["SIGHUP: configuration reloaded"]);
+    let (code, refused) = upload(agora.addr, "/other.webm", 3);
+    assert_eq!(code, 507, "{refused}");
+    let why = refused["error"].as_str().unwrap_or_default();
+    assert!(why.contains("max-deck-bytes-total"), "{why}");
+    // The mount's own deck is replaced within the bound, and the new one is kept.
+    let (code, second) = upload(agora.addr, "/live.webm", 2);
+    assert_eq!(code, 201, "{second}");
+    assert_ne!(second["id"], deck["id"]);
+    drop(agora);
+    let agora = Agora::start_with_config(&bounded);
+    let (_, _, api) = http_get(agora.addr, "/api/v1/decks/live.webm", &[]);
+    let back = json_body(&api);
+    assert_eq!(back["id"], second["id"], "{back}");
+    assert_eq!(back["pages"].as_array().map(Vec::len), Some(2), "{back}");
+    assert!(back["page"].is_null(), "{back}");
+    let (code, _, _) = http_get(agora.addr, deck["pdf"].as_str().expect("pdf"), &[]);
+    assert_eq!(code, 404, "the replaced deck's files are gone");
+    let folder = std::fs::read_dir(data.path().join("decks"))
+        .expect("decks folder")
+        .filter_map(Result::ok)
+        .next()
+        .expect("a mount's folder")
+        .path();
+    let mut names: Vec<String> = std::fs::read_dir(&folder)
+        .expect("the mount's folder")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let id = second["id"].as_u64().expect("id");
+    let mut want = vec![
+        format!("{id}-1.png"),
+        format!("{id}-2.png"),
+        format!("{id}.pdf"),
+        "deck.json".to_string(),
+    ];
+    want.sort();
+    assert_eq!(names, want);
+}

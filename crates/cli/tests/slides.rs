@@ -278,7 +278,7 @@ fn bad_uploads_are_refused_while_a_listener_decodes_and_memory_stays_put() {
     let img = images();
     let agora = Agora::start_with_config("[server]\nmax-slide-bytes = 1048576\n");
     assert!(
-        agora.log_has(&["slides are kept in memory only"]),
+        agora.log_has(&["slides and decks are kept in memory only"]),
         "{}",
         agora.log()
     );

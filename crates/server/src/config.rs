@@ -386,6 +386,9 @@ pub struct ServerSection {
     pub max_deck_bytes: u64,
     /// The most pages a deck may have (`422` beyond it: nothing rendered).
     pub max_deck_pages: u32,
+    /// Bytes of decks (PDFs and their pages) all mounts keep together, in memory as on disk
+    /// (`507` beyond it).
+    pub max_deck_bytes_total: u64,
 }
 
 /// `[[server.tls]]`: addresses that speak HTTPS, with a certificate chain and its key (PEM
@@ -435,6 +438,7 @@ impl Default for ServerSection {
             max_slide_bytes_total: 1 << 30,
             max_deck_bytes: 64 << 20,
             max_deck_pages: 300,
+            max_deck_bytes_total: 1 << 30,
         }
     }
 }
@@ -1019,6 +1023,12 @@ impl Config {
                 s.max_deck_pages
             ));
         }
+        if s.max_deck_bytes_total < s.max_deck_bytes {
+            return bad(format!(
+                "server.max-deck-bytes-total ({}) is less than max-deck-bytes ({})",
+                s.max_deck_bytes_total, s.max_deck_bytes
+            ));
+        }
         if s.max_slides_per_mount == 0 || s.max_slide_mounts == 0 {
             return bad("server.max-slides-per-mount and max-slide-mounts must be > 0".into());
         }
@@ -1493,6 +1503,7 @@ mod tests {
             ("max-slide-bytes-total = 1024", "max-slide-bytes-total"),
             ("data-dir = \"\"", "data-dir"),
             ("max-deck-bytes = 100", "max-deck-bytes"),
+            ("max-deck-bytes-total = 1048576", "max-deck-bytes-total"),
             ("max-deck-pages = 0", "max-deck-pages"),
             ("max-deck-pages = 5000", "max-deck-pages"),
         ] {

@@ -47,6 +47,7 @@ use crate::logging::{About, Kind, Limiter, shown};
 use crate::reload::{Links, Reloader};
 use crate::routing::route;
 use crate::state::{Credentials, Shared};
+use crate::stream::decks::DeckStore;
 use crate::stream::mount::Registry;
 use crate::stream::slides::SlideStore;
 use crate::telemetry::access_log::AccessLog;
@@ -172,20 +173,28 @@ impl Server {
             config.server.login_ban_secs,
         );
         let listener_auth = crate::listener_auth::Gates::new(&config);
-        let slides = match config.server.data_dir.clone() {
+        let (slides, decks) = match config.server.data_dir.clone() {
             Some(dir) => {
-                let total = config.server.max_slide_bytes_total;
+                let (slides_total, decks_total) = (
+                    config.server.max_slide_bytes_total,
+                    config.server.max_deck_bytes_total,
+                );
                 let path = dir.display().to_string();
-                tokio::task::spawn_blocking(move || SlideStore::open(&dir, total))
-                    .await
-                    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
-                    .map_err(|why| StartError::DataDir { path, why })?
+                tokio::task::spawn_blocking(move || {
+                    Ok((
+                        SlideStore::open(&dir, slides_total)?,
+                        DeckStore::open(&dir, decks_total)?,
+                    ))
+                })
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+                .map_err(|why| StartError::DataDir { path, why })?
             }
             None => {
                 tracing::info!(
-                    "no data-dir: slides are kept in memory only, and a restart loses them"
+                    "no data-dir: slides and decks are kept in memory only, and a restart loses them"
                 );
-                SlideStore::in_memory()
+                (SlideStore::in_memory(), DeckStore::in_memory())
             }
         };
         Ok(Server {
@@ -224,7 +233,7 @@ impl Server {
                 listener_auth: ArcSwap::from_pointee(listener_auth),
                 slides,
                 slide_uploads: tokio::sync::Semaphore::new(crate::state::SLIDE_UPLOADS),
-                decks: Default::default(),
+                decks,
                 deck_uploads: tokio::sync::Semaphore::new(crate::state::DECK_UPLOADS),
                 deck_renders: tokio::sync::Semaphore::new(crate::stream::decks::RENDERS),
             }),

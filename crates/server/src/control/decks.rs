@@ -26,7 +26,7 @@ use crate::control::upload::{self, Expected, authorize, refusal};
 use crate::logging::shown;
 use crate::mount_path::{self, MountPath};
 use crate::state::Shared;
-use crate::stream::decks::{Deck, render};
+use crate::stream::decks::{Deck, PutError, render};
 use crate::stream::slides::{AddError, ImageType, Limits};
 use crate::wire::conn::Connection;
 use crate::wire::http::{JSON, Request, Response};
@@ -158,14 +158,18 @@ pub(crate) async fn upload(
             return refused(code, &format!("Not a deck: {e}"));
         }
     };
-    let Some(deck) = shared.decks.put(&mount, file_name(req), pdf, pages) else {
-        return refused(
-            507,
-            &format!(
-                "The server keeps decks for at most {} mounts",
-                crate::stream::decks::MAX_DECKS
-            ),
-        );
+    let total = config.server.max_deck_bytes_total;
+    let deck = match shared
+        .decks
+        .put(&mount, file_name(req), pdf, pages, total)
+        .await
+    {
+        Ok(deck) => deck,
+        Err(e @ PutError::Io(_)) => {
+            tracing::error!(mount = %shown(&mount), "deck not stored: {e}");
+            return Some((refusal(500, "The deck could not be stored"), false));
+        }
+        Err(e) => return refused(507, &e.to_string()),
     };
     tracing::info!(
         %peer,
@@ -235,7 +239,7 @@ pub(crate) async fn step(req: &Request, peer: SocketAddr, shared: &Arc<Shared>) 
         }
         Err(e) => return refusal(507, &e.to_string()),
     };
-    *deck.current.lock() = Some(page);
+    shared.decks.step(&mount, &deck, page).await;
     slides::announce(shared, peer, &mount, &added);
     let body = json!({
         "mount": mount,

@@ -17,8 +17,11 @@
 //!   measured while `pdftoppm` runs; it is killed beyond that). Files are read and written on
 //!   the blocking pool.
 //! - *Bounded:* a deck is at most `max-deck-bytes` of PDF and [`MAX_RENDER_BYTES`] of images;
-//!   at most [`MAX_DECKS`] mounts have a deck (`507` for one more). Decks are kept in memory:
-//!   a restart forgets them (the slides stepped to stay, in the slide store).
+//!   at most [`MAX_DECKS`] mounts have a deck, and all decks together at most
+//!   `max-deck-bytes-total` (`507` beyond either). Decks are served from memory; with a
+//!   `data-dir` they are also kept in `decks/<mount folder>/` (the PDF, the pages and an index
+//!   written last, atomically) with the page the operator last stepped to, and read back at
+//!   start within the same bounds.
 //! - *Ids are never reused:* a deck's id is the Unix time in milliseconds when it was stored
 //!   (one more than the last if that is not later), so its URLs can be cached for good.
 
@@ -290,23 +293,136 @@ fn read_pages(dir: &Path, _scratch: &Scratch) -> std::io::Result<Vec<(Bytes, u32
 pub(crate) struct DeckStore {
     decks: RwLock<HashMap<String, Arc<Deck>>>,
     last_id: Mutex<u64>,
+    /// `data-dir/decks`, where each mount's deck is kept; `None`: in memory only.
+    dir: Option<PathBuf>,
+    /// Held while a deck's files are written and it replaces the one in memory, so that two
+    /// uploads to a mount leave the files and the memory of the same (the later) deck. Only
+    /// deck writers wait for it; readers never do.
+    turn: tokio::sync::Mutex<()>,
+}
+
+/// Why a rendered deck was not kept.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PutError {
+    #[error("The server keeps decks for at most {MAX_DECKS} mounts")]
+    Mounts,
+    #[error(
+        "The server keeps at most {total} bytes of decks (max-deck-bytes-total); this one is {bytes}, and the others hold {held}"
+    )]
+    Full { bytes: u64, held: u64, total: u64 },
+    #[error("the deck could not be written to the data-dir: {0}")]
+    Io(std::io::Error),
+}
+
+/// What `deck.json` says of a deck kept in the data-dir: the files beside it are checked
+/// against it when read back.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Index {
+    mount: String,
+    id: u64,
+    name: Option<String>,
+    current: Option<usize>,
+    pdf_bytes: u64,
+    /// Each page's bytes, width and height.
+    pages: Vec<(u64, u32, u32)>,
+}
+
+/// The index of a deck's folder.
+const INDEX: &str = "deck.json";
+
+impl Deck {
+    /// Bytes it holds: the PDF and its pages.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.pdf.len() as u64 + self.pages.iter().map(|p| p.0.len() as u64).sum::<u64>()
+    }
+
+    fn index(&self, mount: &str) -> Index {
+        Index {
+            mount: mount.to_string(),
+            id: self.id,
+            name: self.name.clone(),
+            current: *self.current.lock(),
+            pdf_bytes: self.pdf.len() as u64,
+            pages: self
+                .pages
+                .iter()
+                .map(|(b, w, h)| (b.len() as u64, *w, *h))
+                .collect(),
+        }
+    }
 }
 
 impl DeckStore {
+    /// A store in memory only.
+    pub(crate) fn in_memory() -> DeckStore {
+        DeckStore::default()
+    }
+
+    /// The store of `data_dir` (its `decks/` folder made if missing), every deck read back:
+    /// the newest [`MAX_DECKS`], at most `bytes_total` bytes of them. Blocking: call it off
+    /// the async workers.
+    pub(crate) fn open(data_dir: &Path, bytes_total: u64) -> std::io::Result<DeckStore> {
+        let dir = data_dir.join("decks");
+        std::fs::create_dir_all(&dir)?;
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(&dir)?.filter_map(Result::ok) {
+            let folder = entry.path();
+            if !folder.is_dir() {
+                continue;
+            }
+            match load(&folder) {
+                Ok(Some((mount, deck))) => found.push((folder, mount, deck)),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(folder = %folder.display(), "deck left out: {e}"),
+            }
+        }
+        // Newest first: those beyond the bounds are the oldest.
+        found.sort_by_key(|(_, _, d)| std::cmp::Reverse(d.id));
+        let mut decks = HashMap::new();
+        let (mut held, mut last_id) = (0u64, 0u64);
+        for (folder, mount, deck) in found {
+            let fits = decks.len() < MAX_DECKS && held + deck.bytes() <= bytes_total;
+            if !fits || decks.contains_key(&mount) {
+                tracing::warn!(mount = %crate::logging::shown(&mount), id = deck.id, "deck left out: beyond the deck limits, or older than another of its mount");
+                let _ = std::fs::remove_dir_all(&folder);
+                continue;
+            }
+            held += deck.bytes();
+            last_id = last_id.max(deck.id);
+            tracing::info!(
+                mount = %crate::logging::shown(&mount),
+                id = deck.id,
+                pages = deck.pages.len(),
+                bytes = deck.bytes(),
+                "deck read back"
+            );
+            decks.insert(mount, Arc::new(deck));
+        }
+        Ok(DeckStore {
+            decks: RwLock::new(decks),
+            last_id: Mutex::new(last_id),
+            dir: Some(dir),
+            turn: tokio::sync::Mutex::new(()),
+        })
+    }
+
     /// The mount's deck.
     pub(crate) fn get(&self, mount: &str) -> Option<Arc<Deck>> {
         self.decks.read().get(mount).cloned()
     }
 
-    /// Make `pages` the mount's deck, in place of the one it had; `None` when [`MAX_DECKS`]
-    /// other mounts have one.
-    pub(crate) fn put(
+    /// Make `pages` the mount's deck, in place of the one it had (in the data-dir too, when
+    /// there is one): refused when [`MAX_DECKS`] other mounts have one, or when it would take
+    /// the decks past `bytes_total`.
+    pub(crate) async fn put(
         &self,
         mount: &str,
         name: Option<String>,
         pdf: Bytes,
         pages: Vec<(Bytes, u32, u32)>,
-    ) -> Option<Arc<Deck>> {
+        bytes_total: u64,
+    ) -> Result<Arc<Deck>, PutError> {
+        let _turn = self.turn.lock().await;
         let id = {
             let mut last = self.last_id.lock();
             let now = SystemTime::now()
@@ -323,11 +439,151 @@ impl DeckStore {
             pages,
             current: Mutex::new(None),
         });
-        let mut decks = self.decks.write();
-        if !decks.contains_key(mount) && decks.len() >= MAX_DECKS {
-            return None;
+        self.fits(mount, &deck, bytes_total)?;
+        if let Some(dir) = &self.dir {
+            let folder = dir.join(crate::stream::slides::folder_name(mount));
+            let (d, index) = (deck.clone(), deck.index(mount));
+            tokio::task::spawn_blocking(move || save(&folder, &d, &index))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+                .map_err(PutError::Io)?;
         }
-        decks.insert(mount.to_string(), deck.clone());
-        Some(deck)
+        // Checked again: only writers change the map, and they take turns.
+        self.fits(mount, &deck, bytes_total)?;
+        self.decks.write().insert(mount.to_string(), deck.clone());
+        Ok(deck)
     }
+
+    /// Whether `deck` may replace the mount's deck.
+    fn fits(&self, mount: &str, deck: &Deck, bytes_total: u64) -> Result<(), PutError> {
+        let decks = self.decks.read();
+        if !decks.contains_key(mount) && decks.len() >= MAX_DECKS {
+            return Err(PutError::Mounts);
+        }
+        let held: u64 = decks
+            .iter()
+            .filter(|(m, _)| m.as_str() != mount)
+            .map(|(_, d)| d.bytes())
+            .sum();
+        if held + deck.bytes() > bytes_total {
+            return Err(PutError::Full {
+                bytes: deck.bytes(),
+                held,
+                total: bytes_total,
+            });
+        }
+        Ok(())
+    }
+
+    /// The operator stepped `deck` to `page`: remembered, in the data-dir too (a failure there
+    /// is logged; the step stands).
+    pub(crate) async fn step(&self, mount: &str, deck: &Arc<Deck>, page: usize) {
+        let _turn = self.turn.lock().await;
+        *deck.current.lock() = Some(page);
+        let Some(dir) = &self.dir else {
+            return;
+        };
+        // A deck replaced meanwhile keeps its own folder's index.
+        if !self.get(mount).is_some_and(|d| Arc::ptr_eq(&d, deck)) {
+            return;
+        }
+        let path = dir
+            .join(crate::stream::slides::folder_name(mount))
+            .join(INDEX);
+        let index = deck.index(mount);
+        let written = tokio::task::spawn_blocking(move || {
+            let json = serde_json::to_vec_pretty(&index).map_err(std::io::Error::other)?;
+            crate::stream::slides::write_atomic(&path, &json)
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        if let Err(e) = written {
+            tracing::error!(mount = %crate::logging::shown(mount), "the deck's page not written to the data-dir: {e}");
+        }
+    }
+}
+
+/// A deck's files in `folder`: `<id>.pdf` and `<id>-<page>.png` written (synced) first, then
+/// the index naming them, atomically; then the files of the deck it replaced are removed.
+/// A crash leaves the old deck or the new one, never a mix. Blocking.
+fn save(folder: &Path, deck: &Deck, index: &Index) -> std::io::Result<()> {
+    use crate::stream::slides::write_atomic;
+    std::fs::create_dir_all(folder)?;
+    write_atomic(&folder.join(format!("{}.pdf", deck.id)), &deck.pdf)?;
+    for (n, (bytes, _, _)) in deck.pages.iter().enumerate() {
+        write_atomic(&folder.join(format!("{}-{}.png", deck.id, n + 1)), bytes)?;
+    }
+    let json = serde_json::to_vec_pretty(index).map_err(std::io::Error::other)?;
+    write_atomic(&folder.join(INDEX), &json)?;
+    std::fs::File::open(folder)?.sync_all()?;
+    remove_others(folder, deck.id)
+}
+
+/// Files of `folder` that are not the index or deck `id`'s: leftovers of a replaced deck or
+/// of a crash.
+fn remove_others(folder: &Path, id: u64) -> std::io::Result<()> {
+    let (pdf, prefix) = (format!("{id}.pdf"), format!("{id}-"));
+    for entry in std::fs::read_dir(folder)?.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name != INDEX && name != pdf && !name.starts_with(&prefix) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
+}
+
+/// A deck read back from its folder: `None` for a folder without an index; an error when a
+/// file is missing or not what the index says.
+fn load(folder: &Path) -> std::io::Result<Option<(String, Deck)>> {
+    let text = match std::fs::read(folder.join(INDEX)) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let index: Index = serde_json::from_slice(&text)
+        .map_err(|e| std::io::Error::other(format!("{INDEX}: {e}")))?;
+    let mount = crate::mount_path::MountPath::parse(&index.mount)
+        .map_err(|e| std::io::Error::other(format!("{INDEX}: mount {:?}: {e}", index.mount)))?
+        .into_string();
+    if index.pages.is_empty() || index.pages.len() > 2000 {
+        return Err(std::io::Error::other(format!(
+            "{INDEX}: no pages, or too many"
+        )));
+    }
+    let read = |name: String, len: u64| -> std::io::Result<Bytes> {
+        let bytes = std::fs::read(folder.join(&name))?;
+        if bytes.len() as u64 != len {
+            return Err(std::io::Error::other(format!(
+                "{name} has {} bytes, the index says {len}",
+                bytes.len()
+            )));
+        }
+        Ok(Bytes::from(bytes))
+    };
+    let pdf = read(format!("{}.pdf", index.id), index.pdf_bytes)?;
+    let mut pages = Vec::with_capacity(index.pages.len());
+    for (n, &(len, w, h)) in index.pages.iter().enumerate() {
+        let name = format!("{}-{}.png", index.id, n + 1);
+        let bytes = read(name.clone(), len)?;
+        if crate::stream::slides::probe(&bytes).ok()
+            != Some((crate::stream::slides::ImageType::Png, w, h))
+        {
+            return Err(std::io::Error::other(format!(
+                "{name} is not the {w}x{h} PNG the index says"
+            )));
+        }
+        pages.push((bytes, w, h));
+    }
+    remove_others(folder, index.id)?;
+    let current = index.current.filter(|&p| p < pages.len());
+    Ok(Some((
+        mount,
+        Deck {
+            id: index.id,
+            name: index.name,
+            pdf,
+            pages,
+            current: Mutex::new(current),
+        },
+    )))
 }

@@ -496,7 +496,7 @@ fn write_shelf(
 }
 
 /// `bytes` written to a temporary file beside `path`, synced, then renamed to `path`.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
