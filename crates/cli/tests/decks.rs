@@ -430,3 +430,60 @@ fn decks_are_kept_across_a_restart_and_bounded_in_total() {
     want.sort();
     assert_eq!(names, want);
 }
+
+/// MP3 and AAC frames carry no time: the server counts their durations from the source's
+/// first frame, so a deck steps on a radio mount too (it was `409`), at a moment that moves
+/// on with the stream as the wall clock does (ffmpeg -re sends in real time); when the source
+/// is gone, a step is refused (`409`) instead of stamped with a past moment.
+#[test]
+fn a_deck_steps_on_mp3_and_aac_mounts_at_the_frames_time() {
+    let agora = Agora::start_with_config("[mount-defaults]\ngrace-period-secs = 30\n");
+    let (_, mp3) = fixture("mp3");
+    let (_, aac) = fixture("aac");
+    for (mount, file, muxer) in [("/radio.mp3", &mp3, "mp3"), ("/radio.aac", &aac, "adts")] {
+        let push = ffmpeg_push(&agora, file, mount, muxer, false);
+        let pushed = std::time::Instant::now();
+        agora.wait_mount(mount);
+        let (code, deck) = upload(agora.addr, mount, 2);
+        assert_eq!(code, 201, "{deck}");
+        let api = format!("/api/v1/decks{mount}");
+        let stream_time = || json_body(&http_get(agora.addr, &api, &[]).2)["stream_time"].as_f64();
+        wait_until("a stream time", Duration::from_secs(20), || {
+            stream_time().is_some_and(|t| t > 2.0)
+        });
+        let step_to = |page: &str| {
+            send(
+                agora.addr,
+                "POST",
+                &format!("/admin/decks/step?mount={mount}&page={page}"),
+                &[("Authorization", &source_auth())],
+                b"",
+            )
+        };
+        let before = stream_time().expect("stream time");
+        let (code, head, body) = step_to("2");
+        let after = stream_time().expect("stream time");
+        assert_eq!(
+            code,
+            200,
+            "{mount}: {head}{}",
+            String::from_utf8_lossy(&body)
+        );
+        let at = json_body(&body)["slide"]["at"].as_f64().expect("at");
+        assert!(
+            before <= at && at <= after,
+            "{mount}: {before} <= {at} <= {after}"
+        );
+        // Real time, give or take what ffmpeg sends ahead (its -re keeps it within a second
+        // or two) and the frames a source had not sent yet.
+        let wall = pushed.elapsed().as_secs_f64();
+        assert!(
+            (at - wall).abs() < 3.0,
+            "{mount}: at {at} s, {wall} s of wall clock"
+        );
+        drop(push);
+        agora.wait_log(&["source gone", &format!("mount={mount} ")]);
+        let (code, _, body) = step_to("1");
+        assert_eq!(code, 409, "{mount}: {}", String::from_utf8_lossy(&body));
+    }
+}

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | WebM | its Cluster's Timecode plus its latest block's relative timecode, times TimecodeScale (from the headers' Info, 1 ms by default) |
 //! | Ogg | its latest page's granule position, per codec (the clocks of [`crate::playout`]) |
-//! | MP3, ADTS | none: the frames carry no timestamp |
+//! | MP3, ADTS | the samples of the frames received so far, over their sample rate: these streams carry no timestamp, so the clock starts at 0 with the source's first frame (a source that connects again starts again at 0, as an Ogg chain does) |
 //!
 //! This is the clock a slide's `at` is in (#15): an operator's "now" for a mount is
 //! [`StreamClock::now`]. Sans-IO like the rest of the crate; it only reads whole units, as the
@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::Format;
+use crate::mpeg::{Kind, frame_header};
 use crate::ogg::{PageLen, page_len};
 use crate::playout::{Clock, TIMECODE, TIMECODE_SCALE, block_time};
 use crate::webm::{self, read_head};
@@ -34,6 +35,9 @@ pub struct StreamClock {
     cluster: Option<u64>,
     /// Ogg: each logical stream's clock.
     serials: HashMap<u32, Clock>,
+    /// MP3, ADTS: the time of the frames before the last change of sample rate, the current
+    /// rate and the samples (per channel) since it.
+    mpeg: (Duration, u32, u64),
     now: Option<Duration>,
 }
 
@@ -43,7 +47,7 @@ impl StreamClock {
         StreamClock::default()
     }
 
-    /// The media time of the latest timed data, `None` before any (or for MPEG audio).
+    /// The media time of the latest timed data, `None` before any.
     pub fn now(&self) -> Option<Duration> {
         self.now
     }
@@ -69,7 +73,32 @@ impl StreamClock {
         match format {
             Format::WebM => self.webm(bytes),
             Format::Ogg => self.ogg(bytes),
-            _ => {}
+            Format::Mp3 => self.mpeg(Kind::Mp3, bytes),
+            Format::Aac => self.mpeg(Kind::Adts, bytes),
+            Format::Opaque => {}
+        }
+    }
+
+    /// Frames add their samples; anything else (an ID3 tag, which the framer hands out as a
+    /// chunk of its own) ends the walk through the chunk.
+    fn mpeg(&mut self, kind: Kind, bytes: &[u8]) {
+        let (base, rate, samples) = &mut self.mpeg;
+        let mut at = 0;
+        while let Some(h) = bytes.get(at..).and_then(|b| frame_header(kind, b)) {
+            if h.frame_len == 0 {
+                break;
+            }
+            if h.sample_rate != *rate {
+                if *rate > 0 {
+                    *base += samples_time(*samples, *rate);
+                }
+                (*rate, *samples) = (h.sample_rate, 0);
+            }
+            *samples += u64::from(h.samples);
+            at += h.frame_len;
+        }
+        if *rate > 0 {
+            self.now = Some(*base + samples_time(*samples, *rate));
         }
     }
 
@@ -142,6 +171,12 @@ impl StreamClock {
     }
 }
 
+/// `samples` at `rate` per second, to the nanosecond.
+fn samples_time(samples: u64, rate: u32) -> Duration {
+    let nanos = u128::from(samples) * 1_000_000_000 / u128::from(rate);
+    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+}
+
 /// TimecodeScale from a WebM stream's headers (EBML header, Segment head, its children).
 fn webm_scale(bytes: &[u8]) -> Option<u64> {
     let mut at = 0;
@@ -163,6 +198,43 @@ fn webm_scale(bytes: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `n` MPEG-1 layer III frames of 128 kbit/s at 44.1 kHz (`0x90`: 417 bytes) or 48 kHz
+    /// (`0x94`: 384 bytes), 1152 samples each.
+    fn mp3_frames(n: usize, rate_byte: u8) -> Vec<u8> {
+        let len = if rate_byte == 0x90 { 417 } else { 384 };
+        let mut frame = vec![0u8; len];
+        frame[..4].copy_from_slice(&[0xFF, 0xFB, rate_byte, 0x00]);
+        frame.repeat(n)
+    }
+
+    #[test]
+    fn mpeg_time_is_the_samples_received_over_their_rate() {
+        let mut c = StreamClock::new();
+        assert_eq!(c.now(), None);
+        // An ID3 tag (a chunk of its own) says nothing.
+        c.chunk(Format::Mp3, b"ID3\x04\x00\x00\x00\x00\x00\x00");
+        assert_eq!(c.now(), None);
+        c.chunk(Format::Mp3, &mp3_frames(10, 0x90));
+        c.chunk(Format::Mp3, &mp3_frames(5, 0x90));
+        let at_44k = Duration::from_nanos(15 * 1152 * 1_000_000_000 / 44_100);
+        assert_eq!(c.now(), Some(at_44k));
+        // A change of rate: the time so far stays, the new frames count at their rate.
+        c.chunk(Format::Mp3, &mp3_frames(4, 0x94));
+        assert_eq!(c.now(), Some(at_44k + Duration::from_millis(4 * 24)));
+        // Not frames: nothing changes.
+        c.chunk(Format::Mp3, &[0u8; 100]);
+        assert_eq!(c.now(), Some(at_44k + Duration::from_millis(96)));
+        // ADTS: 1024 samples a frame; 44.1 kHz AAC LC, stereo, a 200-byte frame.
+        let mut adts = [0u8; 200];
+        adts[..7].copy_from_slice(&[0xFF, 0xF1, 0x50, 0x80, 0x19, 0x1F, 0xFC]);
+        let mut c = StreamClock::new();
+        c.chunk(Format::Aac, &adts.repeat(43));
+        assert_eq!(
+            c.now(),
+            Some(Duration::from_nanos(43 * 1024 * 1_000_000_000 / 44_100))
+        );
+    }
 
     fn el(id: &[u8], body: &[u8]) -> Vec<u8> {
         let mut v = id.to_vec();

@@ -9,8 +9,9 @@
 //!   too many pages, too heavy to render in time), each with the reason.
 //! - `POST /admin/decks/step?mount=/live.webm&page=N` (`N` from 1, or `next`, `prev`,
 //!   `first`, `last`): the page becomes the mount's current slide, a slide of the slide store
-//!   at the mount's live edge (`Mount::stream_time`), announced on `/events`; `409` when the
-//!   mount is not live or its stream carries no timestamps (MP3, AAC).
+//!   at the mount's live edge (`Mount::stream_time`; for MP3 and AAC the duration of the
+//!   frames since the source connected), announced on `/events`; `409` when the mount is not
+//!   live.
 //! - `GET /api/v1/decks/<mount>`: the deck, its page URLs and the current page.
 //! - `GET /slides/<mount>/deck-<id>.pdf` and `/slides/<mount>/deck-<id>-<page>.png`: the PDF
 //!   and its pages, cached for good (a deck id names one deck).
@@ -53,7 +54,7 @@ fn pdf_url(mount: &str, deck: &Deck) -> String {
 }
 
 /// A deck as its JSON says it, with the mount's live edge (`stream_time`, seconds on the
-/// stream's timeline; `null` when the mount is not live or its stream has no timestamps): the
+/// stream's timeline; `null` when the mount is not live or its source sent no media yet): the
 /// `at` a step would give its slide now.
 fn view(mount: &str, deck: &Deck, shared: &Shared) -> serde_json::Value {
     let current = *deck.current.lock();
@@ -220,7 +221,7 @@ pub(crate) async fn step(req: &Request, peer: SocketAddr, shared: &Arc<Shared>) 
         return refusal(
             409,
             &format!(
-                "Mount {mount} has no stream time: it is not live, or its stream (MP3, AAC) carries no timestamps"
+                "Mount {mount} has no stream time: it is not live, or its source has sent no media yet"
             ),
         );
     };

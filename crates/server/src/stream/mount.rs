@@ -350,9 +350,10 @@ pub(crate) struct Mount {
     /// The source's bitrate over its last few seconds (bits/s), 0 without a source.
     pub(crate) ingest_bps: AtomicU64,
     /// The live edge on the stream's own timeline (#15), in milliseconds: the media time of
-    /// the latest data the ingest framed (`agora_format::clock`), [`Mount::NO_TIME`] before
-    /// any or for a stream without timestamps (MP3, ADTS). What an operator's "now" is for a
-    /// slide of this mount (a deck's page stepped to).
+    /// the latest data the ingest framed (`agora_format::clock`; MP3 and ADTS: the duration
+    /// of the frames since the source connected), [`Mount::NO_TIME`] before any and without
+    /// a source. What an operator's "now" is for a slide of this mount (a deck's page
+    /// stepped to).
     pub(crate) stream_ms: AtomicU64,
     /// Listeners by id. A B-tree rather than a hash table: it grows in small nodes, where a
     /// table of 15,000 listeners is reallocated whole as it doubles (a lasting step in RSS),
@@ -929,6 +930,8 @@ impl Registry {
             }
         };
         mount.source_epoch.fetch_add(1, Ordering::AcqRel);
+        // The new source's own timeline, from its first data on.
+        mount.stream_ms.store(Mount::NO_TIME, Ordering::Relaxed);
         let now = SystemTime::now();
         let mut meta = meta;
         meta.apply(&mount.overrides.load());
@@ -1040,6 +1043,8 @@ impl Registry {
     fn source_left(self: &Arc<Self>, m: &Arc<Mount>) {
         m.update_state(|st| st.connected = false);
         m.ingest_bps.store(0, Ordering::Relaxed);
+        // No live edge without a source (a deck step is refused, not stamped with the past).
+        m.stream_ms.store(Mount::NO_TIME, Ordering::Relaxed);
         let epoch = m.source_epoch.fetch_add(1, Ordering::AcqRel) + 1;
         m.source_present.store(false, Ordering::Release);
         let grace = m.settings().grace_period();
