@@ -414,7 +414,8 @@ impl Builder {
     }
 
     /// A mount's `<authentication type="htpasswd|url">` as `listener-htpasswd` or
-    /// `listener-auth-url`; the options Agora does not have are noted.
+    /// `listener-auth-url` (and `listener-remove-url`); the options Agora does not have are
+    /// noted.
     fn listener_auth(&mut self, n: Node<'_, '_>, doc: &roxmltree::Document<'_>, m: &mut Table) {
         let kind = n.attribute("type").unwrap_or("");
         let options: Vec<(Node<'_, '_>, &str, &str)> = elements(n)
@@ -451,9 +452,14 @@ impl Builder {
                 let find = |name: &str| options.iter().find(|(_, k, _)| *k == name).map(|o| o.2);
                 let add = with_credentials(add, find("username"), find("password"));
                 m.insert("listener-auth-url".into(), add.into());
+                // Icecast sends the one username and password to both URLs.
+                if let Some(remove) = find("listener_remove") {
+                    let remove = with_credentials(remove, find("username"), find("password"));
+                    m.insert("listener-remove-url".into(), remove.into());
+                }
                 for (o, k, v) in &options {
                     match *k {
-                        "listener_add" | "username" | "password" => {}
+                        "listener_add" | "listener_remove" | "username" | "password" => {}
                         "auth_header" if v.trim().eq_ignore_ascii_case("icecast-auth-user: 1") => {}
                         "auth_header" => self.note(
                             *o,
@@ -748,6 +754,10 @@ mod tests {
             t["mount"][2]["listener-auth-url"].as_str(),
             Some("http://ice:p%40ss@auth.example.org/add.php")
         );
+        assert_eq!(
+            t["mount"][2]["listener-remove-url"].as_str(),
+            Some("http://ice:p%40ss@auth.example.org/remove.php")
+        );
         let why = |e: &str| {
             out.notes
                 .iter()
@@ -762,7 +772,7 @@ mod tests {
             out.notes
         );
         assert!(why("mount/authentication/option").contains("allow_duplicate_users"));
-        assert!(why("mount/authentication/option").contains("listener_remove"));
+        assert!(!why("mount/authentication/option").contains("listener_remove"));
         assert!(!why("mount/authentication/option").contains("auth_header"));
         let noted: Vec<&str> = out.notes.iter().map(|n| n.element.as_str()).collect();
         for e in [

@@ -482,3 +482,103 @@ fn agora_pushes_mounts_into_icecast2() {
             .is_some_and(|s| s["title"] == "Pushed title")
     });
 }
+
+/// The forms of Agora's listener authentication are icecast2's: one hook, as the
+/// `listener_add` and `listener_remove` URLs of both servers, sees a listener come and go on
+/// each; the field names and their order are the same, and each server's remove repeats its
+/// add.
+#[test]
+fn agora_sends_the_listener_add_and_remove_forms_icecast2_sends() {
+    use common::hook::Hook;
+    use std::io::Write;
+    use std::net::TcpStream;
+
+    let hook = Hook::start();
+    let ice = Icecast::start_full(
+        false,
+        "",
+        &format!(
+            r#"<mount><mount-name>/paid.mp3</mount-name><authentication type="url">
+  <option name="listener_add" value="http://{h}/auth"/>
+  <option name="listener_remove" value="http://{h}/remove"/>
+</authentication></mount>"#,
+            h = hook.addr
+        ),
+    );
+    let agora = Agora::start_with_config(&format!(
+        "[[mount]]\npath = \"/paid.mp3\"\nlistener-auth-url = \"http://{h}/auth\"\n\
+         listener-remove-url = \"http://{h}/remove\"\n",
+        h = hook.addr
+    ));
+    let (_, mp3) = fixture("mp3");
+    let _ice_src = Proc::spawn(
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-v", "error", "-re", "-i"])
+            .arg(&mp3)
+            .args(["-c", "copy", "-f", "mp3"])
+            .arg(format!(
+                "icecast://source:{ICE_SOURCE_PW}@{}/paid.mp3",
+                ice.addr
+            )),
+    );
+    let _agora_src = ffmpeg_push(&agora, &mp3, "/paid.mp3", "mp3", false);
+    ice.wait_mount("/paid.mp3");
+    agora.wait_mount("/paid.mp3");
+
+    let mut seen = Vec::new();
+    for (server, addr) in [("icecast2", ice.addr), ("agora", agora.addr)] {
+        // A listener comes, takes some of the stream and goes.
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let auth = basic_auth("alice", "wonderland");
+        s.write_all(
+            request(
+                "GET",
+                "/paid.mp3",
+                &[("User-Agent", "test-player/1.0"), ("Authorization", &auth)],
+            )
+            .as_bytes(),
+        )
+        .expect("send");
+        let head = read_head(&mut s);
+        assert!(head.contains(" 200 "), "{server}: {head}");
+        let mut byte = [0u8; 1];
+        std::io::Read::read_exact(&mut s, &mut byte).expect("stream bytes");
+        drop(s);
+        let port = addr.port().to_string();
+        let of = |action: &str| {
+            hook.of(action)
+                .into_iter()
+                .filter(|c| c.field("port") == port)
+                .collect::<Vec<_>>()
+        };
+        wait_until(
+            &format!("{server}'s listener_remove"),
+            Duration::from_secs(30),
+            || !of("listener_remove").is_empty(),
+        );
+        let (add, remove) = (of("listener_add"), of("listener_remove"));
+        assert_eq!(
+            (add.len(), remove.len()),
+            (1, 1),
+            "{server}: {add:?} {remove:?}"
+        );
+        for k in ["client", "mount", "user", "pass", "ip", "agent"] {
+            assert_eq!(add[0].field(k), remove[0].field(k), "{server}: {k}");
+        }
+        seen.push((
+            server,
+            add[0].names().join("&"),
+            remove[0].names().join("&"),
+        ));
+    }
+    let (ice_add, ice_remove) = (&seen[0].1, &seen[0].2);
+    let (agora_add, agora_remove) = (&seen[1].1, &seen[1].2);
+    assert_eq!(agora_add, ice_add);
+    assert_eq!(agora_remove, ice_remove);
+    assert_eq!(
+        agora_remove,
+        "action&server&port&client&mount&user&pass&duration&ip&agent"
+    );
+}

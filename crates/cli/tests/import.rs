@@ -117,6 +117,12 @@ fn mounts_relays_a_master_and_https_are_carried_over() {
     <fallback-mount>/standby.ogg</fallback-mount>
     <stream-name>Hall A</stream-name>
   </mount>
+  <mount><mount-name>/paid.ogg</mount-name>
+    <authentication type="url">
+      <option name="listener_add" value="http://127.0.0.1:{hook}/add.php"/>
+      <option name="listener_remove" value="http://127.0.0.1:{hook}/remove.php"/>
+      <option name="username" value="ice"/><option name="password" value="p@ss"/>
+    </authentication></mount>
   <relay><server>{host}</server><port>{port}</port><mount>/up.ogg</mount>
     <local-mount>/down.ogg</local-mount></relay>
   <master-server>{host}</master-server><master-server-port>{port}</master-server-port>
@@ -124,6 +130,7 @@ fn mounts_relays_a_master_and_https_are_carried_over() {
   <paths><ssl-certificate>{bundle}</ssl-certificate></paths>
 </icecast>"#,
             plain = free_port(),
+            hook = free_port(),
             host = origin.addr.ip(),
             port = origin.addr.port(),
             bundle = bundle.display(),
@@ -132,6 +139,19 @@ fn mounts_relays_a_master_and_https_are_carried_over() {
     .expect("write");
     let (toml, notes) = import(&xml, &dir.path().join("agora.toml"));
     assert!(!notes.contains("fallback"), "{notes}");
+    // Icecast's url authentication: both URLs, with its one username and password.
+    assert!(!notes.contains("listener_remove"), "{notes}");
+    let paid = toml
+        .split("[[mount]]")
+        .find(|m| m.contains("/paid.ogg"))
+        .expect("/paid.ogg imported");
+    assert!(
+        paid.contains("listener-auth-url = \"http://ice:p%40ss@127.0.0.1:")
+            && paid.contains("/add.php\"")
+            && paid.contains("listener-remove-url = \"http://ice:p%40ss@127.0.0.1:")
+            && paid.contains("/remove.php\""),
+        "{toml}"
+    );
     assert!(
         toml.contains("fallback = \"/standby.ogg\"") && toml.contains("fallback-override = false"),
         "{toml}"

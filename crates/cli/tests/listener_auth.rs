@@ -1,15 +1,16 @@
 //! Listener authentication per mount: an htpasswd file of bcrypt hashes, and a URL asked as
-//! Icecast's url authentication asks its `listener_add` URL; wrong passwords count towards
-//! the per-address ban.
+//! Icecast's url authentication asks its `listener_add` URL (told of each departure at its
+//! `listener_remove` URL, its `icecast-auth-timelimit` applied); wrong passwords count
+//! towards the per-address ban.
 
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::hook::{Call, Hook};
 use common::*;
 
 /// A listener's request with `Authorization: Basic user:pass` (when given) and a user agent:
@@ -155,116 +156,6 @@ fn wrong_listener_passwords_count_towards_the_ban() {
     agora.wait_log(&["too many failed logins", "client=127.0.0.1", "failures=4"]);
 }
 
-/// A form, decoded: its fields in order.
-type Form = Vec<(String, String)>;
-
-/// What the test's authentication URL saw and how it answers: it lets in `alice` with
-/// password `wonderland`, never answers user `slow`, and refuses everyone else.
-struct Hook {
-    addr: SocketAddr,
-    /// The forms received, decoded, in order.
-    forms: Arc<Mutex<Vec<Form>>>,
-    /// Connections it does not answer, kept open until the hook is dropped.
-    _held: Arc<Mutex<Vec<TcpStream>>>,
-}
-
-impl Hook {
-    fn start() -> Hook {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind hook");
-        let addr = listener.local_addr().expect("addr");
-        let forms = Arc::new(Mutex::new(Vec::new()));
-        let held = Arc::new(Mutex::new(Vec::new()));
-        let (f, h) = (forms.clone(), held.clone());
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { return };
-                let (f, h) = (f.clone(), h.clone());
-                std::thread::spawn(move || Hook::answer(conn, &f, &h));
-            }
-        });
-        Hook {
-            addr,
-            forms,
-            _held: held,
-        }
-    }
-
-    fn answer(mut conn: TcpStream, forms: &Mutex<Vec<Form>>, held: &Mutex<Vec<TcpStream>>) {
-        let head = read_head(&mut conn);
-        let len: usize = head
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length:")
-                    .map(|v| v.trim().to_string())
-            })
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0u8; len];
-        conn.read_exact(&mut body).expect("form body");
-        assert!(head.starts_with("POST /auth HTTP/1."), "{head}");
-        assert!(
-            head.contains("Content-Type: application/x-www-form-urlencoded"),
-            "{head}"
-        );
-        let form = form_decode(&String::from_utf8_lossy(&body));
-        let field = |k: &str| {
-            form.iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
-        let (user, pass) = (field("user"), field("pass"));
-        forms.lock().expect("forms").push(form);
-        let answer = match (user.as_str(), pass.as_str()) {
-            ("alice", "wonderland") => {
-                "HTTP/1.1 200 OK\r\nicecast-auth-user: 1\r\nContent-Length: 0\r\n\r\n"
-            }
-            ("slow", _) => {
-                held.lock().expect("held").push(conn);
-                return;
-            }
-            _ => {
-                "HTTP/1.1 200 OK\r\nicecast-auth-user: 0\r\nicecast-auth-message: not on the list\r\nContent-Length: 0\r\n\r\n"
-            }
-        };
-        let _ = conn.write_all(answer.as_bytes());
-    }
-
-    fn forms(&self) -> Vec<Form> {
-        self.forms.lock().expect("forms").clone()
-    }
-}
-
-/// `application/x-www-form-urlencoded` to pairs, in order.
-fn form_decode(s: &str) -> Form {
-    let decode = |v: &str| {
-        let b = v.as_bytes();
-        let mut out = Vec::new();
-        let mut i = 0;
-        while i < b.len() {
-            match b[i] {
-                b'+' => out.push(b' '),
-                b'%' if i + 2 < b.len() => {
-                    let hex = std::str::from_utf8(&b[i + 1..i + 3]).expect("hex");
-                    out.push(u8::from_str_radix(hex, 16).expect("hex"));
-                    i += 2;
-                }
-                c => out.push(c),
-            }
-            i += 1;
-        }
-        String::from_utf8(out).expect("UTF-8")
-    };
-    s.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
-}
-
 #[test]
 fn a_url_lets_in_whom_it_answers_icecast_auth_user_1_for() {
     let hook = Hook::start();
@@ -350,4 +241,377 @@ fn a_url_lets_in_whom_it_answers_icecast_auth_user_1_for() {
         listen(agora.addr, "/hook.opus", Some(("alice", "wonderland"))).0,
         200
     );
+}
+
+/// A listener's GET (or `method`) with `Authorization: Basic user:pass` and a user agent, its
+/// connection kept: the stream, after the response head, and the head.
+fn join(addr: SocketAddr, method: &str, mount: &str, login: (&str, &str)) -> (TcpStream, String) {
+    let auth = basic_auth(login.0, login.1);
+    let headers = [("User-Agent", "test-player/1.0"), ("Authorization", &auth)];
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    s.write_all(request(method, mount, &headers).as_bytes())
+        .expect("send");
+    let head = read_head(&mut s);
+    (s, head)
+}
+
+/// Read `s` until the server closes it (failing after `limit`): when that was.
+fn read_to_eof(s: &mut TcpStream, limit: Duration) -> Instant {
+    s.set_read_timeout(Some(limit)).expect("timeout");
+    let mut buf = [0u8; 16384];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Instant::now(),
+            Ok(_) => {}
+            Err(e) => panic!("the server did not close the listener within {limit:?}: {e}"),
+        }
+    }
+}
+
+/// The remove of the listener that `add` let in, once it came.
+fn wait_remove(hook: &Hook, add: &Call) -> Call {
+    let client = add.field("client").to_string();
+    wait_until(
+        &format!("the listener_remove of client {client}"),
+        Duration::from_secs(30),
+        || {
+            hook.of("listener_remove")
+                .iter()
+                .any(|c| c.field("client") == client)
+        },
+    );
+    let removes: Vec<Call> = hook
+        .of("listener_remove")
+        .into_iter()
+        .filter(|c| c.field("client") == client)
+        .collect();
+    assert_eq!(removes.len(), 1, "one remove per listener: {removes:?}");
+    removes.into_iter().next().expect("one")
+}
+
+/// The `listener_add`s for `user`, in order.
+fn adds(hook: &Hook, user: &str) -> Vec<Call> {
+    hook.of("listener_add")
+        .into_iter()
+        .filter(|c| c.field("user") == user)
+        .collect()
+}
+
+/// The `n`th `listener_add` for `user` (from 0), once it came. (A player such as ffmpeg asks
+/// without credentials first, and the URL is asked for that too.)
+fn wait_add(hook: &Hook, user: &str, n: usize) -> Call {
+    wait_until(
+        &format!("listener_add {n} of {user}"),
+        Duration::from_secs(30),
+        || adds(hook, user).len() > n,
+    );
+    adds(hook, user).swap_remove(n)
+}
+
+/// A remove says what its add said, and how long the listener stayed.
+fn assert_remove_matches(add: &Call, remove: &Call) {
+    assert_eq!(
+        remove.names(),
+        [
+            "action", "server", "port", "client", "mount", "user", "pass", "duration", "ip",
+            "agent"
+        ],
+        "Icecast 2.4's fields, in its order"
+    );
+    assert_eq!(remove.path, "/remove");
+    for k in [
+        "server", "port", "client", "mount", "user", "pass", "ip", "agent",
+    ] {
+        assert_eq!(add.field(k), remove.field(k), "{k}: {add:?} / {remove:?}");
+    }
+}
+
+/// Whole seconds in a remove's `duration`.
+fn duration(remove: &Call) -> u64 {
+    remove.field("duration").parse().expect("duration: seconds")
+}
+
+/// Push the first 64 KiB of the Ogg Opus fixture to `mount`, then nothing: the mount is live
+/// and gets no more data (its listeners wait parked).
+fn silent_source(agora: &Agora, mount: &str) -> TcpStream {
+    let (_, file) = fixture("opus");
+    let bytes = std::fs::read(file).expect("fixture");
+    let (mut s, head) = raw_source(agora.addr, mount, "PUT", &[("Content-Type", "audio/ogg")]);
+    assert!(head.contains(" 200 ") || head.contains(" 100 "), "{head}");
+    s.write_all(&bytes[..64 * 1024]).expect("source bytes");
+    agora.wait_mount(mount);
+    s
+}
+
+#[test]
+fn a_listener_let_in_by_the_url_is_removed_once_when_it_leaves() {
+    let hook = Hook::start();
+    let mut agora = Agora::start_with_config(&format!(
+        "[[mount]]\npath = \"/paid.mp3\"\n\
+         listener-auth-url = \"http://ice:hook-pw@{hook}/auth\"\n\
+         listener-remove-url = \"http://{hook}/remove\"\n\
+         listener-auth-timeout-secs = 2\nlistener-auth-cache-secs = 60\n",
+        hook = hook.addr
+    ));
+    // MP3, a frame every 26 ms: the server finds a listener gone at its next writes.
+    let (fx, media) = fixture("mp3");
+    let _src = ffmpeg_push(&agora, &media, "/paid.mp3", fx.muxer, false);
+    agora.wait_mount("/paid.mp3");
+
+    // A player listens, then leaves: one remove, the add's fields and the time it listened.
+    let asked = Instant::now();
+    let (s, head) = join(agora.addr, "GET", "/paid.mp3", ("alice", "wonderland"));
+    let joined = Instant::now();
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    let add = wait_add(&hook, "alice", 0);
+    let drain = Drain::spawn(s.try_clone().expect("clone"));
+    wait_until("stream bytes", Duration::from_secs(20), || {
+        drain.bytes() > 0
+    });
+    // Listening is what is measured: two seconds of it.
+    std::thread::sleep(Duration::from_secs(2));
+    s.shutdown(Shutdown::Both).expect("leave");
+    // Let in between the two instants.
+    let listened = (joined.elapsed().as_secs(), asked.elapsed().as_secs());
+    let remove = wait_remove(&hook, &add);
+    assert_remove_matches(&add, &remove);
+    assert_eq!(remove.field("user"), "alice");
+    assert_eq!(remove.field("mount"), "/paid.mp3");
+    assert_eq!(remove.field("ip"), "127.0.0.1");
+    assert_eq!(remove.field("agent"), "test-player/1.0");
+    assert!(
+        (listened.0..=listened.1 + 1).contains(&duration(&remove)),
+        "duration {} after {listened:?} s",
+        remove.field("duration")
+    );
+    // The remove URL has no credentials of its own: the add URL's are sent to both.
+    let ice = basic_auth("ice", "hook-pw");
+    assert_eq!(remove.authorization.as_deref(), Some(ice.as_str()));
+    assert_eq!(add.authorization.as_deref(), Some(ice.as_str()));
+
+    // The same credentials again: asked again (no cache with a remove URL), and a real
+    // player decodes, then has its own remove.
+    let started = Instant::now();
+    assert_decodes(
+        &format!("http://alice:wonderland@{}/paid.mp3", agora.addr),
+        2,
+    );
+    let played = started.elapsed().as_secs();
+    let add = wait_add(&hook, "alice", 1);
+    assert_ne!(add.field("client"), remove.field("client"));
+    let remove = wait_remove(&hook, &add);
+    assert_remove_matches(&add, &remove);
+    assert!(
+        duration(&remove) <= played + 1,
+        "duration {} after {played} s",
+        remove.field("duration")
+    );
+
+    // Refused by the URL: no remove. An admin passes the gate: neither add nor remove.
+    let (mut s, head) = join(agora.addr, "GET", "/paid.mp3", ("bob", "builder"));
+    assert!(head.contains(" 401 "), "{head}");
+    let _ = read_lenient(&mut s);
+    wait_add(&hook, "bob", 0);
+    let (s, head) = join(agora.addr, "GET", "/paid.mp3", ("admin", ADMIN_PW));
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    drop(s);
+
+    // A HEAD answered after the grant is a listener that came and went: its remove too.
+    let (mut s, head) = join(agora.addr, "HEAD", "/paid.mp3", ("alice", "wonderland"));
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    let _ = read_lenient(&mut s);
+    let add = wait_add(&hook, "alice", 2);
+    assert_remove_matches(&add, &wait_remove(&hook, &add));
+
+    // A graceful shutdown sends the remove of a listener still streaming before it exits.
+    let (_s, head) = join(agora.addr, "GET", "/paid.mp3", ("alice", "wonderland"));
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    let add = wait_add(&hook, "alice", 3);
+    send_signal(agora.pid(), "TERM");
+    let mut status = None;
+    wait_until("agora to exit", Duration::from_secs(20), || {
+        status = agora.child.try_wait().expect("try_wait");
+        status.is_some()
+    });
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    let removes = hook.of("listener_remove");
+    assert!(
+        removes
+            .iter()
+            .any(|c| c.field("client") == add.field("client")),
+        "no remove before the exit: {removes:?}"
+    );
+
+    // Every listener let in had its remove, once; the refused ones (bob, a player's first
+    // request without credentials) and the admin have none.
+    let alice = adds(&hook, "alice");
+    assert_eq!(alice.len(), 4, "{alice:?}");
+    assert_eq!(removes.len(), 4, "{removes:?}");
+    for add in &alice {
+        let theirs = removes
+            .iter()
+            .filter(|r| r.field("client") == add.field("client"))
+            .count();
+        assert_eq!(theirs, 1, "{add:?}: {removes:?}");
+    }
+    assert!(adds(&hook, "admin").is_empty());
+}
+
+#[test]
+fn icecast_auth_timelimit_ends_the_listener_parked_moved_or_let_in_from_the_cache() {
+    let hook = Hook::start();
+    let agora = Agora::start_with_config(&format!(
+        "[mount-defaults]\nlistener-auth-url = \"http://{hook}/auth\"\n\
+         listener-remove-url = \"http://{hook}/remove\"\nlistener-auth-timeout-secs = 2\n\n\
+         [[mount]]\npath = \"/cached.ogg\"\nlistener-auth-url = \"http://{hook}/auth\"\n\
+         listener-auth-cache-secs = 60\n",
+        hook = hook.addr
+    ));
+    // Live mounts that get no more data: a listener waits parked, and only its time limit
+    // can wake it.
+    let _sources: Vec<TcpStream> = ["/timed.ogg", "/moved.ogg", "/other.ogg", "/cached.ogg"]
+        .into_iter()
+        .map(|m| silent_source(&agora, m))
+        .collect();
+
+    // Let in with `icecast-auth-timelimit: 3`: one stays where it is, one is moved by the
+    // admin to another mount; both are closed by the server 3 s after they were let in.
+    let asked = Instant::now();
+    let (mut stays, head) = join(agora.addr, "GET", "/timed.ogg", ("timed", "x"));
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    let (mut moved, head) = join(agora.addr, "GET", "/moved.ogg", ("timed", "y"));
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    let (code, _, body) = http_get(
+        agora.addr,
+        "/admin/moveclients?mount=/moved.ogg&destination=/other.ogg",
+        &[("Authorization", &admin_auth())],
+    );
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    agora.wait_status("the listener moved", |a| a.listeners("/other.ogg") == 1);
+    for (s, what) in [(&mut stays, "parked"), (&mut moved, "moved")] {
+        let closed = read_to_eof(s, Duration::from_secs(15)) - asked;
+        assert!(
+            closed >= Duration::from_millis(2900) && closed < Duration::from_secs(8),
+            "{what}: closed {closed:?} after it asked"
+        );
+    }
+    // Each has its remove, 3 s after it was let in.
+    for n in 0..2 {
+        let add = wait_add(&hook, "timed", n);
+        let remove = wait_remove(&hook, &add);
+        assert_remove_matches(&add, &remove);
+        assert!(
+            (3..=4).contains(&duration(&remove)),
+            "{}",
+            remove.field("duration")
+        );
+    }
+    agora.wait_log(&["listener's time limit reached"]);
+
+    // From the cache, a grant keeps its deadline: a second connection 1.5 s later is closed
+    // with the first, 3 s after the one answer, not 3 s after it joined.
+    let asked = Instant::now();
+    let (mut first, head) = join(agora.addr, "GET", "/cached.ogg", ("timed", "z"));
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    // Time passing is the subject here.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (mut second, head) = join(agora.addr, "GET", "/cached.ogg", ("timed", "z"));
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    let rejoined = Instant::now();
+    assert_eq!(adds(&hook, "timed").len(), 3, "asked once: cached");
+    let first_closed = read_to_eof(&mut first, Duration::from_secs(15)) - asked;
+    let second_closed = read_to_eof(&mut second, Duration::from_secs(15)) - rejoined;
+    assert!(
+        first_closed >= Duration::from_millis(2900) && first_closed < Duration::from_secs(8),
+        "{first_closed:?}"
+    );
+    assert!(
+        second_closed < Duration::from_millis(2500),
+        "{second_closed:?}"
+    );
+
+    // A time limit that is not a number of seconds: let in, logged, no limit.
+    let (_weird, head) = join(agora.addr, "GET", "/timed.ogg", ("weird", "x"));
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    agora.wait_log(&[
+        "icecast-auth-timelimit is not a positive number of seconds",
+        "soon",
+    ]);
+}
+
+#[test]
+fn a_remove_url_that_does_not_answer_delays_no_one() {
+    let hook = Hook::start();
+    let agora = Agora::start_with_config(&format!(
+        "[[mount]]\npath = \"/paid.opus\"\nlistener-auth-url = \"http://{hook}/auth\"\n\
+         listener-remove-url = \"http://{hook}/remove-silent\"\n\
+         listener-auth-timeout-secs = 2\n",
+        hook = hook.addr
+    ));
+    let (fx, media) = fixture("opus");
+    let _src = ffmpeg_push(&agora, &media, "/paid.opus", fx.muxer, false);
+    agora.wait_mount("/paid.opus");
+
+    let (s, head) = join(agora.addr, "GET", "/paid.opus", ("alice", "wonderland"));
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    let gone = wait_add(&hook, "alice", 0);
+    s.shutdown(Shutdown::Both).expect("leave");
+    drop(s);
+    wait_until("the remove, unanswered", Duration::from_secs(20), || {
+        !hook.of("listener_remove").is_empty()
+    });
+    // While it hangs, another listener is let in at once and decodes.
+    let asked = Instant::now();
+    let (next, head) = join(agora.addr, "GET", "/paid.opus", ("alice", "wonderland"));
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        asked.elapsed()
+    );
+    drop(next);
+    assert_decodes(
+        &format!("http://alice:wonderland@{}/paid.opus", agora.addr),
+        2,
+    );
+    // The remove's failure: one line, once its timeout passed.
+    let id = format!("id={}", gone.field("client"));
+    let lines = || {
+        agora
+            .log()
+            .lines()
+            .filter(|l| l.contains("listener_remove not delivered"))
+            .filter(|l| l.split_whitespace().any(|w| w == id))
+            .count()
+    };
+    wait_until(
+        "the remove's failure logged",
+        Duration::from_secs(20),
+        || lines() > 0,
+    );
+    assert_eq!(lines(), 1, "{}", agora.log());
+}
+
+#[test]
+fn check_config_refuses_a_remove_url_without_an_auth_url() {
+    let dir = TempDir::new("agora-lauth");
+    let cfg = dir.path().join("agora.toml");
+    for (toml, says) in [
+        (
+            "[[mount]]\npath = \"/a.ogg\"\nlistener-remove-url = \"http://h/remove\"\n",
+            "/a.ogg: listener-remove-url is set without listener-auth-url",
+        ),
+        (
+            "[mount-defaults]\nlistener-remove-url = \"http://h/remove\"\n",
+            "mount-defaults: listener-remove-url is set without listener-auth-url",
+        ),
+    ] {
+        std::fs::write(&cfg, toml).expect("write config");
+        let out = check_config(&cfg);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{toml}: {err}");
+        assert!(err.contains(says), "{toml}: {err}");
+    }
 }

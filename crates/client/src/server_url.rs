@@ -208,6 +208,17 @@ impl ServerUrl {
         }
     }
 
+    /// This URL with `other`'s user and password when it has neither of its own: one set of
+    /// credentials for two URLs of one service (Icecast's url authentication sends its
+    /// `listener_add` credentials to its `listener_remove` URL too).
+    pub fn or_credentials_of(mut self, other: &ServerUrl) -> ServerUrl {
+        if self.user.is_none() && self.password.is_none() {
+            self.user.clone_from(&other.user);
+            self.password.clone_from(&other.password);
+        }
+        self
+    }
+
     /// The `Authorization` header value, with `fallback` when the URL has no password; the
     /// user is `source` unless the URL names one.
     pub(crate) fn basic_auth(&self, fallback: Option<&str>) -> Option<String> {
@@ -267,6 +278,27 @@ mod tests {
         assert!(!u.tls);
         assert_eq!((u.host.as_str(), u.port), ("127.0.0.1", 8002));
         assert_eq!(u.password.as_deref(), Some("pw"));
+    }
+
+    #[test]
+    fn a_url_without_credentials_takes_the_others() {
+        let add: ServerUrl = "http://hook:pw@h/add".parse().expect("url");
+        let remove: ServerUrl = "http://h/remove".parse().expect("url");
+        let remove = remove.or_credentials_of(&add);
+        assert_eq!(remove.mount, "/remove");
+        assert_eq!(remove.basic_auth(None), add.basic_auth(None));
+        let own: ServerUrl = "http://other:pw2@h/remove".parse().expect("url");
+        let own = own.or_credentials_of(&add);
+        assert_eq!(
+            (own.user.as_deref(), own.password.as_deref()),
+            (Some("other"), Some("pw2"))
+        );
+        let user_only: ServerUrl = "http://other@h/remove".parse().expect("url");
+        let user_only = user_only.or_credentials_of(&add);
+        assert_eq!(
+            (user_only.user.as_deref(), user_only.password.as_deref()),
+            (Some("other"), None)
+        );
     }
 
     #[test]

@@ -553,10 +553,17 @@ pub struct MountSettings {
     /// What `listener-auth-password-file` held.
     #[serde(skip)]
     pub(crate) listener_auth_password: Option<Secret>,
+    /// With `listener-auth-url`: told when each listener that URL let in leaves, as Icecast
+    /// tells its `listener_remove` URL (a form POSTed, the answer ignored). Its credentials
+    /// are its own `user[:pass]@` (a password from `listener-auth-password-file` when it
+    /// gives none), else those of `listener-auth-url`. Grants are then never cached.
+    pub listener_remove_url: Option<AuthUrl>,
     /// How long the URL has to answer; a listener it does not answer in time gets `503`.
+    /// A remove has as long.
     pub listener_auth_timeout_secs: u64,
     /// How long a listener let in (by the file or the URL) is let in again without asking,
-    /// for the same user, password and, for the URL, address (0: ask every time).
+    /// for the same user, password and, for the URL, address (0: ask every time). Not with
+    /// `listener-remove-url`: every listener is asked for, so that each has its remove.
     pub listener_auth_cache_secs: u64,
 }
 
@@ -608,6 +615,7 @@ impl Default for MountSettings {
             listener_auth_url: None,
             listener_auth_password_file: None,
             listener_auth_password: None,
+            listener_remove_url: None,
             listener_auth_timeout_secs: DEFAULT_LISTENER_AUTH_TIMEOUT_SECS,
             listener_auth_cache_secs: DEFAULT_LISTENER_AUTH_CACHE_SECS,
         }
@@ -760,13 +768,15 @@ pub struct MountConfig {
     /// What `intro` holds, as listeners get it.
     #[serde(skip)]
     pub(crate) intro_media: Option<Intro>,
-    /// Listener authentication of this mount (see [`MountSettings`]): either key set here
-    /// replaces both of `[mount-defaults]`.
+    /// Listener authentication of this mount (see [`MountSettings`]): any of
+    /// `listener-htpasswd`, `listener-auth-url` and `listener-remove-url` set here replaces
+    /// all three of `[mount-defaults]`.
     pub listener_htpasswd: Option<PathBuf>,
     pub listener_auth_url: Option<AuthUrl>,
     pub(crate) listener_auth_password_file: Option<PathBuf>,
     #[serde(skip)]
     pub(crate) listener_auth_password: Option<Secret>,
+    pub listener_remove_url: Option<AuthUrl>,
     pub listener_auth_timeout_secs: Option<u64>,
     pub listener_auth_cache_secs: Option<u64>,
     /// Overrides the source's `ice-name`.
@@ -774,6 +784,16 @@ pub struct MountConfig {
     pub stream_description: Option<String>,
     pub stream_url: Option<String>,
     pub genre: Option<String>,
+}
+
+impl MountConfig {
+    /// Whether this `[[mount]]` gives its own listener gate (any of its keys set here), which
+    /// then replaces `[mount-defaults]`' whole.
+    pub(crate) fn has_own_gate(&self) -> bool {
+        self.listener_htpasswd.is_some()
+            || self.listener_auth_url.is_some()
+            || self.listener_remove_url.is_some()
+    }
 }
 
 /// What is wrong with a configuration.
@@ -1153,7 +1173,7 @@ impl Config {
         match self.mount(path) {
             None => d.clone(),
             Some(m) => {
-                let own_gate = m.listener_htpasswd.is_some() || m.listener_auth_url.is_some();
+                let own_gate = m.has_own_gate();
                 MountSettings {
                     max_listeners: m.max_listeners.or(d.max_listeners),
                     max_bandwidth_kbps: m.max_bandwidth_kbps.or(d.max_bandwidth_kbps),
@@ -1185,6 +1205,10 @@ impl Config {
                     listener_auth_password: match own_gate {
                         true => m.listener_auth_password.clone(),
                         false => d.listener_auth_password.clone(),
+                    },
+                    listener_remove_url: match own_gate {
+                        true => m.listener_remove_url.clone(),
+                        false => d.listener_remove_url.clone(),
                     },
                     listener_auth_timeout_secs: m
                         .listener_auth_timeout_secs
@@ -1442,6 +1466,21 @@ fn check_settings(what: &str, s: &MountSettings) -> Result<(), ConfigError> {
         return Err(ConfigError::Invalid(format!(
             "{what}: listener-htpasswd and listener-auth-url are both set; keep one"
         )));
+    }
+    if let Some(url) = &s.listener_remove_url {
+        // Only a URL's grant has a remove: a file's listeners are nobody's to tell.
+        if s.listener_htpasswd.is_some() {
+            return Err(ConfigError::Invalid(format!(
+                "{what}: listener-remove-url goes with listener-auth-url, not listener-htpasswd"
+            )));
+        }
+        if s.listener_auth_url.is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "{what}: listener-remove-url is set without listener-auth-url"
+            )));
+        }
+        url.parse()
+            .map_err(|e| ConfigError::Invalid(format!("{what}: listener-remove-url: {e}")))?;
     }
     if let Some(file) = &s.listener_htpasswd {
         // What the gate would refuse at its first listener, the check says now.
@@ -1703,6 +1742,59 @@ mod tests {
         // A password is printed by no `Debug` on the way to a connection either.
         let debug = format!("{:?}", c.policy_for("/b.ogg"));
         assert!(!debug.contains("s3cret"), "{debug}");
+    }
+
+    #[test]
+    fn a_remove_url_goes_with_its_gates_auth_url() {
+        let c = Config::from_toml(
+            r#"
+            [mount-defaults]
+            listener-auth-url = "http://hook.example/add"
+            listener-remove-url = "http://hook.example/remove"
+            [[mount]]
+            path = "/own.ogg"
+            listener-auth-url = "http://other.example/add"
+            [[mount]]
+            path = "/plain.ogg"
+            "#,
+        )
+        .expect("parses");
+        c.validate().expect("valid");
+        let remove = |p: &str| c.settings_for(p).listener_remove_url.map(|u| u.0);
+        // A mount's own gate replaces the defaults' whole, remove URL included.
+        assert_eq!(remove("/own.ogg"), None);
+        assert_eq!(
+            remove("/plain.ogg").as_deref(),
+            Some("http://hook.example/remove")
+        );
+        for (toml, says) in [
+            (
+                "[mount-defaults]\nlistener-remove-url = \"http://h/remove\"",
+                "mount-defaults: listener-remove-url is set without listener-auth-url",
+            ),
+            (
+                "[mount-defaults]\nlistener-auth-url = \"http://h/add\"\n\
+                 [[mount]]\npath = \"/a.ogg\"\nlistener-remove-url = \"http://h/remove\"",
+                "/a.ogg: listener-remove-url is set without listener-auth-url",
+            ),
+            (
+                "[[mount]]\npath = \"/a.ogg\"\nlistener-htpasswd = \"/nonexistent\"\n\
+                 listener-remove-url = \"http://h/remove\"",
+                "/a.ogg: listener-remove-url goes with listener-auth-url, not listener-htpasswd",
+            ),
+            (
+                "[[mount]]\npath = \"/a.ogg\"\nlistener-auth-url = \"http://h/add\"\n\
+                 listener-remove-url = \"ftp://h/remove\"",
+                "/a.ogg: listener-remove-url: ",
+            ),
+        ] {
+            let err = Config::from_toml(toml)
+                .expect("parses")
+                .validate()
+                .expect_err(toml)
+                .to_string();
+            assert!(err.contains(says), "{toml}: {err}");
+        }
     }
 
     fn debug_has_no_secret(s: &MountSettings) -> bool {

@@ -27,7 +27,8 @@
 //!   `*-password-file` keys and flags).
 //! - `mount_path`: the validated name of a mount; request paths decoded once.
 //! - `listener_auth`: a mount's listener authentication (an htpasswd file of bcrypt
-//!   hashes, or a URL asked as Icecast's url authentication), bcrypt off the runtime.
+//!   hashes, or a URL asked as Icecast's url authentication, with its remove URL and time
+//!   limit), bcrypt off the runtime.
 //! - `htpasswd`: the one parser of htpasswd files (bcrypt lines only).
 //! - `limits`: per-address limits (connections still sending their head, listeners, failed
 //!   logins).

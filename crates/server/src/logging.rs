@@ -153,10 +153,14 @@ pub(crate) enum Kind {
     SlideStored,
     /// A slide upload refused for what it held: not an image, too large, bad parameters.
     SlideRefused,
+    /// Part of a listener authentication URL's answer ignored (keyed by gate).
+    AuthAnswer,
+    /// A listener's `listener_remove` not delivered (keyed by gate).
+    ListenerRemove,
 }
 
 impl Kind {
-    const ALL: [Kind; 20] = [
+    const ALL: [Kind; 22] = [
         Kind::BadRequest,
         Kind::SourceCredentials,
         Kind::SourceProbe,
@@ -177,6 +181,8 @@ impl Kind {
         Kind::StreamTitle,
         Kind::SlideStored,
         Kind::SlideRefused,
+        Kind::AuthAnswer,
+        Kind::ListenerRemove,
     ];
 
     /// What the lines say, as their summary repeats it (the credential lines' own words, so
@@ -203,6 +209,8 @@ impl Kind {
             Kind::StreamTitle => "title from the stream",
             Kind::SlideStored => "slide stored",
             Kind::SlideRefused => "slide refused",
+            Kind::AuthAnswer => "listener authentication answer ignored",
+            Kind::ListenerRemove => "listener_remove not delivered",
         }
     }
 
@@ -218,7 +226,9 @@ impl Kind {
             | Kind::ListenerRefused
             | Kind::BadData
             | Kind::TitlesOut
-            | Kind::SlideRefused => tracing::Level::WARN,
+            | Kind::SlideRefused
+            | Kind::AuthAnswer
+            | Kind::ListenerRemove => tracing::Level::WARN,
             Kind::SourceProbe | Kind::AdminProbe => tracing::Level::DEBUG,
             _ => tracing::Level::INFO,
         }

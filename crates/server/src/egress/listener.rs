@@ -30,7 +30,7 @@ use tokio::sync::watch;
 
 use crate::config::{LagPolicy, RedirectMode};
 use crate::limits::Key;
-use crate::listener_auth::{Ask, Gate};
+use crate::listener_auth::{Ask, Departure, Gate, Grant, Unavailable};
 use crate::logging::{About, Kind};
 use crate::state::{Login, Shared};
 use crate::stream::ending::ListenerEnd;
@@ -137,11 +137,17 @@ pub(crate) async fn handle(
         true => None,
         false => shared.listener_auth.load().for_mount(&mount.path),
     };
-    if let Some(gate) = gate
-        && let Some(refusal) = authenticate(&gate, &req, peer, &client, &mount, &shared).await
-    {
-        shared.refuse(&mut stream, peer, &req, refusal).await;
-        return;
+    // From here on, however the connection ends, dropping this sends the remove of a
+    // listener the URL let in, and stops its time limit's timer.
+    let mut admission = None;
+    if let Some(gate) = gate {
+        match authenticate(&gate, &req, peer, &client, &mount, &shared).await {
+            Ok(grant) => admission = Admission::new(grant, &client, &shared),
+            Err(refusal) => {
+                shared.refuse(&mut stream, peer, &req, refusal).await;
+                return;
+            }
+        }
     }
     // Server-wide limit first, then the mount's own.
     let total = shared
@@ -366,6 +372,7 @@ pub(crate) async fn handle(
         mount,
         guard: listener_guard,
         _total: total_guard,
+        _admission: admission,
     };
     if let Some(intro) = intro {
         // Before the headers and the burst, counted by the ICY interval like stream bytes.
@@ -403,17 +410,18 @@ fn intro_for(
 const REALM: &str = "Basic realm=\"Icecast2 Server\"";
 
 /// Ask the mount's gate about a listener, through [`Shared::login_awaited`] (a banned address
-/// is refused unasked; wrong credentials count towards a ban). `None`: let in; otherwise the
-/// refusal: `401` with `WWW-Authenticate` for missing or wrong credentials (Icecast's answer
-/// to both), `429` for a banned address, `503` when the gate could not decide in time.
+/// is refused unasked; wrong credentials count towards a ban). `Ok`: let in, with what the
+/// grant brings; otherwise the refusal: `401` with `WWW-Authenticate` for missing or wrong
+/// credentials (Icecast's answer to both), `429` for a banned address, `503` when the gate
+/// could not decide in time.
 async fn authenticate(
-    gate: &Gate,
+    gate: &Arc<Gate>,
     req: &Request,
     peer: SocketAddr,
     client: &Client,
     mount: &Mount,
     shared: &Shared,
-) -> Option<Response> {
+) -> Result<Grant, Response> {
     let ask = Ask {
         credentials: req.header("authorization").and_then(auth::parse_basic),
         target: &req.target,
@@ -423,31 +431,113 @@ async fn authenticate(
         server: &shared.config().server.hostname,
         port: shared.public_port,
     };
-    let login = shared.login_awaited(peer.ip(), req, gate.check(ask)).await;
+    let mut grant = None;
+    let check = async {
+        grant = gate.check(ask, &shared.logs).await?;
+        Ok::<_, Unavailable>(grant.is_some())
+    };
+    let login = shared.login_awaited(peer.ip(), req, check).await;
     match login {
-        Ok(Login::Granted) => None,
-        Ok(Login::Missing) => Some(
-            Response::text(401, "You need to authenticate").with_header("WWW-Authenticate", REALM),
-        ),
+        Ok(Login::Granted) => Ok(grant.unwrap_or_default()),
+        Ok(Login::Missing) => {
+            Err(Response::text(401, "You need to authenticate")
+                .with_header("WWW-Authenticate", REALM))
+        }
         Ok(Login::Wrong) => {
             tracing::info!(%peer, mount = %mount.path, "listener refused: wrong credentials");
-            Some(
-                Response::text(401, "You need to authenticate")
-                    .with_header("WWW-Authenticate", REALM),
-            )
+            Err(Response::text(401, "You need to authenticate")
+                .with_header("WWW-Authenticate", REALM))
         }
-        Ok(Login::Banned(left)) => Some(Shared::banned_response(left)),
+        Ok(Login::Banned(left)) => Err(Shared::banned_response(left)),
         Err(why) => {
             tracing::warn!(%peer, mount = %mount.path, "listener refused: {why}");
-            Some(
-                Response::text(
-                    503,
-                    "Listener authentication is unavailable; try again later",
-                )
-                .with_header("Retry-After", "5"),
+            Err(Response::text(
+                503,
+                "Listener authentication is unavailable; try again later",
             )
+            .with_header("Retry-After", "5"))
         }
     }
+}
+
+/// What a listener let in by its mount's URL carries to its end: the timer of its time limit
+/// (`icecast-auth-timelimit`) and its remove (`listener-remove-url`). Made right after the
+/// grant and held by the connection, then by its [`Session`], so that it is dropped however
+/// the connection ends: streamed and left, killed, cut at its time limit, refused by a limit
+/// after the grant, a `HEAD` or a range probe answered, a shutdown. Dropping it stops the
+/// timer and sends the remove, in a task of the server's (a parked session is dropped
+/// without a task of its own; a graceful shutdown waits for the server's tasks, each remove
+/// bounded by the gate's timeout). Boxed in the session: most listeners have none.
+struct Admission {
+    departure: Option<Departure>,
+    timer: Option<tokio::task::AbortHandle>,
+    shared: Arc<Shared>,
+}
+
+impl Admission {
+    fn new(grant: Grant, client: &Arc<Client>, shared: &Arc<Shared>) -> Option<Box<Admission>> {
+        if grant.departure.is_none() && grant.ends.is_none() {
+            return None;
+        }
+        Some(Box::new(Admission {
+            departure: grant.departure,
+            timer: grant.ends.map(|at| end_at(at, client, shared)),
+            shared: shared.clone(),
+        }))
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if let Some(timer) = self.timer.take() {
+            timer.abort();
+        }
+        let Some(departure) = self.departure.take() else {
+            return;
+        };
+        // None only once the runtime is gone (a session dropped after the shutdown's wait).
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::debug!(
+                id = departure.client(),
+                "listener_remove not sent: shutting down"
+            );
+            return;
+        };
+        let (gate, id) = (departure.gate().to_string(), departure.client());
+        let shared = self.shared.clone();
+        let remove = departure.leave();
+        self.shared.tracker.spawn_on(
+            async move {
+                if let Err(why) = remove.await
+                    && shared.logs.admit(Kind::ListenerRemove, About::Mount(&gate))
+                {
+                    tracing::warn!(mount = %gate, id, "listener_remove not delivered: {why}");
+                }
+            },
+            &runtime,
+        );
+    }
+}
+
+/// The timer of a listener's time limit: at `at` the listener is ended as `/admin/killclient`
+/// ends it, wherever it is then ([`Registry::kill_client`](crate::stream::mount::Registry::kill_client)).
+/// A task of the server's, aborted when the listener leaves first; a shutdown ends it.
+fn end_at(at: Instant, client: &Arc<Client>, shared: &Arc<Shared>) -> tokio::task::AbortHandle {
+    let client = Arc::downgrade(client);
+    let s = shared.clone();
+    shared
+        .tracker
+        .spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep_until(at.into()) => {}
+                () = s.shutdown.cancelled() => return,
+            }
+            if let Some(client) = client.upgrade() {
+                tracing::info!(peer = %client.peer, id = client.id, "listener's time limit reached (icecast-auth-timelimit)");
+                s.registry.kill_client(&client);
+            }
+        })
+        .abort_handle()
 }
 
 /// `Range: bytes=0-N` with an end: a probe for the first N+1 bytes (`bytes=0-` and other
@@ -753,6 +843,8 @@ struct Session {
     /// Counts the listener out of its mount (replaced when moved) and the server.
     guard: ListenerGuard,
     _total: TotalGuard,
+    /// A listener let in by its mount's URL: its time limit and remove, until it ends.
+    _admission: Option<Box<Admission>>,
 }
 
 /// A parked listener: its session and what its task needs to continue.
@@ -1414,11 +1506,12 @@ mod tests {
     /// A listener's whole state is this struct, boxed while it is parked, and its task's
     /// futures while it has a task: every byte is paid per listener, 15,000 times, after
     /// rounding to the allocator's size class (and to 128 bytes for a task: 16 bytes more once
-    /// cost 290 per listener). Grow it knowingly.
+    /// cost 290 per listener). Grow it knowingly: 288 until a URL's grant took a word for its
+    /// time limit and remove (boxed, [`Admission`]).
     #[test]
     fn a_session_stays_small() {
         assert!(
-            std::mem::size_of::<Session>() <= 288,
+            std::mem::size_of::<Session>() <= 296,
             "{}",
             std::mem::size_of::<Session>()
         );

@@ -889,6 +889,19 @@ impl Registry {
         self.mounts.read().values().cloned().collect()
     }
 
+    /// End listener `client` as `/admin/killclient` does, on whichever mount it is now (a
+    /// fallback or the admin may have moved it since it joined): the order is the client's
+    /// own, so a listener between two mounts finds it at its next look; the mount that lists
+    /// it is woken, so a parked listener is unparked by its writer even when no data comes.
+    pub(crate) fn kill_client(&self, client: &Client) {
+        client.order(Order::Kill);
+        for m in self.all() {
+            if m.clients.lock().contains_key(&client.id) {
+                m.fanout.wake();
+            }
+        }
+    }
+
     /// Claim `path` for a new source: create the mount, or take over one in its grace period.
     /// Decided under the map's lock (atomics and a state swap only, no other lock), so that an
     /// expiry cannot close the mount in between.
