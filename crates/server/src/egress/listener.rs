@@ -351,7 +351,6 @@ pub(crate) async fn handle(
     let mut session = Session {
         fill,
         stream,
-        peer,
         client,
         page_epoch: page.then(|| mount.source_epoch()),
         icy: icy.then(|| Icy {
@@ -814,7 +813,7 @@ struct Session {
     /// task's allocation is rounded up to 128 bytes, then to the allocator's size class).
     fill: Option<Box<Fill>>,
     stream: Connection,
-    peer: SocketAddr,
+    /// Its address is `client.peer`.
     client: Arc<Client>,
     /// Requested by Agora's web player (`?page`): the mount's source epoch at the join. Such
     /// a listener ends when that source goes away or new stream headers come, instead of being
@@ -871,7 +870,7 @@ impl Parked for ParkedListener {
 
 impl Session {
     async fn run(self, rx: watch::Receiver<Tail>, shared: Arc<Shared>) {
-        tracing::debug!(peer = %self.peer, mount = %self.mount.path, id = self.client.id, relay = self.client.relay, agent = %self.client.user_agent, "listener joined");
+        tracing::debug!(peer = %self.client.peer, mount = %self.mount.path, id = self.client.id, relay = self.client.relay, agent = %self.client.user_agent, "listener joined");
         self.resume(rx, shared).await;
     }
 
@@ -905,7 +904,7 @@ impl Session {
                     return;
                 }
                 End::Moved(dest) => {
-                    tracing::info!(peer = %self.peer, from = %self.mount.path, to = %dest.path, id, "listener moved");
+                    tracing::info!(peer = %self.client.peer, from = %self.mount.path, to = %dest.path, id, "listener moved");
                     self.guard = dest.adopt_listener(&self.client);
                     rx = dest.fanout.subscribe();
                     if self.page_epoch.is_some() {
@@ -931,7 +930,7 @@ impl Session {
                 End::NewStream => break ListenerEnd::NewStream,
             }
         };
-        let (peer, mount) = (self.peer, &self.mount);
+        let (peer, mount) = (self.client.peer, &self.mount);
         match end {
             ListenerEnd::Lagged => {
                 mount.slow_listeners.fetch_add(1, Ordering::Relaxed);
@@ -1270,7 +1269,7 @@ impl Session {
             fill.padded += n as u64;
             self.pending.push_back(Bytes::from(id3_padding(n)));
         }
-        tracing::debug!(peer = %self.peer, mount = %self.mount.path, burst, wait_ms = fill.later_wait.as_millis() as u64, "browser listener padded");
+        tracing::debug!(peer = %self.client.peer, mount = %self.mount.path, burst, wait_ms = fill.later_wait.as_millis() as u64, "browser listener padded");
     }
 
     /// Write everything pending. While a write is blocked, watch the fan-out: if the batch
@@ -1507,11 +1506,12 @@ mod tests {
     /// futures while it has a task: every byte is paid per listener, 15,000 times, after
     /// rounding to the allocator's size class (and to 128 bytes for a task: 16 bytes more once
     /// cost 290 per listener). Grow it knowingly: 288 until a URL's grant took a word for its
-    /// time limit and remove (boxed, [`Admission`]).
+    /// time limit and remove (boxed, [`Admission`]), 264 once the peer's address was read
+    /// from the client it duplicated.
     #[test]
     fn a_session_stays_small() {
         assert!(
-            std::mem::size_of::<Session>() <= 296,
+            std::mem::size_of::<Session>() <= 264,
             "{}",
             std::mem::size_of::<Session>()
         );
