@@ -313,7 +313,9 @@ impl Gate {
                         .map_err(|_| Unavailable::Timeout)?
                         .map_err(|e| Unavailable::Failed(e.to_string()))?;
                 let granted = answer.header("icecast-auth-user").is_some_and(|v| v == "1");
-                if !granted {
+                // Bounded: an address asking again and again without credentials is never
+                // banned (only wrong credentials count), so it could fill the log.
+                if !granted && logs.admit(logging::Kind::ListenerRefused, About::Peer(ask.ip)) {
                     tracing::info!(
                         client = ask.client,
                         ip = %ask.ip,
@@ -322,6 +324,8 @@ impl Gate {
                         message = answer.header("icecast-auth-message").unwrap_or(""),
                         "listener refused by the authentication URL"
                     );
+                }
+                if !granted {
                     return Ok(None);
                 }
                 // The listener's clock starts here, for its time limit and its remove.
@@ -374,10 +378,11 @@ impl Gate {
             return Ok(());
         };
         let deadline = tokio::time::Instant::now() + self.timeout;
+        let busy = || Unavailable::Failed("no request slot came free in time".into());
         let _slot = tokio::time::timeout_at(deadline, self.slots.acquire())
             .await
-            .map_err(|_| Unavailable::Busy)?
-            .map_err(|_| Unavailable::Busy)?;
+            .map_err(|_| busy())?
+            .map_err(|_| busy())?;
         tokio::time::timeout_at(deadline, agora_client::form::post(endpoint, form))
             .await
             .map_err(|_| Unavailable::Timeout)?
