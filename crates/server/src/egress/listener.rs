@@ -176,56 +176,21 @@ pub(crate) async fn handle(
         return;
     }
     if server_full {
-        if shared
-            .logs
-            .admit(Kind::ListenerRefused, About::Peer(peer.ip()))
-        {
-            tracing::warn!(%peer, mount = %mount.path, "listener refused: server listener limit");
-        }
-        shared
-            .refuse(
-                &mut stream,
-                peer,
-                &req,
-                Response::text(503, "Server listener limit reached"),
-            )
-            .await;
-        return;
+        let why = "Server listener limit reached";
+        return refuse_over(stream, peer, &req, &mount, &shared, 503, why).await;
     }
     // Bandwidth: the source's bitrate per listener, against the mount's and the server's
     // caps (relays are the edges' business).
     if !relay && let Some(why) = over_bandwidth(&mount, &shared) {
-        if shared
-            .logs
-            .admit(Kind::ListenerRefused, About::Peer(peer.ip()))
-        {
-            tracing::warn!(%peer, mount = %mount.path, "listener refused: {why}");
-        }
-        shared
-            .refuse(&mut stream, peer, &req, Response::text(503, why))
-            .await;
-        return;
+        return refuse_over(stream, peer, &req, &mount, &shared, 503, why).await;
     }
     // Listeners per client address (not for relays: an edge is one address with many).
     if !relay {
         match shared.listeners_per_ip.take(peer.ip()) {
             Some(key) => total_guard.1 = key,
             None => {
-                if shared
-                    .logs
-                    .admit(Kind::ListenerRefused, About::Peer(peer.ip()))
-                {
-                    tracing::info!(%peer, mount = %mount.path, "listener refused: too many listeners from this address");
-                }
-                shared
-                    .refuse(
-                        &mut stream,
-                        peer,
-                        &req,
-                        Response::text(429, "Too many listeners from this address"),
-                    )
-                    .await;
-                return;
+                let why = "Too many listeners from this address";
+                return refuse_over(stream, peer, &req, &mount, &shared, 429, why).await;
             }
         }
     }
@@ -240,21 +205,8 @@ pub(crate) async fn handle(
         Some(guard)
     });
     let Some(listener_guard) = added else {
-        if shared
-            .logs
-            .admit(Kind::ListenerRefused, About::Peer(peer.ip()))
-        {
-            tracing::warn!(%peer, mount = %mount.path, "listener refused: mount listener limit");
-        }
-        shared
-            .refuse(
-                &mut stream,
-                peer,
-                &req,
-                Response::text(503, "Maximum listeners reached for this mount"),
-            )
-            .await;
-        return;
+        let why = "Maximum listeners reached for this mount";
+        return refuse_over(stream, peer, &req, &mount, &shared, 503, why).await;
     };
     let mut rx = mount.fanout.subscribe();
     // A source that just connected may not have sent a byte yet: the Content-Type comes from
@@ -386,6 +338,28 @@ pub(crate) async fn handle(
     // task left more memory behind the joins (RSS per listener at 5,000 Ogg Theora listeners:
     // 1.63-2.45 KiB against 1.64).
     shared.tracker.spawn(session.run(rx, shared.clone()));
+}
+
+/// Refuse a listener over a limit with `status` and `why`, logged as `listener refused: why`
+/// a few times per address (an address knocking again and again fills no log).
+async fn refuse_over(
+    mut stream: Connection,
+    peer: SocketAddr,
+    req: &Request,
+    mount: &Mount,
+    shared: &Shared,
+    status: u16,
+    why: &str,
+) {
+    if shared
+        .logs
+        .admit(Kind::ListenerRefused, About::Peer(peer.ip()))
+    {
+        tracing::warn!(%peer, mount = %mount.path, "listener refused: {why}");
+    }
+    shared
+        .refuse(&mut stream, peer, req, Response::text(status, why))
+        .await;
 }
 
 /// The mount's `intro` for a new listener (a shared handle, never a copy): for players, when
