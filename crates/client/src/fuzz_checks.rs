@@ -1,9 +1,11 @@
-//! What the `icy` fuzz target checks, as a plain function: `fuzz/fuzz_targets/icy.rs` calls
-//! it on the fuzzer's inputs and a unit test replays the committed corpus (`fuzz/corpus/icy/`)
-//! through it. Not API: it panics when a property does not hold.
+//! What the client's fuzz targets check, as plain functions: `fuzz/fuzz_targets/icy.rs` and
+//! `response_head.rs` call them on the fuzzer's inputs and unit tests replay the committed
+//! corpora (`fuzz/corpus/icy/`, `fuzz/corpus/response_head/`) through them. Not API: they
+//! panic when a property does not hold.
 
 use bytes::Bytes;
 
+use crate::http::{ResponseHead, head_len, latin1_or_utf8};
 use crate::icy::{Deinterleaver, IcyEvent, MAX_BLOCK};
 
 /// Piece sizes cycle through values taken from `sizes`.
@@ -105,6 +107,47 @@ pub fn icy(data: &[u8]) {
     assert!(whole.0.len() <= stream.len());
 }
 
+/// A response head from a server (an upstream, an authentication URL: any peer) on arbitrary
+/// bytes: no panic; [`head_len`] finds the first blank line and no earlier one, whatever
+/// follows it and however the bytes came (a prefix never holds a shorter head); a head it
+/// delimits parses or is refused, and a parsed one's headers read as text.
+pub fn response_head(data: &[u8]) {
+    let Some(n) = head_len(data) else {
+        // No blank line: no prefix has one either.
+        for cut in [0, data.len() / 2, data.len().saturating_sub(1)] {
+            assert_eq!(head_len(&data[..cut]), None);
+        }
+        return;
+    };
+    assert!(n <= data.len());
+    let head = &data[..n];
+    assert!(
+        head.ends_with(b"\n\n") || head.ends_with(b"\n\r\n"),
+        "{head:?}"
+    );
+    assert_eq!(head_len(head), Some(n), "the head alone");
+    assert_eq!(
+        head_len(&head[..n - 1]),
+        None,
+        "a blank line before the first"
+    );
+    let Ok(parsed) = ResponseHead::parse(head) else {
+        return;
+    };
+    let mut names = 0;
+    for (name, value) in parsed.headers() {
+        assert_eq!(name, name.to_ascii_lowercase(), "names are lower case");
+        let first = parsed.header(name).expect("a header found by its name");
+        if first.as_ptr() == value.as_ptr() {
+            names += 1;
+        }
+        let text = parsed.text(name).expect("its text");
+        assert!(text.len() <= 4 * first.len());
+        let _ = latin1_or_utf8(value);
+    }
+    assert!(names <= parsed.headers().count());
+}
+
 #[cfg(test)]
 mod tests {
     /// The `icy` fuzz target's committed corpus, replayed as an ordinary test.
@@ -115,6 +158,22 @@ mod tests {
         for entry in std::fs::read_dir(dir).expect("the icy corpus") {
             let path = entry.expect("corpus entry").path();
             super::icy(&std::fs::read(&path).expect("corpus file"));
+            n += 1;
+        }
+        assert!(n > 0, "empty corpus in {dir}");
+    }
+
+    /// The `response_head` fuzz target's committed corpus, replayed as an ordinary test.
+    #[test]
+    fn response_head_corpus_replays() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fuzz/corpus/response_head"
+        );
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).expect("the response_head corpus") {
+            let path = entry.expect("corpus entry").path();
+            super::response_head(&std::fs::read(&path).expect("corpus file"));
             n += 1;
         }
         assert!(n > 0, "empty corpus in {dir}");
