@@ -8,12 +8,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::events::SlideEvents;
 use common::pdf::{make_encrypted_pdf, make_pdf};
 use common::*;
 
@@ -35,55 +34,6 @@ fn probe_image(bytes: &[u8], dir: &std::path::Path, name: &str) -> (u64, u64) {
     );
     let (w, h) = text.trim().split_once(',').expect("width,height");
     (w.parse().expect("w"), h.parse().expect("h"))
-}
-
-/// Every `event: slide` frame of `/events`, read by a thread.
-struct SlideEvents(Arc<Mutex<Vec<serde_json::Value>>>);
-
-impl SlideEvents {
-    fn open(addr: SocketAddr) -> SlideEvents {
-        let mut s = TcpStream::connect(addr).expect("connect");
-        s.write_all(request("GET", "/events", &[]).as_bytes())
-            .expect("send");
-        let head = read_head(&mut s);
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let out = seen.clone();
-        std::thread::spawn(move || {
-            let mut event = String::new();
-            for line in BufReader::new(s).lines().map_while(Result::ok) {
-                if let Some(e) = line.strip_prefix("event: ") {
-                    event = e.to_string();
-                } else if let Some(d) = line.strip_prefix("data: ")
-                    && event == "slide"
-                {
-                    out.lock()
-                        .expect("events")
-                        .push(serde_json::from_str(d).expect("slide event JSON"));
-                }
-            }
-        });
-        SlideEvents(seen)
-    }
-
-    fn wait_for(&self, url: &str) -> serde_json::Value {
-        let mut found = None;
-        wait_until(
-            &format!("event: slide {url}"),
-            Duration::from_secs(20),
-            || {
-                found = self
-                    .0
-                    .lock()
-                    .expect("events")
-                    .iter()
-                    .find(|e| e["url"] == url)
-                    .cloned();
-                found.is_some()
-            },
-        );
-        found.expect("found")
-    }
 }
 
 /// `POST /admin/decks/step?mount=/live.webm&page=PAGE` with the source's password.
@@ -186,7 +136,7 @@ fn a_pdf_becomes_page_images_and_steps_move_the_mounts_slide() {
         let slide = &r["slide"];
         let url = slide["url"].as_str().expect("slide url");
         // The mount's current slide is the page: announced, listed, the page's image.
-        let e = events.wait_for(url);
+        let e = events.wait(url, |e| e["url"] == url);
         assert_eq!(e["mount"], "/live.webm");
         let (_, _, bytes) = http_get(agora.addr, url, &[]);
         assert_eq!(bytes, images[want - 1], "step {page}");

@@ -6,13 +6,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
+use common::events::SlideEvents;
 use common::*;
 
 /// A slide made by ffmpeg from its test pattern: (bytes, content type).
@@ -66,56 +64,6 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
         let (k, v) = l.split_once(':')?;
         k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
     })
-}
-
-/// An `/events` stream read by a thread: every `event: slide` frame's data, in order.
-struct SlideEvents(Arc<Mutex<Vec<serde_json::Value>>>);
-
-impl SlideEvents {
-    fn open(addr: SocketAddr) -> SlideEvents {
-        let mut s = TcpStream::connect(addr).expect("connect");
-        s.write_all(request("GET", "/events", &[]).as_bytes())
-            .expect("send");
-        let head = read_head(&mut s);
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let out = seen.clone();
-        std::thread::spawn(move || {
-            let mut event = String::new();
-            for line in BufReader::new(s).lines().map_while(Result::ok) {
-                if let Some(e) = line.strip_prefix("event: ") {
-                    event = e.to_string();
-                } else if let Some(d) = line.strip_prefix("data: ")
-                    && event == "slide"
-                {
-                    let v = serde_json::from_str(d).expect("slide event JSON");
-                    out.lock().expect("events").push(v);
-                }
-            }
-        });
-        SlideEvents(seen)
-    }
-
-    fn all(&self) -> Vec<serde_json::Value> {
-        self.0.lock().expect("events").clone()
-    }
-
-    /// Wait until a slide of `mount` with `id` was announced.
-    fn wait_for(&self, mount: &str, id: u64) -> serde_json::Value {
-        let mut found = None;
-        wait_until(
-            &format!("event: slide {mount} {id}"),
-            Duration::from_secs(20),
-            || {
-                found = self
-                    .all()
-                    .into_iter()
-                    .find(|e| e["mount"] == mount && e["id"] == id);
-                found.is_some()
-            },
-        );
-        found.expect("found")
-    }
 }
 
 struct Images {
@@ -192,7 +140,9 @@ fn slides_are_stored_listed_served_announced_and_kept_across_a_restart() {
         );
         assert_eq!(v["bytes"].as_u64(), Some(bytes.len() as u64));
         assert_eq!(v["url"], format!("/slides/live.webm/{id}.{ext}"));
-        let event = events.wait_for("/live.webm", id);
+        let event = events.wait(&format!("/live.webm {id}"), |e| {
+            e["mount"] == "/live.webm" && e["id"] == id
+        });
         assert_eq!((&event["at"], &event["url"]), (&v["at"], &v["url"]));
         stored.push((v, bytes.to_vec(), ctype));
     }
@@ -214,7 +164,10 @@ fn slides_are_stored_listed_served_announced_and_kept_across_a_restart() {
         &img.jpg,
     );
     assert_eq!(code, 201);
-    events.wait_for("/other.ogg", json_body(&body)["id"].as_u64().expect("id"));
+    let id = json_body(&body)["id"].as_u64().expect("id");
+    events.wait(&format!("/other.ogg {id}"), |e| {
+        e["mount"] == "/other.ogg" && e["id"] == id
+    });
     let live = events
         .all()
         .into_iter()

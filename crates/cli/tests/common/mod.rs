@@ -3,6 +3,7 @@
 //! than sleeping.
 #![allow(dead_code)]
 
+pub(crate) mod events;
 pub(crate) mod hook;
 pub(crate) mod pdf;
 pub(crate) mod pki;
