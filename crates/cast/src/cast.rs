@@ -128,6 +128,21 @@ impl CastConfig {
         }
         if let Some(s) = &self.slides {
             s.validate().map_err(CastError::Usage)?;
+            if let Some(m) = &s.mount {
+                if self.targets.is_empty() {
+                    return usage("--slides-mount pushes to the servers: give --server URL");
+                }
+                if let Some(t) = self
+                    .targets
+                    .iter()
+                    .find(|t| t.endpoint.url.mount == m.mount)
+                {
+                    return Err(CastError::Usage(format!(
+                        "--slides-mount {}: that is the stream's own mount on {}; give the slides a mount of their own (e.g. /live-slides.webm)",
+                        m.mount, t.endpoint.url
+                    )));
+                }
+            }
         }
         Ok(())
     }
@@ -227,12 +242,11 @@ pub async fn run(cfg: CastConfig, stop: CancellationToken) -> Result<Outcome, Ca
                 .archive_dir
                 .as_ref()
                 .map(|d| slides_dir(d, &cfg.name, cfg.started));
-            let endpoints: Vec<_> = cfg.targets.iter().map(|t| t.endpoint.clone()).collect();
             Some(Slides::start(
                 s,
                 dir,
                 page.clone(),
-                &endpoints,
+                &cfg.targets,
                 cfg.started.unix_timestamp().to_string(),
                 live_start,
                 slides_stop.clone(),
@@ -535,16 +549,10 @@ async fn report(
             line.push_str(&format!(" | slides {}", s.captured.load(Ordering::Relaxed)));
         }
         for (i, t) in targets.iter().enumerate() {
-            let state = match t.state() {
-                TargetState::Connecting => "connecting".to_string(),
-                TargetState::Live => "live".to_string(),
-                TargetState::Retrying(why) => format!("retrying ({why})"),
-                TargetState::Refused(why) => format!("refused ({why}), given up"),
-                TargetState::Done => "done".to_string(),
-            };
             line.push_str(&format!(
-                " | {} {state}, {} reconnects",
+                " | {} {}, {} reconnects",
                 t.url,
+                state_words(&t.state()),
                 t.reconnects.load(Ordering::Relaxed)
             ));
             if let Some(s) = slides.as_ref().and_then(|s| s.targets.get(i)) {
@@ -554,11 +562,25 @@ async fn report(
                     line.push_str(&format!(" ({queued} waiting)"));
                 }
             }
+            if let Some(v) = slides.as_ref().and_then(|s| s.video.get(i)) {
+                line.push_str(&format!(", {} {}", v.url.mount, state_words(&v.state())));
+            }
         }
         match mode {
             StatusMode::Line => draw_status_line(line),
             StatusMode::Log => tracing::info!("{line}"),
         }
+    }
+}
+
+/// A target's state in the status line.
+fn state_words(state: &TargetState) -> String {
+    match state {
+        TargetState::Connecting => "connecting".to_string(),
+        TargetState::Live => "live".to_string(),
+        TargetState::Retrying(why) => format!("retrying ({why})"),
+        TargetState::Refused(why) => format!("refused ({why}), given up"),
+        TargetState::Done => "done".to_string(),
     }
 }
 

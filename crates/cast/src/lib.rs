@@ -10,7 +10,8 @@
 //!   back to SOURCE), reconnects with capped backoff and resumes live at a sync point, and sets
 //!   the title through [`agora_client::meta`] after each connect.
 //! - [`slides`]: `--slides`: a second input watched for slide changes; each slide a lossless
-//!   WebP on the stream's timeline, archived with an index and uploaded to every server.
+//!   WebP on the stream's timeline, archived with an index and uploaded to every server; with
+//!   `--slides-mount`, also a 1 fps video of the current slide pushed to a mount of its own.
 //! - [`cast`]: one cast wired together, with the status line.
 //!
 //! Stream bytes are framed with [`agora_format::Demuxer`], the same sans-IO framer the server

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use agora_cast::preset::{AudioDevice, Encoding, Input, PresetName, Rate};
 use agora_cast::slides::SlidesConfig;
+use agora_cast::slides::video::SlidesMount;
 use agora_cast::target::TargetConfig;
 use agora_cast::{CastConfig, CastError, StatusMode};
 use agora_client::push::StreamMeta;
@@ -48,6 +49,11 @@ Examples:
   # the stream's timeline, archived in streams/<name>_<time>_slides/ with an index.tsv
   agora cast --input v4l2:/dev/video0 --audio pulse:default --slides v4l2:/dev/video1 \\
       --archive-dir streams --server http://source:PW@host:8000/live.webm
+
+  # The same slides as a 1 fps video on a mount of its own, for VLC and mpv beside the stream
+  # (vlc http://host:8000/live-slides.webm)
+  agora cast --input v4l2:/dev/video0 --audio pulse:default --slides v4l2:/dev/video1 \\
+      --slides-mount /live-slides.webm --server http://source:PW@host:8000/live.webm
 
   # The password out of the command line (every user of the machine can read it with ps)
   agora cast --input test --password-file ~/.config/agora/source.pw \\
@@ -139,6 +145,19 @@ pub(crate) struct CastArgs {
     /// frame at that pace, not every frame.
     #[arg(long, value_name = "SECONDS", default_value_t = agora_cast::slides::DEFAULT_MIN_INTERVAL.as_secs_f64(), requires = "slides")]
     slides_min_interval: f64,
+    /// Also push the slides as a video to MOUNT on every --server (same host, password and
+    /// TLS, e.g. /live-slides.webm): WebM VP8 at 1 frame a second showing the current slide,
+    /// for VLC, mpv and other players outside the browser (docs/slides.md).
+    #[arg(long, value_name = "MOUNT", requires = "slides")]
+    slides_mount: Option<String>,
+    /// Frame size of the --slides-mount video, WxH: the slide scaled to fit, letterboxed.
+    #[arg(
+        long,
+        value_name = "WxH",
+        default_value = "1280x720",
+        requires = "slides_mount"
+    )]
+    slides_mount_size: String,
 }
 
 fn size(s: &str) -> Result<(u32, u32), CastError> {
@@ -339,10 +358,23 @@ impl CastArgs {
                         self.slides_min_interval
                     )));
                 }
+                let mount = match &self.slides_mount {
+                    None => None,
+                    Some(m) => Some(SlidesMount {
+                        size: size(&self.slides_mount_size).map_err(|_| {
+                            usage(format!(
+                                "--slides-mount-size {}: expected WxH, e.g. 1280x720",
+                                self.slides_mount_size
+                            ))
+                        })?,
+                        ..SlidesMount::new(m)
+                    }),
+                };
                 Some(SlidesConfig {
                     source: src.parse().map_err(usage)?,
                     threshold: self.slides_threshold,
                     min_interval: Duration::from_secs_f64(self.slides_min_interval.min(1e6)),
+                    mount,
                 })
             }
         };

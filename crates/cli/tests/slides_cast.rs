@@ -9,12 +9,16 @@
 //! per `--slides-min-interval` (2 s); the player page beside the recording has every slide of
 //! the index; the server lists the same slides with the same times;
 //! and with the server down for the first part of the cast, every slide reaches it later,
-//! once.
+//! once. With `--slides-mount`, the slides video (a mount of its own) shows each still on the
+//! frames of its time in the talk, and reaches a server that comes back; a folder's slides on
+//! it are checked with ffmpeg, ffprobe and VLC.
 
 mod common;
 
+use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -79,8 +83,15 @@ fn make_talk(dir: &Path) -> PathBuf {
     out
 }
 
-/// `agora cast` with the talk as camera and slides; returns when it exits (its log).
-fn cast(talk: &Path, archive: &Path, server: Option<&str>, during: impl FnOnce()) -> String {
+/// `agora cast` with the talk as camera and slides, and `extra` options; returns when it exits
+/// (its log).
+fn cast(
+    talk: &Path,
+    archive: &Path,
+    server: Option<&str>,
+    extra: &[&str],
+    during: impl FnOnce(),
+) -> String {
     let log = archive.with_extension("log");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_agora"));
     for var in PASSWORD_ENV {
@@ -96,6 +107,7 @@ fn cast(talk: &Path, archive: &Path, server: Option<&str>, during: impl FnOnce()
     if let Some(s) = server {
         cmd.args(["--server", s]);
     }
+    cmd.args(extra);
     let mut child = cmd
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
@@ -249,6 +261,9 @@ fn server_slides(agora: &Agora, mount: &str) -> Vec<f64> {
     list.iter().map(|s| s["at"].as_f64().expect("at")).collect()
 }
 
+/// With `--slides-mount`, the slides video shows each still of the talk on the frames of its
+/// time in the talk (the slides mount's clock is the stream's): every frame a second or more
+/// from a change shows the talk's picture of that moment.
 #[test]
 fn slides_are_archived_and_sent_once_each_at_their_stream_time() {
     let dir = TempDir::new("agora-slides-cast");
@@ -256,13 +271,53 @@ fn slides_are_archived_and_sent_once_each_at_their_stream_time() {
     let agora = Agora::start();
     let archive = dir.path().join("archive");
     let url = format!("http://source:{SOURCE_PW}@{}/live.webm", agora.addr);
-    let log = cast(&talk, &archive, Some(&url), || {});
+    let mut video = None;
+    let log = cast(
+        &talk,
+        &archive,
+        Some(&url),
+        &["--slides-mount", "/live-slides.webm"],
+        || {
+            agora.wait_mount("/live-slides.webm");
+            video = Some(Frames::watch(&agora.url("/live-slides.webm")));
+        },
+    );
     let times = check_archive(&archive, &log);
     assert_eq!(server_slides(&agora, "/live.webm"), times, "{log}");
+
+    let video = video.expect("the slides mount watched");
+    let last = frames_written(&log) - 1;
+    wait_until(
+        &format!("the slides video's last frame ({last} s)"),
+        Duration::from_secs(30),
+        || video.get().last().is_some_and(|f| f.pts >= last as f64),
+    );
+    let frames = video.get();
+    let changes: Vec<f64> = STILLS.iter().map(|s| s.0).chain([MOTION.0]).collect();
+    let mut checked = Vec::new();
+    for f in &frames {
+        if changes.iter().any(|c| (f.pts - c).abs() < 1.0) || (MOTION.0..MOTION.1).contains(&f.pts)
+        {
+            continue;
+        }
+        let truth = talk_mean(&talk, f.pts);
+        assert!(
+            close_yuv(f.mean, truth, 8),
+            "the slides video at {} s shows {:?}, the talk {truth:?}\n{frames:?}\n{log}",
+            f.pts,
+            f.mean
+        );
+        checked.push(f.pts);
+    }
+    eprintln!("slides video frames checked against the talk: {checked:?}");
+    assert!(
+        checked.len() >= 4,
+        "too few frames away from the changes: {checked:?} of {frames:?}"
+    );
 }
 
 /// The server is down for the first 8 s of an 18 s cast: the slides wait in the cast's
-/// queue, reach the server when it is back, each once.
+/// queue, reach the server when it is back, each once; the slides video reaches its mount.
 #[test]
 fn slides_taken_while_the_server_is_down_are_sent_when_it_is_back() {
     let dir = TempDir::new("agora-slides-late");
@@ -272,10 +327,20 @@ fn slides_taken_while_the_server_is_down_are_sent_when_it_is_back() {
     let archive = dir.path().join("archive");
     let url = format!("http://source:{SOURCE_PW}@{listen}/late.webm");
     let mut agora = None;
-    let log = cast(&talk, &archive, Some(&url), || {
-        std::thread::sleep(Duration::from_secs(8));
-        agora = Some(Agora::start_at(&listen, ""));
-    });
+    let log = cast(
+        &talk,
+        &archive,
+        Some(&url),
+        &["--slides-mount", "/late-slides.webm"],
+        || {
+            std::thread::sleep(Duration::from_secs(8));
+            let server = Agora::start_at(&listen, "");
+            // The slides video's push reconnects as the main one does.
+            server.wait_mount("/late-slides.webm");
+            assert_decodes(&server.url("/late-slides.webm"), 2);
+            agora = Some(server);
+        },
+    );
     let times = check_archive(&archive, &log);
     assert!(times.len() >= 4);
     let agora = agora.expect("server");
@@ -453,4 +518,404 @@ fn a_folders_new_images_become_slides_once_each_in_order() {
             );
         }
     }
+}
+
+/// One decoded frame of a video mount: its time on the stream's clock, whether it is a
+/// keyframe, and its mean Y, U, V.
+#[derive(Debug, Clone)]
+struct Frame {
+    pts: f64,
+    key: bool,
+    mean: [u8; 3],
+}
+
+/// A listener that decodes a mount with ffmpeg and reads each frame's [`Frame`] from
+/// `showinfo` as it comes (`-copyts`: the stream's own timestamps). Killed on drop.
+struct Frames {
+    frames: Arc<Mutex<Vec<Frame>>>,
+    _ffmpeg: Proc,
+}
+
+impl Frames {
+    fn watch(url: &str) -> Frames {
+        let mut child = Command::new("ffmpeg")
+            .args(["-hide_banner", "-nostdin", "-nostats", "-loglevel", "info"])
+            .args(["-copyts", "-rw_timeout", "20000000", "-i", url])
+            .args(["-vf", "showinfo", "-f", "null", "-"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ffmpeg");
+        let err = child.stderr.take().expect("stderr");
+        let frames = Arc::new(Mutex::new(Vec::new()));
+        let into = frames.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                if let Some(f) = showinfo_frame(&line) {
+                    into.lock().expect("frames").push(f);
+                }
+            }
+        });
+        Frames {
+            frames,
+            _ffmpeg: Proc(child),
+        }
+    }
+
+    /// The frames decoded so far.
+    fn get(&self) -> Vec<Frame> {
+        self.frames.lock().expect("frames").clone()
+    }
+}
+
+/// A `showinfo` line's frame: `... pts_time:52 ... iskey:1 ... mean:[221 133 127] ...`.
+fn showinfo_frame(line: &str) -> Option<Frame> {
+    if !line.starts_with("[Parsed_showinfo") {
+        return None;
+    }
+    let field = |name: &str| -> Option<&str> {
+        let rest = &line[line.find(name)? + name.len()..];
+        rest.split_whitespace().next()
+    };
+    let mean = &line[line.find("mean:[")? + "mean:[".len()..];
+    let mean: Vec<u8> = mean[..mean.find(']')?]
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    Some(Frame {
+        pts: field(" pts_time:")?.parse().ok()?,
+        key: field(" iskey:")? == "1",
+        mean: [*mean.first()?, *mean.get(1)?, *mean.get(2)?],
+    })
+}
+
+/// The talk's mean Y, U, V at `t` seconds.
+fn talk_mean(talk: &Path, t: f64) -> [u8; 3] {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-nostdin", "-nostats", "-loglevel", "info"])
+        .args(["-ss", &format!("{t:.3}"), "-i"])
+        .arg(talk)
+        .args(["-frames:v", "1", "-vf", "showinfo", "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg");
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .find_map(showinfo_frame)
+        .unwrap_or_else(|| panic!("no frame of the talk at {t}"))
+        .mean
+}
+
+fn close_yuv(a: [u8; 3], b: [u8; 3], tolerance: u8) -> bool {
+    a.iter().zip(b).all(|(x, y)| x.abs_diff(y) <= tolerance)
+}
+
+/// The frames the cast's slides video wrote, from its last log line.
+fn frames_written(log: &str) -> u64 {
+    log.lines()
+        .find(|l| l.contains("slides video ended"))
+        .and_then(|l| l.split("frames=").nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no `slides video ended` line:\n{log}"))
+}
+
+/// A PNG of one colour and size.
+fn solid_png(path: &Path, colour: &str, size: &str) {
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi"])
+        .arg("-i")
+        .arg(format!("color=c={colour}:s={size}"))
+        .args(["-frames:v", "1"])
+        .arg(path)
+        .status()
+        .expect("ffmpeg");
+    assert!(status.success(), "making {}", path.display());
+}
+
+/// Mean Y, U, V (BT.601, limited range) of black, of red filling the frame, and of a white 4:3
+/// slide in a 16:9 frame: scaled to 960x720, a black band of 160 on each side (a stretched
+/// slide would be 235, a cropped one too).
+const BLACK: [u8; 3] = [16, 128, 128];
+const RED: [u8; 3] = [81, 90, 240];
+const WHITE_4_3: [u8; 3] = [180, 128, 128];
+
+/// `--slides-mount` (#15): the slides as a video for players outside the browser. A folder's
+/// images (a red 16:9 slide, then a white 4:3 one) cast beside a test pattern: the slides mount
+/// is WebM VP8 1280x720 that ffmpeg decodes without a word, at one frame a second with a
+/// keyframe every two; it is black before the first slide, then shows each slide scaled to
+/// fit and letterboxed, the new one from the frame of the slide's time on the main stream
+/// (within a second); VLC (run as `nobody`) plays it and shows the current slide; the main
+/// stream decodes meanwhile.
+#[test]
+fn a_slides_mount_is_a_1_fps_vp8_video_of_the_current_slide() {
+    let dir = TempDir::new("agora-slides-mount");
+    let folder = dir.path().join("export");
+    std::fs::create_dir_all(&folder).expect("folder");
+    // A player joining starts at the latest keyframe, not a 64 KiB burst back: seconds of
+    // stale slides at a few kbit/s (docs/players.md).
+    let agora = Agora::start_with_config("[[mount]]\npath = \"/s.webm\"\nburst-size = 4096\n");
+    let url = format!("http://source:{SOURCE_PW}@{}/main.webm", agora.addr);
+    let log = dir.path().join("cast.log");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_agora"));
+    for var in PASSWORD_ENV {
+        cmd.env_remove(var);
+    }
+    cmd.args(["cast", "--input", "test", "--preset", "webm", "--slides"])
+        .arg(format!("dir:{}", folder.display()))
+        .args(["--slides-mount", "s.webm", "--server", &url])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"));
+    let mut cast = Proc(cmd.spawn().expect("agora cast"));
+    let cast_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    agora.wait_mount("/main.webm");
+    agora.wait_mount("/s.webm");
+    let main = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-rw_timeout", "20000000", "-i"])
+        .arg(agora.url("/main.webm"))
+        .args(["-t", "15", "-f", "null", "-"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ffmpeg");
+
+    let slides = agora.url("/s.webm");
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width,height",
+        ])
+        .args(["-of", "csv=p=0", &slides])
+        .output()
+        .expect("ffprobe");
+    assert_eq!(
+        String::from_utf8_lossy(&probe.stdout).trim(),
+        "vp8,1280,720"
+    );
+    assert_decodes(&slides, 5);
+
+    let video = Frames::watch(&slides);
+    wait_until("a first frame", Duration::from_secs(30), || {
+        !video.get().is_empty()
+    });
+    assert!(
+        close_yuv(video.get()[0].mean, BLACK, 4),
+        "before the first slide: {:?}",
+        video.get()
+    );
+    solid_png(&folder.join("01-red.png"), "red", "1280x720");
+    wait_until("the red slide", Duration::from_secs(30), || {
+        video.get().iter().any(|f| close_yuv(f.mean, RED, 8))
+    });
+    solid_png(&folder.join("02-white.png"), "white", "800x600");
+    wait_until(
+        "the white 4:3 slide, pillarboxed",
+        Duration::from_secs(30),
+        || video.get().iter().any(|f| close_yuv(f.mean, WHITE_4_3, 6)),
+    );
+    let listed = server_list(&agora, "/main.webm");
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let (red_at, white_at) = (listed[0].0, listed[1].0);
+    let frames = video.get();
+    let shows = |colour: [u8; 3]| {
+        frames
+            .iter()
+            .find(|f| close_yuv(f.mean, colour, 8))
+            .map(|f| f.pts)
+            .unwrap_or(f64::NAN)
+    };
+    // Frame n shows the slide of n + 0.5 on the main stream's clock.
+    for (what, at, from) in [
+        ("red", red_at, shows(RED)),
+        ("white", white_at, shows(WHITE_4_3)),
+    ] {
+        assert!(
+            (-0.5..=1.0).contains(&(from - at)),
+            "the {what} slide, at {at} s on the stream, is on the slides video from {from} s\n{frames:?}"
+        );
+    }
+    for w in frames.windows(2) {
+        assert_eq!(w[1].pts - w[0].pts, 1.0, "one frame a second: {frames:?}");
+        assert!(w[0].key || w[1].key, "a keyframe every 2 s: {frames:?}");
+    }
+    for f in &frames {
+        assert!(
+            [BLACK, RED, WHITE_4_3]
+                .iter()
+                .any(|c| close_yuv(f.mean, *c, 8)),
+            "{f:?} is neither black nor a slide: {frames:?}"
+        );
+    }
+
+    // RGB: black, red, and white on 3/4 of the width.
+    vlc_shows(&slides, [191, 191, 191], &[[0, 0, 0], [255, 0, 0]]);
+
+    send_signal(cast.0.id(), "INT");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = cast.0.try_wait().expect("wait") {
+            break st;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "agora cast did not stop\n{}",
+            cast_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = cast_log();
+    assert!(status.success(), "agora cast failed: {status}\n{text}");
+    assert!(!text.contains("slides video stopped"), "{text}");
+    let main = main.wait_with_output().expect("ffmpeg");
+    let err = String::from_utf8_lossy(&main.stderr);
+    assert!(
+        main.status.success() && err.trim().is_empty(),
+        "the main stream did not decode cleanly meanwhile: {err}"
+    );
+}
+
+/// VLC (3.0, run as `nobody`: it refuses root) plays the mount: its `scene` video filter writes
+/// each picture it shows as a PNG; once a few are written, the latest whole one's mean RGB is
+/// nearer `rgb` than any of `others` (VLC's own colour conversion is not ffmpeg's).
+fn vlc_shows(url: &str, rgb: [u8; 3], others: &[[u8; 3]]) {
+    let distance = |a: [u8; 3], b: [u8; 3]| -> u32 {
+        a.iter().zip(b).map(|(x, y)| u32::from(x.abs_diff(y))).sum()
+    };
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = TempDir::new("agora-vlc-slides");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let log = std::fs::File::create(dir.path().join("vlc.log")).expect("log");
+    let mut vlc = Proc(
+        Command::new("runuser")
+            .args(["-u", "nobody", "--", "cvlc", "-v", "--play-and-exit"])
+            .args(["--intf", "dummy", "--vout", "dummy", "--aout", "dummy"])
+            .args([
+                "--video-filter",
+                "scene",
+                "--scene-format",
+                "png",
+                "--scene-ratio",
+                "1",
+            ])
+            .args(["--scene-prefix", "f", "--scene-path"])
+            .arg(dir.path())
+            .arg(url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("cvlc must be installed (scripts/install-deps)"),
+    );
+    let pictures = || {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir.path())
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        v.retain(|p| p.extension().is_some_and(|e| e == "png"));
+        v.sort();
+        v
+    };
+    let vlc_log = || std::fs::read_to_string(dir.path().join("vlc.log")).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let shown = pictures();
+        // The newest may be half written: the one before it is whole.
+        if shown.len() >= 3 {
+            let (_, mean) = decode(&shown[shown.len() - 2]);
+            if others
+                .iter()
+                .all(|o| distance(mean, rgb) < distance(mean, *o))
+            {
+                break;
+            }
+        }
+        assert!(
+            vlc.0.try_wait().expect("wait vlc").is_none() && Instant::now() < deadline,
+            "VLC showed {} pictures, the last {:?}:\n{}",
+            shown.len(),
+            shown.len().checked_sub(2).map(|i| decode(&shown[i]).1),
+            vlc_log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `--slides-mount` needs `--slides` (a usage error, exit 2, as the cast's others), a server to
+/// push to, and a mount other than the stream's.
+#[test]
+fn a_slides_mount_without_slides_or_on_the_streams_mount_is_a_usage_error() {
+    let dir = TempDir::new("agora-slides-mount-usage");
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_agora"));
+        for var in PASSWORD_ENV {
+            cmd.env_remove(var);
+        }
+        let out = cmd.arg("cast").args(args).output().expect("agora cast");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let folder = format!("dir:{}", dir.path().display());
+    let server = "http://source:pw@127.0.0.1:9/live.webm";
+    let (code, err) = run(&[
+        "--input",
+        "test",
+        "--slides-mount",
+        "/s.webm",
+        "--server",
+        server,
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--slides <SRC>"), "{err}");
+    let (code, err) = run(&[
+        "--input",
+        "test",
+        "--slides",
+        &folder,
+        "--slides-mount",
+        "/live.webm",
+        "--server",
+        server,
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--slides-mount /live.webm: that is the stream's own mount"),
+        "{err}"
+    );
+    let archive = dir.path().join("archive");
+    let (code, err) = run(&[
+        "--input",
+        "test",
+        "--slides",
+        &folder,
+        "--slides-mount",
+        "/s.webm",
+        "--archive-dir",
+        &archive.to_string_lossy(),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--slides-mount pushes to the servers"),
+        "{err}"
+    );
+    let (code, err) = run(&[
+        "--input",
+        "test",
+        "--slides",
+        &folder,
+        "--slides-mount",
+        "/s.webm",
+        "--slides-mount-size",
+        "1279x720",
+        "--server",
+        server,
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--slides-mount-size 1279x720"), "{err}");
+    assert!(!archive.exists(), "nothing started");
 }

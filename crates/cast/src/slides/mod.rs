@@ -13,6 +13,8 @@
 //!                                               page: ARCHIVE/<name>_<stamp>.html (a player)
 //!                                                                           │
 //!                                               send: a queue and a task per server ─► PUT
+//!                                                                           │
+//!                   video (--slides-mount): the current slide at 1 fps ─► VP8 ─► a push per server
 //! ```
 //!
 //! **The clock.** A slide's `at` is seconds on the stream's timeline: 0 is the live encoder's
@@ -36,13 +38,13 @@ pub mod pick;
 pub mod send;
 pub mod source;
 pub mod store;
+pub mod video;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use agora_client::Endpoint;
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -53,6 +55,9 @@ use pick::{Candidate, Picker};
 use send::SendStats;
 use source::SlidesSource;
 use store::Store;
+use video::{Shown, SlidesMount, Video};
+
+use crate::target::{TargetConfig, TargetStats};
 
 /// Default scene-change threshold (ffmpeg's `scene` score, 0 to 1). Measured on 1920x1080
 /// slides with added noise: a bullet line appearing on a white slide scores about 0.010, the
@@ -72,6 +77,8 @@ pub struct SlidesConfig {
     /// At most one slide per this interval (capture inputs; a folder's files are each a
     /// slide).
     pub min_interval: Duration,
+    /// The slides as a video on a mount of their own (`--slides-mount`).
+    pub mount: Option<SlidesMount>,
 }
 
 impl SlidesConfig {
@@ -85,6 +92,9 @@ impl SlidesConfig {
         }
         if self.min_interval > Duration::from_secs(3600) {
             return Err("--slides-min-interval: at most 3600 s".into());
+        }
+        if let Some(m) = &self.mount {
+            m.validate()?;
         }
         match &self.source {
             SlidesSource::Folder(d) if !d.is_dir() => {
@@ -106,6 +116,9 @@ pub struct SlideStats {
     pub captured: AtomicU64,
     /// Per server, in the order of the cast's targets.
     pub targets: Vec<Arc<SendStats>>,
+    /// The slides video's push per server (`--slides-mount`), in the same order; empty
+    /// without one.
+    pub video: Vec<Arc<TargetStats>>,
 }
 
 /// The running slides of a cast.
@@ -117,18 +130,21 @@ pub struct Slides {
     pub dir: Option<PathBuf>,
     task: tokio::task::JoinHandle<()>,
     send_stop: CancellationToken,
+    video: Option<Video>,
 }
 
 impl Slides {
-    /// Starts the capture, the archive folder (`archive`) and a sender per endpoint.
+    /// Starts the capture, the archive folder (`archive`), a sender per target's server and,
+    /// with [`SlidesConfig::mount`], the slides video to each server.
     /// With `page`, the player page is rewritten after each archived slide once the recording's
     /// path is known. `live_start` becomes the moment the live stream's first byte was read; `capture_stop`
-    /// ends the capture (the cast is ending). `key_prefix` is the cast's own part of each key.
+    /// ends the capture and the slides video (the cast is ending). `key_prefix` is the cast's
+    /// own part of each key.
     pub fn start(
         cfg: &SlidesConfig,
         archive: Option<PathBuf>,
         page: Option<PagePlan>,
-        endpoints: &[Endpoint],
+        targets: &[TargetConfig],
         key_prefix: String,
         live_start: watch::Receiver<Option<Instant>>,
         capture_stop: CancellationToken,
@@ -142,16 +158,22 @@ impl Slides {
         let mut txs = Vec::new();
         let mut stats = Vec::new();
         let mut senders = Vec::new();
-        for e in endpoints {
+        for t in targets {
             let (tx, rx) = mpsc::unbounded_channel();
-            let (s, task) = send::spawn(e.clone(), rx, send_stop.clone());
+            let (s, task) = send::spawn(t.endpoint.clone(), rx, send_stop.clone());
             txs.push(tx);
             stats.push(s);
             senders.push(task);
         }
+        let video = cfg
+            .mount
+            .as_ref()
+            .map(|m| Video::start(m, targets, live_start.clone(), capture_stop.clone()))
+            .transpose()?;
         let stats = Arc::new(SlideStats {
             captured: AtomicU64::new(0),
             targets: stats,
+            video: video.as_ref().map(|v| v.stats.clone()).unwrap_or_default(),
         });
         let (cap_tx, cap_rx) = mpsc::channel(16);
         let source = cfg.source.clone();
@@ -181,6 +203,7 @@ impl Slides {
             live_start,
             detector_zero: None,
             next_index: 0,
+            video: video.as_ref().map(|v| v.feed.clone()),
         };
         let min_interval = cfg.min_interval.as_secs_f64();
         let task = tokio::spawn(async move {
@@ -195,15 +218,27 @@ impl Slides {
             dir,
             task,
             send_stop,
+            video,
         })
     }
 
     /// Waits for the last slides to be archived and sent, at most `grace` for the sending;
-    /// what is still unsent then is given up (it is in the archive, when there is one).
+    /// what is still unsent then is given up (it is in the archive, when there is one). The
+    /// slides video ends meanwhile.
     pub async fn finish(mut self, grace: Duration) {
+        let video = self.video.take();
+        let video = async move {
+            if let Some(v) = video {
+                v.finish(grace).await;
+            }
+        };
+        tokio::join!(video, self.finish_sending(grace));
+    }
+
+    async fn finish_sending(&mut self, grace: Duration) {
         if tokio::time::timeout(grace, &mut self.task).await.is_err() {
             self.send_stop.cancel();
-            let _ = self.task.await;
+            let _ = (&mut self.task).await;
             let left: u64 = self
                 .stats
                 .targets
@@ -230,6 +265,8 @@ struct Publisher {
     /// The detector's time 0 as a wall-clock moment (the latest estimate).
     detector_zero: Option<Instant>,
     next_index: u64,
+    /// The slides video's input (`--slides-mount`).
+    video: Option<mpsc::UnboundedSender<Shown>>,
 }
 
 impl Publisher {
@@ -263,6 +300,7 @@ impl Publisher {
                 } => {
                     tracing::info!(file = %name.display(), "new slide file");
                     let at = self.stream_time(seen).await;
+                    self.show(at, kind, image.clone());
                     self.publish(at, kind, image).await;
                 }
             }
@@ -291,6 +329,8 @@ impl Publisher {
             .detector_zero
             .map_or_else(Instant::now, |z| z + secs(c.pts));
         let at = self.stream_time(moment).await;
+        // The video takes the PNG now: the WebP encode (up to a second) would delay it.
+        self.show(at, ImageKind::Png, c.item.clone());
         let (kind, image) = match capture::to_webp(c.item.clone()).await {
             Ok(webp) => (ImageKind::Webp, webp),
             Err(e) => {
@@ -299,6 +339,14 @@ impl Publisher {
             }
         };
         self.publish(at, kind, image).await;
+    }
+
+    /// Hands a slide to the slides video, if there is one.
+    fn show(&self, at: f64, kind: ImageKind, image: Bytes) {
+        if let Some(v) = &self.video {
+            // Gone only when the video ended, which said why.
+            let _ = v.send(Shown { at, kind, image });
+        }
     }
 
     async fn publish(&mut self, at: f64, kind: ImageKind, image: Bytes) {
