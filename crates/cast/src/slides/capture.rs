@@ -297,8 +297,26 @@ fn read_image(path: &Path, seen: Instant) -> Option<Captured> {
 
 /// A lossless WebP of `png` (see [`webp_args`] for why), made by a short-lived ffmpeg.
 pub async fn to_webp(png: Bytes) -> Result<Bytes, String> {
+    let out = ffmpeg_once(webp_args(), png, "the WebP encode").await?;
+    if ImageKind::sniff(&out.stdout) != Some(ImageKind::Webp) {
+        return Err(format!(
+            "ffmpeg: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(Bytes::from(out.stdout))
+}
+
+/// A short-lived ffmpeg with `args` fed `input` on standard input, within 30 s (`what` names
+/// it in the error): its output, when it succeeded. Killed (its whole process group) when
+/// the caller stops waiting.
+pub(crate) async fn ffmpeg_once(
+    args: Vec<String>,
+    input: Bytes,
+    what: &str,
+) -> Result<std::process::Output, String> {
     let mut child = Command::new("ffmpeg")
-        .args(webp_args())
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -309,21 +327,19 @@ pub async fn to_webp(png: Bytes) -> Result<Bytes, String> {
     let mut stdin = child.stdin.take().ok_or("no stdin")?;
     // Written beside the read: ffmpeg may start writing before it has read everything.
     let feed = tokio::spawn(async move {
-        let _ = stdin.write_all(&png).await;
+        let _ = stdin.write_all(&input).await;
     });
-    let run = async {
-        let out = child.wait_with_output().await.map_err(|e| e.to_string())?;
-        if !out.status.success() || ImageKind::sniff(&out.stdout) != Some(ImageKind::Webp) {
-            return Err(format!(
-                "ffmpeg: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(Bytes::from(out.stdout))
-    };
-    let r = tokio::time::timeout(Duration::from_secs(30), run)
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
         .await
-        .map_err(|_| "the WebP encode took more than 30 s".to_string())?;
+        .map_err(|_| format!("{what} took more than 30 s"))?
+        .map_err(|e| e.to_string());
     feed.abort();
-    r
+    let out = out?;
+    if !out.status.success() {
+        return Err(format!(
+            "ffmpeg: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(out)
 }

@@ -62,6 +62,7 @@ use tokio::process::{ChildStdin, ChildStdout, Command};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::capture::ffmpeg_once;
 use super::image::ImageKind;
 use crate::hub::Hub;
 use crate::target::{self, TargetConfig, TargetStats};
@@ -431,36 +432,15 @@ fn frame_len((w, h): (u32, u32)) -> usize {
 
 /// The slide as one raw yuv420p frame of `size`, made by a short-lived ffmpeg.
 async fn to_frame(kind: ImageKind, image: Bytes, size: (u32, u32)) -> Result<Bytes, String> {
-    let mut child = Command::new("ffmpeg")
-        .args(frame_args(kind, size))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot start ffmpeg: {e}"))?;
-    let mut stdin = child.stdin.take().ok_or("no stdin")?;
-    // Written beside the read: ffmpeg may start writing before it has read everything.
-    let feed = tokio::spawn(async move {
-        let _ = stdin.write_all(&image).await;
-    });
-    let run = async {
-        let out = child.wait_with_output().await.map_err(|e| e.to_string())?;
-        if !out.status.success() || out.stdout.len() != frame_len(size) {
-            return Err(format!(
-                "ffmpeg ({} bytes out): {}",
-                out.stdout.len(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(Bytes::from(out.stdout))
-    };
-    let r = tokio::time::timeout(Duration::from_secs(30), run)
-        .await
-        .map_err(|_| "the conversion took more than 30 s".to_string())?;
-    feed.abort();
-    r
+    let out = ffmpeg_once(frame_args(kind, size), image, "the conversion").await?;
+    if out.stdout.len() != frame_len(size) {
+        return Err(format!(
+            "ffmpeg ({} bytes out): {}",
+            out.stdout.len(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(Bytes::from(out.stdout))
 }
 
 /// ffmpeg's arguments that make one raw yuv420p frame of `size` from the image on standard
