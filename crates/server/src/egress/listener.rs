@@ -217,15 +217,7 @@ pub(crate) async fn handle(
                 .await
                 .is_ok_and(|r| r.is_ok_and(|t| !t.closed));
         if !ready {
-            shared
-                .refuse(
-                    &mut stream,
-                    peer,
-                    &req,
-                    Response::text(503, "The stream has not started yet"),
-                )
-                .await;
-            return;
+            return shared.refuse(&mut stream, peer, &req, not_started()).await;
         }
     }
     let (format, video) = {
@@ -256,15 +248,7 @@ pub(crate) async fn handle(
             body = first_bytes(&mount, want);
         }
         if body.is_empty() {
-            shared
-                .refuse(
-                    &mut stream,
-                    peer,
-                    &req,
-                    Response::text(503, "The stream has not started yet"),
-                )
-                .await;
-            return;
+            return shared.refuse(&mut stream, peer, &req, not_started()).await;
         }
         let head = format!(
             "HTTP/1.1 206 Partial Content\r\nServer: {}\r\nContent-Type: {}\r\nX-Content-Type-Options: nosniff\r\nContent-Range: bytes 0-{}/*\r\nContent-Length: {}\r\nCache-Control: no-cache, no-store\r\nAccess-Control-Allow-Origin: *\r\nConnection: Close\r\n\r\n",
@@ -338,6 +322,12 @@ pub(crate) async fn handle(
     // task left more memory behind the joins (RSS per listener at 5,000 Ogg Theora listeners:
     // 1.63-2.45 KiB against 1.64).
     shared.tracker.spawn(session.run(rx, shared.clone()));
+}
+
+/// The answer to a listener of a mount whose source has sent nothing it could start with
+/// within the first-data wait.
+fn not_started() -> Response {
+    Response::text(503, "The stream has not started yet")
 }
 
 /// Refuse a listener over a limit with `status` and `why`, logged as `listener refused: why`
