@@ -922,18 +922,7 @@ fn the_status_line_shows_no_archive_without_one_and_log_lines_stay_off_it() {
     let mut tty = script.0.stdin.take().expect("stdin");
     tty.write_all(b"\x03").expect("type Ctrl-C");
     tty.flush().expect("flush");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(st) = script.0.try_wait().expect("try_wait") {
-            break st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the cast did not stop:\n{}",
-            shown()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait_exit(&mut script.0, Duration::from_secs(60), shown);
     let text = shown();
     assert!(status.success(), "{status}\n{text}");
     let lines = screen(&text);

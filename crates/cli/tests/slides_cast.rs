@@ -116,20 +116,9 @@ fn cast(
         .spawn()
         .expect("agora cast");
     during();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!(
-                "agora cast did not end\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_exit(&mut child, Duration::from_secs(90), || {
+        std::fs::read_to_string(&log).unwrap_or_default()
+    });
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(status.success(), "agora cast failed: {status}\n{text}");
     text
@@ -472,18 +461,7 @@ fn a_folders_new_images_become_slides_once_each_in_order() {
 
     // Stopped as an operator does (Ctrl-C): nothing more comes from the folder.
     send_signal(cast.0.id(), "INT");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(st) = cast.0.try_wait().expect("wait") {
-            break st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "agora cast did not stop\n{}",
-            cast_log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_exit(&mut cast.0, Duration::from_secs(30), cast_log);
     let text = cast_log();
     assert!(status.success(), "agora cast failed: {status}\n{text}");
 
@@ -761,18 +739,7 @@ fn a_slides_mount_is_a_1_fps_vp8_video_of_the_current_slide() {
     vlc_shows(&slides, [191, 191, 191], &[[0, 0, 0], [255, 0, 0]]);
 
     send_signal(cast.0.id(), "INT");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(st) = cast.0.try_wait().expect("wait") {
-            break st;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "agora cast did not stop\n{}",
-            cast_log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = wait_exit(&mut cast.0, Duration::from_secs(30), cast_log);
     let text = cast_log();
     assert!(status.success(), "agora cast failed: {status}\n{text}");
     assert!(!text.contains("slides video stopped"), "{text}");

@@ -693,6 +693,27 @@ pub(crate) fn b64(s: &str) -> String {
     out
 }
 
+/// Wait for `child` to exit, at most `limit` (polling its status: an exit is not an event a
+/// test can block on with a deadline); past it the child is killed and the test fails with
+/// `log()`.
+pub(crate) fn wait_exit(
+    child: &mut Child,
+    limit: Duration,
+    log: impl Fn() -> String,
+) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{limit:?} passed and the process did not end\n{}", log());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// `agora serve --check-config --config CFG` (with `--listen 127.0.0.1:0`, so that a port in
 /// use here is no matter): what it printed and its status.
 pub(crate) fn check_config(cfg: &Path) -> std::process::Output {
